@@ -28,6 +28,7 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     )
     os.close(handle)
     tmp_path = Path(tmp_name)
+    os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp creates 0600; outputs get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, destination)
@@ -35,6 +36,12 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(destination: str | os.PathLike, data: bytes) -> Path:

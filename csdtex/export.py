@@ -1,0 +1,643 @@
+"""Export a textured mesh: Wavefront OBJ + MTL + PNG, and binary glTF 2.0 (GLB).
+
+Conventions
+-----------
+- Geometry is written exactly as the :class:`~csdtex.mesh.Mesh` holds it: the input's vertices, faces and UVs, never
+  the normalized render copy. OBJ keeps float64 bit-exact (shortest round-trip ``repr`` of every float); glTF stores
+  positions as float32 (the format has no float64 vertex attributes), so coordinates lose precision beyond ~7
+  significant digits, which matters only for meshes far from the origin (e.g. georeferenced scans).
+- UV (0, 0) is the bottom-left of the image, as in ``Mesh`` and OBJ. glTF puts (0, 0) at the top-left, so the GLB
+  stores ``v_gltf = 1 - v``. Texture images are uint8 [H, W, 3] RGB (sRGB), row 0 = top of the image = v 1, in
+  both formats.
+- One texture per material (``textures[i]`` belongs to ``mesh.materials[i]``).
+- Output file names come from :func:`safe_asset_name`, so names taken from asset or mesh names can never point
+  outside the output folder (:func:`output_path` checks this once more after resolving symbolic links).
+- Every file is written atomically (temporary file + rename, see :mod:`csdtex.fileio`). A multi-file export first
+  writes all temporary files and renames them into place only when every one was written, so a failure while
+  encoding or writing leaves neither new outputs nor temporary files behind (and older outputs untouched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from csdtex.errors import ConfigError, MeshError
+from csdtex.fileio import atomic_path, is_within, write_bytes_atomic
+from csdtex.mesh import Material, Mesh, vertex_normals
+
+__all__ = [
+    "ExportedFiles",
+    "MAX_NAME_LENGTH",
+    "check_gltf_document",
+    "export_all",
+    "export_glb",
+    "export_obj",
+    "output_path",
+    "safe_asset_name",
+    "save_texture_png",
+    "split_seams",
+]
+
+MAX_NAME_LENGTH = 96
+"""Longest file stem :func:`safe_asset_name` returns (leaves room for suffixes and temporary-file decorations
+within the usual 255-byte file name limit)."""
+
+_GENERATOR = "csdtex"
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Names and paths
+# ----------------------------------------------------------------------------------------------------------------------
+
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_SAFE_SUFFIX = re.compile(r"^[A-Za-z0-9._-]*$")
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def safe_asset_name(name: str) -> str:
+    """Turn an asset or mesh name into a safe, portable file stem.
+
+    The result contains only ASCII letters, digits, ``-``, ``_`` and ``.``; it has no path separators, does not start
+    with ``.`` or ``-`` (no hidden files, nothing that looks like a command-line option), does not end with ``.``,
+    is not a reserved Windows device name, is never empty and is at most :data:`MAX_NAME_LENGTH` characters long.
+    The function is idempotent (``safe_asset_name(safe_asset_name(x)) == safe_asset_name(x)``).
+
+    Rules, in order:
+      - path components ``.``, ``..`` and empty ones are dropped; the remaining components are joined with ``_``
+        (``'../../etc/passwd'`` -> ``'etc_passwd'``, ``'a/b\\\\c'`` -> ``'a_b_c'``);
+      - accents are transliterated (``'café'`` -> ``'cafe'``); every other run of disallowed characters becomes one
+        ``_`` (runs at either end are dropped);
+      - a name left without any letter or digit becomes ``'asset'`` (for an empty input) or ``'asset_<hash>'``
+        (a hash of the original, so that distinct non-ASCII names stay distinct: ``'模型'`` -> ``'asset_1a2b3c4d'``);
+      - a name longer than :data:`MAX_NAME_LENGTH` is cut and ends with ``_<hash>`` of the full original.
+
+    Args:
+        name: any string (None is treated as empty).
+    Returns:
+        the file stem, without a suffix.
+    """
+    original = "" if name is None else str(name)
+    parts = [p for p in re.split(r"[\\/]+", original) if p not in ("", ".", "..")]
+    text = "\0".join(parts)  # separators become "_" below, merged with neighbouring disallowed characters
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = _UNSAFE_RUN.sub("\0", text).strip("\0").replace("\0", "_")
+    text = text.lstrip(".-").rstrip(".")
+    if not any(ch.isalnum() for ch in text):
+        return "asset" if not original.strip() else f"asset_{_short_hash(original)}"
+    if text.split(".")[0].lower() in _WINDOWS_RESERVED:
+        text = "_" + text
+    if len(text) > MAX_NAME_LENGTH:
+        text = text[: MAX_NAME_LENGTH - 9].rstrip(".") + "_" + _short_hash(original)
+    return text
+
+
+def output_path(out_dir: str | os.PathLike, name: str, suffix: str) -> Path:
+    """``out_dir / (safe_asset_name(name) + suffix)``, guaranteed to stay inside ``out_dir``.
+
+    Args:
+        out_dir: the output folder (need not exist yet).
+        name: an asset or mesh name; passed through :func:`safe_asset_name`.
+        suffix: the file suffix including its dot, e.g. ``'.obj'`` or ``'_albedo.png'``; only ASCII letters, digits,
+            ``.``, ``_`` and ``-`` are allowed.
+    Returns:
+        the path (not resolved).
+    Raises:
+        ConfigError: the suffix has other characters, or the path resolves outside ``out_dir`` (for instance because
+            a file of that name inside ``out_dir`` is a symbolic link to somewhere else).
+    """
+    if not _SAFE_SUFFIX.match(suffix):
+        raise ConfigError(f"invalid output file suffix {suffix!r}: use only letters, digits, '.', '_' and '-'")
+    path = Path(out_dir) / (safe_asset_name(name) + suffix)
+    if not is_within(path, out_dir):
+        raise ConfigError(
+            f"output file {str(path)!r} would resolve outside the output folder {str(out_dir)!r} "
+            "(is it a symbolic link?); remove it or choose another output folder"
+        )
+    return path
+
+
+@dataclass
+class ExportedFiles:
+    """Paths written by an export (None / empty for formats that were not written).
+
+    Attributes:
+        obj: the ``.obj`` file.
+        mtl: the ``.mtl`` file the OBJ references.
+        textures: one PNG per material, in material order.
+        glb: the ``.glb`` file.
+    """
+
+    obj: Path | None = None
+    mtl: Path | None = None
+    textures: list[Path] = field(default_factory=list)
+    glb: Path | None = None
+
+    def paths(self) -> list[Path]:
+        """Every written path: obj, mtl, textures, glb (those that exist in this export)."""
+        return [p for p in (self.obj, self.mtl, *self.textures, self.glb) if p is not None]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Textures
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _as_texture_u8(image, what: str = "texture") -> np.ndarray:
+    """Validate an image and return it as C-contiguous uint8 [H, W, 3] (alpha dropped, floats rounded)."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ConfigError(f"{what} must be an RGB image array [H, W, 3] (or [H, W, 4]); got shape {array.shape}")
+    array = array[:, :, :3]
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ConfigError(f"{what} contains NaN or infinite values; expected colors in [0, 1]")
+        return np.ascontiguousarray(np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8))
+    raise ConfigError(f"{what} must be uint8 in [0, 255] or float in [0, 1]; got dtype {array.dtype}")
+
+
+def _png_bytes(image_u8: np.ndarray) -> bytes:
+    """Encode uint8 [H, W, 3] as an 8-bit RGB PNG tagged sRGB (rendering intent perceptual)."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sRGB", b"\x00")
+    buffer = io.BytesIO()
+    Image.fromarray(image_u8).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_texture_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a texture as an 8-bit sRGB PNG, atomically.
+
+    Args:
+        path: destination file (its folder is created if needed).
+        image: uint8 [H, W, 3] RGB, row 0 = top of the image (= v 1 in UV space); [H, W, 4] has its alpha dropped;
+            float arrays are taken as colors in [0, 1] (clipped) and rounded to the nearest 8-bit value.
+    Returns:
+        ``Path(path)``.
+    Raises:
+        ConfigError: wrong shape, dtype, or non-finite float values.
+    """
+    return write_bytes_atomic(path, _png_bytes(_as_texture_u8(image)))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _check_inputs(mesh: Mesh, textures: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Validate mesh + textures for export; return the textures as uint8 [H, W, 3]."""
+    if not mesh.has_uvs:
+        raise ConfigError(
+            "the mesh has no UVs (or some faces have none); unwrap it first (UV-unwrap in csdtex.mesh) before exporting"
+        )
+    n_materials = len(mesh.materials)
+    if n_materials < 1:
+        raise MeshError("the mesh has no materials; a textured export needs at least one")
+    if isinstance(textures, np.ndarray) and textures.ndim == 3:
+        textures = [textures]
+    textures = list(textures)
+    if len(textures) != n_materials:
+        raise ConfigError(
+            f"got {len(textures)} texture(s) for a mesh with {n_materials} material(s); pass one texture per material"
+        )
+    checked = [
+        _as_texture_u8(texture, f"texture {i} (material {material.name!r})")
+        for i, (texture, material) in enumerate(zip(textures, mesh.materials))
+    ]
+
+    v, f, uv, uvf, fm = mesh.vertices, mesh.faces, mesh.uvs, mesh.uv_faces, mesh.face_materials
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise MeshError(f"the mesh needs at least one triangle to export; faces have shape {f.shape}")
+    if v.ndim != 2 or v.shape[1] != 3 or not np.isfinite(v).all():
+        raise MeshError("mesh vertices must be finite float [V, 3]; repair the mesh (NaN/inf coordinates?)")
+    if f.min() < 0 or f.max() >= len(v):
+        raise MeshError(f"mesh faces index vertices out of range [0, {len(v)}); the mesh is corrupt")
+    if uv.ndim != 2 or uv.shape[1] != 2 or not np.isfinite(uv).all():
+        raise MeshError("mesh UVs must be finite float [T, 2]; repair the mesh (NaN/inf texture coordinates?)")
+    if uvf.shape != f.shape or uvf.max() >= len(uv):
+        raise MeshError(f"mesh uv_faces must be [F, 3] indexing {len(uv)} UVs; the mesh is corrupt")
+    if fm.shape != (len(f),) or fm.min() < 0 or fm.max() >= n_materials:
+        raise MeshError(f"mesh face_materials must be [F] with values in [0, {n_materials}); the mesh is corrupt")
+    return checked
+
+
+def _material_labels(materials: Sequence[Material]) -> list[str]:
+    """Unique (case-insensitively) file-safe labels for materials: MTL ``newmtl`` names and texture file suffixes."""
+    labels: list[str] = []
+    used: set[str] = set()
+    for index, material in enumerate(materials):
+        base = safe_asset_name(material.name) if (material.name or "").strip() else f"material_{index}"
+        label, k = base, index
+        while label.lower() in used:
+            label = f"{base}_{k}"
+            k += 1
+        used.add(label.lower())
+        labels.append(label)
+    return labels
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# OBJ + MTL
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str]) -> str:
+    """OBJ text: ``v`` (input order, repr floats), ``vt`` (input order), faces grouped by material, 1-based."""
+    out = io.StringIO()
+    out.write(f"# {_GENERATOR} export: {mesh.num_vertices} vertices, {len(mesh.uvs)} uvs, {mesh.num_faces} faces\n")
+    out.write(f"mtllib {mtl_file}\n")
+    out.write(f"o {object_name}\n")
+    # %r on Python floats is the shortest string that round-trips to the same float64 (bit-exact).
+    out.write(("v %r %r %r\n" * mesh.num_vertices) % tuple(mesh.vertices.ravel().tolist()))
+    out.write(("vt %r %r\n" * len(mesh.uvs)) % tuple(mesh.uvs.ravel().tolist()))
+    for material_index, label in enumerate(labels):
+        selected = np.flatnonzero(mesh.face_materials == material_index)  # ascending: original relative order
+        if len(selected) == 0:
+            continue
+        corners = np.empty((len(selected), 6), dtype=np.int64)
+        corners[:, 0::2] = mesh.faces[selected] + 1
+        corners[:, 1::2] = mesh.uv_faces[selected] + 1
+        out.write(f"usemtl {label}\n")
+        out.write(("f %d/%d %d/%d %d/%d\n" * len(selected)) % tuple(corners.ravel().tolist()))
+    return out.getvalue()
+
+
+def _mtl_text(labels: Sequence[str], texture_files: Sequence[str]) -> str:
+    """MTL text: a matte, fully textured material per label (Kd = 1 so viewers show the texture unmodulated)."""
+    blocks = [f"# {_GENERATOR} export\n"]
+    for label, texture in zip(labels, texture_files):
+        blocks.append(
+            f"\nnewmtl {label}\n"
+            "Ka 1.000000 1.000000 1.000000\n"
+            "Kd 1.000000 1.000000 1.000000\n"
+            "Ks 0.000000 0.000000 0.000000\n"
+            "Ns 10.000000\n"
+            "d 1.000000\n"
+            "illum 1\n"
+            f"map_Kd {texture}\n"
+        )
+    return "".join(blocks)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# glTF 2.0 binary
+# ----------------------------------------------------------------------------------------------------------------------
+
+_FLOAT, _UINT16, _UINT32 = 5126, 5123, 5125
+_COMPONENT_SIZE = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
+_TYPE_COUNT = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+_LINEAR, _LINEAR_MIPMAP_LINEAR = 9729, 9987
+_CLAMP_TO_EDGE, _REPEAT = 33071, 10497
+_GLB_MAGIC, _CHUNK_JSON, _CHUNK_BIN = 0x46546C67, 0x4E4F534A, 0x004E4942
+_UV_RANGE_TOLERANCE = 1e-6
+
+
+def split_seams(faces: np.ndarray, uv_faces: np.ndarray, num_uvs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split vertices at UV seams: one output vertex per distinct (vertex index, uv index) pair used by a corner.
+
+    Args:
+        faces: int64 [F, 3] vertex indices.
+        uv_faces: int64 [F, 3] UV indices (all >= 0).
+        num_uvs: T, the number of UVs (used to build the pair key).
+    Returns:
+        ``(vertex_index int64 [N], uv_index int64 [N], new_faces int64 [F, 3])`` where output vertex ``k`` has
+        position ``vertices[vertex_index[k]]`` and UV ``uvs[uv_index[k]]``, and ``new_faces`` indexes output vertices
+        with the same corner order as ``faces``. Output vertices are sorted by (vertex index, uv index), so they
+        follow the input's vertex order.
+    """
+    num_uvs = max(int(num_uvs), 1)
+    keys = faces.reshape(-1).astype(np.int64) * num_uvs + uv_faces.reshape(-1).astype(np.int64)
+    unique_keys, inverse = np.unique(keys, return_inverse=True)
+    return unique_keys // num_uvs, unique_keys % num_uvs, inverse.reshape(-1, 3).astype(np.int64)
+
+
+class _BinaryBuilder:
+    """Accumulates the GLB binary chunk plus bufferViews and accessors (every view starts 4-byte aligned)."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.buffer_views: list[dict] = []
+        self.accessors: list[dict] = []
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        self.blob.extend(b"\x00" * (-len(self.blob) % 4))
+        view = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        self.blob.extend(data)
+        self.buffer_views.append(view)
+        return len(self.buffer_views) - 1
+
+    def accessor(self, array: np.ndarray, component_type: int, kind: str, target: int, min_max: bool = False) -> int:
+        array = np.ascontiguousarray(array)
+        accessor = {
+            "bufferView": self.view(array.tobytes(), target),
+            "componentType": component_type,
+            "count": int(array.shape[0]) if kind != "SCALAR" else int(array.size),
+            "type": kind,
+        }
+        if min_max:  # exact float32 values, as the spec requires them to bound the stored data
+            accessor["min"] = array.min(axis=0).tolist()
+            accessor["max"] = array.max(axis=0).tolist()
+        self.accessors.append(accessor)
+        return len(self.accessors) - 1
+
+
+def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[dict, bytes]:
+    """Build the glTF JSON document and its binary buffer (see :func:`export_glb` for the layout)."""
+    normals = vertex_normals(mesh.vertices, mesh.faces)  # over the original vertices, smooth across seams
+    builder = _BinaryBuilder()
+    primitives: list[dict] = []
+    materials: list[dict] = []
+    textures: list[dict] = []
+    images: list[dict] = []
+    samplers: list[dict] = []
+    sampler_for_wrap: dict[int, int] = {}
+
+    for material_index, material in enumerate(mesh.materials):
+        selected = np.flatnonzero(mesh.face_materials == material_index)
+        if len(selected) == 0:
+            continue  # glTF forbids empty accessors; an unused material is left out of the GLB
+        vertex_index, uv_index, new_faces = split_seams(mesh.faces[selected], mesh.uv_faces[selected], len(mesh.uvs))
+        positions = mesh.vertices[vertex_index].astype(np.float32)
+        vertex_normal = normals[vertex_index].astype(np.float32)
+        uv = mesh.uvs[uv_index]
+        texcoord = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1).astype(np.float32)  # glTF: (0, 0) = top-left
+        # The largest value of the index type is reserved for primitive restart, hence "<" and not "<=".
+        index_type, index_code = (np.uint16, _UINT16) if len(positions) < 0xFFFF else (np.uint32, _UINT32)
+
+        # CLAMP_TO_EDGE for UVs inside [0, 1] (baked atlases: REPEAT would bleed texels from the opposite image edge
+        # into charts that touch the border under bilinear/mipmap filtering); REPEAT only when the input's UVs go
+        # outside [0, 1], i.e. the mesh was authored for a tiling texture and relies on wrapping.
+        inside = bool(((uv >= -_UV_RANGE_TOLERANCE) & (uv <= 1.0 + _UV_RANGE_TOLERANCE)).all())
+        wrap = _CLAMP_TO_EDGE if inside else _REPEAT
+        if wrap not in sampler_for_wrap:
+            samplers.append({"magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR, "wrapS": wrap, "wrapT": wrap})
+            sampler_for_wrap[wrap] = len(samplers) - 1
+
+        attributes = {
+            "POSITION": builder.accessor(positions, _FLOAT, "VEC3", _ARRAY_BUFFER, min_max=True),
+            "NORMAL": builder.accessor(vertex_normal, _FLOAT, "VEC3", _ARRAY_BUFFER),
+            "TEXCOORD_0": builder.accessor(texcoord, _FLOAT, "VEC2", _ARRAY_BUFFER),
+        }
+        flat_indices = new_faces.reshape(-1).astype(index_type)
+        indices = builder.accessor(flat_indices, index_code, "SCALAR", _ELEMENT_ARRAY_BUFFER)
+        images.append({"bufferView": builder.view(png_images[material_index]), "mimeType": "image/png"})
+        textures.append({"sampler": sampler_for_wrap[wrap], "source": len(images) - 1})
+        materials.append(
+            {
+                "name": material.name,
+                "pbrMetallicRoughness": {
+                    "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
+                    "baseColorTexture": {"index": len(textures) - 1, "texCoord": 0},
+                    "metallicFactor": 0.0,
+                    "roughnessFactor": 0.9,
+                },
+                # Existing meshes are often open (cloth, leaves, scans): show both sides rather than holes.
+                "doubleSided": True,
+            }
+        )
+        primitives.append({"attributes": attributes, "indices": indices, "material": len(materials) - 1, "mode": 4})
+
+    builder.blob.extend(b"\x00" * (-len(builder.blob) % 4))
+    document = {
+        "asset": {"version": "2.0", "generator": _GENERATOR},
+        "scene": 0,
+        "scenes": [{"name": name, "nodes": [0]}],
+        "nodes": [{"name": name, "mesh": 0}],
+        "meshes": [{"name": name, "primitives": primitives}],
+        "materials": materials,
+        "textures": textures,
+        "images": images,
+        "samplers": samplers,
+        "accessors": builder.accessors,
+        "bufferViews": builder.buffer_views,
+        "buffers": [{"byteLength": len(builder.blob)}],
+    }
+    return document, bytes(builder.blob)
+
+
+def check_gltf_document(document: dict, binary: bytes) -> None:
+    """Consistency checks on a glTF document with one GLB binary buffer (raise ValueError on the first problem).
+
+    Checks: version 2.0; buffer byteLength within the binary chunk; every bufferView inside the buffer and 4-byte
+    aligned; every accessor has a known componentType/type, count >= 1, fits its bufferView, and (for indices)
+    uses an unsigned index type whose values stay below the primitive's vertex count; POSITION has min/max;
+    all attributes of a primitive have the same count; material/texture/image/sampler references exist.
+    """
+
+    def fail(message: str) -> None:
+        raise ValueError(f"invalid glTF document: {message}")
+
+    if document.get("asset", {}).get("version") != "2.0":
+        fail("asset.version must be '2.0'")
+    buffers = document.get("buffers", [])
+    if len(buffers) != 1 or buffers[0]["byteLength"] > len(binary) or len(binary) - buffers[0]["byteLength"] > 3:
+        fail("expected one buffer whose byteLength matches the BIN chunk")
+    views = document.get("bufferViews", [])
+    for i, view in enumerate(views):
+        if view["byteOffset"] % 4 or view["byteOffset"] + view["byteLength"] > buffers[0]["byteLength"]:
+            fail(f"bufferView {i} is misaligned or outside the buffer")
+    accessors = document.get("accessors", [])
+    for i, accessor in enumerate(accessors):
+        size = _COMPONENT_SIZE.get(accessor["componentType"])
+        width = _TYPE_COUNT.get(accessor["type"])
+        if size is None or width is None or accessor["count"] < 1:
+            fail(f"accessor {i} has an unknown componentType/type or no elements")
+        view = views[accessor["bufferView"]]
+        if accessor.get("byteOffset", 0) + accessor["count"] * size * width > view["byteLength"]:
+            fail(f"accessor {i} does not fit its bufferView")
+    dtype_of = {_UINT16: np.uint16, _UINT32: np.uint32, _FLOAT: np.float32}
+    for mesh in document.get("meshes", []):
+        for p, primitive in enumerate(mesh["primitives"]):
+            counts = {accessors[a]["count"] for a in primitive["attributes"].values()}
+            if len(counts) != 1:
+                fail(f"primitive {p} has attributes of different counts {sorted(counts)}")
+            position = accessors[primitive["attributes"]["POSITION"]]
+            if "min" not in position or "max" not in position:
+                fail(f"primitive {p} POSITION lacks min/max")
+            indices = accessors[primitive["indices"]]
+            if indices["componentType"] not in (_UINT16, _UINT32) or indices["type"] != "SCALAR":
+                fail(f"primitive {p} indices must be SCALAR uint16/uint32")
+            if indices["count"] % 3:
+                fail(f"primitive {p} has {indices['count']} indices, not a multiple of 3")
+            view = views[indices["bufferView"]]
+            values = np.frombuffer(
+                binary, dtype_of[indices["componentType"]], indices["count"], view["byteOffset"]
+            )
+            if int(values.max()) >= position["count"]:
+                fail(f"primitive {p} indexes past its {position['count']} vertices")
+            if primitive.get("material", 0) >= len(document.get("materials", [])):
+                fail(f"primitive {p} references a missing material")
+    for i, texture in enumerate(document.get("textures", [])):
+        if texture["source"] >= len(document.get("images", [])) or texture["sampler"] >= len(document["samplers"]):
+            fail(f"texture {i} references a missing image or sampler")
+    for i, material in enumerate(document.get("materials", [])):
+        index = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+        if index >= len(document.get("textures", [])):
+            fail(f"material {i} references a missing texture")
+
+
+def _glb_container(document: dict, binary: bytes) -> bytes:
+    """Pack JSON + BIN into a GLB: 12-byte header, JSON chunk padded with spaces, BIN chunk padded with zeros."""
+    json_bytes = json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    json_bytes += b" " * (-len(json_bytes) % 4)
+    binary = binary + b"\x00" * (-len(binary) % 4)
+    total = 12 + 8 + len(json_bytes) + 8 + len(binary)
+    return b"".join(
+        [
+            struct.pack("<III", _GLB_MAGIC, 2, total),
+            struct.pack("<II", len(json_bytes), _CHUNK_JSON),
+            json_bytes,
+            struct.pack("<II", len(binary), _CHUNK_BIN),
+            binary,
+        ]
+    )
+
+
+def _glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
+    document, binary = _gltf_document(mesh, png_images, name)
+    check_gltf_document(document, binary)
+    return _glb_container(document, binary)
+
+
+def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
+    """Write ``mesh`` with its textures as one binary glTF 2.0 file (atomically).
+
+    Layout: one scene, one node (no transform), one mesh named after the file stem, one triangle primitive per material
+    that has faces. glTF wants one index per vertex, so vertices are split at UV seams (:func:`split_seams`, one vertex
+    per distinct (vertex, uv) pair, per primitive); faces keep their input order within a material. Attributes:
+
+    - ``POSITION``: float32 VEC3 with exact min/max. glTF has no float64 positions, so coordinates are rounded to
+      float32 (relative error ~6e-8; absolute error grows with the distance from the origin).
+    - ``NORMAL``: float32 VEC3, smooth area-weighted normals over the original vertices
+      (:func:`csdtex.mesh.vertex_normals`, shared across seams), gathered onto the split vertices.
+    - ``TEXCOORD_0``: float32 VEC2 ``(u, 1 - v)`` (glTF's origin is the top-left of the image).
+    - indices: uint16 when the primitive has fewer than 65535 vertices, else uint32.
+
+    Each material is PBR metallic-roughness with ``baseColorTexture`` -> texture -> image embedded in the buffer as PNG
+    (``image/png``, the same bytes as :func:`save_texture_png` writes), metallicFactor 0, roughnessFactor 0.9,
+    double-sided. Samplers: LINEAR mag filter, LINEAR_MIPMAP_LINEAR min filter, wrap CLAMP_TO_EDGE when the
+    material's UVs lie in [0, 1] (baked atlases; REPEAT would bleed the opposite edge into border charts), REPEAT
+    when they go outside (the input relies on tiling). Chunks and bufferViews are 4-byte aligned;
+    ``asset.generator`` is ``'csdtex'``.
+
+    Args:
+        mesh: a mesh with UVs on every face (``mesh.has_uvs``).
+        textures: one image per material (uint8 [H, W, 3] RGB, row 0 = top = v 1; [H, W, 4] drops alpha; float in
+            [0, 1] is rounded to 8 bits).
+        path: destination ``.glb`` file (folder created if needed; used as given, not sanitized).
+    Returns:
+        ``Path(path)``.
+    Raises:
+        ConfigError: the mesh has no UVs, or the textures do not match the materials.
+        MeshError: the mesh arrays are inconsistent (indices out of range, non-finite values, no faces).
+    """
+    checked = _check_inputs(mesh, textures)
+    path = Path(path)
+    return write_bytes_atomic(path, _glb_bytes(mesh, [_png_bytes(t) for t in checked], path.stem))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Multi-file exports
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj: bool, glb: bool) -> ExportedFiles:
+    checked = _check_inputs(mesh, textures)
+    stem = safe_asset_name(name)
+    labels = _material_labels(mesh.materials)
+    result = ExportedFiles()
+    # Paths first (all checks before any file is touched).
+    if obj:
+        result.obj = output_path(out_dir, stem, ".obj")
+        result.mtl = output_path(out_dir, stem, ".mtl")
+        if len(labels) == 1:
+            result.textures = [output_path(out_dir, stem, ".png")]
+        else:
+            result.textures = [output_path(out_dir, f"{stem}_{label}", ".png") for label in labels]
+    if glb:
+        result.glb = output_path(out_dir, stem, ".glb")
+
+    # Stage every file as a temporary file; all are renamed into place only after the last one was written, and all
+    # temporaries are removed if anything fails (see csdtex.fileio.atomic_path).
+    png_cache: dict[int, bytes] = {}
+
+    def png(index: int) -> bytes:
+        if index not in png_cache:
+            png_cache[index] = _png_bytes(checked[index])
+        return png_cache[index]
+
+    with contextlib.ExitStack() as stack:
+        stage: Callable[[Path], Path] = lambda destination: stack.enter_context(atomic_path(destination))
+        if obj:
+            texture_names = [p.name for p in result.textures]
+            stage(result.obj).write_text(_obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
+            stage(result.mtl).write_text(_mtl_text(labels, texture_names), encoding="utf-8")
+            for index, texture_path in enumerate(result.textures):
+                data = png(index)
+                stage(texture_path).write_bytes(data)
+        if glb:
+            data = _glb_bytes(mesh, [png(i) for i in range(len(checked))], stem)
+            stage(result.glb).write_bytes(data)
+    return result
+
+
+def export_obj(mesh: Mesh, textures: Sequence[np.ndarray], out_dir: str | os.PathLike, name: str) -> ExportedFiles:
+    """Write ``<name>.obj``, ``<name>.mtl`` and one PNG per material into ``out_dir``, all or nothing.
+
+    ``name`` goes through :func:`safe_asset_name`. Textures are ``<name>.png`` for a single material, else
+    ``<name>_<label>.png`` where ``label`` is the material's name made file-safe (``material_<i>`` when it has none;
+    a ``_<i>`` suffix resolves collisions); the same labels are the MTL ``newmtl`` / OBJ ``usemtl`` names.
+
+    OBJ content: ``mtllib``, ``o <name>``, then every vertex as ``v x y z`` in input order with the shortest
+    float64 round-trip representation (bit-exact on reading back), every UV as ``vt u v`` in input order (UV (0, 0) =
+    bottom-left, OBJ's own convention, so written unchanged), then faces grouped by material (materials in index
+    order, a ``usemtl`` line per non-empty group, faces in their original relative order; with one material the face
+    order is exactly the input's) as 1-based ``f v/vt v/vt v/vt``. No normals are written (importers compute them).
+    MTL content per material: ``Ka 1 1 1``, ``Kd 1 1 1`` (so the texture shows unmodulated), ``Ks 0 0 0``, ``Ns 10``,
+    ``d 1``, ``illum 1`` and ``map_Kd`` with the PNG's file name (relative, same folder).
+
+    Args:
+        mesh: a mesh with UVs on every face (``mesh.has_uvs``); its vertices, UVs and faces are written unchanged.
+        textures: one image per material, see :func:`save_texture_png` for accepted arrays.
+        out_dir: output folder (created if needed).
+        name: asset name for the file stems.
+    Returns:
+        :class:`ExportedFiles` with ``obj``, ``mtl`` and ``textures`` set (``glb`` None).
+    Raises:
+        ConfigError: the mesh has no UVs (unwrap first), textures do not match the materials, or a path would
+            leave ``out_dir``.
+        MeshError: the mesh arrays are inconsistent.
+    """
+    return _export(mesh, textures, out_dir, name, obj=True, glb=False)
+
+
+def export_all(mesh: Mesh, textures: Sequence[np.ndarray], out_dir: str | os.PathLike, name: str) -> ExportedFiles:
+    """Write OBJ + MTL + PNGs (as :func:`export_obj`) and ``<name>.glb`` (as :func:`export_glb`), all or nothing.
+
+    The PNGs embedded in the GLB are byte-identical to the PNG files. Arguments, return value and errors as for
+    :func:`export_obj`; ``glb`` is set in the result.
+    """
+    return _export(mesh, textures, out_dir, name, obj=True, glb=True)

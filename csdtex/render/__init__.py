@@ -1,0 +1,64 @@
+"""Rasterization backends behind one function, and attribute interpolation.
+
+``rasterize(clip_positions, faces, height, width, backend)`` returns :class:`Fragments` (see fragments.py for the
+image conventions). Backends:
+
+- ``torch``: pure PyTorch, CPU and CUDA, the default and the reference.
+- ``nvdiffrast``: CUDA only, optional (``pip install csdtex[cuda]``), imported lazily.
+- ``auto``: nvdiffrast on CUDA when it is installed, else torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from csdtex.errors import ConfigError
+from csdtex.render.fragments import Fragments, gather_pixels, interpolate
+
+BACKENDS = ("auto", "torch", "nvdiffrast")
+
+__all__ = ["BACKENDS", "Fragments", "interpolate", "gather_pixels", "rasterize", "resolve_backend"]
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """The concrete backend ('torch' or 'nvdiffrast') for ``backend`` in BACKENDS on ``device``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown renderer {backend!r}: choose one of {', '.join(BACKENDS)}")
+    device = torch.device(device)
+    if backend == "auto":
+        from csdtex.render import nvdiffrast_raster
+
+        return "nvdiffrast" if device.type == "cuda" and nvdiffrast_raster.is_available() else "torch"
+    return backend
+
+
+def rasterize(
+    clip_positions: torch.Tensor,
+    faces: torch.Tensor,
+    height: int,
+    width: int | None = None,
+    backend: str = "torch",
+) -> Fragments:
+    """Rasterize a batch of triangle meshes given in clip space.
+
+    Args:
+        clip_positions: float32 [B, V, 4] OpenGL clip coordinates (e.g. ``Cameras.project(points)``), or [V, 4]
+            for a single image (e.g. UV coordinates mapped to clip space for baking).
+        faces: int [F, 3] vertex indices, counter-clockwise or not (both windings are drawn).
+        height, width: image size in pixels (width defaults to height).
+        backend: 'torch', 'nvdiffrast' or 'auto'.
+    Returns:
+        Fragments with face_id int32 [B, H, W] (-1 background), bary float32 [B, H, W, 3], depth float32 [B, H, W];
+        image row 0 is the top (y_ndc = +1).
+    """
+    width = height if width is None else width
+    if clip_positions.dim() == 2:
+        clip_positions = clip_positions.unsqueeze(0)
+    chosen = resolve_backend(backend, clip_positions.device)
+    if chosen == "nvdiffrast":
+        from csdtex.render.nvdiffrast_raster import rasterize_nvdiffrast
+
+        return rasterize_nvdiffrast(clip_positions, faces, height, width)
+    from csdtex.render.torch_raster import rasterize_torch
+
+    return rasterize_torch(clip_positions, faces, height, width)

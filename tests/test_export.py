@@ -1,0 +1,566 @@
+"""Tests for csdtex.export: OBJ/MTL/PNG and GLB writing, safe names, atomicity.
+
+Meshes are built directly as ``Mesh(...)``; files are read back with trimesh, PIL and small parsers written here
+(trimesh's OBJ loader may reorder or merge vertices, so exactness is checked with our own parser).
+
+UV convention checked here: ``Mesh.uvs`` has (0, 0) at the bottom-left of the image. The GLB stores
+``TEXCOORD_0 = (u, 1 - v)``; trimesh's glTF loader flips v back (``uv[:, 1] = 1 - uv[:, 1]``), so
+``trimesh_geometry.visual.uv == our uv`` (to float32 precision), and the texel at our (u, v) is image row
+``(1 - v) * (H - 1)``, column ``u * (W - 1)`` (row 0 = top), which is what ``trimesh.visual.color.uv_to_color`` samples.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from csdtex import export as export_module
+from csdtex.errors import ConfigError, MeshError
+from csdtex.export import (
+    MAX_NAME_LENGTH,
+    ExportedFiles,
+    check_gltf_document,
+    export_all,
+    export_glb,
+    export_obj,
+    output_path,
+    safe_asset_name,
+    save_texture_png,
+    split_seams,
+)
+from csdtex.mesh import Material, Mesh, vertex_normals
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def random_mesh(rng: np.random.Generator, num_materials: int = 1, num_vertices: int = 40, num_faces: int = 60) -> Mesh:
+    vertices = rng.normal(size=(num_vertices, 3)) * 10.0 ** rng.integers(-3, 4, size=(num_vertices, 1))
+    vertices[0] = [0.1, 1.0 / 3.0, -0.0]
+    vertices[1] = [1e-300, 1e9, -123456789.123456789]
+    uvs = rng.random((num_vertices + 7, 2))
+    uvs[0] = [0.1, 2.0 / 3.0]
+    faces = np.stack([rng.permutation(num_vertices)[:3] for _ in range(num_faces)])
+    uv_faces = rng.integers(0, len(uvs), size=(num_faces, 3))
+    face_materials = rng.integers(0, num_materials, size=num_faces)
+    face_materials[:num_materials] = np.arange(num_materials)  # every material used
+    materials = [Material(f"mat {i}") for i in range(num_materials)]
+    return Mesh(vertices, faces, uvs, uv_faces, face_materials, materials)
+
+
+def random_textures(rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    return [rng.integers(0, 256, size=(8 + 4 * i, 12 + 2 * i, 3), dtype=np.uint8) for i in range(count)]
+
+
+def cube_net() -> Mesh:
+    """Unit cube, 8 positions, UVs from the classic cross unfolding: 14 UV vertices, each with one position."""
+    # UV grid point (column, row) -> cube corner. Band of 4 sides (rows 1..2) around Y, top cap above the first
+    # side (row 3), bottom cap below it (row 0).
+    ring = [(0, 1), (1, 1), (1, 0), (0, 0), (0, 1)]  # (x, z) walking around the Y axis
+    corner_of = {}
+    for column, (x, z) in enumerate(ring):
+        corner_of[(column, 1)] = (x, 0, z)
+        corner_of[(column, 2)] = (x, 1, z)
+    corner_of.update({(0, 3): (0, 1, 0), (1, 3): (1, 1, 0), (0, 0): (0, 0, 0), (1, 0): (1, 0, 0)})
+    cells = [(c, 1) for c in range(4)] + [(0, 2), (0, 0)]
+    positions = sorted(set(corner_of.values()))
+    grid_points = sorted(corner_of)
+    faces, uv_faces = [], []
+    for c, r in cells:
+        quad = [(c, r), (c + 1, r), (c + 1, r + 1), (c, r + 1)]
+        for tri in ([0, 1, 2], [0, 2, 3]):
+            uv_faces.append([grid_points.index(quad[k]) for k in tri])
+            faces.append([positions.index(corner_of[quad[k]]) for k in tri])
+    uvs = np.array(grid_points, dtype=np.float64) / np.array([4.0, 4.0]) + 0.05
+    return Mesh(np.array(positions, dtype=np.float64) - 0.5, np.array(faces), uvs, np.array(uv_faces))
+
+
+def read_obj(path: Path) -> dict:
+    """Minimal exact OBJ reader: v/vt as float64 via float(), faces with their usemtl group."""
+    out = {"v": [], "vt": [], "f": [], "ft": [], "usemtl": [], "face_group": [], "mtllib": None}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if parts[0] == "v":
+            out["v"].append([float(x) for x in parts[1:4]])
+        elif parts[0] == "vt":
+            out["vt"].append([float(x) for x in parts[1:3]])
+        elif parts[0] == "usemtl":
+            out["usemtl"].append(parts[1])
+        elif parts[0] == "mtllib":
+            out["mtllib"] = parts[1]
+        elif parts[0] == "f":
+            corners = [p.split("/") for p in parts[1:]]
+            assert len(corners) == 3
+            out["f"].append([int(c[0]) - 1 for c in corners])
+            out["ft"].append([int(c[1]) - 1 for c in corners])
+            out["face_group"].append(len(out["usemtl"]) - 1)
+    out["v"] = np.array(out["v"], dtype=np.float64)
+    out["vt"] = np.array(out["vt"], dtype=np.float64)
+    out["f"] = np.array(out["f"], dtype=np.int64)
+    out["ft"] = np.array(out["ft"], dtype=np.int64)
+    return out
+
+
+def read_mtl(path: Path) -> dict[str, dict[str, str]]:
+    materials: dict[str, dict[str, str]] = {}
+    current = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split(maxsplit=1)
+        if not parts or parts[0].startswith("#"):
+            continue
+        if parts[0] == "newmtl":
+            current = materials.setdefault(parts[1], {})
+        else:
+            current[parts[0]] = parts[1]
+    return materials
+
+
+def read_glb(path: Path) -> tuple[dict, bytes]:
+    data = Path(path).read_bytes()
+    magic, version, total = struct.unpack_from("<III", data, 0)
+    assert magic == 0x46546C67 and version == 2 and total == len(data)
+    json_length, json_type = struct.unpack_from("<II", data, 12)
+    assert json_type == 0x4E4F534A and json_length % 4 == 0
+    document = json.loads(data[20 : 20 + json_length].decode("utf-8"))
+    offset = 20 + json_length
+    bin_length, bin_type = struct.unpack_from("<II", data, offset)
+    assert bin_type == 0x004E4942 and bin_length % 4 == 0
+    assert offset + 8 + bin_length == len(data)
+    return document, data[offset + 8 : offset + 8 + bin_length]
+
+
+def accessor_array(document: dict, binary: bytes, index: int) -> np.ndarray:
+    accessor = document["accessors"][index]
+    view = document["bufferViews"][accessor["bufferView"]]
+    dtype = {5126: np.float32, 5123: np.uint16, 5125: np.uint32}[accessor["componentType"]]
+    width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3}[accessor["type"]]
+    start = view["byteOffset"] + accessor.get("byteOffset", 0)
+    return np.frombuffer(binary, dtype, accessor["count"] * width, start).reshape(accessor["count"], width)
+
+
+def geometries_by_material(scene: trimesh.Scene) -> dict[str, trimesh.Trimesh]:
+    return {g.visual.material.name: g for g in scene.geometry.values()}
+
+
+def bits(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float64).view(np.uint64)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# names and paths
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("../../etc/passwd", "etc_passwd"),
+        ("", "asset"),
+        ("   ", "asset"),
+        (".hidden", "hidden"),
+        ("a/b\\c", "a_b_c"),
+        ("café crème", "cafe_creme"),
+        ("my mesh (final).v2", "my_mesh_final_.v2"),
+        ("-rf", "rf"),
+        ("name.", "name"),
+        ("CON", "_CON"),
+        ("_keep-this.name", "_keep-this.name"),
+        ("C:\\Users\\x\\model", "C_Users_x_model"),
+    ],
+)
+def test_safe_asset_name_examples(name, expected):
+    assert safe_asset_name(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../etc/passwd", "", ".hidden", "a/b\\c", "模型", "🙂/../x", "..", "/", "a" * 500, "é" * 300, "x\0y\n"],
+)
+def test_safe_asset_name_properties(name, tmp_path):
+    safe = safe_asset_name(name)
+    assert safe and len(safe) <= MAX_NAME_LENGTH
+    assert all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in safe)
+    assert not safe.startswith((".", "-")) and not safe.endswith(".")
+    assert safe_asset_name(safe) == safe  # idempotent
+    path = output_path(tmp_path / "out", name, ".obj")
+    assert path.parent == tmp_path / "out" and path.name == safe + ".obj"
+
+
+def test_safe_asset_name_keeps_distinct_unicode_names_distinct():
+    assert safe_asset_name("模型") != safe_asset_name("网格")
+    assert safe_asset_name("模型").startswith("asset_")
+    long_a, long_b = "a" * 200 + "1", "a" * 200 + "2"
+    assert safe_asset_name(long_a) != safe_asset_name(long_b)
+
+
+def test_output_path_rejects_escapes(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "evil.obj").symlink_to(tmp_path / "elsewhere.obj")
+    with pytest.raises(ConfigError, match="outside the output folder"):
+        output_path(out, "evil", ".obj")
+    with pytest.raises(ConfigError, match="suffix"):
+        output_path(out, "ok", "/../../x.obj")
+    assert output_path(out, "ok", "_albedo.png") == out / "ok_albedo.png"
+
+
+def test_export_with_hostile_name_stays_inside(tmp_path):
+    mesh = cube_net()
+    out = tmp_path / "out"
+    files = export_all(mesh, random_textures(np.random.default_rng(0), 1), out, "../../../evil/../name")
+    for path in files.paths():
+        assert path.exists() and path.resolve().parent == out.resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# PNG
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_save_texture_png_uint8_float_rgba(tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    path = save_texture_png(tmp_path / "t.png", image)
+    with Image.open(path) as loaded:
+        assert loaded.mode == "RGB" and loaded.size == (7, 5) and "srgb" in loaded.info
+        np.testing.assert_array_equal(np.asarray(loaded), image)
+
+    as_float = image.astype(np.float64) / 255.0 + rng.uniform(-0.49, 0.49, size=image.shape) / 255.0
+    save_texture_png(tmp_path / "f.png", as_float.astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "f.png")), image)
+
+    save_texture_png(tmp_path / "c.png", np.array([[[-1.0, 0.5, 2.0]]]))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")), [[[0, 128, 255]]])
+
+    rgba = np.concatenate([image, np.zeros((5, 7, 1), np.uint8)], axis=2)
+    save_texture_png(tmp_path / "a.png", rgba)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "c.png", "f.png", "t.png"]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((4, 4), np.uint8), "shape"),
+        (np.zeros((4, 4, 2), np.uint8), "shape"),
+        (np.zeros((0, 4, 3), np.uint8), "shape"),
+        (np.zeros((4, 4, 3), np.uint16), "dtype"),
+        (np.full((4, 4, 3), np.nan), "NaN"),
+    ],
+)
+def test_save_texture_png_rejects_bad_images(tmp_path, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        save_texture_png(tmp_path / "x.png", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# OBJ + MTL
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_obj_round_trip_is_bit_exact_single_material(tmp_path):
+    rng = np.random.default_rng(2)
+    mesh = random_mesh(rng, num_materials=1)
+    mesh.vertices[2] = [1e17, 5e-324, -1.7976931348623157e308]  # extremes: OBJ writing never touches the values
+    textures = random_textures(rng, 1)
+    files = export_obj(mesh, textures, tmp_path, "thing")
+    assert files.obj == tmp_path / "thing.obj" and files.mtl == tmp_path / "thing.mtl"
+    assert files.textures == [tmp_path / "thing.png"] and files.glb is None
+
+    obj = read_obj(files.obj)
+    np.testing.assert_array_equal(bits(obj["v"]), bits(mesh.vertices))  # bit-exact, -0.0 included
+    np.testing.assert_array_equal(bits(obj["vt"]), bits(mesh.uvs))
+    np.testing.assert_array_equal(obj["f"], mesh.faces)  # exact input face order
+    np.testing.assert_array_equal(obj["ft"], mesh.uv_faces)
+    assert obj["mtllib"] == "thing.mtl" and obj["usemtl"] == ["mat_0"]
+
+    mtl = read_mtl(files.mtl)
+    assert list(mtl) == ["mat_0"]
+    assert mtl["mat_0"]["map_Kd"] == "thing.png" and mtl["mat_0"]["Kd"].split() == ["1.000000"] * 3
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "thing.png")), textures[0])
+
+
+def test_obj_multi_material_groups_and_textures(tmp_path):
+    rng = np.random.default_rng(3)
+    mesh = random_mesh(rng, num_materials=3, num_faces=90)
+    mesh.materials[2] = Material("mat/0")  # collides with "mat 0" after sanitizing
+    textures = random_textures(rng, 3)
+    files = export_obj(mesh, textures, tmp_path / "out", "multi")
+
+    labels = ["mat_0", "mat_1", "mat_0_2"]
+    assert [p.name for p in files.textures] == [f"multi_{label}.png" for label in labels]
+    obj = read_obj(files.obj)
+    assert obj["usemtl"] == labels
+    np.testing.assert_array_equal(bits(obj["v"]), bits(mesh.vertices))
+    order = np.concatenate([np.flatnonzero(mesh.face_materials == m) for m in range(3)])  # stable grouping
+    np.testing.assert_array_equal(obj["f"], mesh.faces[order])
+    np.testing.assert_array_equal(obj["ft"], mesh.uv_faces[order])
+    np.testing.assert_array_equal(np.array(obj["face_group"]), mesh.face_materials[order])
+
+    mtl = read_mtl(files.mtl)
+    assert list(mtl) == labels
+    for label, path, texture in zip(labels, files.textures, textures):
+        assert mtl[label]["map_Kd"] == path.name and path.parent == files.mtl.parent
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), texture)
+
+
+def test_obj_loads_in_trimesh_with_texture(tmp_path):
+    mesh = cube_net()
+    texture = np.random.default_rng(4).integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    files = export_obj(mesh, [texture], tmp_path, "cube")
+    loaded = trimesh.load(files.obj, process=False, force="mesh")
+    assert len(loaded.faces) == mesh.num_faces
+    np.testing.assert_array_equal(np.asarray(loaded.visual.material.image.convert("RGB")), texture)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# GLB
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_glb_loads_in_trimesh_same_triangles_uvs_image(tmp_path):
+    rng = np.random.default_rng(5)
+    mesh = random_mesh(rng, num_materials=1)
+    texture = random_textures(rng, 1)[0]
+    path = export_glb(mesh, [texture], tmp_path / "sub" / "m.glb")
+    assert path == tmp_path / "sub" / "m.glb"
+
+    scene = trimesh.load(path)
+    assert len(scene.geometry) == 1
+    geometry = next(iter(scene.geometry.values()))
+    # Same triangles, in the input's face order, positions rounded to float32.
+    np.testing.assert_array_equal(
+        geometry.vertices[geometry.faces], mesh.vertices[mesh.faces].astype(np.float32).astype(np.float64)
+    )
+    # trimesh flips glTF's v back: its uv equals ours (corner by corner), up to float32 rounding.
+    np.testing.assert_allclose(geometry.visual.uv[geometry.faces], mesh.uvs[mesh.uv_faces], atol=2e-7)
+    np.testing.assert_array_equal(np.asarray(geometry.visual.material.baseColorTexture.convert("RGB")), texture)
+    assert geometry.visual.material.metallicFactor == 0.0
+
+
+def test_glb_uv_convention_red_top_half(tmp_path):
+    """Texture red on its top half (rows 0..H/2-1 = v > 0.5), blue below; a quad mapped to v in [0.6, 0.9] must
+    come out red in trimesh and a quad mapped to v in [0.1, 0.4] blue."""
+    height, width = 32, 16
+    texture = np.zeros((height, width, 3), np.uint8)
+    texture[: height // 2] = [255, 0, 0]
+    texture[height // 2 :] = [0, 0, 255]
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0], [3, 0, 0], [3, 1, 0], [2, 1, 0]], float)
+    faces = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+    uvs = np.array([[0.1, 0.6], [0.9, 0.6], [0.9, 0.9], [0.1, 0.9], [0.1, 0.1], [0.9, 0.1], [0.9, 0.4], [0.1, 0.4]])
+    mesh = Mesh(vertices, faces, uvs, faces.copy())
+    path = export_glb(mesh, [texture], tmp_path / "uv.glb")
+
+    document, binary = read_glb(path)
+    stored = accessor_array(document, binary, document["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"])
+    np.testing.assert_allclose(stored, np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1), atol=1e-7)  # glTF: v flipped
+
+    geometry = next(iter(trimesh.load(path).geometry.values()))
+    image = geometry.visual.material.baseColorTexture
+    corner_uv = geometry.visual.uv[geometry.faces]  # [F, 3, 2], trimesh's uv: bottom-left origin like ours
+    is_top = corner_uv[:, :, 1].min(axis=1) > 0.5
+    np.testing.assert_array_equal(is_top, [True, True, False, False])
+    colors = trimesh.visual.color.uv_to_color(corner_uv.reshape(-1, 2), image)[:, :3].reshape(4, 3, 3)
+    assert (colors[is_top] == [255, 0, 0]).all() and (colors[~is_top] == [0, 0, 255]).all()
+    # The same relation by hand: row = (1 - v) * (H - 1) (row 0 = top), column = u * (W - 1).
+    pixels = np.asarray(image.convert("RGB"))
+    rows = np.round((1.0 - corner_uv[..., 1]) * (height - 1)).astype(int)
+    cols = np.round(corner_uv[..., 0] * (width - 1)).astype(int)
+    assert (pixels[rows[is_top], cols[is_top]] == [255, 0, 0]).all()
+    assert (pixels[rows[~is_top], cols[~is_top]] == [0, 0, 255]).all()
+
+
+def test_glb_multi_material_primitives(tmp_path):
+    rng = np.random.default_rng(6)
+    mesh = random_mesh(rng, num_materials=3, num_faces=80)
+    textures = random_textures(rng, 3)
+    path = export_glb(mesh, textures, tmp_path / "multi.glb")
+
+    document, _ = read_glb(path)
+    primitives = document["meshes"][0]["primitives"]
+    assert len(primitives) == 3 and [p["material"] for p in primitives] == [0, 1, 2]
+    assert [m["name"] for m in document["materials"]] == ["mat 0", "mat 1", "mat 2"]
+
+    by_material = geometries_by_material(trimesh.load(path))
+    assert sorted(by_material) == ["mat 0", "mat 1", "mat 2"]
+    for index, material in enumerate(mesh.materials):
+        geometry = by_material[material.name]
+        selected = mesh.face_materials == index
+        np.testing.assert_array_equal(
+            geometry.vertices[geometry.faces], mesh.vertices[mesh.faces[selected]].astype(np.float32)
+        )
+        np.testing.assert_allclose(geometry.visual.uv[geometry.faces], mesh.uvs[mesh.uv_faces[selected]], atol=2e-7)
+        np.testing.assert_array_equal(
+            np.asarray(geometry.visual.material.baseColorTexture.convert("RGB")), textures[index]
+        )
+
+
+def test_seam_split_cube_net_has_14_vertices(tmp_path):
+    mesh = cube_net()
+    assert mesh.num_vertices == 8 and len(mesh.uvs) == 14 and mesh.num_faces == 12
+
+    vertex_index, uv_index, new_faces = split_seams(mesh.faces, mesh.uv_faces, len(mesh.uvs))
+    assert len(vertex_index) == 14
+    np.testing.assert_array_equal(vertex_index[new_faces], mesh.faces)
+    np.testing.assert_array_equal(uv_index[new_faces], mesh.uv_faces)
+
+    document, binary = read_glb(export_glb(mesh, [np.zeros((4, 4, 3), np.uint8)], tmp_path / "cube.glb"))
+    attributes = document["meshes"][0]["primitives"][0]["attributes"]
+    assert {document["accessors"][a]["count"] for a in attributes.values()} == {14}
+    normals = accessor_array(document, binary, attributes["NORMAL"])
+    positions = accessor_array(document, binary, attributes["POSITION"])
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(normals, vertex_normals(mesh.vertices, mesh.faces)[vertex_index], atol=1e-7)
+    # Smooth across the seams: the split copies of one corner share its normal, which points outwards.
+    _, first = np.unique(positions, axis=0, return_inverse=True)
+    for group in range(8):
+        copies = normals[first.reshape(-1) == group]
+        assert len(copies) >= 1 and (copies == copies[0]).all()
+    assert (np.sign(normals) == np.sign(positions)).all()
+
+
+def test_glb_structure(tmp_path):
+    rng = np.random.default_rng(7)
+    mesh = random_mesh(rng, num_materials=2)
+    document, binary = read_glb(export_glb(mesh, random_textures(rng, 2), tmp_path / "s.glb"))
+    check_gltf_document(document, binary)
+
+    assert document["asset"] == {"version": "2.0", "generator": "csdtex"}
+    assert document["buffers"] == [{"byteLength": len(binary)}]
+    assert document["nodes"] == [{"name": "s", "mesh": 0}]  # no transform
+    for view in document["bufferViews"]:
+        assert view["byteOffset"] % 4 == 0 and view["byteOffset"] + view["byteLength"] <= len(binary)
+    for primitive in document["meshes"][0]["primitives"]:
+        attributes = primitive["attributes"]
+        counts = {document["accessors"][a]["count"] for a in attributes.values()}
+        assert len(counts) == 1
+        position = document["accessors"][attributes["POSITION"]]
+        assert position["componentType"] == 5126 and position["type"] == "VEC3"
+        data = accessor_array(document, binary, attributes["POSITION"])
+        assert position["min"] == data.min(axis=0).tolist() and position["max"] == data.max(axis=0).tolist()
+        indices = document["accessors"][primitive["indices"]]
+        assert indices["componentType"] == 5123 and indices["type"] == "SCALAR"  # uint16 for small meshes
+        assert indices["count"] == 3 * int((mesh.face_materials == primitive["material"]).sum())
+        assert document["bufferViews"][indices["bufferView"]]["target"] == 34963
+    for material in document["materials"]:
+        pbr = material["pbrMetallicRoughness"]
+        assert pbr["metallicFactor"] == 0.0 and pbr["roughnessFactor"] == pytest.approx(0.9)
+    assert document["samplers"] == [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
+    for image in document["images"]:
+        assert image["mimeType"] == "image/png"
+        view = document["bufferViews"][image["bufferView"]]
+        assert binary[view["byteOffset"] : view["byteOffset"] + 8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_glb_large_mesh_uses_uint32_and_tiling_uvs_use_repeat(tmp_path):
+    n = 260  # 67600 grid vertices > 65535
+    grid = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), axis=-1).reshape(-1, 2).astype(float)
+    vertices = np.concatenate([grid, np.zeros((len(grid), 1))], axis=1)
+    ids = np.arange(n * n).reshape(n, n)
+    a, b, c, d = ids[:-1, :-1].ravel(), ids[1:, :-1].ravel(), ids[1:, 1:].ravel(), ids[:-1, 1:].ravel()
+    faces = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    mesh = Mesh(vertices, faces, grid / 10.0, faces.copy())  # UVs up to 25.9: a tiling texture
+    document, binary = read_glb(export_glb(mesh, [np.zeros((2, 2, 3), np.uint8)], tmp_path / "big.glb"))
+    check_gltf_document(document, binary)
+    primitive = document["meshes"][0]["primitives"][0]
+    assert document["accessors"][primitive["indices"]]["componentType"] == 5125
+    indices = accessor_array(document, binary, primitive["indices"]).reshape(-1, 3)
+    positions = accessor_array(document, binary, primitive["attributes"]["POSITION"])
+    np.testing.assert_array_equal(positions[indices], vertices[faces].astype(np.float32))
+    assert document["samplers"][0]["wrapS"] == 10497 and document["samplers"][0]["wrapT"] == 10497
+
+
+def test_export_all_writes_everything_with_identical_pngs(tmp_path):
+    rng = np.random.default_rng(8)
+    mesh = random_mesh(rng, num_materials=2)
+    files = export_all(mesh, random_textures(rng, 2), tmp_path, "both")
+    assert isinstance(files, ExportedFiles)
+    assert files.glb == tmp_path / "both.glb"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in files.paths())
+    document, binary = read_glb(files.glb)
+    for image, png in zip(document["images"], files.textures):
+        view = document["bufferViews"][image["bufferView"]]
+        assert binary[view["byteOffset"] : view["byteOffset"] + view["byteLength"]] == png.read_bytes()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# input checks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_input_errors(tmp_path):
+    mesh = cube_net()
+    good = [np.zeros((4, 4, 3), np.uint8)]
+    no_uvs = Mesh(mesh.vertices, mesh.faces)
+    with pytest.raises(ConfigError, match="unwrap") as info:
+        export_all(no_uvs, good, tmp_path, "x")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="1 material"):
+        export_obj(mesh, good * 2, tmp_path, "x")
+    with pytest.raises(ConfigError, match="shape"):
+        export_glb(mesh, [np.zeros((4, 4), np.uint8)], tmp_path / "x.glb")
+    broken = mesh.copy_with(faces=mesh.faces + 100)
+    with pytest.raises(MeshError, match="out of range"):
+        export_all(broken, good, tmp_path, "x")
+    rgba = export_obj(mesh, [np.zeros((4, 4, 4), np.uint8)], tmp_path, "rgba")
+    assert np.asarray(Image.open(rgba.textures[0])).shape == (4, 4, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgba.mtl", "rgba.obj", "rgba.png"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# atomicity
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_png_encoding_failure_leaves_nothing(tmp_path, monkeypatch):
+    """PIL fails after the OBJ and MTL were already staged: no output and no temporary file may remain, and older
+    outputs of the same name keep their content."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.obj").write_text("old")
+    rng = np.random.default_rng(9)
+    mesh = random_mesh(rng, num_materials=2)
+
+    def broken_save(self, *args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="simulated"):
+        export_all(mesh, random_textures(rng, 2), out, "keep")
+    with pytest.raises(OSError, match="simulated"):
+        save_texture_png(out / "single.png", np.zeros((2, 2, 3), np.uint8))
+    assert sorted(p.name for p in out.iterdir()) == ["keep.obj"]
+    assert (out / "keep.obj").read_text() == "old"
+
+
+def test_glb_failure_after_pngs_leaves_nothing(tmp_path, monkeypatch):
+    staged = []
+    real_atomic_path = export_module.atomic_path
+
+    def recording_atomic_path(destination):
+        staged.append(Path(destination).name)
+        return real_atomic_path(destination)
+
+    def broken_glb(*args, **kwargs):
+        assert len(list(tmp_path.iterdir())) == 4  # obj, mtl, 2 PNGs exist only as temporary files
+        assert all(p.name.startswith(".") and ".tmp" in p.name for p in tmp_path.iterdir())
+        raise RuntimeError("interrupted (simulated)")
+
+    monkeypatch.setattr(export_module, "atomic_path", recording_atomic_path)
+    monkeypatch.setattr(export_module, "_glb_bytes", broken_glb)
+    rng = np.random.default_rng(10)
+    with pytest.raises(RuntimeError, match="simulated"):
+        export_all(random_mesh(rng, num_materials=2), random_textures(rng, 2), tmp_path, "late")
+    assert staged == ["late.obj", "late.mtl", "late_mat_0.png", "late_mat_1.png"]
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,224 @@
+"""Tiny random diffusion priors for tests, built in code and saved as real diffusers pipeline folders.
+
+Nothing is downloaded: the tokenizers are built from small vocabularies written here, the networks are randomly
+initialised with a fixed seed, and everything is saved with ``save_pretrained`` (safetensors) plus a
+``model_index.json`` like the ones diffusers pipelines write, so that :func:`csdtex.guidance.load_prior` reads them
+through exactly the same ``from_pretrained`` path as Stable Diffusion and DeepFloyd IF folders.
+
+- :func:`build_tiny_latent_folder`: SD layout (vae, unet, CLIP text encoder + tokenizer, DDIM scheduler); renders at
+  16 px (VAE scale factor 2 x UNet sample size 8), latents [B, 4, 8, 8], text embeddings [B, 16, 16].
+- :func:`build_tiny_pixel_folder`: IF stage I layout (unet with 3 -> 6 channels and IF's block types, T5 encoder +
+  tokenizer, DDPM scheduler with learned variance); renders at 8 px, text embeddings [B, 77, 16].
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+LATENT_TEXT_LENGTH = 16
+TEXT_DIM = 16
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte-level BPE alphabet: every byte maps to a printable unicode character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def _write_model_index(folder: Path, class_name: str, components: dict[str, tuple[str, str]]) -> None:
+    index: dict = {"_class_name": class_name, "_diffusers_version": "0.42.1"}
+    index.update({name: list(lib_cls) for name, lib_cls in components.items()})
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def _write_clip_tokenizer(folder: Path) -> int:
+    """Write vocab.json / merges.txt / tokenizer_config.json like the SD repos have; return the vocabulary size.
+
+    The vocabulary is the 256 byte-level characters, each also with the ``</w>`` end-of-word suffix, a handful of
+    merges so that common words become single tokens, and the two CLIP special tokens.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for c in chars:
+        vocab[c] = len(vocab)
+    for c in chars:
+        vocab[c + "</w>"] = len(vocab)
+    merges = ["r e", "re d</w>", "c h", "ch a", "cha i", "chai r</w>"]
+    for m in merges:
+        vocab["".join(m.split())] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": LATENT_TEXT_LENGTH,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "do_lower_case": True,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return len(vocab)
+
+
+def build_tiny_latent_folder(folder: Path, *, prediction_type: str = "epsilon") -> Path:
+    """Write a tiny random Stable-Diffusion-layout pipeline folder and return it.
+
+    Args:
+        folder: destination (created).
+        prediction_type: the scheduler's prediction type ("epsilon" or "v_prediction").
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    vocab_size = _write_clip_tokenizer(folder / "tokenizer")
+    bos, eos = vocab_size - 2, vocab_size - 1
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=TEXT_DIM,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=LATENT_TEXT_LENGTH,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+        )
+    )
+    text_encoder.save_pretrained(folder / "text_encoder")
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=4,
+    )
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    vae.save_pretrained(folder / "vae", safe_serialization=True)
+    DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type=prediction_type,
+    ).save_pretrained(folder / "scheduler")
+    _write_model_index(
+        folder,
+        "StableDiffusionPipeline",
+        {
+            "scheduler": ("diffusers", "DDIMScheduler"),
+            "text_encoder": ("transformers", "CLIPTextModel"),
+            "tokenizer": ("transformers", "CLIPTokenizer"),
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "vae": ("diffusers", "AutoencoderKL"),
+        },
+    )
+    return folder
+
+
+def build_tiny_pixel_folder(folder: Path) -> Path:
+    """Write a tiny random DeepFloyd-IF-stage-I-layout pipeline folder and return it.
+
+    The UNet mirrors IF-I's architecture choices at toy size (ResnetDownsample / SimpleCrossAttn blocks, text
+    projection of the T5 states, ``addition_embed_type="text"``, 3 input and 6 output channels).
+    """
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz,."]
+    pieces += [("▁" + w, -1.0) for w in ("a", "red", "chair", "front", "side", "back", "overhead", "view")]
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
+    tokenizer.save_pretrained(folder / "tokenizer")
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(pieces),
+            d_model=TEXT_DIM,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
+    text_encoder.save_pretrained(folder / "text_encoder")
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=6,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        cross_attention_dim=32,  # IF's group-normed cross attention uses 32 groups
+        encoder_hid_dim=TEXT_DIM,
+        attention_head_dim=4,
+        addition_embed_type="text",
+        addition_embed_type_num_heads=2,
+        cross_attention_norm="group_norm",
+        resnet_time_scale_shift="scale_shift",
+        act_fn="gelu",
+    )
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        variance_type="learned_range",
+        prediction_type="epsilon",
+    ).save_pretrained(folder / "scheduler")
+    _write_model_index(
+        folder,
+        "IFPipeline",
+        {
+            "scheduler": ("diffusers", "DDPMScheduler"),
+            "text_encoder": ("transformers", "T5EncoderModel"),
+            "tokenizer": ("transformers", "T5Tokenizer"),
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "safety_checker": (None, None),
+            "feature_extractor": (None, None),
+            "watermarker": (None, None),
+        },
+    )
+    return folder
