@@ -24,7 +24,8 @@ TEXT_DIM = 16
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2 / CLIP byte-level BPE alphabet: every byte maps to a printable unicode character."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+    bs += list(range(ord("\u00ae"), ord("\u00ff") + 1))
     cs = bs[:]
     n = 0
     for b in range(256):

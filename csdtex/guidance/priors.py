@@ -263,7 +263,8 @@ class Prior:
         )[0]
         if out.shape[1] != self._in_channels:
             out = out[:, : self._in_channels]
-        return eps_from_prediction(out.float(), x_t.to(self.device).float(), self.alphas_cumprod[t], self.prediction_type)
+        x_t32 = x_t.to(self.device).float()
+        return eps_from_prediction(out.float(), x_t32, self.alphas_cumprod[t], self.prediction_type)
 
 
 class LatentPrior(Prior):
@@ -442,7 +443,11 @@ def _detect_kind(folder: Path) -> PriorKind:
         )
     if not (folder / "unet" / "config.json").is_file():
         raise ModelError(f"{folder / 'unet'} has no config.json: the folder is incomplete; download the model again")
-    return "latent" if ((folder / "vae").is_dir() or "vae" in index) else "pixel"
+    vae_entry = index.get("vae")
+    vae_listed = isinstance(vae_entry, list) and bool(vae_entry) and vae_entry[0] is not None
+    if vae_listed and not (folder / "vae").is_dir():
+        raise ModelError(f"{folder} has no vae/ although model_index.json lists one: download the model again")
+    return "latent" if (folder / "vae").is_dir() else "pixel"
 
 
 def _alphas_cumprod(folder: Path) -> tuple[torch.Tensor, PredictionType]:
@@ -522,7 +527,9 @@ def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str
     device = _resolve_device(device)
     dtype = _resolve_dtype(dtype, device)
     if not folder.exists():
-        raise ModelError(f"model folder {folder} does not exist: pass an existing diffusers folder, a hub id or an alias")
+        raise ModelError(
+            f"model folder {folder} does not exist: pass an existing diffusers folder, a hub id or an alias"
+        )
     if not folder.is_dir():
         raise ModelError(
             f"{folder} is a file, not a diffusers folder: single-file checkpoints are not supported; convert it with "
@@ -531,12 +538,12 @@ def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str
     kind = _detect_kind(folder)
 
     from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.utils import is_accelerate_available
     from transformers import CLIPTextModel, T5EncoderModel
 
     wanted_variant = "fp16" if dtype in (torch.float16, torch.bfloat16) else None
-    text_config = _read_json(folder / "text_encoder" / "config.json") if (
-        folder / "text_encoder" / "config.json"
-    ).is_file() else {}
+    text_config_path = folder / "text_encoder" / "config.json"
+    text_config = _read_json(text_config_path) if text_config_path.is_file() else {}
     text_model_type = str(text_config.get("model_type", ""))
     text_classes = {"clip_text_model": CLIPTextModel, "t5": T5EncoderModel}
     if text_model_type not in text_classes:
@@ -551,7 +558,7 @@ def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str
 
     unet = _load_component(
         UNet2DConditionModel, folder / "unet", use_safetensors=True, torch_dtype=dtype,
-        variant=variants["unet"],
+        variant=variants["unet"], low_cpu_mem_usage=is_accelerate_available(),
     )  # fmt: skip
     text_encoder = _load_component(
         text_classes[text_model_type], folder / "text_encoder", use_safetensors=True, dtype=dtype,
@@ -572,8 +579,9 @@ def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str
     )
     if kind == "latent":
         vae = _load_component(
-            AutoencoderKL, folder / "vae", use_safetensors=True, torch_dtype=dtype, variant=variants["vae"]
-        )
+            AutoencoderKL, folder / "vae", use_safetensors=True, torch_dtype=dtype, variant=variants["vae"],
+            low_cpu_mem_usage=is_accelerate_available(),
+        )  # fmt: skip
         modules.append(vae)
         if unet.config.in_channels != vae.config.latent_channels:
             raise ModelError(
@@ -668,23 +676,43 @@ def _hub_error(repo_id: str, err: Exception) -> ModelError:
     return ModelError(f"downloading {repo_id} failed ({_one_line(err)}); check disk space and network, then retry")
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Exception bases of the HTTP clients huggingface_hub may use (proxy / TLS errors it lets through)."""
+    errors: list[type[BaseException]] = []
+    for module_name, attr in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, attr, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            errors.append(cls)
+    return tuple(errors)
+
+
 def _download(repo_id: str, variant: str | None, cache_dir: str | os.PathLike | None) -> Path:
     """Fetch (or find in the cache) the files a prior needs; return the local snapshot folder."""
-    from huggingface_hub import snapshot_download
+    import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     offline = _hub_offline()
+    transport_errors = _transport_errors()
 
     def fetch(patterns: list[str]) -> Path:
         try:
             return Path(
-                snapshot_download(
+                huggingface_hub.snapshot_download(
                     repo_id, allow_patterns=patterns, cache_dir=cache_dir, local_files_only=offline,
                     library_name="csdtex",
                 )
             )  # fmt: skip
         except (HfHubHTTPError, LocalEntryNotFoundError, HFValidationError, OSError) as err:
             raise _hub_error(repo_id, err) from None
+        except transport_errors as err:
+            raise ModelError(
+                f"network error while downloading {repo_id} ({type(err).__name__}: {_one_line(err)}): check your "
+                "network / proxy settings, or pass a local diffusers folder with --model /path/to/folder"
+            ) from None
 
     folder = fetch(_CONFIG_PATTERNS + _weight_patterns(variant))
     if variant is not None and not offline:
