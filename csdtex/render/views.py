@@ -1,0 +1,119 @@
+"""Rendering a texture model on a mesh from a batch of cameras: rasterize, look up surface samples, shade.
+
+Images are float32 [B, H, W, 3] in [0, 1], row 0 at the top (see ``Fragments``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from csdtex.cameras import Cameras
+from csdtex.mesh import RenderMesh
+from csdtex.render import Fragments, rasterize
+
+SHADINGS = ("albedo", "lit", "normals")
+
+
+@dataclass
+class SurfaceSamples:
+    """Surface quantities at the covered pixels of some fragments, in row-major (b, i, j) order.
+
+    Attributes:
+        points: float32 [N, 3] positions in the normalized render space.
+        normals: float32 [N, 3] unit smooth normals (interpolated vertex normals, renormalized).
+        uvs: float32 [N, 2] texture coordinates (0 where the face has no UVs).
+        materials: int64 [N] material index of the face.
+    """
+
+    points: torch.Tensor
+    normals: torch.Tensor
+    uvs: torch.Tensor
+    materials: torch.Tensor
+
+
+@dataclass
+class RenderOutput:
+    """Result of :func:`render_views`: image float32 [B, H, W, 3] in [0, 1]; mask bool [B, H, W]; fragments."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    fragments: Fragments
+
+
+def surface_samples(render_mesh: RenderMesh, fragments: Fragments) -> SurfaceSamples:
+    """Interpolate positions, normals and UVs at every covered pixel of ``fragments`` (no gradient needed here:
+    the geometry is fixed; the gradient flows through the texture model evaluated at these samples)."""
+    mask = fragments.mask
+    face = fragments.face_id[mask].long()
+    weights = fragments.bary[mask].unsqueeze(-1)  # [N, 3, 1]
+    corners = render_mesh.faces.long()[face]
+    points = (render_mesh.positions[corners] * weights).sum(1)
+    normals = F.normalize((render_mesh.normals[corners] * weights).sum(1), dim=-1)
+    uv_corners = render_mesh.uv_faces.long()[face]
+    has_uv = (uv_corners >= 0).all(-1, keepdim=True)
+    uvs = (render_mesh.uvs[uv_corners.clamp(min=0)] * weights).sum(1) * has_uv
+    materials = render_mesh.face_materials.long()[face]
+    return SurfaceSamples(points=points, normals=normals, uvs=uvs, materials=materials)
+
+
+def lambert_shading(normals: torch.Tensor, light_direction: torch.Tensor, ambient: float = 0.45) -> torch.Tensor:
+    """Two-sided diffuse shading factor in [ambient, 1]: float [N, 3] normals, [N, 3] or [3] unit light -> [N, 1]."""
+    diffuse = (normals * light_direction).sum(-1, keepdim=True).abs()
+    return ambient + (1.0 - ambient) * diffuse
+
+
+def render_views(
+    render_mesh: RenderMesh,
+    model: torch.nn.Module | None,
+    cameras: Cameras,
+    resolution: int,
+    background: torch.Tensor | float = 1.0,
+    shading: str = "albedo",
+    backend: str = "torch",
+    supersample: int = 1,
+) -> RenderOutput:
+    """Render ``model`` on ``render_mesh`` from every camera.
+
+    Args:
+        render_mesh: from ``Mesh.to_render`` on the cameras' device.
+        model: texture model ``(points [N,3], uvs [N,2], materials [N]) -> rgb [N,3]`` in [0, 1]; None renders a
+            uniform light grey (useful with ``shading='lit'`` to see the bare shape).
+        cameras: B cameras.
+        resolution: output height and width in pixels.
+        background: RGB in [0, 1] as a float, float [3] or float [B, 3] (one colour per view).
+        shading: 'albedo' (the texture as is, what the diffusion prior sees), 'lit' (albedo times a two-sided
+            headlight diffuse term, for previews) or 'normals' (normal map colours (n + 1) / 2, "textureless" views).
+        backend: rasterizer backend ('torch', 'nvdiffrast', 'auto').
+        supersample: render at ``resolution * supersample`` and box-filter down (anti-aliasing for previews).
+    Returns:
+        :class:`RenderOutput`; ``image`` is differentiable with respect to the model's parameters.
+    """
+    if shading not in SHADINGS:
+        raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}")
+    size = resolution * supersample
+    fragments = rasterize(cameras.project(render_mesh.positions), render_mesh.faces, size, size, backend=backend)
+    samples = surface_samples(render_mesh, fragments)
+    if shading == "normals":
+        colors = (samples.normals + 1.0) * 0.5
+    else:
+        if model is None:
+            colors = torch.full_like(samples.points, 0.8)
+        else:
+            colors = model(samples.points, samples.uvs, samples.materials)
+        if shading == "lit":
+            view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
+            light = F.normalize(cameras.positions, dim=-1)[view_index]
+            colors = colors * lambert_shading(samples.normals, light)
+    batch = len(cameras)
+    background = torch.as_tensor(background, dtype=colors.dtype, device=colors.device)
+    background = background.reshape(-1, 3) if background.numel() >= 3 else background.reshape(1, 1).expand(1, 3)
+    image = background.expand(batch, 3)[:, None, None, :].expand(batch, size, size, 3)
+    image = image.index_put((fragments.mask,), colors.to(image.dtype))
+    mask = fragments.mask
+    if supersample > 1:
+        image = F.avg_pool2d(image.permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1)
+        mask = F.max_pool2d(mask.float()[:, None], supersample)[:, 0] > 0
+    return RenderOutput(image=image, mask=mask, fragments=fragments)
