@@ -476,10 +476,20 @@ def _sample_size(unet_config: Any) -> int:
     return int(size)
 
 
+def _quiet_loading_bars() -> None:
+    """Hide the per-component "Loading weights" bars of transformers/diffusers (csdtex shows its own progress)."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
+
+
 def _load_component(loader: Any, what: Path, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained`` on a local folder; turn file-level failures into a one-line ModelError."""
     from safetensors import SafetensorError
 
+    _quiet_loading_bars()
     try:
         return loader.from_pretrained(str(what), local_files_only=True, **kwargs)
     except (OSError, ValueError, SafetensorError) as err:

@@ -1,0 +1,174 @@
+"""The ``csdtex`` command line: a thin click layer over the Python API.
+
+Every user error surfaces as one line ``error: ...`` on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from csdtex import __version__
+from csdtex.errors import CsdtexError
+
+RENDERER_CHOICES = ("auto", "torch", "nvdiffrast")
+
+
+class CsdtexGroup(click.Group):
+    """A click group that turns csdtex's user errors (and a few environment failures) into one-line messages."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CsdtexError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; no partial outputs were kept", err=True)
+            ctx.exit(130)
+        except MemoryError:
+            click.echo("error: out of memory: lower --texture-size, --resolution or the number of views", err=True)
+            ctx.exit(3)
+        except Exception as error:  # CUDA OOM and friends, recognised without importing torch eagerly
+            if type(error).__name__ == "OutOfMemoryError":
+                click.echo(
+                    "error: the GPU ran out of memory: lower --views-per-step, --resolution or --texture-size, "
+                    "or use --device cpu",
+                    err=True,
+                )
+                ctx.exit(3)
+            raise
+
+
+@click.group(cls=CsdtexGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="csdtex")
+def main() -> None:
+    """Paint, edit and check textures of existing 3D meshes from text, with Classifier Score Distillation."""
+
+
+@main.command()
+@click.argument("mesh_path", metavar="MESH", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+def info(mesh_path: Path, as_json: bool) -> None:
+    """Describe MESH: size, UVs, charts, seams, bounding box and problems found."""
+    from csdtex.mesh import analyze_mesh, load_mesh
+
+    report = analyze_mesh(load_mesh(mesh_path))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report.to_text())
+
+
+@main.command()
+@click.argument("mesh_path", metavar="MESH", type=click.Path(path_type=Path))
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=Path("preview.gif"), show_default=True,
+              help="Output file: .gif (animation), .mp4 (needs imageio-ffmpeg) or .png (contact sheet).")
+@click.option("--frames", type=click.IntRange(1, 720), default=24, show_default=True, help="Views around the orbit.")
+@click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True, help="Frame size in pixels.")
+@click.option("--elevation", type=click.FloatRange(-89.0, 89.0), default=15.0, show_default=True,
+              help="Camera elevation in degrees.")
+@click.option("--shading", type=click.Choice(["lit", "albedo", "normals"]), default="lit", show_default=True,
+              help="lit: texture with soft diffuse light; albedo: texture only; normals: surface normals.")
+@click.option("--fps", type=click.IntRange(1, 60), default=12, show_default=True, help="Frames per second.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to render.")
+@click.option("--renderer", type=click.Choice(RENDERER_CHOICES), default="auto", show_default=True,
+              help="Rasterizer backend: torch (portable) or nvdiffrast (CUDA, optional).")
+def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: float, shading: str, fps: int,
+           device: str, renderer: str) -> None:
+    """Render a turntable preview of a (textured) MESH."""
+    from csdtex.devices import resolve_device
+    from csdtex.field import UVTexture
+    from csdtex.mesh import load_mesh
+    from csdtex.preview import PREVIEW_FORMATS, turntable_frames, write_preview
+
+    if out_path.suffix.lower() not in PREVIEW_FORMATS:
+        raise CsdtexError(f"unsupported preview format {out_path.suffix or '(none)'!r} for --out: use .gif, .mp4 or .png")
+    torch_device = resolve_device(device)
+    mesh = load_mesh(mesh_path)
+    for warning in mesh.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    model = UVTexture.from_images(material_images(mesh)).to(torch_device)
+    images = turntable_frames(
+        mesh.to_render(torch_device), model, num_frames=frames, resolution=size, elevation_deg=elevation,
+        shading=shading, backend=renderer,
+    )
+    write_preview(images, out_path, fps=fps)
+    click.echo(f"wrote {out_path} ({frames} frames, {size}x{size})")
+
+
+@main.command()
+@click.argument("mesh_path", metavar="MESH", type=click.Path(path_type=Path))
+@click.argument("prompt")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: csdtex-out/<mesh name>).")
+@click.option("--model", default=None, help="Prior: an alias from `csdtex models`, a local diffusers folder or a hub id.")
+@click.option("--negative", default=None, help="Negative prompt (default: the preset's; \"\" disables it).")
+@click.option("--steps", type=int, default=None, help="Optimization steps [default: 1000].")
+@click.option("--views-per-step", type=int, default=None, help="Random views per step [default: 4].")
+@click.option("--texture-size", type=int, default=None, help="Baked texture size in texels [default: 1024].")
+@click.option("--guidance", type=click.Choice(["csd", "sds"]), default=None,
+              help="csd: Classifier Score Distillation; sds: the Score Distillation Sampling baseline [default: csd].")
+@click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
+@click.option("--renderer", type=click.Choice(RENDERER_CHOICES), default=None,
+              help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch].")
+@click.option("--unwrap", is_flag=True, default=None, help="Re-unwrap UVs with xatlas even if the mesh has UVs.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="TOML file of options (command-line options override it).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None, negative: str | None,
+          steps: int | None, views_per_step: int | None, texture_size: int | None, guidance: str | None,
+          seed: int | None, device: str | None, renderer: str | None, unwrap: bool | None, resume: bool,
+          config_file: Path | None, quiet: bool) -> None:
+    """Paint a texture onto MESH from a text PROMPT with Classifier Score Distillation."""
+    from csdtex.config import PaintConfig, apply_overrides, load_config_file
+    from csdtex.export import safe_asset_name
+    from csdtex.paint import paint as run_paint
+
+    config = load_config_file(config_file) if config_file else PaintConfig()
+    options = {"model": model, "negative_prompt": negative, "steps": steps, "views_per_step": views_per_step,
+               "texture_size": texture_size, "guidance_method": guidance, "seed": seed, "device": device,
+               "renderer": renderer, "unwrap": unwrap}
+    config = apply_overrides(config, {k: v for k, v in options.items() if v is not None}, source="the command line")
+    out_dir = out_dir or Path("csdtex-out") / safe_asset_name(mesh_path.stem)
+    result = run_paint(mesh_path, prompt, config, out_dir=out_dir, resume=resume, show_progress=not quiet)
+    click.echo(f"textured mesh: {result.files.obj} and {result.files.glb}")
+    click.echo(f"preview:       {result.preview} ({result.preview_sheet.name})")
+    click.echo(f"run record:    {result.run_json}")
+    click.echo("timings:       " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+
+
+@main.command()
+def models() -> None:
+    """List the prior aliases accepted by --model."""
+    from csdtex.guidance import list_model_aliases
+
+    rows = list_model_aliases()
+    width = max(len(alias) for alias, _, _ in rows)
+    for alias, repo_id, description in rows:
+        click.echo(f"{alias.ljust(width)}  {repo_id}  {description}")
+    click.echo("Any local diffusers folder (Stable Diffusion 1.x/2.x or DeepFloyd IF stage I layout) or hub id works too.")
+
+
+def material_images(mesh) -> list:
+    """One RGB uint8 image per material: its texture, or a small solid image of its base colour."""
+    import numpy as np
+
+    images = []
+    for material in mesh.materials:
+        if material.texture is not None:
+            images.append(material.texture)
+        else:
+            color = np.clip(np.asarray(material.base_color) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            images.append(np.broadcast_to(color, (8, 8, 3)).copy())
+    return images
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Typed configuration of a paint run, with presets written in Python and loading from TOML.
+
+A ``PaintConfig`` holds every option of ``csdtex paint``. Fields left as ``None`` take the preset of the prior kind
+(latent = Stable Diffusion family, pixel = DeepFloyd-IF-like and the built-in prior) when the run starts; see
+:func:`resolve_for_prior`. The resolved config is what ``run.json`` records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from csdtex.cameras import CameraRanges
+from csdtex.errors import ConfigError
+from csdtex.field import FieldConfig
+from csdtex.guidance.scores import GuidanceConfig, default_guidance_config
+
+
+@dataclass
+class PaintConfig:
+    """Options of a paint run (``csdtex paint`` / :func:`csdtex.paint`)."""
+
+    model: str | None = None
+    """Prior: an alias (``csdtex models``), a local diffusers folder or a hub id. Required until the built-in prior
+    ships."""
+    negative_prompt: str | None = None
+    """Negative prompt for CSD; None takes the guidance preset's ("oversaturated color, ugly, ..."), "" disables."""
+    guidance_method: str = "csd"
+    """'csd' (Classifier Score Distillation) or 'sds' (Score Distillation Sampling baseline)."""
+    steps: int = 1000
+    """Optimization steps."""
+    views_per_step: int = 4
+    """Random views rendered per step (batch size of the prior)."""
+    texture_size: int = 1024
+    """Width and height of the baked texture in texels."""
+    render_resolution: int | None = None
+    """Render size seen by the prior; None = the prior's own (512 for latent priors, 64 for pixel priors)."""
+    learning_rate: float | None = None
+    """Adam learning rate of the texture field; None = preset (1e-3 as in the released configs)."""
+    seed: int = 0
+    """Seed of every random choice (views, backgrounds, timesteps, noise, field initialization)."""
+    device: str = "auto"
+    """'auto', 'cpu' or 'cuda' (or 'cuda:N')."""
+    renderer: str = "auto"
+    """Rasterizer backend: 'auto', 'torch' or 'nvdiffrast'."""
+    unwrap: bool = False
+    """Re-unwrap the mesh with xatlas even when it has UVs (meshes without UVs are always unwrapped)."""
+    white_background_probability: float = 0.5
+    """Fraction of views rendered on white; the others get a random solid colour."""
+    lit_probability: float = 0.0
+    """Fraction of steps rendered with random diffuse lighting over the albedo (the gradient still reaches the
+    albedo; discourages baking light into the texture). Normal-shaded "textureless" steps of the original method
+    optimize geometry only, which csdtex keeps fixed, so they are not offered."""
+    view_dependent_prompt: bool = True
+    """Append ", front view" / ", side view" / ", back view" / ", overhead view" per camera."""
+    checkpoint_every: int = 200
+    """Save a resumable checkpoint every N steps (0 disables)."""
+    preview_frames: int = 24
+    """Frames of the turntable preview."""
+    preview_size: int = 256
+    """Size of the preview frames in pixels."""
+    cameras: CameraRanges = field(default_factory=CameraRanges)
+    """Ranges of the random training cameras."""
+    field: FieldConfig = field(default_factory=FieldConfig)
+    """Hash-grid texture field."""
+    guidance: GuidanceConfig | None = None
+    """Guidance options; None = the preset of the prior kind with ``guidance_method`` and ``negative_prompt``."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` with a one-line message for the first invalid value."""
+        checks = [
+            (self.steps >= 1, f"steps must be at least 1 (got {self.steps})"),
+            (1 <= self.views_per_step <= 64, f"views per step must be in 1..64 (got {self.views_per_step})"),
+            (8 <= self.texture_size <= 16384, f"texture size must be in 8..16384 (got {self.texture_size})"),
+            (self.render_resolution is None or 16 <= self.render_resolution <= 2048,
+             f"render resolution must be in 16..2048 (got {self.render_resolution})"),
+            (self.learning_rate is None or self.learning_rate > 0,
+             f"learning rate must be positive (got {self.learning_rate})"),
+            (self.guidance_method in ("csd", "sds"), f"guidance must be 'csd' or 'sds' (got {self.guidance_method!r})"),
+            (0.0 <= self.white_background_probability <= 1.0, "white_background_probability must be in [0, 1]"),
+            (0.0 <= self.lit_probability <= 1.0, "lit_probability must be in [0, 1]"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be 0 (off) or positive"),
+            (1 <= self.preview_frames <= 720, "preview_frames must be in 1..720"),
+            (16 <= self.preview_size <= 4096, "preview_size must be in 16..4096"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+# Per-prior-kind presets of the fields left as None.
+PRESETS: dict[str, dict[str, Any]] = {
+    "latent": {"learning_rate": 1e-3},
+    "pixel": {"learning_rate": 1e-3},
+}
+
+
+def resolve_for_prior(config: PaintConfig, prior_kind: str, prior_resolution: int) -> PaintConfig:
+    """A copy of ``config`` with every None field filled from the preset of ``prior_kind`` ('latent' | 'pixel')."""
+    preset = PRESETS[prior_kind]
+    guidance = config.guidance
+    if guidance is None:
+        overrides: dict[str, Any] = {"method": config.guidance_method,
+                                     "view_dependent_prompt": config.view_dependent_prompt}
+        if config.negative_prompt is not None:
+            overrides["negative_prompt"] = config.negative_prompt
+        guidance = default_guidance_config(prior_kind, **overrides)
+    return dataclasses.replace(
+        config,
+        learning_rate=config.learning_rate if config.learning_rate is not None else preset["learning_rate"],
+        render_resolution=config.render_resolution or prior_resolution,
+        guidance=guidance,
+    )
+
+
+def to_dict(config: PaintConfig) -> dict[str, Any]:
+    """JSON-ready nested dict of a config."""
+    return dataclasses.asdict(config)
+
+
+_NESTED = {"cameras": CameraRanges, "field": FieldConfig, "guidance": GuidanceConfig}
+
+
+def load_config_file(path: str | Path, base: PaintConfig | None = None) -> PaintConfig:
+    """Read a TOML file of PaintConfig fields (nested tables ``[cameras]``, ``[field]``, ``[guidance]``).
+
+    Unknown keys and wrong types are :class:`ConfigError` with the offending key named.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    return apply_overrides(base or PaintConfig(), data, source=str(path))
+
+
+def apply_overrides(config: PaintConfig, values: dict[str, Any], source: str = "options") -> PaintConfig:
+    """A copy of ``config`` with ``values`` (field name -> value, nested dicts for nested configs) applied."""
+    known = {f.name: f for f in fields(PaintConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown option {key!r} in {source}: valid keys are {', '.join(sorted(known))}")
+        if key in _NESTED:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} in {source} must be a table of options")
+            nested_type = _NESTED[key]
+            nested_known = {f.name for f in fields(nested_type)}
+            unknown = set(value) - nested_known
+            if unknown:
+                raise ConfigError(
+                    f"unknown option {key}.{sorted(unknown)[0]} in {source}: valid keys are {', '.join(sorted(nested_known))}"
+                )
+            current = getattr(config, key) or nested_type()
+            value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+            try:
+                changes[key] = dataclasses.replace(current, **value)
+            except TypeError as error:
+                raise ConfigError(f"invalid {key} options in {source}: {error}") from None
+        else:
+            expected = _SCALAR_TYPES[key]
+            if value is not None and not _is_instance(value, expected):
+                names = " or ".join(t.__name__ for t in expected)
+                raise ConfigError(f"option {key!r} in {source} must be {names}, got {value!r}")
+            changes[key] = float(value) if float in expected and isinstance(value, int) else value
+    return dataclasses.replace(config, **changes)
+
+
+def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in expected:
+        return False
+    if isinstance(value, int) and float in expected:
+        return True
+    return isinstance(value, expected)
+
+
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "negative_prompt": (str,), "guidance_method": (str,), "steps": (int,),
+    "views_per_step": (int,), "texture_size": (int,), "render_resolution": (int,), "learning_rate": (float,),
+    "seed": (int,), "device": (str,), "renderer": (str,), "unwrap": (bool,),
+    "white_background_probability": (float,), "lit_probability": (float,), "view_dependent_prompt": (bool,),
+    "checkpoint_every": (int,), "preview_frames": (int,), "preview_size": (int,),
+}

@@ -1,0 +1,201 @@
+"""End-to-end `csdtex paint` on tiny random priors (built here, never downloaded), resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from click.testing import CliRunner
+from PIL import Image
+
+from csdtex import paint as paint_module
+from csdtex.cli import main
+from csdtex.config import PaintConfig, load_config_file
+from csdtex.errors import ConfigError
+from tiny_priors import build_tiny_latent_folder, build_tiny_pixel_folder
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "meshes"
+FAST = ["--steps", "4", "--views-per-step", "2", "--texture-size", "64", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def priors(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("paint_priors")
+    return {"latent": build_tiny_latent_folder(root / "latent"), "pixel": build_tiny_pixel_folder(root / "pixel")}
+
+
+@pytest.fixture(scope="module")
+def small_mesh(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("meshes") / "ball.obj"
+    trimesh.creation.icosphere(2).export(path)  # no UVs: exercises the unwrap path
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("kind", ["latent", "pixel"])
+def test_paint_cli_writes_every_output_and_they_load(tmp_path, priors, small_mesh, kind):
+    out = tmp_path / "out"
+    result = invoke("paint", str(small_mesh), "a red ball", "--model", str(priors[kind]), "--out", str(out), *FAST)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["ball.glb", "ball.mtl", "ball.obj", "ball.png", "ball_turntable.gif", "ball_views.png", "run.json"]
+    texture = np.asarray(Image.open(out / "ball.png"))
+    assert texture.shape == (64, 64, 3) and texture.std() > 0
+    scene = trimesh.load(out / "ball.glb")
+    assert sum(len(g.faces) for g in scene.geometry.values()) == 320
+    assert len(trimesh.load(out / "ball.obj", process=False).faces) == 320
+    gif = Image.open(out / "ball_turntable.gif")
+    assert gif.n_frames == 24
+    record = json.loads((out / "run.json").read_text())
+    assert record["prompt"] == "a red ball" and record["prior"]["kind"] == kind
+    assert record["metrics"]["steps_run"] == 4 and len(record["history"]["loss"]) == 4
+    assert {"optimize", "bake", "export", "preview"} <= set(record["timings_s"])
+    assert record["versions"]["torch"]
+    assert not list(out.glob("*.tmp*")) and not (out / "checkpoint.json").exists()
+
+
+def test_mesh_with_uvs_keeps_its_uvs_and_vertex_order(tmp_path, priors):
+    config = PaintConfig(model=str(priors["pixel"]), steps=2, views_per_step=1, texture_size=32,
+                         preview_frames=2, preview_size=32)
+    result = paint_module.paint(ASSETS / "vase.obj", "a blue vase", config, out_dir=tmp_path, show_progress=False)
+    from csdtex.mesh import load_mesh
+
+    original, exported = load_mesh(ASSETS / "vase.obj"), load_mesh(result.files.obj)
+    assert np.array_equal(original.faces, exported.faces)
+    assert np.allclose(original.vertices, exported.vertices)
+    assert np.array_equal(original.uv_faces, exported.uv_faces) and np.allclose(original.uvs, exported.uvs)
+
+
+def test_same_seed_gives_the_same_texture(tmp_path, priors, small_mesh):
+    config = PaintConfig(model=str(priors["latent"]), steps=3, views_per_step=2, texture_size=32, seed=7,
+                         preview_frames=2, preview_size=32)
+    first = paint_module.paint(small_mesh, "a green ball", config, out_dir=tmp_path / "a", show_progress=False)
+    second = paint_module.paint(small_mesh, "a green ball", config, out_dir=tmp_path / "b", show_progress=False)
+    other = paint_module.paint(small_mesh, "a green ball", PaintConfig(**{**config.__dict__, "seed": 8}),
+                               out_dir=tmp_path / "c", show_progress=False)
+    assert np.array_equal(first.textures[0], second.textures[0])
+    assert not np.array_equal(first.textures[0], other.textures[0])
+
+
+def test_resume_continues_from_the_checkpoint_exactly(tmp_path, priors, small_mesh, monkeypatch):
+    config = PaintConfig(model=str(priors["latent"]), steps=6, views_per_step=2, texture_size=32, checkpoint_every=2,
+                         preview_frames=2, preview_size=32)
+    straight = paint_module.paint(small_mesh, "a ball", config, out_dir=tmp_path / "straight", show_progress=False)
+
+    real_step, calls = paint_module._step, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(paint_module, "_step", interrupted)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        paint_module.paint(small_mesh, "a ball", config, out_dir=out, show_progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == 4
+    monkeypatch.setattr(paint_module, "_step", real_step)
+
+    result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(out),
+                    "--steps", "6", "--views-per-step", "2", "--texture-size", "32", "--resume", "--quiet")
+    assert result.exit_code == 0, result.output
+    resumed_texture = np.asarray(Image.open(out / "ball.png"))
+    assert np.array_equal(resumed_texture, straight.textures[0])
+    record = json.loads((out / "run.json").read_text())
+    assert record["metrics"]["resumed_from_step"] == 4 and record["metrics"]["steps_run"] == 2
+
+    # A checkpoint from another prompt is refused, naming what differs.
+    paint_module._save_checkpoint(out, torch.nn.Linear(1, 1), torch.optim.Adam(torch.nn.Linear(1, 1).parameters()),
+                                  torch.Generator(), 2, "another prompt", config)
+    result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(out),
+                    "--steps", "6", "--resume", "--quiet")
+    assert result.exit_code != 0 and "different prompt" in result.output
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--views-per-step", "0"], "views per step"),
+        (["--texture-size", "4"], "texture size"),
+        (["--device", "tpu"], "unknown device"),
+        (["--resume"], "no checkpoint"),
+    ],
+)
+def test_bad_options_give_one_clear_line(tmp_path, priors, small_mesh, extra, message):
+    out = tmp_path / "out"
+    result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(out), *extra)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_inputs_give_one_clear_line_and_write_nothing(tmp_path, priors, small_mesh):
+    out = tmp_path / "out"
+    cases = [
+        (["paint", str(small_mesh), "   ", "--model", str(priors["latent"])], "prompt is empty"),
+        (["paint", str(small_mesh), "a ball", "--model", "no-such-model"], "unknown model"),
+        (["paint", str(small_mesh), "a ball", "--model", str(tmp_path)], ""),
+        (["paint", str(small_mesh), "a ball"], "no --model"),
+        (["paint", str(tmp_path / "missing.obj"), "a ball", "--model", str(priors["latent"])], "does not exist"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--device", "cuda"],
+                      "no CUDA"))
+    for args, message in cases:
+        result = invoke(*args, "--out", str(out), "--quiet")
+        assert result.exit_code != 0, args
+        assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+        assert message in result.output
+        assert not out.exists()
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(blocker / "sub"))
+    assert result.exit_code == 2 and "cannot write to output folder" in result.output
+
+
+def test_gpu_out_of_memory_is_reported_with_what_to_lower(tmp_path, small_mesh, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(paint_module, "paint", out_of_memory)
+    result = invoke("paint", str(small_mesh), "a ball", "--model", "sd21", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 3
+    assert "ran out of memory" in result.output and "--views-per-step" in result.output
+
+
+def test_config_file_sets_options_and_rejects_unknown_keys(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('steps = 12\nguidance_method = "sds"\n[field]\nlog2_hashmap_size = 14\n[cameras]\nfov_deg = [30, 40]\n')
+    config = load_config_file(good)
+    assert config.steps == 12 and config.guidance_method == "sds" and config.field.log2_hashmap_size == 14
+    assert config.cameras.fov_deg == (30, 40)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("stepz = 3\n")
+    with pytest.raises(ConfigError, match="unknown option 'stepz'"):
+        load_config_file(bad)
+    wrong_type = tmp_path / "wrong.toml"
+    wrong_type.write_text('steps = "many"\n')
+    with pytest.raises(ConfigError, match="must be int"):
+        load_config_file(wrong_type)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("steps = = 3\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config_file(broken)
+
+
+def test_models_lists_the_aliases():
+    result = invoke("models")
+    assert result.exit_code == 0
+    assert "sd21" in result.output and "stabilityai/stable-diffusion-2-1-base" in result.output
