@@ -33,7 +33,7 @@ from csdtex.guidance import (
     view_suffix,
     wrap_azimuth,
 )
-from tiny_priors import build_tiny_latent_folder, build_tiny_pixel_folder
+from csdtex.guidance.random_priors import build_tiny_latent_folder, build_tiny_pixel_folder
 
 # ---------------------------------------------------------------------------------------------------------- fixtures
 

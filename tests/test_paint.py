@@ -16,7 +16,7 @@ from csdtex import paint as paint_module
 from csdtex.cli import main
 from csdtex.config import PaintConfig, load_config_file
 from csdtex.errors import ConfigError
-from tiny_priors import build_tiny_latent_folder, build_tiny_pixel_folder
+from csdtex.guidance.random_priors import build_tiny_latent_folder, build_tiny_pixel_folder
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "meshes"
 FAST = ["--steps", "4", "--views-per-step", "2", "--texture-size", "64", "--quiet"]

@@ -1,4 +1,4 @@
-"""Tiny random diffusion priors for tests, built in code and saved as real diffusers pipeline folders.
+"""Random-weight diffusion priors built in code and saved as real diffusers pipeline folders (tests, benchmarks).
 
 Nothing is downloaded: the tokenizers are built from small vocabularies written here, the networks are randomly
 initialised with a fixed seed, and everything is saved with ``save_pretrained`` (safetensors) plus a
@@ -7,6 +7,9 @@ through exactly the same ``from_pretrained`` path as Stable Diffusion and DeepFl
 
 - :func:`build_tiny_latent_folder`: SD layout (vae, unet, CLIP text encoder + tokenizer, DDIM scheduler); renders at
   16 px (VAE scale factor 2 x UNet sample size 8), latents [B, 4, 8, 8], text embeddings [B, 16, 16].
+- :func:`build_random_sd21_base_folder`: the real Stable Diffusion 2.1-base architecture (865M-parameter UNet,
+  VAE, OpenCLIP-H-sized text encoder) with random weights, for speed and memory benchmarks (cost does not depend on
+  the weights); renders at 512 px.
 - :func:`build_tiny_pixel_folder`: IF stage I layout (unet with 3 -> 6 channels and IF's block types, T5 encoder +
   tokenizer, DDPM scheduler with learned variance); renders at 8 px, text embeddings [B, 77, 16].
 """
@@ -42,7 +45,7 @@ def _write_model_index(folder: Path, class_name: str, components: dict[str, tupl
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
-def _write_clip_tokenizer(folder: Path) -> int:
+def _write_clip_tokenizer(folder: Path, model_max_length: int = LATENT_TEXT_LENGTH) -> int:
     """Write vocab.json / merges.txt / tokenizer_config.json like the SD repos have; return the vocabulary size.
 
     The vocabulary is the 256 byte-level characters, each also with the ``</w>`` end-of-word suffix, a handful of
@@ -64,7 +67,7 @@ def _write_clip_tokenizer(folder: Path) -> int:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     config = {
         "tokenizer_class": "CLIPTokenizer",
-        "model_max_length": LATENT_TEXT_LENGTH,
+        "model_max_length": model_max_length,
         "bos_token": "<|startoftext|>",
         "eos_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>",
@@ -137,6 +140,58 @@ def build_tiny_latent_folder(folder: Path, *, prediction_type: str = "epsilon") 
         clip_sample=False,
         set_alpha_to_one=False,
         prediction_type=prediction_type,
+    ).save_pretrained(folder / "scheduler")
+    _write_model_index(
+        folder,
+        "StableDiffusionPipeline",
+        {
+            "scheduler": ("diffusers", "DDIMScheduler"),
+            "text_encoder": ("transformers", "CLIPTextModel"),
+            "tokenizer": ("transformers", "CLIPTokenizer"),
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "vae": ("diffusers", "AutoencoderKL"),
+        },
+    )
+    return folder
+
+
+def build_random_sd21_base_folder(folder: Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write a Stable Diffusion 2.1-base-architecture pipeline folder with random weights and return it.
+
+    Configuration as published for stabilityai/stable-diffusion-2-1-base: UNet block widths (320, 640, 1280, 1280),
+    2 layers per block, linear-projection transformers with head dims (5, 10, 20, 20), cross-attention width 1024;
+    VAE widths (128, 256, 512, 512), scaling factor 0.18215; CLIP text encoder with 23 layers of width 1024, 16
+    heads, 77 tokens; scaled-linear betas 0.00085..0.012, epsilon prediction. The tokenizer is the small byte-level
+    one of the tiny priors (its ids fit the real 49408-entry embedding table). Weights are saved in ``dtype``.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    _write_clip_tokenizer(folder / "tokenizer", model_max_length=77)
+    CLIPTextModel(
+        CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                       num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
+                       bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+    ).to(dtype).save_pretrained(folder / "text_encoder")
+    UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+    ).to(dtype).save_pretrained(folder / "unet", safe_serialization=True)
+    AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        scaling_factor=0.18215,
+    ).to(dtype).save_pretrained(folder / "vae", safe_serialization=True)
+    DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, prediction_type="epsilon",
     ).save_pretrained(folder / "scheduler")
     _write_model_index(
         folder,

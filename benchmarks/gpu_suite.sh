@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Everything csdtex checks on a CUDA machine, in one go: GPU tests, render/bake benchmark, paint speed benchmark.
+# Usage: bash benchmarks/gpu_suite.sh OUTPUT_DIR   (wheels for missing packages may be pre-installed on PYTHONPATH)
+set -uo pipefail
+out=${1:-gpu-results}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__)" | tee -a "$out/gpu.txt"
+# Build nvdiffrast's plugin once (about a minute) so that its time does not land inside a test or benchmark.
+python3 - <<'PY' 2>&1 | tail -3 | tee "$out/nvdiffrast_build.txt"
+import time, torch
+start = time.time()
+from csdtex.render import nvdiffrast_raster
+from csdtex.render.nvdiffrast_raster import _context
+_context(0)
+print(f"nvdiffrast ready in {time.time() - start:.1f} s")
+PY
+python3 -m pytest -q -s -m gpu tests 2>&1 | tee "$out/gpu_tests.log" | tail -40
+python3 benchmarks/render.py --devices cuda --json "$out/render_cuda.json" 2>&1 | tee "$out/render_cuda.log" | tail -60
+python3 benchmarks/speed.py --device cuda --json "$out/speed_cuda.json" 2>&1 | tee "$out/speed_cuda.log" | tail -20
