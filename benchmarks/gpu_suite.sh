@@ -17,5 +17,6 @@ _context(0)
 print(f"nvdiffrast ready in {time.time() - start:.1f} s")
 PY
 python3 -m pytest -q -s -m gpu tests 2>&1 | tee "$out/gpu_tests.log" | tail -40
+python3 benchmarks/field.py --device cuda --compile --json "$out/field_cuda.json" 2>&1 | tee "$out/field_cuda.log" | tail -12
 python3 benchmarks/render.py --devices cuda --json "$out/render_cuda.json" 2>&1 | tee "$out/render_cuda.log" | tail -60
 python3 benchmarks/speed.py --device cuda --json "$out/speed_cuda.json" 2>&1 | tee "$out/speed_cuda.log" | tail -20

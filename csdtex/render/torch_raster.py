@@ -24,8 +24,13 @@ from csdtex.render.fragments import Fragments
 
 _NEAR_W = 1e-6
 _EMPTY_KEY = torch.iinfo(torch.int64).max
-# Edge opposite vertex k runs between these two corners.
-_EDGE_CORNERS = ((1, 2), (2, 0), (0, 1))
+# Edge k (opposite corner k) runs from corner _EDGE_FROM[k] to corner _EDGE_TO[k].
+_EDGE_FROM = (1, 2, 0)
+_EDGE_TO = (2, 0, 1)
+# Columns of the per-triangle table gathered once per candidate pair.
+_EDGES = slice(0, 15)  # 3 edges x (ax, ay, dx, dy, sign)
+_CORNER_Z = slice(15, 18)
+_BOX_X, _BOX_Y, _BOX_W = 18, 19, 20
 
 
 def _pixel_coordinates(clip: torch.Tensor, height: int, width: int):
@@ -38,23 +43,28 @@ def _pixel_coordinates(clip: torch.Tensor, height: int, width: int):
     return x_pix, y_pix, z_ndc, w
 
 
-def _edge_functions(corner_x, corner_y, corner_index, x, y):
-    """Edge functions E_k (k = 0, 1, 2) at points (x, y) for triangles with corners (corner_x, corner_y).
+def _edge_table(corner_x: torch.Tensor, corner_y: torch.Tensor, corner_index: torch.Tensor) -> torch.Tensor:
+    """Canonical edge data of triangles: float [..., 3, 5] = (ax, ay, dx, dy, sign) per edge.
 
-    corner_x, corner_y: float [N, 3]; corner_index: int [N, 3] vertex indices; x, y: float [N].
-    Returns float [N, 3] with E_k = cross(P_b - P_a, p - P_a) for the edge (a, b) opposite corner k, evaluated with
-    the endpoints in canonical order and the sign fixed afterwards (see module docstring).
+    corner_x, corner_y: float [..., 3] pixel coordinates; corner_index: int [..., 3] vertex indices. Each edge is
+    stored from its lower-index endpoint a to the other endpoint (d = b - a), and ``sign`` restores the triangle's
+    own orientation, so E_k(p) = sign * (dx * (y - ay) - dy * (x - ax)) is bit-identical (up to sign) for the two
+    triangles that share the edge.
     """
-    edges = []
-    for a, b in _EDGE_CORNERS:
-        swap = corner_index[:, a] > corner_index[:, b]
-        ax = torch.where(swap, corner_x[:, b], corner_x[:, a])
-        ay = torch.where(swap, corner_y[:, b], corner_y[:, a])
-        dx = torch.where(swap, corner_x[:, a], corner_x[:, b]) - ax
-        dy = torch.where(swap, corner_y[:, a], corner_y[:, b]) - ay
-        value = dx * (y - ay) - dy * (x - ax)
-        edges.append(torch.where(swap, -value, value))
-    return torch.stack(edges, dim=-1)
+    start, end = list(_EDGE_FROM), list(_EDGE_TO)
+    swap = corner_index[..., start] > corner_index[..., end]
+    first_x = torch.where(swap, corner_x[..., end], corner_x[..., start])
+    first_y = torch.where(swap, corner_y[..., end], corner_y[..., start])
+    second_x = torch.where(swap, corner_x[..., start], corner_x[..., end])
+    second_y = torch.where(swap, corner_y[..., start], corner_y[..., end])
+    sign = 1.0 - 2.0 * swap.to(corner_x.dtype)
+    return torch.stack([first_x, first_y, second_x - first_x, second_y - first_y, sign], dim=-1)
+
+
+def _evaluate_edges(edge_table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Edge functions float [N, 3] at points x, y [N] for edge tables [N, 3, 5] (see :func:`_edge_table`)."""
+    ax, ay, dx, dy, sign = edge_table.unbind(-1)
+    return sign * (dx * (y.unsqueeze(-1) - ay) - dy * (x.unsqueeze(-1) - ax))
 
 
 def rasterize_torch(
@@ -73,6 +83,7 @@ def rasterize_torch(
         max_candidates: bound on (triangle, pixel) pairs processed at once; default 2^22 on CPU, 2^25 on CUDA.
     Returns:
         :class:`Fragments` with [B, height, width] images; no gradient (visibility is piecewise constant).
+        The common case costs a single host synchronization (the candidate count).
     """
     if clip_positions.dim() != 3 or clip_positions.shape[-1] != 4:
         raise ValueError(f"clip_positions must be [B, V, 4], got {tuple(clip_positions.shape)}")
@@ -83,98 +94,109 @@ def rasterize_torch(
         clip = clip_positions.float()
         batch = clip.shape[0]
         faces = faces.long().to(device)
+        num_faces = faces.shape[0]
         face_valid = (faces >= 0).all(dim=1)
         faces_safe = faces.clamp(min=0)
-        num_faces = faces.shape[0]
 
         x_pix, y_pix, z_ndc, w = _pixel_coordinates(clip, height, width)
-        corner_x, corner_y, corner_w = x_pix[:, faces_safe], y_pix[:, faces_safe], w[:, faces_safe]  # [B, F, 3]
-        doubled_area = (corner_x[..., 1] - corner_x[..., 0]) * (corner_y[..., 2] - corner_y[..., 0]) - (
-            corner_x[..., 2] - corner_x[..., 0]
-        ) * (corner_y[..., 1] - corner_y[..., 0])
-        visible = face_valid & (corner_w > _NEAR_W).all(dim=-1) & (doubled_area != 0) & torch.isfinite(doubled_area)
+        corner_x, corner_y = x_pix[:, faces_safe], y_pix[:, faces_safe]  # [B, F, 3]
+        corner_z, corner_w = z_ndc[:, faces_safe], w[:, faces_safe]
+        edges = _edge_table(corner_x, corner_y, faces_safe.expand(batch, -1, -1))  # [B, F, 3, 5]
+        doubled_area = (edges[..., 4] * (edges[..., 2] * (corner_y - edges[..., 1])
+                                         - edges[..., 3] * (corner_x - edges[..., 0])))[..., 0]
+        visible = face_valid & (corner_w > _NEAR_W).all(-1) & (doubled_area != 0) & torch.isfinite(doubled_area)
 
-        # Pixel bounding boxes, clamped to the image (pixel centres are integer coordinates).
+        # Pixel bounding boxes clamped to the image (pixel centres sit at integer coordinates).
         x_lo = torch.ceil(corner_x.amin(-1)).clamp(0, width)
         x_hi = torch.floor(corner_x.amax(-1)).clamp(-1, width - 1)
         y_lo = torch.ceil(corner_y.amin(-1)).clamp(0, height)
         y_hi = torch.floor(corner_y.amax(-1)).clamp(-1, height - 1)
-        box_w = (x_hi - x_lo + 1).clamp(min=0).long()
-        box_h = (y_hi - y_lo + 1).clamp(min=0).long()
-        counts = torch.where(visible, box_w * box_h, torch.zeros_like(box_w)).reshape(-1)  # [B*F]
+        box_w = (x_hi - x_lo + 1).clamp(min=0)
+        box_h = (y_hi - y_lo + 1).clamp(min=0)
+        counts = torch.where(visible, box_w * box_h, 0.0).long().reshape(-1)  # [B * F]
+        table = torch.cat(
+            [edges.reshape(batch, num_faces, 15), corner_z, x_lo[..., None], y_lo[..., None], box_w[..., None]], -1
+        ).reshape(batch * num_faces, 21)
 
-        tri_flat = torch.nonzero(counts > 0).squeeze(1)  # (b * F + f) of triangles with candidates
-        tri_counts = counts[tri_flat]
+        ends = torch.cumsum(counts, 0)
         z_buffer = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
-        if tri_flat.numel() > 0:
-            ends = torch.cumsum(tri_counts, 0)
-            ends_host = ends.cpu()
-            start = 0
-            while start < len(tri_flat):
-                base = int(ends_host[start - 1]) if start > 0 else 0
-                stop = int(torch.searchsorted(ends_host, base + max_candidates, right=True))
-                stop = max(stop, start + 1)  # a single huge triangle still gets its own chunk
-                _rasterize_chunk(
-                    z_buffer, tri_flat[start:stop], tri_counts[start:stop], int(ends_host[stop - 1]) - base,
-                    num_faces, faces_safe, corner_x, corner_y, corner_w, z_ndc, x_lo, y_lo, box_w, height, width,
-                )
-                start = stop
+        total = int(ends[-1]) if ends.numel() else 0  # the one host sync of the single-chunk case
+        if total <= max_candidates:
+            chunks = [(0, len(counts), 0, total)] if total else []
+        else:
+            chunks = _chunk_bounds(ends.cpu(), max_candidates)
+        for first_triangle, stop_triangle, base, chunk_total in chunks:
+            _rasterize_chunk(z_buffer, table, counts, ends, first_triangle, stop_triangle, base, chunk_total,
+                             num_faces, height, width)
 
         covered = z_buffer != _EMPTY_KEY
-        face_id = torch.where(covered, z_buffer & 0xFFFFFFFF, torch.full_like(z_buffer, -1))
-        face_id = face_id.view(batch, height, width).to(torch.int32)
-        bary, depth = _resolve_barycentrics(face_id, faces_safe, corner_x, corner_y, corner_w)
+        face_id = torch.where(covered, z_buffer & 0xFFFFFFFF, -1).view(batch, height, width).to(torch.int32)
+        bary, depth = _resolve_barycentrics(face_id, edges, corner_w)
     return Fragments(face_id=face_id, bary=bary, depth=depth)
 
 
-def _rasterize_chunk(
-    z_buffer, tri_flat, tri_counts, total, num_faces, faces, corner_x, corner_y, corner_w, z_ndc,
-    x_lo, y_lo, box_w, height, width,
-):
-    """Test one chunk of candidate pairs and fold their depth keys into ``z_buffer`` (in place)."""
-    device = z_buffer.device
-    local = torch.repeat_interleave(torch.arange(len(tri_flat), device=device), tri_counts, output_size=total)
-    first = torch.cumsum(tri_counts, 0) - tri_counts
-    offset = torch.arange(total, device=device) - first[local]
-    tri = tri_flat[local]
-    image, face = tri // num_faces, tri % num_faces
-    width_of_box = box_w.reshape(-1)[tri]
-    px = x_lo.reshape(-1)[tri] + (offset % width_of_box)
-    py = y_lo.reshape(-1)[tri] + torch.div(offset, width_of_box, rounding_mode="floor")
+def _chunk_bounds(ends_host: torch.Tensor, max_candidates: int) -> list[tuple[int, int, int, int]]:
+    """Split triangles (in flat order) into runs of at most ``max_candidates`` candidate pairs.
 
-    cx = corner_x.reshape(-1, 3)[tri]
-    cy = corner_y.reshape(-1, 3)[tri]
-    edges = _edge_functions(cx, cy, faces[face], px, py)
-    inside = ((edges >= 0).all(-1) | (edges <= 0).all(-1))
+    Returns (first_triangle, stop_triangle, candidates_before_first, candidates_in_run) tuples; a single triangle
+    with more candidates than the bound gets a run of its own.
+    """
+    bounds, start, count = [], 0, len(ends_host)
+    while start < count:
+        base = int(ends_host[start - 1]) if start > 0 else 0
+        stop = int(torch.searchsorted(ends_host, base + max_candidates, right=True))
+        stop = min(max(stop, start + 1), count)
+        run_total = int(ends_host[stop - 1]) - base
+        if run_total:
+            bounds.append((start, stop, base, run_total))
+        start = stop
+    return bounds
+
+
+def _rasterize_chunk(z_buffer, table, counts, ends, first_triangle, stop_triangle, base, total, num_faces, height,
+                     width):
+    """Test one run of candidate pairs and fold their depth keys into ``z_buffer`` (in place, no host sync)."""
+    device = z_buffer.device
+    tri = torch.repeat_interleave(
+        torch.arange(first_triangle, stop_triangle, device=device), counts[first_triangle:stop_triangle],
+        output_size=total,
+    )
+    offset = torch.arange(base, base + total, device=device) - (ends - counts)[tri]
+    data = table[tri]  # [N, 21]: one gather of everything the test needs
+    box_w = data[:, _BOX_W].long()
+    px = data[:, _BOX_X].long() + offset % box_w
+    py = data[:, _BOX_Y].long() + torch.div(offset, box_w, rounding_mode="floor")
+    edges = _evaluate_edges(data[:, _EDGES].view(-1, 3, 5), px.float(), py.float())
     total_edge = edges.sum(-1)
-    inside &= total_edge != 0
-    weights = edges / torch.where(total_edge == 0, torch.ones_like(total_edge), total_edge).unsqueeze(-1)
-    corner_z = z_ndc[image.unsqueeze(-1), faces[face]]  # [N, 3]
-    depth01 = ((weights * corner_z).sum(-1) + 1.0) * 0.5  # NDC z is affine in screen space
-    inside &= (depth01 >= 0) & (depth01 <= 1)
-    if not bool(inside.any()):
-        return
-    depth_bits = depth01[inside].contiguous().view(torch.int32).to(torch.int64)
-    key = (depth_bits << 32) | face[inside]
-    pixel = (image[inside] * height + py[inside].long()) * width + px[inside].long()
+    inside = ((edges >= 0).all(-1) | (edges <= 0).all(-1)) & (total_edge != 0)
+    depth01 = ((edges * data[:, _CORNER_Z]).sum(-1) / torch.where(inside, total_edge, 1.0) + 1.0) * 0.5
+    inside &= (depth01 >= 0) & (depth01 <= 1)  # NDC z is affine in screen space; clip to [near, far]
+    depth_bits = depth01.clamp(0.0, 1.0).view(torch.int32).long()
+    face = tri % num_faces
+    key = torch.where(inside, (depth_bits << 32) | face, _EMPTY_KEY)
+    pixel = ((tri // num_faces) * height + py) * width + px
     z_buffer.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
 
 
-def _resolve_barycentrics(face_id, faces, corner_x, corner_y, corner_w):
-    """Perspective-correct barycentrics and view depth of the visible triangle at every covered pixel."""
+def _resolve_barycentrics(face_id, edges, corner_w):
+    """Perspective-correct barycentrics and view depth of the visible triangle, computed densely (no host sync).
+
+    face_id: int32 [B, H, W]; edges: float [B, F, 3, 5] edge tables; corner_w: float [B, F, 3] clip w.
+    """
     batch, height, width = face_id.shape
-    mask = face_id >= 0
-    bary = torch.zeros(batch, height, width, 3, dtype=torch.float32, device=face_id.device)
-    depth = torch.zeros(batch, height, width, dtype=torch.float32, device=face_id.device)
-    image, row, col = torch.nonzero(mask, as_tuple=True)
-    if image.numel() == 0:
-        return bary, depth
-    face = face_id[mask].long()
-    cx, cy, cw = corner_x[image, face], corner_y[image, face], corner_w[image, face]
-    edges = _edge_functions(cx, cy, faces[face], col.float(), row.float())
-    screen = edges / edges.sum(-1, keepdim=True)
-    over_w = screen / cw
-    perspective = over_w / over_w.sum(-1, keepdim=True)
-    bary[mask] = perspective
-    depth[mask] = (perspective * cw).sum(-1)
-    return bary, depth
+    device = face_id.device
+    if edges.shape[1] == 0:  # no triangles at all
+        return (torch.zeros(batch, height, width, 3, device=device),
+                torch.zeros(batch, height, width, device=device))
+    mask = (face_id >= 0).unsqueeze(-1)
+    face = face_id.long().clamp(min=0).reshape(batch, -1)  # [B, P]
+    image = torch.arange(batch, device=device)[:, None]
+    rows = torch.arange(height, device=device, dtype=torch.float32).repeat_interleave(width).repeat(batch)
+    cols = torch.arange(width, device=device, dtype=torch.float32).repeat(height * batch)
+    screen = _evaluate_edges(edges[image, face].reshape(-1, 3, 5), cols, rows)
+    total = screen.sum(-1, keepdim=True)
+    over_w = screen / torch.where(total == 0, 1.0, total) / corner_w[image, face].reshape(-1, 3)
+    normalizer = over_w.sum(-1, keepdim=True)
+    perspective = (over_w / torch.where(normalizer == 0, 1.0, normalizer)).reshape(batch, height, width, 3)
+    depth = 1.0 / torch.where(normalizer == 0, 1.0, normalizer).reshape(batch, height, width)
+    return torch.where(mask, perspective, 0.0), torch.where(mask[..., 0], depth, 0.0)
