@@ -23,14 +23,14 @@ class SurfaceSamples:
 
     Attributes:
         points: float32 [N, 3] positions in the normalized render space.
-        normals: float32 [N, 3] unit smooth normals (interpolated vertex normals, renormalized).
-        uvs: float32 [N, 2] texture coordinates (0 where the face has no UVs).
+        normals: float32 [N, 3] unit smooth normals (interpolated vertex normals, renormalized), or None.
+        uvs: float32 [N, 2] texture coordinates (0 where the face has no UVs), or None.
         materials: int64 [N] material index of the face.
     """
 
     points: torch.Tensor
-    normals: torch.Tensor
-    uvs: torch.Tensor
+    normals: torch.Tensor | None
+    uvs: torch.Tensor | None
     materials: torch.Tensor
 
 
@@ -43,18 +43,26 @@ class RenderOutput:
     fragments: Fragments
 
 
-def surface_samples(render_mesh: RenderMesh, fragments: Fragments) -> SurfaceSamples:
+def surface_samples(
+    render_mesh: RenderMesh, fragments: Fragments, need_normals: bool = True, need_uvs: bool = True
+) -> SurfaceSamples:
     """Interpolate positions, normals and UVs at every covered pixel of ``fragments`` (no gradient needed here:
-    the geometry is fixed; the gradient flows through the texture model evaluated at these samples)."""
+    the geometry is fixed; the gradient flows through the texture model evaluated at these samples).
+
+    ``need_normals`` / ``need_uvs`` False skip that work and leave the field None.
+    """
     mask = fragments.mask
     face = fragments.face_id[mask].long()
     weights = fragments.bary[mask].unsqueeze(-1)  # [N, 3, 1]
     corners = render_mesh.faces.long()[face]
     points = (render_mesh.positions[corners] * weights).sum(1)
-    normals = F.normalize((render_mesh.normals[corners] * weights).sum(1), dim=-1)
-    uv_corners = render_mesh.uv_faces.long()[face]
-    has_uv = (uv_corners >= 0).all(-1, keepdim=True)
-    uvs = (render_mesh.uvs[uv_corners.clamp(min=0)] * weights).sum(1) * has_uv
+    normals = uvs = None
+    if need_normals:
+        normals = F.normalize((render_mesh.normals[corners] * weights).sum(1), dim=-1)
+    if need_uvs:
+        uv_corners = render_mesh.uv_faces.long()[face]
+        has_uv = (uv_corners >= 0).all(-1, keepdim=True)
+        uvs = (render_mesh.uvs[uv_corners.clamp(min=0)] * weights).sum(1) * has_uv
     materials = render_mesh.face_materials.long()[face]
     return SurfaceSamples(points=points, normals=normals, uvs=uvs, materials=materials)
 
@@ -95,7 +103,9 @@ def render_views(
         raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}")
     size = resolution * supersample
     fragments = rasterize(cameras.project(render_mesh.positions), render_mesh.faces, size, size, backend=backend)
-    samples = surface_samples(render_mesh, fragments)
+    samples = surface_samples(
+        render_mesh, fragments, need_normals=shading != "albedo", need_uvs=bool(getattr(model, "uses_uvs", True))
+    )
     if shading == "normals":
         colors = (samples.normals + 1.0) * 0.5
     else:
