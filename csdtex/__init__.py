@@ -1,22 +1,32 @@
 """csdtex: paint textures onto existing meshes from a text prompt with Classifier Score Distillation.
 
-The package imports nothing heavy at import time; submodules are loaded on first use.
+Public API (imported lazily, so ``import csdtex`` is cheap)::
+
+    csdtex.paint(mesh, prompt, config) -> PaintResult     # csdtex.paint_loop.paint
+    csdtex.PaintConfig                                      # csdtex.config.PaintConfig
+    csdtex.load_mesh(path) -> Mesh                          # csdtex.mesh.load_mesh
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_mesh", "Mesh", "CsdtexError"]
+__all__ = ["__version__", "paint", "PaintConfig", "PaintResult", "load_mesh", "Mesh", "CsdtexError"]
+
+_LAZY = {
+    "paint": ("csdtex.paint_loop", "paint"),
+    "PaintResult": ("csdtex.paint_loop", "PaintResult"),
+    "PaintConfig": ("csdtex.config", "PaintConfig"),
+    "load_mesh": ("csdtex.mesh", "load_mesh"),
+    "Mesh": ("csdtex.mesh", "Mesh"),
+    "CsdtexError": ("csdtex.errors", "CsdtexError"),
+}
 
 
 def __getattr__(name: str):
-    if name in ("load_mesh", "Mesh"):
-        from csdtex import mesh
+    if name in _LAZY:
+        import importlib
 
-        return getattr(mesh, name)
-    if name == "CsdtexError":
-        from csdtex.errors import CsdtexError
-
-        return CsdtexError
+        module_name, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attribute)
     raise AttributeError(f"module 'csdtex' has no attribute {name!r}")

@@ -129,7 +129,7 @@ def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None,
     """Paint a texture onto MESH from a text PROMPT with Classifier Score Distillation."""
     from csdtex.config import PaintConfig, apply_overrides, load_config_file
     from csdtex.export import safe_asset_name
-    from csdtex.paint import paint as run_paint
+    from csdtex.paint_loop import paint as run_paint
 
     config = load_config_file(config_file) if config_file else PaintConfig()
     options = {"model": model, "negative_prompt": negative, "steps": steps, "views_per_step": views_per_step,

@@ -12,7 +12,7 @@ import trimesh
 from click.testing import CliRunner
 from PIL import Image
 
-from csdtex import paint as paint_module
+from csdtex import paint_loop as paint_module
 from csdtex.cli import main
 from csdtex.config import PaintConfig, load_config_file
 from csdtex.errors import ConfigError
@@ -62,9 +62,12 @@ def test_paint_cli_writes_every_output_and_they_load(tmp_path, priors, small_mes
 
 
 def test_mesh_with_uvs_keeps_its_uvs_and_vertex_order(tmp_path, priors):
-    config = PaintConfig(model=str(priors["pixel"]), steps=2, views_per_step=1, texture_size=32,
-                         preview_frames=2, preview_size=32)
-    result = paint_module.paint(ASSETS / "vase.obj", "a blue vase", config, out_dir=tmp_path, show_progress=False)
+    import csdtex
+
+    config = csdtex.PaintConfig(model=str(priors["pixel"]), steps=2, views_per_step=1, texture_size=32,
+                                preview_frames=2, preview_size=32)
+    result = csdtex.paint(ASSETS / "vase.obj", "a blue vase", config, out_dir=tmp_path, show_progress=False)
+    assert isinstance(result, csdtex.PaintResult)
     from csdtex.mesh import load_mesh
 
     original, exported = load_mesh(ASSETS / "vase.obj"), load_mesh(result.files.obj)
