@@ -22,7 +22,15 @@ from common import environment, print_table, time_call, torus_with_uvs, write_js
 from csdtex.bake import bake_texture  # noqa: E402
 from csdtex.cameras import orbit_cameras  # noqa: E402
 from csdtex.field import ImplicitTextureField  # noqa: E402
+from csdtex.render import torch_raster  # noqa: E402
 from csdtex.render.views import render_views  # noqa: E402
+
+
+def compiled_field(field):
+    """The field's forward through torch.compile with dynamic shapes (cached per field)."""
+    if not hasattr(field, "_compiled_forward"):
+        field._compiled_forward = torch.compile(field, dynamic=True)
+    return field._compiled_forward
 
 TARGETS = {
     ("render", "cuda", "torch", 100_000, 4, 512): 5.0,
@@ -38,8 +46,10 @@ def main() -> None:
     parser.add_argument("--faces", nargs="+", type=int, default=[10_000, 100_000])
     parser.add_argument("--views", nargs="+", type=int, default=[1, 4, 8])
     parser.add_argument("--resolutions", nargs="+", type=int, default=[64, 256, 512])
-    parser.add_argument("--bake-sizes", nargs="+", type=int, default=[1024, 2048])
+    parser.add_argument("--bake-sizes", nargs="*", type=int, default=[1024, 2048])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the torch backend with torch.compile'd rasterizer stages and field (CUDA)")
     parser.add_argument("--quick", action="store_true", help="CPU-friendly subset: 10k faces, 1/4 views, 64/256 px")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/render.json"))
     args = parser.parse_args()
@@ -54,7 +64,11 @@ def main() -> None:
         for num_faces in args.faces:
             mesh = torus_with_uvs(num_faces)
             render_mesh = mesh.to_render(device)
-            for backend in args.backends:
+            variants = list(args.backends) + (["torch+compile"] if args.compile and device.type == "cuda" else [])
+            for variant in variants:
+                backend = "torch" if variant == "torch+compile" else variant
+                model = compiled_field(field) if variant == "torch+compile" else field
+                torch_raster.set_compiled(variant == "torch+compile")
                 if backend == "nvdiffrast":
                     from csdtex.render import nvdiffrast_raster
 
@@ -65,16 +79,18 @@ def main() -> None:
                     for resolution in args.resolutions:
                         def step():
                             with torch.no_grad():
-                                render_views(render_mesh, field, cameras, resolution, backend=backend)
+                                render_views(render_mesh, model, cameras, resolution, backend=backend)
 
                         ms = time_call(step, device, repeats=args.repeats)
                         target = TARGETS.get(("render", device_name, backend, num_faces, views, resolution))
                         render_rows.append({
-                            "device": device_name, "backend": backend, "faces": mesh.num_faces, "views": views,
+                            "device": device_name, "backend": variant, "faces": mesh.num_faces, "views": views,
                             "resolution": resolution, "ms": round(ms, 2),
                             "target_ms": target or "", "ok": "" if target is None else ("yes" if ms <= target else "NO"),
                         })
                         print(f"render {render_rows[-1]}", flush=True)
+                if variant == "torch+compile":
+                    continue
                 for size in args.bake_sizes:
                     ms = time_call(lambda: bake_texture(render_mesh, field, size=size, backend=backend), device,
                                    repeats=max(1, args.repeats // 2))

@@ -223,3 +223,20 @@ def test_nvdiffrast_agrees_away_from_edges_on_dense_meshes():
     assert result["coverage"] > 0.995
     assert result["same_face_interior"] > 0.999
     assert result["same_face"] > 0.98
+
+
+@pytest.mark.gpu
+def test_compiled_rasterizer_matches_eager():
+    from csdtex.render import torch_raster
+
+    sphere = trimesh.creation.icosphere(4)
+    render_mesh = Mesh(sphere.vertices, sphere.faces).to_render("cuda")
+    clip = orbit_cameras(4, device="cuda").project(render_mesh.positions)
+    eager = rasterize(clip, render_mesh.faces, 128)
+    torch_raster.set_compiled(True)
+    try:
+        compiled = rasterize(clip, render_mesh.faces, 128)
+    finally:
+        torch_raster.set_compiled(False)
+    assert (eager.face_id == compiled.face_id).float().mean().item() > 0.9999
+    assert torch.allclose(eager.bary, compiled.bary, atol=1e-4)

@@ -95,29 +95,7 @@ def rasterize_torch(
         batch = clip.shape[0]
         faces = faces.long().to(device)
         num_faces = faces.shape[0]
-        face_valid = (faces >= 0).all(dim=1)
-        faces_safe = faces.clamp(min=0)
-
-        x_pix, y_pix, z_ndc, w = _pixel_coordinates(clip, height, width)
-        corner_x, corner_y = x_pix[:, faces_safe], y_pix[:, faces_safe]  # [B, F, 3]
-        corner_z, corner_w = z_ndc[:, faces_safe], w[:, faces_safe]
-        edges = _edge_table(corner_x, corner_y, faces_safe.expand(batch, -1, -1))  # [B, F, 3, 5]
-        doubled_area = (edges[..., 4] * (edges[..., 2] * (corner_y - edges[..., 1])
-                                         - edges[..., 3] * (corner_x - edges[..., 0])))[..., 0]
-        visible = face_valid & (corner_w > _NEAR_W).all(-1) & (doubled_area != 0) & torch.isfinite(doubled_area)
-
-        # Pixel bounding boxes clamped to the image (pixel centres sit at integer coordinates).
-        x_lo = torch.ceil(corner_x.amin(-1)).clamp(0, width)
-        x_hi = torch.floor(corner_x.amax(-1)).clamp(-1, width - 1)
-        y_lo = torch.ceil(corner_y.amin(-1)).clamp(0, height)
-        y_hi = torch.floor(corner_y.amax(-1)).clamp(-1, height - 1)
-        box_w = (x_hi - x_lo + 1).clamp(min=0)
-        box_h = (y_hi - y_lo + 1).clamp(min=0)
-        counts = torch.where(visible, box_w * box_h, 0.0).long().reshape(-1)  # [B * F]
-        table = torch.cat(
-            [edges.reshape(batch, num_faces, 15), corner_z, x_lo[..., None], y_lo[..., None], box_w[..., None]], -1
-        ).reshape(batch * num_faces, 21)
-
+        table, counts, edges, corner_w = _KERNELS["setup"](clip, faces, height, width)
         ends = torch.cumsum(counts, 0)
         z_buffer = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
         total = int(ends[-1]) if ends.numel() else 0  # the one host sync of the single-chunk case
@@ -126,13 +104,45 @@ def rasterize_torch(
         else:
             chunks = _chunk_bounds(ends.cpu(), max_candidates)
         for first_triangle, stop_triangle, base, chunk_total in chunks:
-            _rasterize_chunk(z_buffer, table, counts, ends, first_triangle, stop_triangle, base, chunk_total,
-                             num_faces, height, width)
-
-        covered = z_buffer != _EMPTY_KEY
-        face_id = torch.where(covered, z_buffer & 0xFFFFFFFF, -1).view(batch, height, width).to(torch.int32)
-        bary, depth = _resolve_barycentrics(face_id, edges, corner_w)
+            tri = torch.repeat_interleave(
+                torch.arange(first_triangle, stop_triangle, device=device), counts[first_triangle:stop_triangle],
+                output_size=chunk_total,
+            )
+            pixel, key = _KERNELS["chunk"](tri, base, table, counts, ends, num_faces, height, width)
+            z_buffer.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
+        face_id, bary, depth = _KERNELS["resolve"](z_buffer.view(batch, height, width), edges, corner_w)
     return Fragments(face_id=face_id, bary=bary, depth=depth)
+
+
+def _triangle_setup(clip: torch.Tensor, faces: torch.Tensor, height: int, width: int):
+    """Per-triangle data of every image: (table float [B*F, 21], counts int64 [B*F], edges [B, F, 3, 5], w [B, F, 3]).
+
+    ``table`` rows hold the canonical edge data, corner NDC depths and the pixel bounding box (see the column
+    constants); ``counts`` is the number of candidate pixels of each triangle (0 when culled).
+    """
+    batch, num_faces = clip.shape[0], faces.shape[0]
+    face_valid = (faces >= 0).all(dim=1)
+    faces_safe = faces.clamp(min=0)
+    x_pix, y_pix, z_ndc, w = _pixel_coordinates(clip, height, width)
+    corner_x, corner_y = x_pix[:, faces_safe], y_pix[:, faces_safe]  # [B, F, 3]
+    corner_z, corner_w = z_ndc[:, faces_safe], w[:, faces_safe]
+    edges = _edge_table(corner_x, corner_y, faces_safe.expand(batch, -1, -1))  # [B, F, 3, 5]
+    doubled_area = (edges[..., 4] * (edges[..., 2] * (corner_y - edges[..., 1])
+                                     - edges[..., 3] * (corner_x - edges[..., 0])))[..., 0]
+    visible = face_valid & (corner_w > _NEAR_W).all(-1) & (doubled_area != 0) & torch.isfinite(doubled_area)
+
+    # Pixel bounding boxes clamped to the image (pixel centres sit at integer coordinates).
+    x_lo = torch.ceil(corner_x.amin(-1)).clamp(0, width)
+    x_hi = torch.floor(corner_x.amax(-1)).clamp(-1, width - 1)
+    y_lo = torch.ceil(corner_y.amin(-1)).clamp(0, height)
+    y_hi = torch.floor(corner_y.amax(-1)).clamp(-1, height - 1)
+    box_w = (x_hi - x_lo + 1).clamp(min=0)
+    box_h = (y_hi - y_lo + 1).clamp(min=0)
+    counts = torch.where(visible, box_w * box_h, 0.0).long().reshape(-1)
+    table = torch.cat(
+        [edges.reshape(batch, num_faces, 15), corner_z, x_lo[..., None], y_lo[..., None], box_w[..., None]], -1
+    ).reshape(batch * num_faces, 21)
+    return table, counts, edges, corner_w
 
 
 def _chunk_bounds(ends_host: torch.Tensor, max_candidates: int) -> list[tuple[int, int, int, int]]:
@@ -153,17 +163,19 @@ def _chunk_bounds(ends_host: torch.Tensor, max_candidates: int) -> list[tuple[in
     return bounds
 
 
-def _rasterize_chunk(z_buffer, table, counts, ends, first_triangle, stop_triangle, base, total, num_faces, height,
-                     width):
-    """Test one run of candidate pairs and fold their depth keys into ``z_buffer`` (in place, no host sync)."""
-    device = z_buffer.device
-    tri = torch.repeat_interleave(
-        torch.arange(first_triangle, stop_triangle, device=device), counts[first_triangle:stop_triangle],
-        output_size=total,
-    )
-    offset = torch.arange(base, base + total, device=device) - (ends - counts)[tri]
+def _chunk_keys(tri, base, table, counts, ends, num_faces, height, width):
+    """Depth keys of one run of candidate pairs.
+
+    Args:
+        tri: int64 [N], flat (image * F + face) index of the triangle of each candidate pair, in order.
+        base: number of candidates before this run.
+    Returns:
+        (pixel int64 [N] flat pixel index, key int64 [N] = depth bits << 32 | face, or the empty key when the pixel
+        centre is outside the triangle or the depth range).
+    """
+    offset = torch.arange(tri.shape[0], device=tri.device) + base - (ends - counts)[tri]
     data = table[tri]  # [N, 21]: one gather of everything the test needs
-    box_w = data[:, _BOX_W].long()
+    box_w = data[:, _BOX_W].long().clamp(min=1)  # never 0 for a real candidate; the clamp guards vector lanes
     px = data[:, _BOX_X].long() + offset % box_w
     py = data[:, _BOX_Y].long() + torch.div(offset, box_w, rounding_mode="floor")
     edges = _evaluate_edges(data[:, _EDGES].view(-1, 3, 5), px.float(), py.float())
@@ -172,21 +184,22 @@ def _rasterize_chunk(z_buffer, table, counts, ends, first_triangle, stop_triangl
     depth01 = ((edges * data[:, _CORNER_Z]).sum(-1) / torch.where(inside, total_edge, 1.0) + 1.0) * 0.5
     inside &= (depth01 >= 0) & (depth01 <= 1)  # NDC z is affine in screen space; clip to [near, far]
     depth_bits = depth01.clamp(0.0, 1.0).view(torch.int32).long()
-    face = tri % num_faces
-    key = torch.where(inside, (depth_bits << 32) | face, _EMPTY_KEY)
+    key = torch.where(inside, (depth_bits << 32) | (tri % num_faces), _EMPTY_KEY)
     pixel = ((tri // num_faces) * height + py) * width + px
-    z_buffer.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
+    return pixel, key
 
 
-def _resolve_barycentrics(face_id, edges, corner_w):
-    """Perspective-correct barycentrics and view depth of the visible triangle, computed densely (no host sync).
+def _resolve_barycentrics(z_buffer, edges, corner_w):
+    """Face ids, perspective-correct barycentrics and view depth from the z-buffer, computed densely (no host sync).
 
-    face_id: int32 [B, H, W]; edges: float [B, F, 3, 5] edge tables; corner_w: float [B, F, 3] clip w.
+    z_buffer: int64 [B, H, W] keys; edges: float [B, F, 3, 5] edge tables; corner_w: float [B, F, 3] clip w.
+    Returns (face_id int32 [B, H, W], bary float32 [B, H, W, 3], depth float32 [B, H, W]).
     """
-    batch, height, width = face_id.shape
-    device = face_id.device
+    batch, height, width = z_buffer.shape
+    device = z_buffer.device
+    face_id = torch.where(z_buffer != _EMPTY_KEY, z_buffer & 0xFFFFFFFF, -1).to(torch.int32)
     if edges.shape[1] == 0:  # no triangles at all
-        return (torch.zeros(batch, height, width, 3, device=device),
+        return (face_id, torch.zeros(batch, height, width, 3, device=device),
                 torch.zeros(batch, height, width, device=device))
     mask = (face_id >= 0).unsqueeze(-1)
     face = face_id.long().clamp(min=0).reshape(batch, -1)  # [B, P]
@@ -199,4 +212,21 @@ def _resolve_barycentrics(face_id, edges, corner_w):
     normalizer = over_w.sum(-1, keepdim=True)
     perspective = (over_w / torch.where(normalizer == 0, 1.0, normalizer)).reshape(batch, height, width, 3)
     depth = 1.0 / torch.where(normalizer == 0, 1.0, normalizer).reshape(batch, height, width)
-    return torch.where(mask, perspective, 0.0), torch.where(mask[..., 0], depth, 0.0)
+    return face_id, torch.where(mask, perspective, 0.0), torch.where(mask[..., 0], depth, 0.0)
+
+
+_EAGER_KERNELS = {"setup": _triangle_setup, "chunk": _chunk_keys, "resolve": _resolve_barycentrics}
+_KERNELS = dict(_EAGER_KERNELS)
+
+
+def set_compiled(enabled: bool) -> None:
+    """Run the rasterizer's three stages through ``torch.compile(dynamic=True)`` (True) or eagerly (False).
+
+    Compiling fuses the ~300 small kernels of a call into a handful, which matters on CUDA where a render is
+    launch-bound; the first call of each new shape pays the compile time (tens of seconds). Results are identical
+    up to floating-point reassociation in the barycentrics. Off by default.
+    """
+    if enabled:
+        _KERNELS.update({name: torch.compile(function, dynamic=True) for name, function in _EAGER_KERNELS.items()})
+    else:
+        _KERNELS.update(_EAGER_KERNELS)
