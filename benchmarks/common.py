@@ -79,6 +79,9 @@ def environment() -> dict:
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
+    if not rows:
+        print("(nothing measured)")
+        return
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     print("  ".join("-" * widths[c] for c in columns))

@@ -238,5 +238,9 @@ def test_compiled_rasterizer_matches_eager():
         compiled = rasterize(clip, render_mesh.faces, 128)
     finally:
         torch_raster.set_compiled(False)
-    assert (eager.face_id == compiled.face_id).float().mean().item() > 0.9999
-    assert torch.allclose(eager.bary, compiled.bary, atol=1e-4)
+    same = eager.face_id == compiled.face_id
+    agreement = same.float().mean().item()
+    bary_difference = (eager.bary - compiled.bary)[same].abs().max().item()
+    print(f"\ncompiled vs eager: same face {agreement:.6f}, max barycentric difference {bary_difference:.2e}")
+    assert agreement > 0.9999
+    assert bary_difference < 1e-4
