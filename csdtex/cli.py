@@ -84,7 +84,7 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
     from csdtex.devices import resolve_device
     from csdtex.field import UVTexture
     from csdtex.mesh import load_mesh
-    from csdtex.preview import PREVIEW_FORMATS, turntable_frames, write_preview
+    from csdtex.preview import PREVIEW_FORMATS, material_texture_images, turntable_frames, write_preview
 
     if out_path.suffix.lower() not in PREVIEW_FORMATS:
         raise CsdtexError(f"unsupported preview format {out_path.suffix or '(none)'!r} for --out: use .gif, .mp4 or .png")
@@ -92,7 +92,7 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
     mesh = load_mesh(mesh_path)
     for warning in mesh.warnings:
         click.echo(f"warning: {warning}", err=True)
-    model = UVTexture.from_images(material_images(mesh)).to(torch_device)
+    model = UVTexture.from_images(material_texture_images(mesh)).to(torch_device)
     images = turntable_frames(
         mesh.to_render(torch_device), model, num_frames=frames, resolution=size, elevation_deg=elevation,
         shading=shading, backend=renderer,
@@ -154,20 +154,6 @@ def models() -> None:
     for alias, repo_id, description in rows:
         click.echo(f"{alias.ljust(width)}  {repo_id}  {description}")
     click.echo("Any local diffusers folder (Stable Diffusion 1.x/2.x or DeepFloyd IF stage I layout) or hub id works too.")
-
-
-def material_images(mesh) -> list:
-    """One RGB uint8 image per material: its texture, or a small solid image of its base colour."""
-    import numpy as np
-
-    images = []
-    for material in mesh.materials:
-        if material.texture is not None:
-            images.append(material.texture)
-        else:
-            color = np.clip(np.asarray(material.base_color) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            images.append(np.broadcast_to(color, (8, 8, 3)).copy())
-    return images
 
 
 if __name__ == "__main__":  # pragma: no cover

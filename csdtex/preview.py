@@ -17,6 +17,19 @@ from csdtex.render.views import render_views
 PREVIEW_FORMATS = (".gif", ".mp4", ".png")
 
 
+def material_texture_images(mesh) -> list[np.ndarray]:
+    """One RGB uint8 image [H, W, 3] per material of a :class:`~csdtex.mesh.Mesh`: its texture, or an 8x8 image of
+    its base colour when it has none (so untextured parts render in their own colour)."""
+    images = []
+    for material in mesh.materials:
+        if material.texture is not None:
+            images.append(material.texture)
+        else:
+            color = np.clip(np.asarray(material.base_color) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            images.append(np.broadcast_to(color, (8, 8, 3)).copy())
+    return images
+
+
 @torch.no_grad()
 def turntable_frames(
     render_mesh: RenderMesh,

@@ -78,6 +78,32 @@ def _write_clip_tokenizer(folder: Path, model_max_length: int = LATENT_TEXT_LENG
     return len(vocab)
 
 
+def _write_sd_scheduler_and_index(folder: Path, prediction_type: str) -> None:
+    """Stable Diffusion's scheduler (scaled-linear betas 0.00085..0.012, DDIM) and a StableDiffusionPipeline index."""
+    from diffusers import DDIMScheduler
+
+    DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type=prediction_type,
+    ).save_pretrained(folder / "scheduler")
+    _write_model_index(
+        folder,
+        "StableDiffusionPipeline",
+        {
+            "scheduler": ("diffusers", "DDIMScheduler"),
+            "text_encoder": ("transformers", "CLIPTextModel"),
+            "tokenizer": ("transformers", "CLIPTokenizer"),
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "vae": ("diffusers", "AutoencoderKL"),
+        },
+    )
+
+
 def build_tiny_latent_folder(folder: Path, *, prediction_type: str = "epsilon") -> Path:
     """Write a tiny random Stable-Diffusion-layout pipeline folder and return it.
 
@@ -85,7 +111,7 @@ def build_tiny_latent_folder(folder: Path, *, prediction_type: str = "epsilon") 
         folder: destination (created).
         prediction_type: the scheduler's prediction type ("epsilon" or "v_prediction").
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
@@ -132,26 +158,7 @@ def build_tiny_latent_folder(folder: Path, *, prediction_type: str = "epsilon") 
         sample_size=16,
     )
     vae.save_pretrained(folder / "vae", safe_serialization=True)
-    DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        prediction_type=prediction_type,
-    ).save_pretrained(folder / "scheduler")
-    _write_model_index(
-        folder,
-        "StableDiffusionPipeline",
-        {
-            "scheduler": ("diffusers", "DDIMScheduler"),
-            "text_encoder": ("transformers", "CLIPTextModel"),
-            "tokenizer": ("transformers", "CLIPTokenizer"),
-            "unet": ("diffusers", "UNet2DConditionModel"),
-            "vae": ("diffusers", "AutoencoderKL"),
-        },
-    )
+    _write_sd_scheduler_and_index(folder, prediction_type)
     return folder
 
 
@@ -164,7 +171,7 @@ def build_random_sd21_base_folder(folder: Path, dtype: torch.dtype = torch.float
     heads, 77 tokens; scaled-linear betas 0.00085..0.012, epsilon prediction. The tokenizer is the small byte-level
     one of the tiny priors (its ids fit the real 49408-entry embedding table). Weights are saved in ``dtype``.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
@@ -189,21 +196,7 @@ def build_random_sd21_base_folder(folder: Path, dtype: torch.dtype = torch.float
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         scaling_factor=0.18215,
     ).to(dtype).save_pretrained(folder / "vae", safe_serialization=True)
-    DDIMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False, prediction_type="epsilon",
-    ).save_pretrained(folder / "scheduler")
-    _write_model_index(
-        folder,
-        "StableDiffusionPipeline",
-        {
-            "scheduler": ("diffusers", "DDIMScheduler"),
-            "text_encoder": ("transformers", "CLIPTextModel"),
-            "tokenizer": ("transformers", "CLIPTokenizer"),
-            "unet": ("diffusers", "UNet2DConditionModel"),
-            "vae": ("diffusers", "AutoencoderKL"),
-        },
-    )
+    _write_sd_scheduler_and_index(folder, "epsilon")
     return folder
 
 

@@ -1,0 +1,84 @@
+"""`csdtex info` and `csdtex render` through click's runner: outputs, previews of textured meshes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from csdtex import __version__
+from csdtex.cli import main
+from csdtex.export import export_all
+from csdtex.mesh import load_mesh
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "meshes"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_info_prints_a_report_and_json():
+    text = invoke("info", str(ASSETS / "vase.obj"))
+    assert text.exit_code == 0
+    assert "faces:" in text.output and "4560" in text.output and "UV charts:" in text.output
+    report = json.loads(invoke("info", str(ASSETS / "crate.obj"), "--json").output)
+    assert report["num_faces"] == 108 and report["has_uvs"] and report["num_charts"] == 6
+
+
+def test_render_shows_the_mesh_texture(tmp_path):
+    # A crate whose texture is pure red: the lit turntable must be reddish wherever the mesh is.
+    mesh = load_mesh(ASSETS / "crate.obj")
+    red = np.zeros((64, 64, 3), dtype=np.uint8)
+    red[..., 0] = 230
+    files = export_all(mesh, [red], tmp_path / "textured", "crate")
+    out = tmp_path / "turntable.gif"
+    result = invoke("render", str(files.obj), "--out", str(out), "--frames", "4", "--size", "64")
+    assert result.exit_code == 0, result.output
+    gif = Image.open(out)
+    assert gif.n_frames == 4
+    frame = np.asarray(gif.convert("RGB")).astype(int)
+    foreground = (frame != 255).any(-1)
+    assert foreground.mean() > 0.1
+    assert (frame[foreground][:, 0] > frame[foreground][:, 1] + 60).mean() > 0.9
+
+    sheet = tmp_path / "sheet.png"
+    assert invoke("render", str(files.glb), "--out", str(sheet), "--frames", "3", "--size", "32").exit_code == 0
+    assert Image.open(sheet).size == (96, 32)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["render", "MISSING.obj"], "does not exist"),
+        (["render", "VASE", "--out", "x.bmp"], "unsupported preview format"),
+        (["info", "MISSING.obj"], "does not exist"),
+        (["info", "README"], "unsupported"),
+    ],
+)
+def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, args, message):
+    readme = tmp_path / "README.md"
+    readme.write_text("not a mesh")
+    args = [a.replace("VASE", str(ASSETS / "vase.obj")).replace("MISSING.obj", str(tmp_path / "missing.obj"))
+            .replace("README", str(readme)) for a in args]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert message in result.output
+    assert not (Path.cwd() / "x.bmp").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_render_on_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    result = invoke("render", str(ASSETS / "crate.obj"), "--out", str(tmp_path / "p.gif"), "--device", "cuda")
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output
+    assert not (tmp_path / "p.gif").exists()
+
+
+def test_version():
+    assert __version__ in invoke("--version").output
