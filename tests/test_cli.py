@@ -52,6 +52,18 @@ def test_render_shows_the_mesh_texture(tmp_path):
     assert Image.open(sheet).size == (96, 32)
 
 
+def test_render_writes_mp4_when_imageio_ffmpeg_is_present(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    import imageio.v2 as imageio
+
+    out = tmp_path / "turntable.mp4"
+    result = invoke("render", str(ASSETS / "vase.obj"), "--out", str(out), "--frames", "6", "--size", "64")
+    assert result.exit_code == 0, result.output
+    reader = imageio.get_reader(out)
+    assert reader.count_frames() == 6 and reader.get_meta_data()["size"] == (64, 64)
+    assert [p.name for p in tmp_path.iterdir()] == ["turntable.mp4"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
