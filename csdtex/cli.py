@@ -137,7 +137,8 @@ def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None,
                "renderer": renderer, "unwrap": unwrap}
     config = apply_overrides(config, {k: v for k, v in options.items() if v is not None}, source="the command line")
     out_dir = out_dir or Path("csdtex-out") / safe_asset_name(mesh_path.stem)
-    result = run_paint(mesh_path, prompt, config, out_dir=out_dir, resume=resume, show_progress=not quiet)
+    result = run_paint(mesh_path, prompt, config, out_dir=out_dir, resume=resume, show_progress=not quiet,
+                       notify=lambda message: click.echo(f"note: {message}", err=True))
     click.echo(f"textured mesh: {result.files.obj} and {result.files.glb}")
     click.echo(f"preview:       {result.preview} ({result.preview_sheet.name})")
     click.echo(f"run record:    {result.run_json}")

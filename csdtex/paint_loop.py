@@ -91,6 +91,7 @@ def paint(
     resume: bool = False,
     show_progress: bool = True,
     prior=None,
+    notify: Callable[[str], None] | None = None,
 ) -> PaintResult:
     """Paint a texture onto ``mesh`` from ``prompt`` (see module docstring).
 
@@ -102,6 +103,8 @@ def paint(
         resume: continue from ``out_dir``'s checkpoint if present.
         show_progress: show a progress bar with ETA (tqdm).
         prior: an already loaded prior (``csdtex.guidance.load_prior``); default: load ``config.model``.
+        notify: called with one-line notices worth showing a user before the long part of the run (problems found
+            while loading the mesh, UV unwrapping); default: ignored.
     Returns:
         :class:`PaintResult`.
     """
@@ -116,20 +119,31 @@ def paint(
     device = resolve_device(config.device)
     backend = resolve_backend(config.renderer, device)
 
+    if resume and not (out_dir / CHECKPOINT_META).exists():
+        raise ConfigError(f"--resume: no checkpoint in {out_dir}; run without --resume to start from scratch")
+    if prior is None and not config.model:
+        raise ConfigError("no --model given: pass an alias (see `csdtex models`), a local diffusers folder or a hub id")
+
+    # Everything that can fail on the user's input fails here, before notices and long work.
     if isinstance(mesh, Mesh):
         source_mesh, name = mesh, safe_asset_name(mesh.source.stem if mesh.source else "mesh")
     else:
         source_mesh = phases.run("load_mesh", load_mesh, mesh)
         name = safe_asset_name(Path(mesh).stem)
-    textured_mesh = phases.run("unwrap", unwrap_uvs, source_mesh, config.texture_size, force=config.unwrap)
-
     if prior is None:
-        if not config.model:
-            raise ConfigError("no --model given: pass an alias (see `csdtex models`), a local diffusers folder or a hub id")
         from csdtex.guidance import load_prior
 
         prior = phases.run("load_prior", load_prior, config.model, device)
     config = resolve_for_prior(config, prior.kind, prior.render_resolution)
+
+    notify = notify or (lambda message: None)
+    for warning in source_mesh.warnings:
+        notify(warning)
+    if config.unwrap or not source_mesh.has_uvs:
+        reason = "as asked (--unwrap)" if config.unwrap else "it has no UVs" if source_mesh.uv_faces is None else (
+            "some faces have no UVs")
+        notify(f"unwrapping UVs with xatlas: {reason}")
+    textured_mesh = phases.run("unwrap", unwrap_uvs, source_mesh, config.texture_size, force=config.unwrap)
 
     from csdtex.guidance import PromptEmbeddings, ScoreDistillation
 

@@ -44,6 +44,7 @@ def test_paint_cli_writes_every_output_and_they_load(tmp_path, priors, small_mes
     out = tmp_path / "out"
     result = invoke("paint", str(small_mesh), "a red ball", "--model", str(priors[kind]), "--out", str(out), *FAST)
     assert result.exit_code == 0, result.output
+    assert "note: unwrapping UVs with xatlas: it has no UVs" in result.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["ball.glb", "ball.mtl", "ball.obj", "ball.png", "ball_turntable.gif", "ball_views.png", "run.json"]
     texture = np.asarray(Image.open(out / "ball.png"))
