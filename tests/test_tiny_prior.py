@@ -1,0 +1,178 @@
+"""Tests of the built-in tiny prior's construction (csdtex.guidance.tiny_prior) and of its training script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from csdtex import synthetic
+from csdtex.guidance import PixelPrior, load_prior_from_folder
+from csdtex.guidance import tiny_prior as T
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_prior")
+    components = T.build_tiny_prior(folder, seed=0)
+    return components, folder
+
+
+def _train_prior_module():
+    spec = importlib.util.spec_from_file_location("train_prior", ROOT / "benchmarks" / "train_prior.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tokenizer_has_one_token_per_vocabulary_word(built, tmp_path):
+    components, folder = built
+    tokenizer = components.tokenizer
+    from transformers import T5Tokenizer
+
+    loaded = T5Tokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+    assert (folder / "tokenizer" / "tokenizer.json").is_file()
+    assert len(loaded) == len(tokenizer) == len(synthetic.VOCABULARY) + 3
+    assert (loaded.pad_token_id, loaded.eos_token_id, loaded.unk_token_id) == (0, 1, 2)
+    for word in synthetic.VOCABULARY:
+        text = word if word.isalpha() else "a" + word  # punctuation follows a word in captions ("box, side view")
+        ids = loaded(text, add_special_tokens=False).input_ids
+        assert len(ids) == (1 if word.isalpha() else 2) and min(ids) > 2, word
+    caption = "a red and blue striped box, side view"
+    ids, mask = T.tokenize(loaded, [caption, ""])
+    assert ids.shape == mask.shape == (2, T.MAX_TEXT_LENGTH)
+    assert int(mask[0].sum()) == len(synthetic.caption_words(caption)) + 1  # one token per word, then </s>
+    assert ids[1, 0] == loaded.eos_token_id and int(mask[1].sum()) == 1
+    assert torch.equal(ids, T.tokenize(tokenizer, [caption, ""])[0])
+    unknown = T.tokenize(loaded, ["a vase"])[0][0]
+    assert unknown[1] == loaded.unk_token_id
+
+
+def test_unknown_words():
+    assert T.unknown_words("A red and blue striped box, side view") == []
+    assert T.unknown_words("a red vase. a red vase") == ["vase", "."]
+    assert T.unknown_words("oversaturated color, ugly")[:2] == ["oversaturated", "color"]
+
+
+def test_size_and_parameters(built):
+    components, folder = built
+    counts = components.parameter_count()
+    assert 1_000_000 < counts["unet"] < 6_000_000 and counts["text_encoder"] < 1_000_000
+    size = T.folder_weight_bytes(folder)
+    assert size <= T.SIZE_LIMIT_BYTES
+    assert size == pytest.approx(4 * (counts["unet"] + counts["text_encoder"]), rel=0.01)
+    assert not list(folder.rglob("*.bin"))
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "IFPipeline" and index["tokenizer"] == ["transformers", "T5Tokenizer"]
+
+
+def test_build_is_deterministic_per_seed():
+    a = T.build_tiny_prior(None, seed=3)
+    b = T.build_tiny_prior(None, seed=3)
+    c = T.build_tiny_prior(None, seed=4)
+    pa, pb, pc = (next(m.unet.parameters()) for m in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+def test_folder_loads_as_a_pixel_prior(built):
+    components, folder = built
+    prior = load_prior_from_folder(folder, device="cpu")
+    assert isinstance(prior, PixelPrior) and prior.kind == "pixel"
+    assert prior.render_resolution == 64 and prior.prediction_type == "epsilon"
+    assert prior.num_train_timesteps == 1000 and prior.max_text_length == T.MAX_TEXT_LENGTH
+    captions = ["a red and blue striped box, side view", "", "A Solid Green Sphere", "an object with dots"]
+    embeddings = prior.encode_text(captions)
+    assert embeddings.shape == (4, 77, components.config.text_width) and torch.isfinite(embeddings).all()
+    components.text_encoder.eval()
+    with torch.no_grad():
+        reference = T.encode_captions(components.tokenizer, components.text_encoder, captions)
+    torch.testing.assert_close(embeddings, reference)
+    x = prior.encode_images(torch.rand(2, 3, 64, 64) * 2 - 1)
+    eps = prior.predict_noise(x, torch.tensor([10, 900]), embeddings[:2])
+    assert eps.shape == (2, 3, 64, 64) and eps.dtype == torch.float32 and torch.isfinite(eps).all()
+    # The cosine schedule: abar decreases from ~1 to ~0.
+    assert prior.alphas_cumprod[0] > 0.999 and prior.alphas_cumprod[-1] < 1e-3
+
+
+def test_load_components_round_trip(built):
+    components, folder = built
+    loaded = T.load_components(folder)
+    assert loaded.config == components.config
+    for a, b in zip(loaded.unet.state_dict().values(), components.unet.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_sample_images_shapes(built):
+    components, _ = built
+    images = T.sample_images(components, ["a solid red sphere", ""], num_per_prompt=2, steps=2, seed=1)
+    assert images.shape == (4, 64, 64, 3) and images.dtype == torch.uint8
+    again = T.sample_images(components, ["a solid red sphere", ""], num_per_prompt=2, steps=2, seed=1)
+    assert torch.equal(images, again)
+
+
+def test_sampler_recovers_the_image_of_an_oracle_model(built):
+    """With a UNet that returns the exact noise of a fixed image x0, DDIM + CFG must land on x0."""
+    components, _ = built
+    alphas = components.scheduler.alphas_cumprod
+    x0 = torch.tensor([0.8, -0.6, -0.6]).view(1, 3, 1, 1).expand(1, 3, 64, 64)
+
+    class Oracle(torch.nn.Module):
+        config = components.unet.config
+
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t, encoder_hidden_states):
+            a = alphas[t.long()].view(-1, 1, 1, 1)
+            return type("Out", (), {"sample": (x - a.sqrt() * x0) / (1 - a).sqrt()})()
+
+    oracle = T.TinyPriorComponents(Oracle(), components.text_encoder, components.tokenizer, components.scheduler)
+    images = T.sample_images(oracle, ["a solid red sphere"], num_per_prompt=2, steps=10, guidance_scale=4.0)
+    expected = ((x0[0].permute(1, 2, 0) + 1) * 127.5).round()
+    assert (images.float() - expected).abs().max() <= 1.0
+
+
+def test_training_helpers():
+    train_prior = _train_prior_module()
+    lr = [train_prior.learning_rate(s, 1000, 1e-3, 50) for s in range(1000)]
+    assert lr[0] == pytest.approx(1e-3 / 50) and max(lr) == pytest.approx(1e-3)
+    assert lr[-1] == pytest.approx(1e-4, rel=0.01) and all(a >= b for a, b in zip(lr[50:], lr[51:]))
+    ema, live = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = ema.weight.detach().clone()
+    train_prior.ema_update([ema], [live], 0.9)
+    torch.testing.assert_close(ema.weight, 0.9 * before + 0.1 * live.weight.detach())
+
+
+def test_train_script_smoke(tmp_path):
+    """A 5-step CPU run on 64 images writes the folder, the PNGs, the README and the record."""
+    train_prior = _train_prior_module()
+    out = tmp_path / "tiny"
+    cache = tmp_path / "data.npz"
+    argv = ["--out", str(out), "--device", "cpu", "--images", "64", "--steps", "5", "--batch", "8",
+            "--eval-images", "16", "--data-cache", str(cache), "--sample-steps", "2", "--samples-per-prompt", "1",
+            "--checkpoint-every", "0", "--quiet"]  # fmt: skip
+    record = train_prior.main(argv)
+    assert record["training"]["steps"] == 5 and len(record["training"]["losses"]) == 5
+    assert all(np.isfinite(record["training"]["losses"]))
+    assert record["data"]["train"]["images"] == 64 and cache.is_file()
+    for name in ("loss_curve.png", "samples.png", "data_examples.png", "README.md", "training.json",
+                 "model_index.json", "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                 "tokenizer/tokenizer.json", "scheduler/scheduler_config.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    from PIL import Image
+
+    with Image.open(out / "samples.png") as image:
+        assert image.size[1] > 64 * len(train_prior.DEFAULT_SAMPLE_PROMPTS)
+    readme = (out / "README.md").read_text()
+    assert "python benchmarks/train_prior.py" in readme and "64 training images" in readme
+    assert load_prior_from_folder(out).render_resolution == 64
+    # A second run reads the cached data instead of generating it.
+    again = train_prior.main(argv[:-1] + ["--quiet", "--steps", "1", "--eval-images", "0"])
+    assert again["data"]["train"]["source"] == str(cache)
