@@ -148,8 +148,8 @@ def bake_texture(
     Returns:
         :class:`BakedTexture`.
     """
-    if size < 8 or size > 16384:
-        raise ConfigError(f"texture size {size} is out of range: use 8..16384 (e.g. 1024 or 2048)")
+    if size < 16 or size > 16384:
+        raise ConfigError(f"texture size {size} is out of range: use 16..16384 (e.g. 1024 or 2048)")
     if device is None:
         first_parameter = next(model.parameters(), None)
         device = first_parameter.device if first_parameter is not None else torch.device("cpu")

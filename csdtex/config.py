@@ -51,8 +51,8 @@ class PaintConfig:
     white_background_probability: float = 0.5
     """Fraction of views rendered on white; the others get a random solid colour."""
     lit_probability: float = 0.0
-    """Fraction of steps rendered with random diffuse lighting over the albedo (the gradient still reaches the
-    albedo; discourages baking light into the texture). Normal-shaded "textureless" steps of the original method
+    """Fraction of steps rendered with diffuse shading (a light at the camera) over the albedo; the gradient still
+    reaches the albedo, and the prior sees shaded rather than flat surfaces. Normal-shaded "textureless" steps of the original method
     optimize geometry only, which csdtex keeps fixed, so they are not offered."""
     view_dependent_prompt: bool = True
     """Append ", front view" / ", side view" / ", back view" / ", overhead view" per camera."""
@@ -74,7 +74,7 @@ class PaintConfig:
         checks = [
             (self.steps >= 1, f"steps must be at least 1 (got {self.steps})"),
             (1 <= self.views_per_step <= 64, f"views per step must be in 1..64 (got {self.views_per_step})"),
-            (8 <= self.texture_size <= 16384, f"texture size must be in 8..16384 (got {self.texture_size})"),
+            (16 <= self.texture_size <= 16384, f"texture size must be in 16..16384 (got {self.texture_size})"),
             (self.render_resolution is None or 16 <= self.render_resolution <= 2048,
              f"render resolution must be in 16..2048 (got {self.render_resolution})"),
             (self.learning_rate is None or self.learning_rate > 0,
