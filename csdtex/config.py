@@ -52,8 +52,8 @@ class PaintConfig:
     """Fraction of views rendered on white; the others get a random solid colour."""
     lit_probability: float = 0.0
     """Fraction of steps rendered with diffuse shading (a light at the camera) over the albedo; the gradient still
-    reaches the albedo, and the prior sees shaded rather than flat surfaces. Normal-shaded "textureless" steps of the original method
-    optimize geometry only, which csdtex keeps fixed, so they are not offered."""
+    reaches the albedo, and the prior sees shaded rather than flat surfaces. Normal-shaded "textureless" steps of
+    the original method optimize geometry only, which csdtex keeps fixed, so they are not offered."""
     view_dependent_prompt: bool = True
     """Append ", front view" / ", side view" / ", back view" / ", overhead view" per camera."""
     checkpoint_every: int = 200
