@@ -37,8 +37,6 @@ Example (the shipped classifier; on 2 CPU cores about 3 minutes of data generati
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import platform
 import shlex
 import sys

@@ -51,14 +51,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from csdtex.cameras import CameraRanges, Cameras, make_cameras
 from csdtex.fileio import atomic_path
 from csdtex.guidance.prompts import VIEW_SUFFIXES, view_suffix
 from csdtex.mesh import Mesh, RenderMesh
 from csdtex.render import rasterize
-from csdtex.render.views import lambert_shading, surface_samples
+from csdtex.render.views import composite_on_background, headlight_factor, surface_samples
 
 # ======================================================================================================================
 # Vocabulary
@@ -611,13 +610,9 @@ def render_objects(
         colors = texture(samples.points, None, samples.materials)
         if need_normals:
             view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
-            light = F.normalize(cameras.positions, dim=-1)[view_index]
-            factor = lambert_shading(samples.normals, light)
+            factor = headlight_factor(samples.normals, fragments, cameras)
             colors = torch.where(lit[view_index].unsqueeze(-1), colors * factor, colors)
-        background = torch.as_tensor(background, dtype=colors.dtype, device=device)
-        background = background.reshape(-1, 3) if background.numel() >= 3 else background.reshape(1, 1).expand(1, 3)
-        image = background.expand(batch, 3)[:, None, None, :].expand(batch, resolution, resolution, 3)
-        image = image.index_put((fragments.mask,), colors.to(image.dtype))
+        image = composite_on_background(colors, fragments.mask, background)
     return image, fragments.mask
 
 

@@ -73,6 +73,27 @@ def lambert_shading(normals: torch.Tensor, light_direction: torch.Tensor, ambien
     return ambient + (1.0 - ambient) * diffuse
 
 
+def headlight_factor(normals: torch.Tensor, fragments: Fragments, cameras: Cameras) -> torch.Tensor:
+    """:func:`lambert_shading` with the light at each covered pixel's camera: normals float [N, 3] -> [N, 1]."""
+    view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
+    light = F.normalize(cameras.positions, dim=-1)[view_index]
+    return lambert_shading(normals, light)
+
+
+def composite_on_background(
+    colors: torch.Tensor, mask: torch.Tensor, background: torch.Tensor | float = 1.0
+) -> torch.Tensor:
+    """Images float [B, H, W, 3]: ``colors`` [N, 3] at the covered pixels of ``mask`` bool [B, H, W], else background.
+
+    ``background`` is RGB in [0, 1] as a float, float [3] or float [B, 3]. Differentiable with respect to ``colors``.
+    """
+    batch, height, width = mask.shape
+    background = torch.as_tensor(background, dtype=colors.dtype, device=colors.device)
+    background = background.reshape(-1, 3) if background.numel() >= 3 else background.reshape(1, 1).expand(1, 3)
+    image = background.expand(batch, 3)[:, None, None, :].expand(batch, height, width, 3)
+    return image.index_put((mask,), colors.to(image.dtype))
+
+
 def render_views(
     render_mesh: RenderMesh,
     model: torch.nn.Module | None,
@@ -114,14 +135,8 @@ def render_views(
         else:
             colors = model(samples.points, samples.uvs, samples.materials)
         if shading == "lit":
-            view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
-            light = F.normalize(cameras.positions, dim=-1)[view_index]
-            colors = colors * lambert_shading(samples.normals, light)
-    batch = len(cameras)
-    background = torch.as_tensor(background, dtype=colors.dtype, device=colors.device)
-    background = background.reshape(-1, 3) if background.numel() >= 3 else background.reshape(1, 1).expand(1, 3)
-    image = background.expand(batch, 3)[:, None, None, :].expand(batch, size, size, 3)
-    image = image.index_put((fragments.mask,), colors.to(image.dtype))
+            colors = colors * headlight_factor(samples.normals, fragments, cameras)
+    image = composite_on_background(colors, fragments.mask, background)
     mask = fragments.mask
     if supersample > 1:
         image = F.avg_pool2d(image.permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1)
