@@ -106,11 +106,13 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
 @click.argument("prompt")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: csdtex-out/<mesh name>).")
-@click.option("--model", default=None, help="Prior: an alias from `csdtex models`, a local diffusers folder or a hub id.")
+@click.option("--model", default=None,
+              help="Prior: an alias from `csdtex models`, a local diffusers folder or a hub id [default: tiny, the "
+                   "built-in prior: offline, CPU-friendly, flat colours and simple patterns only].")
 @click.option("--negative", default=None, help="Negative prompt (default: the preset's; \"\" disables it).")
-@click.option("--steps", type=int, default=None, help="Optimization steps [default: 1000].")
+@click.option("--steps", type=int, default=None, help="Optimization steps [default: 1000; 200 with the built-in prior].")
 @click.option("--views-per-step", type=int, default=None, help="Random views per step [default: 4].")
-@click.option("--texture-size", type=int, default=None, help="Baked texture size in texels [default: 1024].")
+@click.option("--texture-size", type=int, default=None, help="Baked texture size in texels [default: 1024; 512 with the built-in prior].")
 @click.option("--guidance", type=click.Choice(["csd", "sds"]), default=None,
               help="csd: Classifier Score Distillation; sds: the Score Distillation Sampling baseline [default: csd].")
 @click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
@@ -138,7 +140,8 @@ def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None,
     config = apply_overrides(config, {k: v for k, v in options.items() if v is not None}, source="the command line")
     out_dir = out_dir or Path("csdtex-out") / safe_asset_name(mesh_path.stem)
     result = run_paint(mesh_path, prompt, config, out_dir=out_dir, resume=resume, show_progress=not quiet,
-                       notify=lambda message: click.echo(f"note: {message}", err=True))
+                       notify=lambda message: click.echo(f"note: {message}", err=True),
+                       warn=lambda message: click.echo(f"warning: {message}", err=True))
     click.echo(f"textured mesh: {result.files.obj} and {result.files.glb}")
     click.echo(f"preview:       {result.preview} ({result.preview_sheet.name})")
     click.echo(f"run record:    {result.run_json}")

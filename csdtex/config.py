@@ -1,8 +1,8 @@
 """Typed configuration of a paint run, with presets written in Python and loading from TOML.
 
-A ``PaintConfig`` holds every option of ``csdtex paint``. Fields left as ``None`` take the preset of the prior kind
-(latent = Stable Diffusion family, pixel = DeepFloyd-IF-like and the built-in prior) when the run starts; see
-:func:`resolve_for_prior`. The resolved config is what ``run.json`` records.
+A ``PaintConfig`` holds every option of ``csdtex paint``. Fields left as ``None`` take the preset of the prior
+(:data:`PRESETS`: ``latent`` = Stable Diffusion family, ``pixel`` = DeepFloyd-IF-like, ``tiny`` = csdtex's built-in
+prior) when the run starts; see :func:`resolve_for_prior`. The resolved config is what ``run.json`` records.
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ class PaintConfig:
     """Options of a paint run (``csdtex paint`` / :func:`csdtex.paint`)."""
 
     model: str | None = None
-    """Prior: an alias (``csdtex models``), a local diffusers folder or a hub id. Required until the built-in prior
-    ships."""
+    """Prior: an alias (``csdtex models``), a local diffusers folder or a hub id; None = the built-in prior
+    (:data:`DEFAULT_MODEL`)."""
     negative_prompt: str | None = None
     """Negative prompt for CSD; None takes the guidance preset's ("oversaturated color, ugly, ..."), "" disables."""
     guidance_method: str = "csd"
     """'csd' (Classifier Score Distillation) or 'sds' (Score Distillation Sampling baseline)."""
-    steps: int = 1000
-    """Optimization steps."""
+    steps: int | None = None
+    """Optimization steps; None = the preset's (1000; fewer for the built-in prior)."""
     views_per_step: int = 4
     """Random views rendered per step (batch size of the prior)."""
-    texture_size: int = 1024
-    """Width and height of the baked texture in texels."""
+    texture_size: int | None = None
+    """Width and height of the baked texture in texels; None = the preset's (1024; 512 for the built-in prior)."""
     render_resolution: int | None = None
     """Render size seen by the prior; None = the prior's own (512 for latent priors, 64 for pixel priors)."""
     learning_rate: float | None = None
@@ -58,23 +58,25 @@ class PaintConfig:
     """Append ", front view" / ", side view" / ", back view" / ", overhead view" per camera."""
     checkpoint_every: int = 200
     """Save a resumable checkpoint every N steps (0 disables)."""
-    preview_frames: int = 24
-    """Frames of the turntable preview."""
-    preview_size: int = 256
-    """Size of the preview frames in pixels."""
+    preview_frames: int | None = None
+    """Frames of the turntable preview; None = the preset's (24)."""
+    preview_size: int | None = None
+    """Size of the preview frames in pixels; None = the preset's (256; 192 for the built-in prior)."""
     cameras: CameraRanges = field(default_factory=CameraRanges)
     """Ranges of the random training cameras."""
-    field: FieldConfig = field(default_factory=FieldConfig)
-    """Hash-grid texture field."""
+    field: FieldConfig | None = None
+    """Hash-grid texture field; None = the preset's (:class:`FieldConfig` defaults; ``FieldConfig.small()`` for the
+    built-in prior, whose 64 px renders cannot use a finer field)."""
     guidance: GuidanceConfig | None = None
     """Guidance options; None = the preset of the prior kind with ``guidance_method`` and ``negative_prompt``."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a one-line message for the first invalid value."""
         checks = [
-            (self.steps >= 1, f"steps must be at least 1 (got {self.steps})"),
+            (self.steps is None or self.steps >= 1, f"steps must be at least 1 (got {self.steps})"),
             (1 <= self.views_per_step <= 64, f"views per step must be in 1..64 (got {self.views_per_step})"),
-            (16 <= self.texture_size <= 16384, f"texture size must be in 16..16384 (got {self.texture_size})"),
+            (self.texture_size is None or 16 <= self.texture_size <= 16384,
+             f"texture size must be in 16..16384 (got {self.texture_size})"),
             (self.render_resolution is None or 16 <= self.render_resolution <= 2048,
              f"render resolution must be in 16..2048 (got {self.render_resolution})"),
             (self.learning_rate is None or self.learning_rate > 0,
@@ -83,34 +85,69 @@ class PaintConfig:
             (0.0 <= self.white_background_probability <= 1.0, "white_background_probability must be in [0, 1]"),
             (0.0 <= self.lit_probability <= 1.0, "lit_probability must be in [0, 1]"),
             (self.checkpoint_every >= 0, "checkpoint_every must be 0 (off) or positive"),
-            (1 <= self.preview_frames <= 720, "preview_frames must be in 1..720"),
-            (16 <= self.preview_size <= 4096, "preview_size must be in 16..4096"),
+            (self.preview_frames is None or 1 <= self.preview_frames <= 720, "preview_frames must be in 1..720"),
+            (self.preview_size is None or 16 <= self.preview_size <= 4096, "preview_size must be in 16..4096"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
 
 
-# Per-prior-kind presets of the fields left as None.
-PRESETS: dict[str, dict[str, Any]] = {
-    "latent": {"learning_rate": 1e-3},
-    "pixel": {"learning_rate": 1e-3},
+DEFAULT_MODEL = "tiny"
+"""The prior used when ``model`` is None: csdtex's built-in tiny prior (``csdtex.guidance.priors.BUILTIN_MODEL``)."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Values of the :class:`PaintConfig` fields left as None, for one kind of prior."""
+
+    guidance_kind: str
+    """Guidance preset (:func:`csdtex.guidance.default_guidance_config`): ``"latent"`` or ``"pixel"``."""
+    learning_rate: float
+    steps: int
+    texture_size: int
+    preview_frames: int
+    preview_size: int
+    field: FieldConfig
+    negative_prompt: str | None
+    """None = the guidance preset's negative prompt."""
+
+
+PRESETS: dict[str, Preset] = {
+    # Stable Diffusion family and DeepFloyd IF: the released configs' learning rate and step count.
+    "latent": Preset("latent", 1e-3, 1000, 1024, 24, 256, FieldConfig(), None),
+    "pixel": Preset("pixel", 1e-3, 1000, 1024, 24, 256, FieldConfig(), None),
+    # The built-in prior: a short CPU-friendly run. Its 64 px renders see nothing a 2^16-entry field with finest
+    # resolution 512 cannot hold; its vocabulary has no words for the default negative prompt, so there is none.
+    "tiny": Preset("pixel", 1e-2, 200, 512, 24, 192, FieldConfig.small(), ""),
 }
 
 
-def resolve_for_prior(config: PaintConfig, prior_kind: str, prior_resolution: int) -> PaintConfig:
-    """A copy of ``config`` with every None field filled from the preset of ``prior_kind`` ('latent' | 'pixel')."""
-    preset = PRESETS[prior_kind]
+def resolve_for_prior(config: PaintConfig, preset_name: str, prior_resolution: int) -> PaintConfig:
+    """A copy of ``config`` with every None field filled from ``PRESETS[preset_name]`` (see :class:`Preset`)."""
+    if preset_name not in PRESETS:
+        raise ConfigError(f"unknown preset {preset_name!r}: use one of {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
     guidance = config.guidance
     if guidance is None:
         overrides: dict[str, Any] = {"method": config.guidance_method,
                                      "view_dependent_prompt": config.view_dependent_prompt}
-        if config.negative_prompt is not None:
-            overrides["negative_prompt"] = config.negative_prompt
-        guidance = default_guidance_config(prior_kind, **overrides)
+        negative = config.negative_prompt if config.negative_prompt is not None else preset.negative_prompt
+        if negative is not None:
+            overrides["negative_prompt"] = negative
+        guidance = default_guidance_config(preset.guidance_kind, **overrides)
+
+    def pick(value, default):
+        return default if value is None else value
+
     return dataclasses.replace(
         config,
-        learning_rate=config.learning_rate if config.learning_rate is not None else preset["learning_rate"],
+        learning_rate=pick(config.learning_rate, preset.learning_rate),
+        steps=pick(config.steps, preset.steps),
+        texture_size=pick(config.texture_size, preset.texture_size),
+        preview_frames=pick(config.preview_frames, preset.preview_frames),
+        preview_size=pick(config.preview_size, preset.preview_size),
+        field=pick(config.field, preset.field),
         render_resolution=config.render_resolution or prior_resolution,
         guidance=guidance,
     )

@@ -25,7 +25,7 @@ import torch
 from csdtex import __version__
 from csdtex.bake import bake_texture
 from csdtex.cameras import Cameras, sample_cameras
-from csdtex.config import PaintConfig, resolve_for_prior, to_dict
+from csdtex.config import DEFAULT_MODEL, PaintConfig, resolve_for_prior, to_dict
 from csdtex.devices import resolve_device
 from csdtex.errors import ConfigError
 from csdtex.export import ExportedFiles, export_all, safe_asset_name
@@ -76,6 +76,12 @@ class _Phases:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
+def _python_warning(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def random_backgrounds(batch: int, white_probability: float, generator: torch.Generator) -> torch.Tensor:
     """float32 [B, 3] in [0, 1]: white with probability ``white_probability``, else a uniform random colour."""
     colors = torch.rand(batch, 3, generator=generator)
@@ -92,6 +98,7 @@ def paint(
     show_progress: bool = True,
     prior=None,
     notify: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> PaintResult:
     """Paint a texture onto ``mesh`` from ``prompt`` (see module docstring).
 
@@ -102,9 +109,12 @@ def paint(
         out_dir: output folder (created); outputs are named after the mesh file.
         resume: continue from ``out_dir``'s checkpoint if present.
         show_progress: show a progress bar with ETA (tqdm).
-        prior: an already loaded prior (``csdtex.guidance.load_prior``); default: load ``config.model``.
-        notify: called with one-line notices worth showing a user before the long part of the run (problems found
-            while loading the mesh, UV unwrapping); default: ignored.
+        prior: an already loaded prior (``csdtex.guidance.load_prior``); default: load ``config.model`` (None = the
+            built-in prior, :data:`csdtex.config.DEFAULT_MODEL`).
+        notify: called with one-line notices worth showing a user before the long part of the run (UV unwrapping);
+            default: ignored.
+        warn: called with one-line warnings (problems found while loading the mesh, prompt words the prior does
+            not know); default: Python's :func:`warnings.warn` (``UserWarning``).
     Returns:
         :class:`PaintResult`.
     """
@@ -122,7 +132,7 @@ def paint(
     if resume and not (out_dir / CHECKPOINT_META).exists():
         raise ConfigError(f"--resume: no checkpoint in {out_dir}; run without --resume to start from scratch")
     if prior is None and not config.model:
-        raise ConfigError("no --model given: pass an alias (see `csdtex models`), a local diffusers folder or a hub id")
+        config = dataclasses.replace(config, model=DEFAULT_MODEL)
 
     # Everything that can fail on the user's input fails here, before notices and long work.
     if isinstance(mesh, Mesh):
@@ -134,11 +144,19 @@ def paint(
         from csdtex.guidance import load_prior
 
         prior = phases.run("load_prior", load_prior, config.model, device)
-    config = resolve_for_prior(config, prior.kind, prior.render_resolution)
+    config = resolve_for_prior(config, getattr(prior, "preset", prior.kind), prior.render_resolution)
 
     notify = notify or (lambda message: None)
+    warn = warn or _python_warning
     for warning in source_mesh.warnings:
-        notify(warning)
+        warn(warning)
+    vocabulary = getattr(prior, "vocabulary", None)
+    if vocabulary:
+        from csdtex.guidance.tiny_prior import unknown_words_message
+
+        message = unknown_words_message(prompt, vocabulary)
+        if message:
+            warn(message)
     if config.unwrap or not source_mesh.has_uvs:
         reason = "as asked (--unwrap)" if config.unwrap else "it has no UVs" if source_mesh.uv_faces is None else (
             "some faces have no UVs")
@@ -259,7 +277,8 @@ def _check_writable(out_dir: Path) -> None:
 
 
 def _checkpoint_identity(prompt: str, config: PaintConfig) -> dict:
-    return {"prompt": prompt, "model": config.model, "field": dataclasses.asdict(config.field),
+    field_options = dataclasses.asdict(config.field) if config.field is not None else None
+    return {"prompt": prompt, "model": config.model, "field": field_options,
             "views_per_step": config.views_per_step, "guidance_method": config.guidance_method}
 
 

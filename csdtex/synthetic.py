@@ -650,6 +650,7 @@ def generate_dataset(
     batch: int | None = None,
     *,
     split: str = "train",
+    first_image: int = 0,
     views_per_object: int = 4,
     mesh_pool_size: int = 480,
     cameras: CameraRanges | None = None,
@@ -679,6 +680,9 @@ def generate_dataset(
             rasterizer sets up every triangle of every object in every view, so the cost per call grows with
             batch squared: None picks 16 on the CPU (fastest there) and 64 on CUDA (amortizes launch overhead).
         split: ``"train"``, ``"test"`` or ``"held_out"`` (see :data:`SPLITS`, :data:`HELD_OUT_COMBOS`).
+        first_image: index of the first image (a multiple of ``views_per_object``): the result is images
+            ``[first_image, first_image + num_images)`` of the dataset, identical to that slice of one large call, so
+            a dataset can be rendered in chunks by several processes (``metadata["object"]`` counts from the start).
         views_per_object: images per object (consecutive in the output).
         mesh_pool_size: number of distinct base meshes of the split (built once, 2-10 ms each).
         cameras: camera ranges (default :data:`DATA_CAMERAS`).
@@ -701,9 +705,13 @@ def generate_dataset(
         batch = 64 if device.type == "cuda" else 16
     if num_images < 0 or views_per_object < 1 or batch < 1 or mesh_pool_size < 1:
         raise ValueError("num_images must be >= 0 and views_per_object, batch, mesh_pool_size >= 1")
+    if first_image < 0 or first_image % views_per_object:
+        raise ValueError(f"first_image must be a non-negative multiple of views_per_object, got {first_image}")
     cameras = cameras or DATA_CAMERAS
     split_code = SPLITS[split]
-    num_objects = -(-num_images // views_per_object)
+    first_object = first_image // views_per_object
+    end_image = first_image + num_images
+    num_objects = first_object + -(-num_images // views_per_object)
     pool_size = mesh_pool_size  # meshes are built lazily, when an object first uses them
     pool: dict[int, _PoolMesh] = {}
     objects_per_call = max(1, batch // views_per_object)
@@ -712,7 +720,7 @@ def generate_dataset(
     captions: list[str] = []
     metadata: list[dict] = []
     next_report = 0.1
-    for first in range(0, num_objects, objects_per_call):
+    for first in range(first_object, num_objects, objects_per_call):
         render_meshes, specs, view_object = [], [], []
         elevation, azimuth, distance, fov, backgrounds, lit_flags = [], [], [], [], [], []
         records: list[dict] = []
@@ -739,7 +747,7 @@ def generate_dataset(
             )
             # Draw every view of the object, then keep the ones that fit: a dataset is a prefix of a larger one.
             v_all = views_per_object
-            views = min(v_all, num_images - index * v_all)
+            views = min(v_all, end_image - index * v_all)
             el = rng.uniform(*cameras.elevation_deg, v_all)[:views]
             az = rng.uniform(*cameras.azimuth_deg, v_all)[:views]
             dist = rng.uniform(*cameras.distance, v_all)[:views]
@@ -781,7 +789,8 @@ def generate_dataset(
         for record, cover in zip(records, coverage):
             record["coverage"] = float(cover)
         metadata.extend(records)
-        if progress and num_objects and (first + objects_per_call) / num_objects >= next_report:
+        done = (first + objects_per_call - first_object) / max(1, num_objects - first_object)
+        if progress and done >= next_report:
             print(f"  synthetic data: {len(metadata)}/{num_images} images", flush=True)
             next_report += 0.1
     return images, captions, metadata

@@ -122,7 +122,7 @@ def test_resume_continues_from_the_checkpoint_exactly(tmp_path, priors, small_me
                                   torch.Generator(), 2, "another prompt", config)
     result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(out),
                     "--steps", "6", "--resume", "--quiet")
-    assert result.exit_code != 0 and "different prompt" in result.output
+    assert result.exit_code != 0 and "made with a different" in result.output and "prompt" in result.output
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,6 @@ def test_bad_inputs_give_one_clear_line_and_write_nothing(tmp_path, priors, smal
         (["paint", str(small_mesh), "   ", "--model", str(priors["latent"])], "prompt is empty"),
         (["paint", str(small_mesh), "a ball", "--model", "no-such-model"], "unknown model"),
         (["paint", str(small_mesh), "a ball", "--model", str(tmp_path)], ""),
-        (["paint", str(small_mesh), "a ball"], "no --model"),
         (["paint", str(tmp_path / "missing.obj"), "a ball", "--model", str(priors["latent"])], "does not exist"),
     ]
     if not torch.cuda.is_available():
@@ -167,6 +166,16 @@ def test_bad_inputs_give_one_clear_line_and_write_nothing(tmp_path, priors, smal
     blocker.write_text("x")
     result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(blocker / "sub"))
     assert result.exit_code == 2 and "cannot write to output folder" in result.output
+
+
+def test_missing_builtin_prior_is_one_clear_line(tmp_path, small_mesh, monkeypatch):
+    from csdtex.guidance import priors as priors_module
+
+    monkeypatch.setattr(priors_module, "asset_roots", lambda: [tmp_path / "nowhere"])
+    out = tmp_path / "out"
+    result = invoke("paint", str(small_mesh), "a ball", "--out", str(out), "--quiet")
+    assert result.exit_code == 2 and result.output.startswith("error: the built-in prior is missing")
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_gpu_out_of_memory_is_reported_with_what_to_lower(tmp_path, small_mesh, monkeypatch):

@@ -182,6 +182,15 @@ def test_dataset_is_deterministic_and_independent_of_batching():
     assert not np.array_equal(a_images, d_images)
 
 
+def test_dataset_chunks_are_slices_of_the_whole():
+    whole, captions, meta = S.generate_dataset(20, seed=11, batch=8)
+    middle, middle_captions, middle_meta = S.generate_dataset(10, seed=11, batch=8, first_image=8)
+    assert np.array_equal(middle, whole[8:18]) and middle_captions == captions[8:18]
+    assert [m["object"] for m in middle_meta] == [m["object"] for m in meta[8:18]]
+    with pytest.raises(ValueError, match="multiple of views_per_object"):
+        S.generate_dataset(4, seed=11, first_image=2)
+
+
 def test_dataset_captions(dataset):
     images, captions, metadata = dataset
     assert len(images) == len(captions) == len(metadata) == 400

@@ -2,7 +2,9 @@
 
 - vase.obj: a surface of revolution, 4.6k triangles, with a cylindrical UV layout (one seam) and a separate cap.
 - knot.obj: a (2, 3) torus knot tube, 7.7k triangles, *without* UVs (csdtex unwraps it with xatlas).
-- crate.obj: a bevelled box, 12 quads per side merged into OBJ quads/n-gons, with per-face UV islands.
+- crate.obj: a box, 3 x 3 quads per side (OBJ quads), with per-face UV islands.
+- duck.obj: a toy duck made of three overlapping ellipsoids (body, head, beak), 3.8k triangles, *without* UVs; an
+  organic shape unlike the synthetic training primitives, used by the fidelity benchmark.
 """
 
 from __future__ import annotations
@@ -112,8 +114,26 @@ def crate(cells: int = 3, size: float = 0.8):
     return np.array(vertices), faces, np.array(uvs), uv_faces
 
 
+def duck():
+    """Body, head and beak ellipsoids (icospheres, subdivision 3), overlapping but not merged; facing +X."""
+    import trimesh
+
+    parts = []
+    for centre, radii in (((0.0, -0.12, 0.0), (0.55, 0.36, 0.40)), ((0.34, 0.34, 0.0), (0.24, 0.24, 0.24)),
+                          ((0.60, 0.30, 0.0), (0.14, 0.05, 0.10))):
+        sphere = trimesh.creation.icosphere(subdivisions=3)
+        parts.append((sphere.vertices * np.array(radii) + np.array(centre), sphere.faces))
+    vertices, faces, offset = [], [], 0
+    for part_vertices, part_faces in parts:
+        vertices.append(part_vertices)
+        faces.append(part_faces + offset)
+        offset += len(part_vertices)
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
 if __name__ == "__main__":
     write_obj(HERE / "vase.obj", *vase(), comment="csdtex procedural vase (with UVs)")
     write_obj(HERE / "knot.obj", *torus_knot(), comment="csdtex procedural torus knot (no UVs)")
     write_obj(HERE / "crate.obj", *crate(), comment="csdtex procedural crate (quads, per-side UV islands)")
-    print("wrote vase.obj, knot.obj, crate.obj")
+    write_obj(HERE / "duck.obj", *duck(), comment="csdtex procedural toy duck (three ellipsoids, no UVs)")
+    print("wrote vase.obj, knot.obj, crate.obj, duck.obj")

@@ -22,8 +22,10 @@ Conventions
 - Timesteps are integer indices in ``[0, num_train_timesteps)``; ``alphas_cumprod[t]`` is abar_t of the DDPM forward
   process ``x_t = sqrt(abar_t) x + sqrt(1 - abar_t) noise``.
 
-The built-in prior (a small model shipped with csdtex) is not part of this module yet; when it lands it gets an entry
-in :data:`MODEL_ALIASES` and a branch in :func:`load_prior` before the folder / hub resolution.
+The built-in prior (``tiny``, csdtex's own small pixel prior, :mod:`csdtex.guidance.tiny_prior`) is an ordinary IF-layout
+folder shipped with csdtex (:func:`builtin_prior_folder`); the alias ``tiny`` loads it. Any folder with a
+``tiny_prior_config.json`` (the built-in one, or one trained with ``benchmarks/train_prior.py``) gets
+``Prior.preset = "tiny"`` and its closed word list in ``Prior.vocabulary``.
 """
 
 from __future__ import annotations
@@ -59,11 +61,23 @@ class ModelAlias:
     repo_id: str
     description: str
     gated: bool = False
+    builtin: bool = False
+    """Shipped with csdtex (``repo_id`` is then a label, not a hub id); loaded from :func:`builtin_prior_folder`."""
 
+
+BUILTIN_MODEL = "tiny"
+"""The alias of the built-in prior, the default ``--model``."""
 
 MODEL_ALIASES: dict[str, ModelAlias] = {
     a.alias: a
     for a in (
+        ModelAlias(
+            BUILTIN_MODEL,
+            "(built in)",
+            "csdtex's own tiny pixel prior, 64 px, works offline on a CPU; knows flat colours and simple patterns only "
+            "(the default)",
+            builtin=True,
+        ),
         ModelAlias(
             "sd21",
             "stabilityai/stable-diffusion-2-1-base",
@@ -87,6 +101,64 @@ MODEL_ALIASES: dict[str, ModelAlias] = {
 def list_model_aliases() -> list[tuple[str, str, str]]:
     """Return the built-in model aliases as ``(alias, hub repo id, one-line description)`` tuples, in display order."""
     return [(a.alias, a.repo_id, a.description) for a in MODEL_ALIASES.values()]
+
+
+BUILTIN_PRIOR_PARTS: tuple[str, ...] = ("priors", "tiny")
+"""Where the built-in prior lives below csdtex's asset folder: ``assets/priors/tiny`` in a source checkout,
+``<prefix>/share/csdtex/priors/tiny`` in an installed wheel (``setup.cfg``'s data_files)."""
+
+
+def asset_roots() -> list[Path]:
+    """Folders that may hold csdtex's shipped assets, in search order.
+
+    1. ``<checkout>/assets`` next to the ``csdtex`` package (a source checkout or an editable install);
+    2. ``share/csdtex`` of the installed distribution, found through its RECORD (works for any install scheme:
+       virtual environments, ``--user``, ``--prefix``, ``--target``);
+    3. ``<sys.prefix>/share/csdtex``.
+    """
+    import sys
+
+    roots = [Path(__file__).resolve().parents[2] / "assets"]
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        try:
+            files = distribution("csdtex").files or []
+        except PackageNotFoundError:
+            files = []
+        for entry in files:
+            if "share/csdtex/" not in Path(str(entry)).as_posix():
+                continue
+            located = Path(str(entry.locate())).resolve()
+            root = next((p for p in located.parents if p.name == "csdtex" and p.parent.name == "share"), None)
+            if root is not None:
+                roots.append(root)
+                break
+    except Exception:  # noqa: BLE001 - a broken installation record only removes one search location
+        pass
+    roots.append(Path(sys.prefix) / "share" / "csdtex")
+    unique: list[Path] = []
+    for root in roots:
+        if root not in unique:
+            unique.append(root)
+    return unique
+
+
+def builtin_prior_folder() -> Path:
+    """The folder of the built-in prior (see :func:`asset_roots` for where it is looked for).
+
+    Raises:
+        ModelError: it is in none of those places (an incomplete installation).
+    """
+    for root in asset_roots():
+        folder = root.joinpath(*BUILTIN_PRIOR_PARTS)
+        if (folder / "model_index.json").is_file():
+            return folder
+    raise ModelError(
+        "the built-in prior is missing from this installation (looked in "
+        + ", ".join(str(r.joinpath(*BUILTIN_PRIOR_PARTS)) for r in asset_roots())
+        + "): reinstall csdtex, or pass --model with a local diffusers folder"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -140,6 +212,10 @@ class Prior:
         source: where the weights came from (folder path), for messages.
         unet, text_encoder, tokenizer: the underlying diffusers / transformers objects.
         max_text_length: tokens per prompt (prompts are padded / truncated to it), i.e. L in [B, L, D].
+        preset: name of the paint-settings preset that suits it (:data:`csdtex.config.PRESETS`): ``kind``, or
+            ``"tiny"`` for csdtex's tiny priors.
+        vocabulary: the words the prior knows when its vocabulary is closed (tiny priors: every other word becomes
+            ``<unk>``), else None.
     """
 
     kind: PriorKind
@@ -180,6 +256,8 @@ class Prior:
         self._lowercase_prompts = lowercase_prompts
         self._in_channels = int(unet.config.in_channels)
         self._out_channels = int(unet.config.out_channels)
+        self.preset: str = self.kind
+        self.vocabulary: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -617,9 +695,23 @@ def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str
         prior = PixelPrior(
             render_resolution=_sample_size(unet.config), max_text_length=77, lowercase_prompts=True, **common
         )
+        if (folder / "tiny_prior_config.json").is_file():
+            prior.preset = "tiny"
+            prior.vocabulary = _word_vocabulary(tokenizer)
     for module in modules:
         module.eval().requires_grad_(False).to(device)
     return prior
+
+
+def _word_vocabulary(tokenizer) -> frozenset[str]:
+    """The words of a whole-word tokenizer (pieces ``"▁word"``, plus punctuation pieces), without special tokens."""
+    special = set(getattr(tokenizer, "all_special_tokens", []))
+    words = set()
+    for piece in tokenizer.get_vocab():
+        if piece in special:
+            continue
+        words.add(piece[1:] if piece.startswith("\u2581") else piece)
+    return frozenset(w for w in words if w)
 
 
 def _hub_offline() -> bool:
@@ -767,6 +859,8 @@ def load_prior(
     if not name:
         raise ModelError("no model given: pass an alias (csdtex models), a local diffusers folder or a hub id")
     alias = MODEL_ALIASES.get(name.lower())
+    if alias is not None and alias.builtin:
+        return load_prior_from_folder(builtin_prior_folder(), device, dtype)
     if alias is not None:
         repo_id = alias.repo_id
     elif Path(name).expanduser().exists():

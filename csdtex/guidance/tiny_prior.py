@@ -29,7 +29,7 @@ images (4 views x prompt / empty prompt) takes about 75-80 ms, on 12 images abou
 
 Public API: :class:`TinyPriorConfig`, :class:`TinyPriorComponents`, :func:`build_tokenizer`, :func:`build_tiny_prior`,
 :func:`save_prior_folder`, :func:`load_components`, :func:`tokenize`, :func:`encode_captions`, :func:`sample_images`,
-:func:`unknown_words`, :func:`vocabulary_pieces`, :func:`folder_weight_bytes`, :data:`MAX_TEXT_LENGTH`,
+:func:`unknown_words`, :func:`unknown_words_message`, :func:`vocabulary_pieces`, :func:`folder_weight_bytes`, :data:`MAX_TEXT_LENGTH`,
 :data:`SIZE_LIMIT_BYTES`.
 """
 
@@ -188,6 +188,28 @@ def unknown_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
     return unknown
 
 
+def unknown_words_message(prompt: str, vocabulary: Sequence[str] | frozenset[str] | None = None) -> str | None:
+    """One-line warning naming the words of ``prompt`` a tiny prior does not know, and listing those it knows
+    (grouped: colours, shapes, other words); None when every word is known. Punctuation other than words is not
+    reported."""
+    from csdtex.synthetic import COLORS, GENERIC_NOUN, SHAPES, VOCABULARY
+
+    known = frozenset(VOCABULARY if vocabulary is None else vocabulary)
+    unknown = [w for w in unknown_words(prompt, sorted(known)) if w.isalpha()]
+    if not unknown:
+        return None
+    words = sorted(w for w in known if w.isalpha())
+    colours = [w for w in words if w in COLORS]
+    shapes = [w for w in words if w in SHAPES or w == GENERIC_NOUN]
+    other = [w for w in words if w not in colours and w not in shapes]
+    quoted = ", ".join(f"'{w}'" for w in unknown)
+    return (
+        f"the built-in prior does not know {quoted} (ignored as <unk>); it knows only colours ({', '.join(colours)}), "
+        f"shapes ({', '.join(shapes)}) and the words {', '.join(other)}. For other prompts use a real prior on a GPU "
+        "(--model sd21 or a local diffusers folder)"
+    )
+
+
 def _build_text_encoder(config: TinyPriorConfig, vocab_size: int):
     from transformers import T5Config, T5EncoderModel
 
@@ -281,8 +303,8 @@ def save_prior_folder(components: TinyPriorComponents, folder: str | os.PathLike
     Writes ``unet/`` (config.json + diffusion_pytorch_model.safetensors), ``text_encoder/`` (config.json +
     model.safetensors), ``tokenizer/`` (tokenizer.json + tokenizer_config.json), ``scheduler/``
     (scheduler_config.json), ``model_index.json`` (``IFPipeline`` with the unused IF parts set to null) and
-    ``tiny_prior_config.json`` (the :class:`TinyPriorConfig`). Weights are saved in their current dtype (float32 for
-    the shipped prior). Each component folder is replaced atomically; other files in ``folder`` (README, PNGs) are
+    ``tiny_prior_config.json`` (the :class:`TinyPriorConfig`). Weights are saved in their current dtype (the shipped prior's
+    are float16; every csdtex loader upcasts them to the dtype it runs in). Each component folder is replaced atomically; other files in ``folder`` (README, PNGs) are
     kept.
 
     Returns:
@@ -334,13 +356,16 @@ def load_components(folder: str | os.PathLike, device: torch.device | str = "cpu
         raw = json.loads(config_path.read_text())
         config = TinyPriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     unet = UNet2DConditionModel.from_pretrained(
-        folder / "unet", use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False
+        folder / "unet", use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False,
+        torch_dtype=torch.float32,
+    )  # fmt: skip
+    text_encoder = T5EncoderModel.from_pretrained(
+        folder / "text_encoder", use_safetensors=True, local_files_only=True, dtype=torch.float32
     )
-    text_encoder = T5EncoderModel.from_pretrained(folder / "text_encoder", use_safetensors=True, local_files_only=True)
     tokenizer = T5Tokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
     scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
     return TinyPriorComponents(
-        unet=unet.to(device).float().train(), text_encoder=text_encoder.to(device).float().train(),
+        unet=unet.to(device).train(), text_encoder=text_encoder.to(device).train(),
         tokenizer=tokenizer, scheduler=scheduler, config=config,
     )  # fmt: skip
 
