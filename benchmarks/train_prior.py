@@ -23,10 +23,16 @@ What it does (all outputs go to ``--out``, default ``assets/priors/tiny``):
 
 Examples::
 
-    # the shipped model, one H100 / H200 (about 14 minutes in all)
-    python benchmarks/train_prior.py --device cuda --images 100000 --data-cache out/tiny_data_seed0.npz
+    # the shipped model: one H100, 470 s in all (56 s of data with 8 render processes, 8775 CUDA-graph steps)
+    python benchmarks/train_prior.py --device cuda --out assets/priors/tiny --images 200000 --time-limit-minutes 8.75
     # CPU smoke test (well under a minute)
     python benchmarks/train_prior.py --out out/tiny_smoke --device cpu --images 256 --steps 20 --batch 16
+
+On CUDA the data is rendered by ``--data-workers`` processes (chunks of one deterministic dataset, identical to a
+single-process render) and every training step after three warm-up steps is the replay of one captured CUDA graph
+(``--no-cuda-graph`` to run eagerly): the model is so small that eager PyTorch spends most of a step launching
+kernels (measured on an H100 at batch 256 by ``benchmarks/train_step_profile.py``: 83-118 ms/step eagerly, ~35 ms of
+it GPU work; 39.6 ms/step as a graph).
 """
 
 from __future__ import annotations
@@ -517,7 +523,9 @@ def readme_text(record: dict[str, Any]) -> str:
         f"- Steps: {t['steps']} at batch {t['batch']} ({t['steps'] * t['batch'] / max(1, d['train']['images']):.1f}"
         f" epochs), AdamW lr {record['args']['lr']} (warm-up, cosine to 10%), EMA {record['args']['ema']},"
         f" caption dropout +{record['args']['caption_dropout']}, unknown-noun {record['args']['unk_noun']},"
-        f" {'bf16 autocast' if t['autocast'] else 'fp32'}.",
+        f" {'bf16 autocast' if t['autocast'] else 'fp32'}"
+        + (", the whole step replayed as one CUDA graph" if t.get("cuda_graph") else "")
+        + ".",
         f"- Time: data {d['train']['seconds']} s, training {t['seconds']} s ({t['ms_per_step']} ms/step), total"
         f" {record['total_seconds']} s; stopped by {t['stopped_by']}.",
         f"- Loss (epsilon MSE): last-100-step mean {t['final_loss']:.4f}"
@@ -534,6 +542,14 @@ def readme_text(record: dict[str, Any]) -> str:
         "Training data examples:",
         "",
         "![data examples](data_examples.png)",
+        "",
+        "## How well it guides painting",
+        "",
+        "`benchmarks/fidelity.py` paints 36 prompts x 3 meshes with CSD and SDS and classifies the results with a",
+        "separately trained colour / pattern classifier; its results are in `benchmarks/results/fidelity_*.json` and",
+        "the README. In short: colours are reliable, simple patterns partly (dots, checkerboards and gradients more",
+        "than stripes and top / bottom halves), and anything outside the vocabulary is ignored. Real work wants a",
+        "real prior (`--model sd21`, or any local diffusers folder) on a GPU.",
         "",
     ]
     return "\n".join(lines)
@@ -605,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     params = list(unet.parameters()) + list(text_encoder.parameters())
     # On CUDA the whole step (batch sampling, forward, backward, clipping, AdamW) is captured once as a CUDA graph
     # and replayed: the model is so small that eager PyTorch is bound by Python and kernel launches (measured on an
-    # H100: ~35 ms of GPU work per batch-256 step took 93-117 ms of wall time eagerly). The learning rate is then a
+    # H100: ~35 ms of GPU work per batch-256 step took 83-118 ms of wall time eagerly). The learning rate is then a
     # device tensor that the capturable fused AdamW reads at every replay.
     graphed = cuda and not args.no_cuda_graph and not args.compile
     optimizer = torch.optim.AdamW(

@@ -114,11 +114,12 @@ def asset_roots() -> list[Path]:
     1. ``<checkout>/assets`` next to the ``csdtex`` package (a source checkout or an editable install);
     2. ``share/csdtex`` of the installed distribution, found through its RECORD (works for any install scheme:
        virtual environments, ``--user``, ``--prefix``, ``--target``);
-    3. ``<sys.prefix>/share/csdtex``.
+    3. ``share/csdtex`` beside the ``csdtex`` package (``pip install --target``), then ``<sys.prefix>/share/csdtex``.
     """
     import sys
 
-    roots = [Path(__file__).resolve().parents[2] / "assets"]
+    package_parent = Path(__file__).resolve().parents[2]
+    roots = [package_parent / "assets"]
     try:
         from importlib.metadata import PackageNotFoundError, distribution
 
@@ -136,7 +137,7 @@ def asset_roots() -> list[Path]:
                 break
     except Exception:  # noqa: BLE001 - a broken installation record only removes one search location
         pass
-    roots.append(Path(sys.prefix) / "share" / "csdtex")
+    roots += [package_parent / "share" / "csdtex", Path(sys.prefix) / "share" / "csdtex"]
     unique: list[Path] = []
     for root in roots:
         if root not in unique:

@@ -1,0 +1,115 @@
+"""The shipped built-in prior: found from a checkout and from an installed wheel, the default --model with its own
+preset, unknown-word warnings, and a check that its samples show the prompted colour."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from click.testing import CliRunner
+
+from csdtex.cli import main
+from csdtex.config import PRESETS
+from csdtex.guidance import load_prior, tiny_prior
+from csdtex.guidance.priors import builtin_prior_folder
+from csdtex.synthetic import COLORS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return load_prior("tiny", "cpu")
+
+
+def test_builtin_folder_is_complete_and_within_budget():
+    folder = builtin_prior_folder()
+    assert folder == ROOT / "assets" / "priors" / "tiny"
+    assert tiny_prior.folder_weight_bytes(folder) <= tiny_prior.SIZE_LIMIT_BYTES
+    for name in ("README.md", "loss_curve.png", "samples.png", "training.json", "tiny_prior_config.json"):
+        assert (folder / name).is_file(), name
+    record = json.loads((folder / "training.json").read_text())
+    assert record["training"]["steps"] > 1000 and record["data"]["train"]["images"] >= 100_000
+    readme = (folder / "README.md").read_text()
+    assert record["command"] in readme and "loss_curve.png" in readme and "samples.png" in readme
+
+
+def test_builtin_prior_loads_with_its_preset_and_vocabulary(prior):
+    assert prior.kind == "pixel" and prior.preset == "tiny" and prior.render_resolution == 64
+    assert {"red", "striped", "sphere", "view", ","} <= prior.vocabulary
+    assert "<unk>" not in prior.vocabulary and "vase" not in prior.vocabulary
+    assert PRESETS["tiny"].negative_prompt == "" and PRESETS["tiny"].field.log2_hashmap_size == 16
+
+
+def _colour_share(images: torch.Tensor, rgb: tuple[float, float, float], tolerance: float = 0.2) -> float:
+    """Share of pixels within ``tolerance`` (RGB distance) of ``rgb``; images float [N, 3, H, W] in [0, 1]."""
+    target = torch.tensor(rgb).view(1, 3, 1, 1)
+    return float(((images - target).norm(dim=1) < tolerance).float().mean())
+
+
+def test_samples_show_the_prompted_colour():
+    components = tiny_prior.load_components(builtin_prior_folder())
+    prompts = ["a solid red sphere, front view", "a solid blue sphere, front view"]
+    images = tiny_prior.sample_images(components, prompts, num_per_prompt=3, steps=20, guidance_scale=4.0, seed=0)
+    images = images.permute(0, 3, 1, 2).float() / 255.0  # uint8 [N, 64, 64, 3] -> float [N, 3, 64, 64]
+    red, blue = images[:3], images[3:]
+    assert _colour_share(red, COLORS["red"]) > 0.08 and _colour_share(red, COLORS["blue"]) < 0.02
+    assert _colour_share(blue, COLORS["blue"]) > 0.08 and _colour_share(blue, COLORS["red"]) < 0.02
+
+
+def test_unknown_words_message_lists_the_known_words(prior):
+    assert tiny_prior.unknown_words_message("a red and white striped object, side view", prior.vocabulary) is None
+    message = tiny_prior.unknown_words_message("A weathered bronze vase.", prior.vocabulary)
+    assert "'weathered', 'bronze', 'vase'" in message and "'.'" not in message
+    assert "colours (black, blue," in message and "shapes (box," in message and "--model sd21" in message
+    assert "\n" not in message
+
+
+def test_paint_without_model_uses_the_builtin_prior(tmp_path):
+    mesh_path = tmp_path / "pebble.obj"
+    trimesh.creation.icosphere(2).export(mesh_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["paint", str(mesh_path), "a green pebble", "--out", str(out), "--steps", "3",
+                                       "--quiet"], catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "'pebble'" in warnings[0] and "'green'" not in warnings[0]
+    record = json.loads((out / "run.json").read_text())
+    config = record["config"]
+    assert config["model"] == "tiny" and config["texture_size"] == PRESETS["tiny"].texture_size
+    assert config["field"]["log2_hashmap_size"] == 16 and config["guidance"]["negative_prompt"] == ""
+    assert config["steps"] == 3 and config["render_resolution"] == 64
+
+
+def test_wheel_ships_the_builtin_prior(tmp_path):
+    """Build a wheel of this checkout, install it into a fresh prefix and find the prior from there."""
+    wheels, prefix = tmp_path / "wheels", tmp_path / "prefix"
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)], check=True)
+    (wheel,) = wheels.glob("csdtex-*.whl")
+    # --ignore-installed: never uninstall the csdtex this test runs from (pip would, for a --prefix install).
+    subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)],
+                   check=True)  # fmt: skip
+    (site,) = prefix.glob("lib/python3*/site-packages")
+    code = ("import csdtex.guidance.priors as p, csdtex; "
+            "print(csdtex.__file__); print(p.builtin_prior_folder())")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    output = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            check=True).stdout.split("\n")  # fmt: skip
+    assert output[0].startswith(str(site))
+    folder = Path(output[1])
+    assert folder == prefix / "share" / "csdtex" / "priors" / "tiny"
+    shipped = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    source = builtin_prior_folder()
+    for name in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                 "tokenizer/tokenizer.json", "scheduler/scheduler_config.json", "model_index.json"):
+        assert name in shipped
+        assert (folder / name).read_bytes() == (source / name).read_bytes()
+    assert np.all([(prefix / "share" / "csdtex" / "meshes" / f"{m}.obj").is_file() for m in ("vase", "crate")])
