@@ -157,6 +157,10 @@ def paint(
         message = unknown_words_message(prompt, vocabulary)
         if message:
             warn(message)
+        negative = config.guidance.negative_prompt if config.guidance.method == "csd" else None
+        message = unknown_words_message(negative, vocabulary) if negative else None
+        if message:
+            warn(f"in the negative prompt: {message}")
     if config.unwrap or not source_mesh.has_uvs:
         reason = "as asked (--unwrap)" if config.unwrap else "it has no UVs" if source_mesh.uv_faces is None else (
             "some faces have no UVs")

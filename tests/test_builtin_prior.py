@@ -87,6 +87,14 @@ def test_paint_without_model_uses_the_builtin_prior(tmp_path):
     assert config["field"]["log2_hashmap_size"] == 16 and config["guidance"]["negative_prompt"] == ""
     assert config["steps"] == 3 and config["render_resolution"] == 64
 
+    # A negative prompt outside the vocabulary is reported too.
+    result = CliRunner().invoke(main, ["paint", str(mesh_path), "a green object", "--out", str(tmp_path / "neg"),
+                                       "--steps", "1", "--negative", "blurry", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert warnings == [line for line in warnings if "in the negative prompt" in line and "'blurry'" in line]
+    assert len(warnings) == 1
+
 
 def test_wheel_ships_the_builtin_prior(tmp_path):
     """Build a wheel of this checkout, install it into a fresh prefix and find the prior from there."""
