@@ -66,7 +66,8 @@ class PaintConfig:
     """Ranges of the random training cameras."""
     field: FieldConfig | None = None
     """Hash-grid texture field; None = the preset's (:class:`FieldConfig` defaults; ``FieldConfig.small()`` for the
-    built-in prior, whose 64 px renders cannot use a finer field)."""
+    built-in prior, whose 64 px renders cannot use a finer field). A ``[field]`` table in a TOML config starts from
+    the :class:`FieldConfig` defaults, whatever the prior."""
     guidance: GuidanceConfig | None = None
     """Guidance options; None = the preset of the prior kind with ``guidance_method`` and ``negative_prompt``."""
 
