@@ -142,15 +142,22 @@ def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0) -> Pr
     return ProceduralTexture(spec).to(render_mesh.positions.device)
 
 
-def load_benchmark_mesh(name_or_path: str):
-    """A benchmark mesh by name (``vase``, ``duck``, ``crate``, ``knot`` in ``assets/meshes``) or path: (name, Mesh)."""
-    from csdtex.mesh import load_mesh
-
+def benchmark_mesh_path(name_or_path: str) -> Path:
+    """The file of a benchmark mesh given by name (``vase``, ``duck``, ``crate``, ``knot`` in ``assets/meshes``) or
+    path; its stem is the mesh's name in the results."""
     path = Path(name_or_path)
     if not path.suffix:
         path = MESH_DIR / f"{name_or_path}.obj"
     if not path.exists():
         raise SystemExit(f"mesh {name_or_path} not found (tried {path})")
+    return path
+
+
+def load_benchmark_mesh(name_or_path: str):
+    """A benchmark mesh by name or path (see :func:`benchmark_mesh_path`): (name, Mesh)."""
+    from csdtex.mesh import load_mesh
+
+    path = benchmark_mesh_path(name_or_path)
     return path.stem, load_mesh(path)
 
 
@@ -408,7 +415,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     keep = Path(args.keep_paint_outputs) if args.keep_paint_outputs else None
     temporary = None if keep else tempfile.TemporaryDirectory(prefix="csdtex_fidelity_")
     work = str(keep if keep else temporary.name)
-    mesh_names = [load_benchmark_mesh(m.strip())[0] for m in args.meshes.split(",") if m.strip()]
+    mesh_names = [benchmark_mesh_path(m.strip()).stem for m in args.meshes.split(",") if m.strip()]
     jobs = [(m, p) for m in range(len(mesh_names)) for p in range(args.prompts)]
     results: dict[tuple[int, int], tuple[list[dict], dict[str, Any]]] = {}
     total = len(jobs) * len(args.methods)
@@ -443,7 +450,6 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     grid_rows = [results[job][1] for job in jobs]
     device = _WORKER.get("device") or args.device
     backend = _WORKER.get("backend") or "auto (in workers)"
-    meshes = [(name, None) for name in mesh_names]
     prompts = PROMPTS[: args.prompts]
 
     summary = summarize(runs, args.methods)
@@ -455,7 +461,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "model": args.model, "methods": args.methods, "learning_rate": args.lr, "workers": args.workers,
             "steps": args.steps, "views_per_step": args.views_per_step,
             "texture_size": args.texture_size or "prior preset (512 for the built-in prior)",
-            "prompts": len(prompts), "meshes": [m for m, _ in meshes], "noun": args.noun, "frames": args.frames,
+            "prompts": len(prompts), "meshes": mesh_names, "noun": args.noun, "frames": args.frames,
             "seed": args.seed, "device": str(device), "renderer": backend,
             "classifier": str(args.classifier or attributes.default_weights_path().relative_to(ROOT)),
             "scoring": "colour: top-k sigmoid colours == prompt's colour set (k = its size); pattern: argmax",

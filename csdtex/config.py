@@ -16,6 +16,7 @@ from typing import Any
 from csdtex.cameras import CameraRanges
 from csdtex.errors import ConfigError
 from csdtex.field import FieldConfig
+from csdtex.guidance.priors import BUILTIN_MODEL
 from csdtex.guidance.scores import GuidanceConfig, default_guidance_config
 
 
@@ -94,8 +95,8 @@ class PaintConfig:
                 raise ConfigError(message)
 
 
-DEFAULT_MODEL = "tiny"
-"""The prior used when ``model`` is None: csdtex's built-in tiny prior (``csdtex.guidance.priors.BUILTIN_MODEL``)."""
+DEFAULT_MODEL = BUILTIN_MODEL
+"""The prior used when ``model`` is None: csdtex's built-in tiny prior (its alias, ``"tiny"``)."""
 
 
 @dataclass(frozen=True)

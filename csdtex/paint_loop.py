@@ -144,23 +144,20 @@ def paint(
         from csdtex.guidance import load_prior
 
         prior = phases.run("load_prior", load_prior, config.model, device)
-    config = resolve_for_prior(config, getattr(prior, "preset", prior.kind), prior.render_resolution)
+    config = resolve_for_prior(config, prior.preset, prior.render_resolution)
 
     notify = notify or (lambda message: None)
     warn = warn or _python_warning
     for warning in source_mesh.warnings:
         warn(warning)
-    vocabulary = getattr(prior, "vocabulary", None)
-    if vocabulary:
+    if prior.vocabulary:
         from csdtex.guidance.tiny_prior import unknown_words_message
 
-        message = unknown_words_message(prompt, vocabulary)
-        if message:
-            warn(message)
         negative = config.guidance.negative_prompt if config.guidance.method == "csd" else None
-        message = unknown_words_message(negative, vocabulary) if negative else None
-        if message:
-            warn(f"in the negative prompt: {message}")
+        for text, where in ((prompt, ""), (negative, "in the negative prompt: ")):
+            message = unknown_words_message(text, prior.vocabulary) if text else None
+            if message:
+                warn(where + message)
     if config.unwrap or not source_mesh.has_uvs:
         reason = "as asked (--unwrap)" if config.unwrap else "it has no UVs" if source_mesh.uv_faces is None else (
             "some faces have no UVs")

@@ -138,11 +138,7 @@ def asset_roots() -> list[Path]:
     except Exception:  # noqa: BLE001 - a broken installation record only removes one search location
         pass
     roots += [package_parent / "share" / "csdtex", Path(sys.prefix) / "share" / "csdtex"]
-    unique: list[Path] = []
-    for root in roots:
-        if root not in unique:
-            unique.append(root)
-    return unique
+    return list(dict.fromkeys(roots))
 
 
 def builtin_prior_folder() -> Path:
@@ -151,14 +147,13 @@ def builtin_prior_folder() -> Path:
     Raises:
         ModelError: it is in none of those places (an incomplete installation).
     """
-    for root in asset_roots():
-        folder = root.joinpath(*BUILTIN_PRIOR_PARTS)
+    candidates = [root.joinpath(*BUILTIN_PRIOR_PARTS) for root in asset_roots()]
+    for folder in candidates:
         if (folder / "model_index.json").is_file():
             return folder
     raise ModelError(
-        "the built-in prior is missing from this installation (looked in "
-        + ", ".join(str(r.joinpath(*BUILTIN_PRIOR_PARTS)) for r in asset_roots())
-        + "): reinstall csdtex, or pass --model with a local diffusers folder"
+        f"the built-in prior is missing from this installation (looked in {', '.join(map(str, candidates))}): "
+        "reinstall csdtex, or pass --model with a local diffusers folder"
     )
 
 

@@ -195,7 +195,7 @@ def unknown_words_message(prompt: str, vocabulary: Sequence[str] | frozenset[str
     from csdtex.synthetic import COLORS, GENERIC_NOUN, SHAPES, VOCABULARY
 
     known = frozenset(VOCABULARY if vocabulary is None else vocabulary)
-    unknown = [w for w in unknown_words(prompt, sorted(known)) if w.isalpha()]
+    unknown = [w for w in unknown_words(prompt, known) if w.isalpha()]
     if not unknown:
         return None
     words = sorted(w for w in known if w.isalpha())
