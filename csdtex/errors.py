@@ -28,3 +28,11 @@ class DeviceError(CsdtexError):
 
 class ModelError(CsdtexError):
     """A diffusion prior could not be found or loaded."""
+
+
+def one_line(error: BaseException, limit: int = 240) -> str:
+    """The first non-empty line of ``error``'s message, shortened to ``limit`` characters, for embedding a caught
+    library exception into a one-line :class:`CsdtexError` message; the exception's type name when it has no text."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
