@@ -4,7 +4,7 @@ For every prompt of :data:`PROMPTS` (36 prompts over the synthetic vocabulary: 6
 every benchmark mesh (``assets/meshes`` vase, duck, crate: none of them is a mesh the prior or the classifier was
 trained on; those use trimesh primitives, :data:`csdtex.synthetic.SHAPES`), and for every method:
 
-- ``csd`` / ``sds``: :func:`csdtex.paint_loop.paint` with ``guidance_method`` = the method and otherwise identical
+- ``csd`` / ``sds``: :func:`csdtex.paint` with ``guidance_method`` = the method and otherwise identical
   settings (same steps, views per step, seed, texture size, prior loaded once);
 - ``reference``: the ground-truth procedural texture of the prompt (:class:`csdtex.synthetic.ProceduralTexture`,
   nominal colours) drawn directly on the mesh, no prior involved: the classifier's ceiling on these meshes;
@@ -364,7 +364,7 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
     """Paint / classify one (mesh index, prompt index) with every method; returns (mesh, prompt, runs, grid row)."""
     from csdtex.config import PaintConfig
     from csdtex.field import UVTexture
-    from csdtex.paint_loop import paint
+    from csdtex.painting import paint
 
     mesh_index, p_index = job
     w = _WORKER

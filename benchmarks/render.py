@@ -22,7 +22,6 @@ from common import environment, print_table, time_call, torus_with_uvs, write_js
 from csdtex.bake import bake_texture  # noqa: E402
 from csdtex.cameras import orbit_cameras  # noqa: E402
 from csdtex.field import ImplicitTextureField  # noqa: E402
-from csdtex.render import torch_raster  # noqa: E402
 from csdtex.render.views import render_views  # noqa: E402
 
 
@@ -66,9 +65,8 @@ def main() -> None:
             render_mesh = mesh.to_render(device)
             variants = list(args.backends) + (["torch+compile"] if args.compile and device.type == "cuda" else [])
             for variant in variants:
-                backend = "torch" if variant == "torch+compile" else variant
+                backend = "torch-compiled" if variant == "torch+compile" else variant
                 model = compiled_field(field) if variant == "torch+compile" else field
-                torch_raster.set_compiled(variant == "torch+compile")
                 if backend == "nvdiffrast":
                     from csdtex.render import nvdiffrast_raster
 
@@ -82,7 +80,7 @@ def main() -> None:
                                 render_views(render_mesh, model, cameras, resolution, backend=backend)
 
                         ms = time_call(step, device, repeats=args.repeats)
-                        target = TARGETS.get(("render", device_name, backend, num_faces, views, resolution))
+                        target = TARGETS.get(("render", device_name, backend.replace("-compiled", ""), num_faces, views, resolution))
                         render_rows.append({
                             "device": device_name, "backend": variant, "faces": mesh.num_faces, "views": views,
                             "resolution": resolution, "ms": round(ms, 2),

@@ -24,7 +24,7 @@ from common import environment, print_table, write_json  # noqa: E402
 from csdtex.config import PaintConfig  # noqa: E402
 from csdtex.guidance import load_prior  # noqa: E402
 from csdtex.guidance.random_priors import build_random_sd21_base_folder  # noqa: E402
-from csdtex.paint_loop import paint  # noqa: E402
+from csdtex.painting import paint  # noqa: E402
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so ``import csdtex`` is cheap)::
 
-    csdtex.paint(mesh, prompt, config) -> PaintResult     # csdtex.paint_loop.paint
+    csdtex.paint(mesh, prompt, config) -> PaintResult     # csdtex.painting.paint
     csdtex.PaintConfig                                      # csdtex.config.PaintConfig
     csdtex.load_mesh(path) -> Mesh                          # csdtex.mesh.load_mesh
 """
@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "paint", "PaintConfig", "PaintResult", "load_mesh", "Mesh", "CsdtexError"]
 
 _LAZY = {
-    "paint": ("csdtex.paint_loop", "paint"),
-    "PaintResult": ("csdtex.paint_loop", "PaintResult"),
+    "paint": ("csdtex.painting", "paint"),
+    "PaintResult": ("csdtex.painting", "PaintResult"),
     "PaintConfig": ("csdtex.config", "PaintConfig"),
     "load_mesh": ("csdtex.mesh", "load_mesh"),
     "Mesh": ("csdtex.mesh", "Mesh"),

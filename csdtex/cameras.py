@@ -21,7 +21,8 @@ import torch
 
 @dataclass
 class CameraRanges:
-    """Ranges for random training views (degrees and unit-sphere units); defaults follow DESIGN.md."""
+    """Ranges for random training views (degrees and unit-sphere units); defaults follow the released CSD configs
+    (docs/design.md)."""
 
     elevation_deg: tuple[float, float] = (-10.0, 45.0)
     """Elevation above the horizontal plane, sampled uniformly."""
@@ -79,7 +80,10 @@ class Cameras:
         return torch.matmul(homogeneous, self.view_projection.transpose(-1, -2))
 
     def to(self, device: torch.device | str) -> "Cameras":
-        return Cameras(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
+        """The same cameras on ``device`` (CPU -> CUDA copies go through pinned memory, without a host sync)."""
+        from csdtex.devices import to_device
+
+        return Cameras(*(to_device(getattr(self, name), device) for name in self.__dataclass_fields__))
 
 
 def camera_positions(elevation_deg: torch.Tensor, azimuth_deg: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,13 @@ from pathlib import Path
 import click
 
 from csdtex import __version__
+from csdtex.config import GUIDANCE_METHODS
+from csdtex.devices import DEVICE_CHOICES
 from csdtex.errors import CsdtexError
+from csdtex.render import BACKENDS
+from csdtex.render.views import SHADINGS
 
-RENDERER_CHOICES = ("auto", "torch", "nvdiffrast")
+DEVICE_HELP = f"{', '.join(DEVICE_CHOICES)} or cuda:N"
 
 
 class CsdtexGroup(click.Group):
@@ -71,13 +75,12 @@ def info(mesh_path: Path, as_json: bool) -> None:
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True, help="Frame size in pixels.")
 @click.option("--elevation", type=click.FloatRange(-89.0, 89.0), default=15.0, show_default=True,
               help="Camera elevation in degrees.")
-@click.option("--shading", type=click.Choice(["lit", "albedo", "normals"]), default="lit", show_default=True,
+@click.option("--shading", type=click.Choice(SHADINGS), default="lit", show_default=True,
               help="lit: texture with soft diffuse light; albedo: texture only; normals: surface normals.")
 @click.option("--fps", type=click.IntRange(1, 60), default=12, show_default=True, help="Frames per second.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where to render.")
-@click.option("--renderer", type=click.Choice(RENDERER_CHOICES), default="auto", show_default=True,
-              help="Rasterizer backend: torch (portable) or nvdiffrast (CUDA, optional).")
+@click.option("--device", default="auto", show_default=True, help=f"Where to render: {DEVICE_HELP}.")
+@click.option("--renderer", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="Rasterizer backend: torch (portable), torch-compiled or nvdiffrast (CUDA, optional).")
 def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: float, shading: str, fps: int,
            device: str, renderer: str) -> None:
     """Render a turntable preview of a (textured) MESH."""
@@ -113,11 +116,11 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
 @click.option("--steps", type=int, default=None, help="Optimization steps [default: 1000; 200 with the built-in prior].")
 @click.option("--views-per-step", type=int, default=None, help="Random views per step [default: 4].")
 @click.option("--texture-size", type=int, default=None, help="Baked texture size in texels [default: 1024; 512 with the built-in prior].")
-@click.option("--guidance", type=click.Choice(["csd", "sds"]), default=None,
+@click.option("--guidance", type=click.Choice(GUIDANCE_METHODS), default=None,
               help="csd: Classifier Score Distillation; sds: the Score Distillation Sampling baseline [default: csd].")
 @click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
-@click.option("--renderer", type=click.Choice(RENDERER_CHOICES), default=None,
+@click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto].")
+@click.option("--renderer", type=click.Choice(BACKENDS), default=None,
               help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch].")
 @click.option("--unwrap", is_flag=True, default=None, help="Re-unwrap UVs with xatlas even if the mesh has UVs.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder.")
@@ -131,7 +134,7 @@ def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None,
     """Paint a texture onto MESH from a text PROMPT with Classifier Score Distillation."""
     from csdtex.config import PaintConfig, apply_overrides, load_config_file
     from csdtex.export import safe_asset_name
-    from csdtex.paint_loop import paint as run_paint
+    from csdtex.painting import paint as run_paint
 
     config = load_config_file(config_file) if config_file else PaintConfig()
     options = {"model": model, "negative_prompt": negative, "steps": steps, "views_per_step": views_per_step,

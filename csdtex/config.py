@@ -1,14 +1,28 @@
 """Typed configuration of a paint run, with presets written in Python and loading from TOML.
 
-A ``PaintConfig`` holds every option of ``csdtex paint``. Fields left as ``None`` take the preset of the prior
-(:data:`PRESETS`: ``latent`` = Stable Diffusion family, ``pixel`` = DeepFloyd-IF-like, ``tiny`` = csdtex's built-in
-prior) when the run starts; see :func:`resolve_for_prior`. The resolved config is what ``run.json`` records.
+A :class:`PaintConfig` holds every option of ``csdtex paint``, each in exactly one place:
+
+- top-level fields: what a user sets on the command line or at the top of a TOML file (``guidance_method``,
+  ``negative_prompt``, ``steps``, ...);
+- ``cameras`` and ``field``: nested dataclasses (``[cameras]`` / ``[field]`` tables);
+- ``guidance``: the advanced schedule of the score distillation (``[guidance]`` table: ``w1``, ``w2_start``,
+  ``t_max_end``, ``weighting``, ...), as overrides of the prior's preset. The method, the negative prompt and the
+  view-dependent suffixes are top-level fields, never keys of this table.
+
+Fields left as ``None`` take the preset of the prior (:data:`PRESETS`: ``latent`` = Stable Diffusion family,
+``pixel`` = DeepFloyd-IF-like, ``tiny`` = csdtex's built-in prior) when the run starts; see
+:func:`resolve_for_prior` and :func:`resolve_guidance`. The resolved values are what ``run.json`` records.
+
+TOML values are checked against the dataclasses' own type hints (:func:`apply_overrides`), so a new option needs
+only a new field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +33,12 @@ from csdtex.field import FieldConfig
 from csdtex.guidance.priors import BUILTIN_MODEL
 from csdtex.guidance.scores import GuidanceConfig, default_guidance_config
 
+GUIDANCE_METHODS = ("csd", "sds")
+
+# Options of GuidanceConfig that PaintConfig holds at the top level (one place per option).
+_TOP_LEVEL_GUIDANCE = {"method": "guidance_method", "negative_prompt": "negative_prompt",
+                       "view_dependent_prompt": "view_dependent_prompt"}
+
 
 @dataclass
 class PaintConfig:
@@ -28,7 +48,7 @@ class PaintConfig:
     """Prior: an alias (``csdtex models``), a local diffusers folder or a hub id; None = the built-in prior
     (:data:`DEFAULT_MODEL`)."""
     negative_prompt: str | None = None
-    """Negative prompt for CSD; None takes the guidance preset's ("oversaturated color, ugly, ..."), "" disables."""
+    """Negative prompt for CSD; None takes the preset's ("oversaturated color, ugly, ..."), "" disables."""
     guidance_method: str = "csd"
     """'csd' (Classifier Score Distillation) or 'sds' (Score Distillation Sampling baseline)."""
     steps: int | None = None
@@ -40,13 +60,13 @@ class PaintConfig:
     render_resolution: int | None = None
     """Render size seen by the prior; None = the prior's own (512 for latent priors, 64 for pixel priors)."""
     learning_rate: float | None = None
-    """Adam learning rate of the texture field; None = preset (1e-3 as in the released configs)."""
+    """Adam learning rate of the texture model; None = preset (1e-3 as in the released configs)."""
     seed: int = 0
     """Seed of every random choice (views, backgrounds, timesteps, noise, field initialization)."""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda' (or 'cuda:N')."""
     renderer: str = "auto"
-    """Rasterizer backend: 'auto', 'torch' or 'nvdiffrast'."""
+    """Rasterizer backend (:data:`csdtex.render.BACKENDS`): 'auto', 'torch', 'torch-compiled' or 'nvdiffrast'."""
     unwrap: bool = False
     """Re-unwrap the mesh with xatlas even when it has UVs (meshes without UVs are always unwrapped)."""
     white_background_probability: float = 0.5
@@ -59,6 +79,9 @@ class PaintConfig:
     """Append ", front view" / ", side view" / ", back view" / ", overhead view" per camera."""
     checkpoint_every: int = 200
     """Save a resumable checkpoint every N steps (0 disables)."""
+    metrics_every: int = 10
+    """Read the step metrics (loss, gradient norm, timestep) back from the device every N steps; reading them
+    every step would stall the GPU with a host synchronization per step."""
     preview_frames: int | None = None
     """Frames of the turntable preview; None = the preset's (24)."""
     preview_size: int | None = None
@@ -69,8 +92,11 @@ class PaintConfig:
     """Hash-grid texture field; None = the preset's (:class:`FieldConfig` defaults; ``FieldConfig.small()`` for the
     built-in prior, whose 64 px renders cannot use a finer field). A ``[field]`` table in a TOML config starts from
     the :class:`FieldConfig` defaults, whatever the prior."""
-    guidance: GuidanceConfig | None = None
-    """Guidance options; None = the preset of the prior kind with ``guidance_method`` and ``negative_prompt``."""
+    guidance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Schedule options of the score distillation that replace the prior preset's (``[guidance]`` table): any
+    :class:`~csdtex.guidance.scores.GuidanceConfig` field except ``method``, ``negative_prompt`` and
+    ``view_dependent_prompt``, which are the top-level ``guidance_method``, ``negative_prompt`` and
+    ``view_dependent_prompt``. Checked by :func:`apply_overrides` and :func:`resolve_guidance`."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a one-line message for the first invalid value."""
@@ -83,16 +109,19 @@ class PaintConfig:
              f"render resolution must be in 16..2048 (got {self.render_resolution})"),
             (self.learning_rate is None or self.learning_rate > 0,
              f"learning rate must be positive (got {self.learning_rate})"),
-            (self.guidance_method in ("csd", "sds"), f"guidance must be 'csd' or 'sds' (got {self.guidance_method!r})"),
+            (self.guidance_method in GUIDANCE_METHODS,
+             f"guidance must be 'csd' or 'sds' (got {self.guidance_method!r})"),
             (0.0 <= self.white_background_probability <= 1.0, "white_background_probability must be in [0, 1]"),
             (0.0 <= self.lit_probability <= 1.0, "lit_probability must be in [0, 1]"),
             (self.checkpoint_every >= 0, "checkpoint_every must be 0 (off) or positive"),
+            (self.metrics_every >= 1, "metrics_every must be at least 1"),
             (self.preview_frames is None or 1 <= self.preview_frames <= 720, "preview_frames must be in 1..720"),
             (self.preview_size is None or 16 <= self.preview_size <= 4096, "preview_size must be in 16..4096"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        _check_guidance_keys(self.guidance, "the guidance options")
 
 
 DEFAULT_MODEL = BUILTIN_MODEL
@@ -125,19 +154,16 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def resolve_for_prior(config: PaintConfig, preset_name: str, prior_resolution: int) -> PaintConfig:
-    """A copy of ``config`` with every None field filled from ``PRESETS[preset_name]`` (see :class:`Preset`)."""
+def _preset(preset_name: str) -> Preset:
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown preset {preset_name!r}: use one of {', '.join(PRESETS)}")
-    preset = PRESETS[preset_name]
-    guidance = config.guidance
-    if guidance is None:
-        overrides: dict[str, Any] = {"method": config.guidance_method,
-                                     "view_dependent_prompt": config.view_dependent_prompt}
-        negative = config.negative_prompt if config.negative_prompt is not None else preset.negative_prompt
-        if negative is not None:
-            overrides["negative_prompt"] = negative
-        guidance = default_guidance_config(preset.guidance_kind, **overrides)
+    return PRESETS[preset_name]
+
+
+def resolve_for_prior(config: PaintConfig, preset_name: str, prior_resolution: int) -> PaintConfig:
+    """A copy of ``config`` with every None field filled from ``PRESETS[preset_name]`` (see :class:`Preset`) and
+    ``render_resolution`` from the prior; ``guidance`` is left as given (see :func:`resolve_guidance`)."""
+    preset = _preset(preset_name)
 
     def pick(value, default):
         return default if value is None else value
@@ -150,17 +176,36 @@ def resolve_for_prior(config: PaintConfig, preset_name: str, prior_resolution: i
         preview_frames=pick(config.preview_frames, preset.preview_frames),
         preview_size=pick(config.preview_size, preset.preview_size),
         field=pick(config.field, preset.field),
+        negative_prompt=pick(config.negative_prompt, preset.negative_prompt),
         render_resolution=config.render_resolution or prior_resolution,
-        guidance=guidance,
     )
 
 
-def to_dict(config: PaintConfig) -> dict[str, Any]:
-    """JSON-ready nested dict of a config."""
-    return dataclasses.asdict(config)
+def resolve_guidance(config: PaintConfig, preset_name: str) -> GuidanceConfig:
+    """The complete :class:`GuidanceConfig` of a run: the prior kind's preset, then ``config.guidance``'s schedule
+    overrides, then the top-level ``guidance_method`` / ``negative_prompt`` / ``view_dependent_prompt`` (a None
+    negative prompt keeps the preset's)."""
+    preset = _preset(preset_name)
+    _check_guidance_keys(config.guidance, "the guidance options")
+    overrides: dict[str, Any] = dict(config.guidance)
+    overrides["method"] = config.guidance_method
+    overrides["view_dependent_prompt"] = config.view_dependent_prompt
+    negative = config.negative_prompt if config.negative_prompt is not None else preset.negative_prompt
+    if negative is not None:
+        overrides["negative_prompt"] = negative
+    return default_guidance_config(preset.guidance_kind, **overrides)
 
 
-_NESTED = {"cameras": CameraRanges, "field": FieldConfig, "guidance": GuidanceConfig}
+def to_dict(config: PaintConfig, guidance: GuidanceConfig | None = None) -> dict[str, Any]:
+    """JSON-ready nested dict of a config; with ``guidance``, its ``"guidance"`` entry is that resolved config."""
+    record = dataclasses.asdict(config)
+    if guidance is not None:
+        record["guidance"] = dataclasses.asdict(guidance)
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# TOML and overrides, checked against the dataclasses' type hints.
 
 
 def load_config_file(path: str | Path, base: PaintConfig | None = None) -> PaintConfig:
@@ -185,49 +230,118 @@ def load_config_file(path: str | Path, base: PaintConfig | None = None) -> Paint
 
 
 def apply_overrides(config: PaintConfig, values: dict[str, Any], source: str = "options") -> PaintConfig:
-    """A copy of ``config`` with ``values`` (field name -> value, nested dicts for nested configs) applied."""
-    known = {f.name: f for f in fields(PaintConfig)}
+    """A copy of ``config`` with ``values`` (field name -> value, nested dicts for nested tables) applied.
+
+    Each value is checked against the type hint of its field (for a nested dataclass, of its own fields); a nested
+    table replaces only the keys it names. ``guidance`` tables merge into the existing guidance overrides.
+    """
+    return _apply(config, values, source, prefix="")
+
+
+def _apply(instance: Any, values: dict[str, Any], source: str, prefix: str) -> Any:
+    cls = type(instance)
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
     changes: dict[str, Any] = {}
     for key, value in values.items():
+        name = prefix + key
         if key not in known:
-            raise ConfigError(f"unknown option {key!r} in {source}: valid keys are {', '.join(sorted(known))}")
-        if key in _NESTED:
+            raise ConfigError(f"unknown option {name!r} in {source}: valid keys are {', '.join(sorted(known))}")
+        hint = hints[key]
+        nested = _dataclass_in(hint)
+        if cls is PaintConfig and key == "guidance":
             if not isinstance(value, dict):
-                raise ConfigError(f"{key} in {source} must be a table of options")
-            nested_type = _NESTED[key]
-            nested_known = {f.name for f in fields(nested_type)}
-            unknown = set(value) - nested_known
-            if unknown:
-                raise ConfigError(
-                    f"unknown option {key}.{sorted(unknown)[0]} in {source}: valid keys are {', '.join(sorted(nested_known))}"
-                )
-            current = getattr(config, key) or nested_type()
-            value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-            try:
-                changes[key] = dataclasses.replace(current, **value)
-            except TypeError as error:
-                raise ConfigError(f"invalid {key} options in {source}: {error}") from None
+                raise ConfigError(f"guidance in {source} must be a table of options")
+            changes[key] = {**instance.guidance, **_checked_guidance(value, source)}
+        elif nested is not None and isinstance(value, dict):
+            current = getattr(instance, key) or nested()
+            changes[key] = _apply(current, value, source, prefix=name + ".")
+        elif nested is not None and not isinstance(value, nested):
+            raise ConfigError(f"{name} in {source} must be a table of options")
         else:
-            expected = _SCALAR_TYPES[key]
-            if value is not None and not _is_instance(value, expected):
-                names = " or ".join(t.__name__ for t in expected)
-                raise ConfigError(f"option {key!r} in {source} must be {names}, got {value!r}")
-            changes[key] = float(value) if float in expected and isinstance(value, int) else value
-    return dataclasses.replace(config, **changes)
+            changes[key] = _checked_value(value, hint, name, source)
+    try:
+        return dataclasses.replace(instance, **changes)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid options in {source}: {error}") from None
 
 
-def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in expected:
-        return False
-    if isinstance(value, int) and float in expected:
-        return True
-    return isinstance(value, expected)
+def _check_guidance_keys(values: dict[str, Any], source: str) -> None:
+    valid = sorted(f.name for f in fields(GuidanceConfig) if f.name not in _TOP_LEVEL_GUIDANCE)
+    for key in values:
+        if key in _TOP_LEVEL_GUIDANCE:
+            raise ConfigError(f"guidance.{key} in {source}: set {_TOP_LEVEL_GUIDANCE[key]} at the top level instead "
+                              f"(on the command line: --guidance / --negative)")
+        if key not in valid:
+            raise ConfigError(f"unknown option 'guidance.{key}' in {source}: valid keys are {', '.join(valid)}")
 
 
-_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "negative_prompt": (str,), "guidance_method": (str,), "steps": (int,),
-    "views_per_step": (int,), "texture_size": (int,), "render_resolution": (int,), "learning_rate": (float,),
-    "seed": (int,), "device": (str,), "renderer": (str,), "unwrap": (bool,),
-    "white_background_probability": (float,), "lit_probability": (float,), "view_dependent_prompt": (bool,),
-    "checkpoint_every": (int,), "preview_frames": (int,), "preview_size": (int,),
-}
+def _checked_guidance(values: dict[str, Any], source: str) -> dict[str, Any]:
+    _check_guidance_keys(values, source)
+    hints = typing.get_type_hints(GuidanceConfig)
+    return {key: _checked_value(value, hints[key], f"guidance.{key}", source) for key, value in values.items()}
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass type in ``hint`` (``X`` or ``X | None``), else None."""
+    candidates = typing.get_args(hint) if _is_union(hint) else (hint,)
+    for candidate in candidates:
+        if dataclasses.is_dataclass(candidate):
+            return candidate
+    return None
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _checked_value(value: Any, hint: Any, name: str, source: str) -> Any:
+    """``value`` converted to ``hint`` (ints widen to float, lists become tuples), or a :class:`ConfigError`."""
+    converted = _convert(value, hint)
+    if converted is _INVALID:
+        raise ConfigError(f"option {name!r} in {source} must be {_describe(hint)}, got {value!r}")
+    return converted
+
+
+_INVALID = object()
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if _is_union(hint):
+        for option in typing.get_args(hint):
+            converted = _convert(value, option)
+            if converted is not _INVALID:
+                return converted
+        return _INVALID
+    if hint is type(None):
+        return None if value is None else _INVALID
+    if origin is typing.Literal:
+        return value if value in typing.get_args(hint) else _INVALID
+    if origin is tuple:
+        items = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            return _INVALID
+        converted = tuple(_convert(v, h) for v, h in zip(value, items))
+        return _INVALID if any(c is _INVALID for c in converted) else converted
+    if hint is bool:
+        return value if isinstance(value, bool) else _INVALID
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
+    if hint is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _INVALID
+    if hint is str:
+        return value if isinstance(value, str) else _INVALID
+    return value if isinstance(hint, type) and isinstance(value, hint) else _INVALID
+
+
+def _describe(hint: Any) -> str:
+    if _is_union(hint):
+        return " or ".join(_describe(option) for option in typing.get_args(hint) if option is not type(None))
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {len(typing.get_args(hint))} numbers"
+    return getattr(hint, "__name__", str(hint))

@@ -23,3 +23,14 @@ def resolve_device(choice: str = "auto") -> torch.device:
             raise DeviceError(f"{choice} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return device
     raise ConfigError(f"unknown device {choice!r}: choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` on ``device`` without a host synchronization: a CPU tensor bound for CUDA is copied through pinned
+    memory with ``non_blocking=True`` (a plain ``.to('cuda')`` of pageable memory waits for the GPU queue)."""
+    device = torch.device(device)
+    if tensor.device == device or (device.type == tensor.device.type and device.index is None):
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

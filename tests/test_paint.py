@@ -12,7 +12,9 @@ import trimesh
 from click.testing import CliRunner
 from PIL import Image
 
-from csdtex import paint_loop as paint_module
+from csdtex import painting as paint_module
+from csdtex.pipeline import optimize as optimize_module
+from csdtex.pipeline.checkpoint import checkpoint_identity, save_checkpoint
 from csdtex.cli import main
 from csdtex.config import PaintConfig, load_config_file
 from csdtex.errors import ConfigError
@@ -93,7 +95,7 @@ def test_resume_continues_from_the_checkpoint_exactly(tmp_path, priors, small_me
                          preview_frames=2, preview_size=32)
     straight = paint_module.paint(small_mesh, "a ball", config, out_dir=tmp_path / "straight", show_progress=False)
 
-    real_step, calls = paint_module._step, {"n": 0}
+    real_step, calls = optimize_module.training_step, {"n": 0}
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -101,13 +103,13 @@ def test_resume_continues_from_the_checkpoint_exactly(tmp_path, priors, small_me
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(paint_module, "_step", interrupted)
+    monkeypatch.setattr(optimize_module, "training_step", interrupted)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         paint_module.paint(small_mesh, "a ball", config, out_dir=out, show_progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
     assert json.loads((out / "checkpoint.json").read_text())["step"] == 4
-    monkeypatch.setattr(paint_module, "_step", real_step)
+    monkeypatch.setattr(optimize_module, "training_step", real_step)
 
     result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(out),
                     "--steps", "6", "--views-per-step", "2", "--texture-size", "32", "--resume", "--quiet")
@@ -118,8 +120,8 @@ def test_resume_continues_from_the_checkpoint_exactly(tmp_path, priors, small_me
     assert record["metrics"]["resumed_from_step"] == 4 and record["metrics"]["steps_run"] == 2
 
     # A checkpoint from another prompt is refused, naming what differs.
-    paint_module._save_checkpoint(out, torch.nn.Linear(1, 1), torch.optim.Adam(torch.nn.Linear(1, 1).parameters()),
-                                  torch.Generator(), 2, "another prompt", config)
+    save_checkpoint(out, torch.nn.Linear(1, 1), torch.optim.Adam(torch.nn.Linear(1, 1).parameters()),
+                    torch.Generator(), 2, checkpoint_identity("another prompt", config, None, "ImplicitTextureField"))
     result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(out),
                     "--steps", "6", "--resume", "--quiet")
     assert result.exit_code != 0 and "made with a different" in result.output and "prompt" in result.output

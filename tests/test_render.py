@@ -227,17 +227,11 @@ def test_nvdiffrast_agrees_away_from_edges_on_dense_meshes():
 
 @pytest.mark.gpu
 def test_compiled_rasterizer_matches_eager():
-    from csdtex.render import torch_raster
-
     sphere = trimesh.creation.icosphere(4)
     render_mesh = Mesh(sphere.vertices, sphere.faces).to_render("cuda")
     clip = orbit_cameras(4, device="cuda").project(render_mesh.positions)
     eager = rasterize(clip, render_mesh.faces, 128)
-    torch_raster.set_compiled(True)
-    try:
-        compiled = rasterize(clip, render_mesh.faces, 128)
-    finally:
-        torch_raster.set_compiled(False)
+    compiled = rasterize(clip, render_mesh.faces, 128, backend="torch-compiled")
     same = eager.face_id == compiled.face_id
     agreement = same.float().mean().item()
     bary_difference = (eager.bary - compiled.bary)[same].abs().max().item()

@@ -126,7 +126,19 @@ class PromptEmbeddings:
             ``(e_y, e_0, e_neg)``: each [B, L, D] in the prior's dtype and device; ``e_neg`` is None when the run has
             no negative prompt. ``e_0`` and ``e_neg`` are expanded views (no copy) of the cached rows.
         """
-        idx = self.suffix_indices(elevations, azimuths).to(self.prompt.device)
+        return self.for_rows(self.suffix_indices(elevations, azimuths))
+
+    def for_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Like :meth:`for_views`, from rows of :attr:`prompt` already chosen with :meth:`suffix_indices`.
+
+        Args:
+            rows: int64 [B] row per view (on any device; a CPU tensor is copied without a host synchronization).
+        Returns:
+            ``(e_y, e_0, e_neg)`` as :meth:`for_views`.
+        """
+        from csdtex.devices import to_device
+
+        idx = to_device(rows, self.prompt.device)
         b = idx.shape[0]
         e_y = self.prompt.index_select(0, idx)
         e_0 = self.empty.expand(b, -1, -1)

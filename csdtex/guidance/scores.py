@@ -24,6 +24,7 @@ from typing import Literal
 
 import torch
 
+from csdtex.devices import to_device
 from csdtex.errors import ConfigError
 from csdtex.guidance.prompts import DEFAULT_NEGATIVE_PROMPT
 
@@ -306,29 +307,22 @@ class ScoreDistillation:
         hi = min(max(int(round(t_max * self.prior.num_train_timesteps)), lo), last)
         return lo, hi
 
-    def __call__(
+    def step(
         self,
         x: torch.Tensor,
         embeddings: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
         progress: float,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, dict[str, float | str]]:
-        """One guidance step.
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One guidance step without any host synchronization (what an optimization loop calls).
 
-        Args:
-            x: float32 [B, C, h, w] prior inputs from ``prior.encode_images`` (with gradient to the texture).
-            embeddings: ``(e_y, e_0, e_neg)`` each [B, L, D] from ``PromptEmbeddings.for_views``; ``e_neg`` may be
-                None (no negative prompt). SDS ignores ``e_neg``.
-            progress: position in the run, 0 (first step) .. 1 (last step); drives the w2 and t-range schedules.
-            generator: source of t and noise (see the class docstring).
+        Args: as :meth:`__call__`.
 
         Returns:
-            ``(loss, metrics)``: ``loss`` a 0-dim float32 tensor with ``d loss / d x = g / B``; ``metrics`` with
-            ``grad_norm`` (mean over samples of the L2 norm of g after w(t), before any normalization), ``t`` (mean
-            sampled timestep), ``t_min`` / ``t_max`` (integer bounds used), ``w2`` (scheduled value) and ``method``.
-
-        Raises:
-            RuntimeError: g contains NaN or Inf (the prior produced non-finite predictions).
+            ``(loss, metrics)``: ``loss`` a 0-dim float32 tensor with ``d loss / d x = g / B``; ``metrics`` 0-dim
+            float32 tensors on the prior's device: ``grad_norm`` (mean over samples of the L2 norm of g after w(t),
+            before any normalization), ``t`` (mean sampled timestep) and ``finite`` (1.0 when g has no NaN/Inf, else
+            0.0: the caller checks it when it reads the metrics, see :func:`non_finite_error`).
         """
         cfg = self.config
         prior = self.prior
@@ -340,8 +334,9 @@ class ScoreDistillation:
         lo, hi = self.timestep_bounds(progress)
 
         gen_device = generator.device if generator is not None else torch.device("cpu")
-        t = torch.randint(lo, hi + 1, (b,), generator=generator, device=gen_device).to(prior.device)
-        noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32).to(prior.device)
+        t = to_device(torch.randint(lo, hi + 1, (b,), generator=generator, device=gen_device), prior.device)
+        noise = to_device(torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32),
+                          prior.device)
 
         abar = prior.alphas_cumprod[t]
         x_t = add_noise(x.detach().float(), noise, abar)
@@ -360,22 +355,56 @@ class ScoreDistillation:
         norms = g.flatten(1).norm(dim=1)
         if cfg.normalize_gradient:
             g = normalize_per_sample(g)
-
-        finite, grad_norm, t_mean = torch.stack(
-            [torch.isfinite(g).all().float(), norms.mean(), t.float().mean()]
-        ).tolist()
-        if not finite:
-            raise RuntimeError(
-                f"the guidance gradient has NaN/Inf values (t in [{lo}, {hi}], prior dtype {prior.dtype}): the prior's "
-                "predictions overflowed; try a higher-precision dtype (bf16 or fp32)"
-            )
         loss = distillation_loss(x, g.to(x.dtype))
+        metrics = {"grad_norm": norms.mean().float(), "t": t.float().mean(), "finite": torch.isfinite(g).all().float()}
+        return loss, metrics
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        embeddings: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+        progress: float,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float | str]]:
+        """One guidance step, with its metrics read back as Python numbers (one host synchronization).
+
+        Args:
+            x: float32 [B, C, h, w] prior inputs from ``prior.encode_images`` (with gradient to the texture).
+            embeddings: ``(e_y, e_0, e_neg)`` each [B, L, D] from ``PromptEmbeddings.for_views``; ``e_neg`` may be
+                None (no negative prompt). SDS ignores ``e_neg``.
+            progress: position in the run, 0 (first step) .. 1 (last step); drives the w2 and t-range schedules.
+            generator: source of t and noise (see the class docstring).
+
+        Returns:
+            ``(loss, metrics)``: ``loss`` a 0-dim float32 tensor with ``d loss / d x = g / B``; ``metrics`` with
+            ``grad_norm`` (mean over samples of the L2 norm of g after w(t), before any normalization), ``t`` (mean
+            sampled timestep), ``t_min`` / ``t_max`` (integer bounds used), ``w2`` (scheduled value) and ``method``.
+
+        Raises:
+            RuntimeError: g contains NaN or Inf (the prior produced non-finite predictions).
+        """
+        loss, device_metrics = self.step(x, embeddings, progress, generator)
+        finite, grad_norm, t_mean = torch.stack(
+            [device_metrics["finite"], device_metrics["grad_norm"], device_metrics["t"]]
+        ).tolist()
+        lo, hi = self.timestep_bounds(progress)
+        if not finite:
+            raise non_finite_error(self.prior, (lo, hi))
         metrics: dict[str, float | str] = {
             "grad_norm": grad_norm,
             "t": t_mean,
             "t_min": float(lo),
             "t_max": float(hi),
-            "w2": w2,
-            "method": cfg.method,
+            "w2": self.config.w2_at(progress),
+            "method": self.config.method,
         }
         return loss, metrics
+
+
+def non_finite_error(prior, timestep_range: tuple[int, int] | None = None) -> RuntimeError:
+    """The error raised when the guidance gradient has NaN/Inf values (the prior's predictions overflowed)."""
+    where = f"t in [{timestep_range[0]}, {timestep_range[1]}], " if timestep_range else ""
+    return RuntimeError(
+        f"the guidance gradient has NaN/Inf values ({where}prior dtype {prior.dtype}): the prior's "
+        "predictions overflowed; try a higher-precision dtype (bf16 or fp32)"
+    )

@@ -18,6 +18,8 @@ cameras keep the normalized mesh well in front of the camera.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from csdtex.render.fragments import Fragments
@@ -73,6 +75,7 @@ def rasterize_torch(
     height: int,
     width: int,
     max_candidates: int | None = None,
+    compiled: bool = False,
 ) -> Fragments:
     """Rasterize triangles with an exact z-buffer (see module docstring).
 
@@ -81,6 +84,7 @@ def rasterize_torch(
         faces: int [F, 3] vertex indices (rows with negative indices are skipped).
         height, width: output size in pixels.
         max_candidates: bound on (triangle, pixel) pairs processed at once; default 2^22 on CPU, 2^25 on CUDA.
+        compiled: run the three stages through ``torch.compile(dynamic=True)`` (see :func:`compiled_kernels`).
     Returns:
         :class:`Fragments` with [B, height, width] images; no gradient (visibility is piecewise constant).
         The common case costs a single host synchronization (the candidate count).
@@ -90,12 +94,13 @@ def rasterize_torch(
     device = clip_positions.device
     if max_candidates is None:
         max_candidates = 2**25 if device.type == "cuda" else 2**22
+    kernels = compiled_kernels() if compiled else _EAGER_KERNELS
     with torch.no_grad():
         clip = clip_positions.float()
         batch = clip.shape[0]
         faces = faces.long().to(device)
         num_faces = faces.shape[0]
-        table, counts, edges, corner_w = _KERNELS["setup"](clip, faces, height, width)
+        table, counts, edges, corner_w = kernels["setup"](clip, faces, height, width)
         ends = torch.cumsum(counts, 0)
         z_buffer = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
         total = int(ends[-1]) if ends.numel() else 0  # the one host sync of the single-chunk case
@@ -108,9 +113,9 @@ def rasterize_torch(
                 torch.arange(first_triangle, stop_triangle, device=device), counts[first_triangle:stop_triangle],
                 output_size=chunk_total,
             )
-            pixel, key = _KERNELS["chunk"](tri, base, table, counts, ends, num_faces, height, width)
+            pixel, key = kernels["chunk"](tri, base, table, counts, ends, num_faces, height, width)
             z_buffer.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
-        face_id, bary, depth = _KERNELS["resolve"](z_buffer.view(batch, height, width), edges, corner_w)
+        face_id, bary, depth = kernels["resolve"](z_buffer.view(batch, height, width), edges, corner_w)
     return Fragments(face_id=face_id, bary=bary, depth=depth)
 
 
@@ -216,17 +221,15 @@ def _resolve_barycentrics(z_buffer, edges, corner_w):
 
 
 _EAGER_KERNELS = {"setup": _triangle_setup, "chunk": _chunk_keys, "resolve": _resolve_barycentrics}
-_KERNELS = dict(_EAGER_KERNELS)
 
 
-def set_compiled(enabled: bool) -> None:
-    """Run the rasterizer's three stages through ``torch.compile(dynamic=True)`` (True) or eagerly (False).
+@functools.cache
+def compiled_kernels() -> dict:
+    """The rasterizer's three stages through ``torch.compile(dynamic=True)``, built once per process (a cache, not
+    a switch: callers choose per call with ``rasterize_torch(..., compiled=True)`` or the ``torch-compiled`` backend).
 
     Compiling fuses the ~300 small kernels of a call into a handful, which matters on CUDA where a render is
     launch-bound; the first call of each new shape pays the compile time (tens of seconds). Results are identical
-    up to floating-point reassociation in the barycentrics. Off by default.
+    up to floating-point reassociation in the barycentrics.
     """
-    if enabled:
-        _KERNELS.update({name: torch.compile(function, dynamic=True) for name, function in _EAGER_KERNELS.items()})
-    else:
-        _KERNELS.update(_EAGER_KERNELS)
+    return {name: torch.compile(function, dynamic=True) for name, function in _EAGER_KERNELS.items()}

@@ -22,16 +22,23 @@ class SurfaceSamples:
     """Surface quantities at the covered pixels of some fragments, in row-major (b, i, j) order.
 
     Attributes:
+        pixel_index: int64 [N] flat index ``(b * H + i) * W + j`` of each covered pixel (the one compaction of a
+            render: everything else indexes with it instead of the boolean mask).
         points: float32 [N, 3] positions in the normalized render space.
         normals: float32 [N, 3] unit smooth normals (interpolated vertex normals, renormalized), or None.
         uvs: float32 [N, 2] texture coordinates (0 where the face has no UVs), or None.
         materials: int64 [N] material index of the face.
     """
 
+    pixel_index: torch.Tensor
     points: torch.Tensor
     normals: torch.Tensor | None
     uvs: torch.Tensor | None
     materials: torch.Tensor
+
+    def view_index(self, height: int, width: int) -> torch.Tensor:
+        """int64 [N]: the image (camera) of each covered pixel of [B, height, width] fragments."""
+        return torch.div(self.pixel_index, height * width, rounding_mode="floor")
 
 
 @dataclass
@@ -49,11 +56,12 @@ def surface_samples(
     """Interpolate positions, normals and UVs at every covered pixel of ``fragments`` (no gradient needed here:
     the geometry is fixed; the gradient flows through the texture model evaluated at these samples).
 
-    ``need_normals`` / ``need_uvs`` False skip that work and leave the field None.
+    ``need_normals`` / ``need_uvs`` False skip that work and leave the field None. The covered pixels are found once
+    (one host synchronization, for their count).
     """
-    mask = fragments.mask
-    face = fragments.face_id[mask].long()
-    weights = fragments.bary[mask].unsqueeze(-1)  # [N, 3, 1]
+    pixel_index = torch.nonzero(fragments.mask.reshape(-1)).squeeze(1)
+    face = fragments.face_id.reshape(-1).index_select(0, pixel_index).long()
+    weights = fragments.bary.reshape(-1, 3).index_select(0, pixel_index).unsqueeze(-1)  # [N, 3, 1]
     corners = render_mesh.faces.long()[face]
     points = (render_mesh.positions[corners] * weights).sum(1)
     normals = uvs = None
@@ -64,7 +72,7 @@ def surface_samples(
         has_uv = (uv_corners >= 0).all(-1, keepdim=True)
         uvs = (render_mesh.uvs[uv_corners.clamp(min=0)] * weights).sum(1) * has_uv
     materials = render_mesh.face_materials.long()[face]
-    return SurfaceSamples(points=points, normals=normals, uvs=uvs, materials=materials)
+    return SurfaceSamples(pixel_index=pixel_index, points=points, normals=normals, uvs=uvs, materials=materials)
 
 
 def lambert_shading(normals: torch.Tensor, light_direction: torch.Tensor, ambient: float = 0.45) -> torch.Tensor:
@@ -73,25 +81,36 @@ def lambert_shading(normals: torch.Tensor, light_direction: torch.Tensor, ambien
     return ambient + (1.0 - ambient) * diffuse
 
 
-def headlight_factor(normals: torch.Tensor, fragments: Fragments, cameras: Cameras) -> torch.Tensor:
-    """:func:`lambert_shading` with the light at each covered pixel's camera: normals float [N, 3] -> [N, 1]."""
-    view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
+def headlight_factor(normals: torch.Tensor, fragments: Fragments, cameras: Cameras,
+                     view_index: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`lambert_shading` with the light at each covered pixel's camera: normals float [N, 3] -> [N, 1].
+
+    ``view_index`` int64 [N] (:meth:`SurfaceSamples.view_index`) avoids finding the covered pixels again.
+    """
+    if view_index is None:
+        view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
     light = F.normalize(cameras.positions, dim=-1)[view_index]
     return lambert_shading(normals, light)
 
 
 def composite_on_background(
-    colors: torch.Tensor, mask: torch.Tensor, background: torch.Tensor | float = 1.0
+    colors: torch.Tensor, mask: torch.Tensor, background: torch.Tensor | float = 1.0,
+    pixel_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Images float [B, H, W, 3]: ``colors`` [N, 3] at the covered pixels of ``mask`` bool [B, H, W], else background.
 
-    ``background`` is RGB in [0, 1] as a float, float [3] or float [B, 3]. Differentiable with respect to ``colors``.
+    ``background`` is RGB in [0, 1] as a float, float [3] or float [B, 3]. ``pixel_index`` int64 [N]
+    (:attr:`SurfaceSamples.pixel_index`) places the colours without finding the covered pixels again.
+    Differentiable with respect to ``colors``.
     """
     batch, height, width = mask.shape
     background = torch.as_tensor(background, dtype=colors.dtype, device=colors.device)
     background = background.reshape(-1, 3) if background.numel() >= 3 else background.reshape(1, 1).expand(1, 3)
     image = background.expand(batch, 3)[:, None, None, :].expand(batch, height, width, 3)
-    return image.index_put((mask,), colors.to(image.dtype))
+    if pixel_index is None:
+        return image.index_put((mask,), colors.to(image.dtype))
+    flat = image.reshape(batch * height * width, 3)
+    return flat.index_put((pixel_index,), colors.to(image.dtype)).view(batch, height, width, 3)
 
 
 def render_views(
@@ -135,8 +154,9 @@ def render_views(
         else:
             colors = model(samples.points, samples.uvs, samples.materials)
         if shading == "lit":
-            colors = colors * headlight_factor(samples.normals, fragments, cameras)
-    image = composite_on_background(colors, fragments.mask, background)
+            colors = colors * headlight_factor(samples.normals, fragments, cameras,
+                                               view_index=samples.view_index(size, size))
+    image = composite_on_background(colors, fragments.mask, background, pixel_index=samples.pixel_index)
     mask = fragments.mask
     if supersample > 1:
         image = F.avg_pool2d(image.permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1)

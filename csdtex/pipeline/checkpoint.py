@@ -1,0 +1,124 @@
+"""Resumable checkpoints: tensors in safetensors (never pickle), metadata in JSON, both written atomically.
+
+A checkpoint records the *identity* of the run that made it: the prompt, the texture model's kind and every
+resolved option that changes the result (method, negative prompt, schedules, learning rate, cameras, seed, steps,
+field, ...). ``--resume`` refuses a checkpoint whose identity differs and names what differs. Options that do not
+change the optimized texture model (device, renderer, preview and checkpoint settings, baked texture size) may change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from csdtex import __version__
+from csdtex.config import PaintConfig, to_dict
+from csdtex.errors import ConfigError
+from csdtex.fileio import atomic_path, write_text_atomic
+from csdtex.guidance.scores import GuidanceConfig
+
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+
+# Options that do not change the optimized texture model.
+_NOT_IDENTITY = ("checkpoint_every", "metrics_every", "preview_frames", "preview_size", "device", "renderer",
+                 "texture_size")
+
+
+def has_checkpoint(out_dir: Path) -> bool:
+    """True when ``out_dir`` holds checkpoint metadata."""
+    return (Path(out_dir) / CHECKPOINT_META).exists()
+
+
+def checkpoint_identity(prompt: str, config: PaintConfig, guidance: GuidanceConfig | None, texture_model: str,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Flat ``{"option.path": value}`` of everything that must match for a resume: the prompt, the texture model's
+    class name, every result-changing option of the resolved ``config`` and ``guidance``, and ``extra`` (e.g. an
+    edit's source texture hashes)."""
+    record = to_dict(config, guidance)
+    for name in _NOT_IDENTITY:
+        record.pop(name, None)
+    identity = {"prompt": prompt, "texture_model": texture_model, **_flatten(record), **(extra or {})}
+    return json.loads(json.dumps(identity, default=str))  # the form it takes after a JSON round trip
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def save_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator, step: int, identity: dict[str, Any]) -> None:
+    """Write the model, the Adam moments, the generator state and ``step`` (steps done) with ``identity``."""
+    from safetensors.torch import save_file
+
+    tensors = {f"field.{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    for index, parameter in enumerate(model.parameters()):
+        state = optimizer.state.get(parameter, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                tensors[f"adam.{index}.{key}"] = state[key].detach().cpu().contiguous()
+        if "step" in state:
+            tensors[f"adam.{index}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
+    tensors["rng"] = generator.get_state()
+    with atomic_path(Path(out_dir) / CHECKPOINT_TENSORS) as tmp:
+        save_file(tensors, str(tmp))
+    meta = {"step": step, "identity": identity, "csdtex": __version__}
+    write_text_atomic(Path(out_dir) / CHECKPOINT_META, json.dumps(meta, indent=2))
+
+
+def load_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator, identity: dict[str, Any], total_steps: int) -> int:
+    """Restore a checkpoint into ``model``, ``optimizer`` and ``generator``; returns the steps already done.
+
+    Raises:
+        ConfigError: no or unreadable checkpoint, another identity (the differing options are named), or a step
+            count not below ``total_steps``.
+    """
+    out_dir = Path(out_dir)
+    meta_path, tensor_path = out_dir / CHECKPOINT_META, out_dir / CHECKPOINT_TENSORS
+    if not meta_path.exists() or not tensor_path.exists():
+        raise ConfigError(f"--resume: no checkpoint in {out_dir}; run without --resume to start from scratch")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(tensor_path))
+    except (OSError, ValueError, SafetensorError) as error:
+        raise ConfigError(f"--resume: the checkpoint in {out_dir} is unreadable ({error}); delete it and start again") from None
+    saved = meta.get("identity", {}) if isinstance(meta.get("identity"), dict) else {}
+    if saved != identity:
+        keys = list(identity) + [k for k in saved if k not in identity]  # the prompt first, then options in order
+        differing = [k for k in keys if saved.get(k) != identity.get(k)]
+        shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
+        raise ConfigError(f"--resume: the checkpoint in {out_dir} was made with a different {shown}; "
+                          "use the same settings or another --out")
+    step = int(meta["step"])
+    if step >= total_steps:
+        raise ConfigError(f"--resume: the checkpoint is at step {step}, not below --steps {total_steps}; raise --steps")
+    device = next(model.parameters()).device
+    model.load_state_dict({k[len("field."):]: v.to(device) for k, v in tensors.items() if k.startswith("field.")})
+    for index, parameter in enumerate(model.parameters()):
+        if f"adam.{index}.exp_avg" in tensors:
+            optimizer.state[parameter] = {
+                "step": tensors[f"adam.{index}.step"].reshape(()).clone(),
+                "exp_avg": tensors[f"adam.{index}.exp_avg"].to(device),
+                "exp_avg_sq": tensors[f"adam.{index}.exp_avg_sq"].to(device),
+            }
+    generator.set_state(tensors["rng"])
+    return step
+
+
+def remove_checkpoint(out_dir: Path) -> None:
+    """Delete the checkpoint files of ``out_dir`` (after the outputs are written)."""
+    for name in (CHECKPOINT_TENSORS, CHECKPOINT_META):
+        (Path(out_dir) / name).unlink(missing_ok=True)

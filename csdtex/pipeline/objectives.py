@@ -1,0 +1,76 @@
+"""What an optimization minimizes: rendered views in, a scalar loss and device-side metrics out.
+
+An :class:`Objective` sees the rendered images of one step and the views they came from. :class:`ScoreObjective`
+is the CSD / SDS score distillation of a frozen prior (paint, and edit with the source description as the negative
+prompt); other objectives (an edit's anchor to the original texture, say) wrap or extend it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from csdtex.cameras import Cameras
+from csdtex.guidance.prompts import PromptEmbeddings
+from csdtex.guidance.scores import GuidanceConfig, ScoreDistillation
+
+
+@dataclass
+class StepViews:
+    """The random views of one optimization step.
+
+    Attributes:
+        cameras: B cameras on the run's device.
+        prompt_rows: int64 [B] (CPU) row of :attr:`PromptEmbeddings.prompt` for each view (its view suffix),
+            computed while the cameras were still on the CPU.
+        backgrounds: float32 [B, 3] in [0, 1] on the run's device, one solid colour per view.
+        lit: True when this step renders with diffuse shading instead of the plain albedo.
+    """
+
+    cameras: Cameras
+    prompt_rows: torch.Tensor
+    backgrounds: torch.Tensor
+    lit: bool
+
+
+class Objective(Protocol):
+    """A loss over one step's rendered views."""
+
+    def __call__(
+        self, images: torch.Tensor, views: StepViews, progress: float, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one step.
+
+        Args:
+            images: float32 [B, H, W, 3] renders in [0, 1] (row 0 = top), differentiable w.r.t. the texture model.
+            views: the step's views (cameras, prompt rows, backgrounds).
+            progress: position in the run, 0 (first step) .. 1 (last step), for annealed schedules.
+            generator: the run's CPU generator, for any randomness (timesteps, noise).
+        Returns:
+            ``(loss, metrics)``: a 0-dim float32 tensor to minimize, and 0-dim float32 tensors on the device
+            (``grad_norm``, ``t``, ``finite`` at least); nothing is read back to the host here.
+        """
+        ...
+
+
+class ScoreObjective:
+    """Score distillation (CSD or SDS, :class:`GuidanceConfig`) of a frozen prior on the rendered views.
+
+    Args:
+        prior: a loaded prior (``encode_images`` [B, 3, H, W] in [-1, 1] -> x; ``predict_noise``).
+        guidance: the complete guidance options of the run.
+        embeddings: the run's text embeddings (prompt with view suffixes, empty prompt, negative prompt).
+    """
+
+    def __init__(self, prior, guidance: GuidanceConfig, embeddings: PromptEmbeddings) -> None:
+        self.prior = prior
+        self.embeddings = embeddings
+        self.distillation = ScoreDistillation(prior, guidance)
+
+    def __call__(
+        self, images: torch.Tensor, views: StepViews, progress: float, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x = self.prior.encode_images(images.permute(0, 3, 1, 2) * 2.0 - 1.0)
+        return self.distillation.step(x, self.embeddings.for_rows(views.prompt_rows), progress, generator)

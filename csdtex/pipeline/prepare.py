@@ -1,0 +1,132 @@
+"""Stage 1 of a run: everything that can fail on the user's input fails here, before any long work."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+from csdtex.config import DEFAULT_MODEL, PaintConfig, resolve_for_prior, resolve_guidance
+from csdtex.devices import resolve_device
+from csdtex.errors import ConfigError
+from csdtex.export import safe_asset_name
+from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
+from csdtex.pipeline.run import PhaseTimer, PreparedRun
+from csdtex.render import resolve_backend
+
+Notify = Callable[[str], None]
+
+
+def python_warning(message: str) -> None:
+    """Default ``warn`` callback of the Python API: a :class:`UserWarning`."""
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def check_prompt(prompt: str, what: str = "prompt") -> str:
+    """``prompt`` stripped; an empty or blank one is a :class:`ConfigError`."""
+    if not prompt or not prompt.strip():
+        raise ConfigError(f"the {what} is empty: describe the texture, e.g. \"a weathered bronze statue\"")
+    return prompt.strip()
+
+
+def check_writable(out_dir: Path) -> None:
+    """Fail early (before any long work) when ``out_dir`` cannot be created or written; creates nothing."""
+    existing = out_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is a file; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is not writable; choose another --out")
+
+
+def prepare_run(
+    mesh: Mesh | str | Path,
+    prompt: str,
+    config: PaintConfig,
+    out_dir: str | Path,
+    *,
+    prior=None,
+    resume: bool = False,
+    notify: Notify | None = None,
+    warn: Notify | None = None,
+) -> PreparedRun:
+    """Load and check the inputs of a run and resolve its options.
+
+    Args:
+        mesh: a :class:`Mesh` or a path to a mesh file.
+        prompt: the text prompt; must not be blank.
+        config: options; None fields are filled from the prior's preset (:func:`csdtex.config.resolve_for_prior`).
+        out_dir: output folder; must be creatable and writable (nothing is written here).
+        prior: an already loaded prior; default: load ``config.model`` (None = :data:`DEFAULT_MODEL`).
+        resume: the run will continue from ``out_dir``'s checkpoint, which must exist.
+        notify: receives one-line notices worth showing before the long part (UV unwrapping).
+        warn: receives one-line warnings (mesh problems, prompt words the prior does not know); default:
+            :func:`python_warning`.
+    Returns:
+        :class:`PreparedRun` (with timings of ``load_mesh``, ``load_prior``, ``unwrap``, ``encode_text``).
+    Raises:
+        csdtex.errors.CsdtexError: one-line user errors (bad options, prompt, mesh, model, device, output folder).
+    """
+    from csdtex.pipeline.checkpoint import has_checkpoint
+
+    config.validate()
+    prompt = check_prompt(prompt)
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    timer = PhaseTimer()
+    device = resolve_device(config.device)
+    backend = resolve_backend(config.renderer, device)
+    if resume and not has_checkpoint(out_dir):
+        raise ConfigError(f"--resume: no checkpoint in {out_dir}; run without --resume to start from scratch")
+    if prior is None and not config.model:
+        config = dataclasses.replace(config, model=DEFAULT_MODEL)
+
+    if isinstance(mesh, Mesh):
+        source_mesh, name = mesh, safe_asset_name(mesh.source.stem if mesh.source else "mesh")
+    else:
+        source_mesh = timer.run("load_mesh", load_mesh, mesh)
+        name = safe_asset_name(Path(mesh).stem)
+    if prior is None:
+        from csdtex.guidance import load_prior
+
+        prior = timer.run("load_prior", load_prior, config.model, device)
+    config = resolve_for_prior(config, prior.preset, prior.render_resolution)
+    guidance = resolve_guidance(config, prior.preset)
+
+    notify = notify or (lambda message: None)
+    warn = warn or python_warning
+    for warning in source_mesh.warnings:
+        warn(warning)
+    if prior.vocabulary:
+        _warn_unknown_words(prior.vocabulary, prompt, guidance.negative_prompt if guidance.method == "csd" else None,
+                            warn)
+    if config.unwrap or not source_mesh.has_uvs:
+        reason = "as asked (--unwrap)" if config.unwrap else "it has no UVs" if source_mesh.uv_faces is None else (
+            "some faces have no UVs")
+        notify(f"unwrapping UVs with xatlas: {reason}")
+    textured_mesh = timer.run("unwrap", unwrap_uvs, source_mesh, config.texture_size, force=config.unwrap)
+
+    from csdtex.guidance import PromptEmbeddings
+
+    embeddings = timer.run("encode_text", PromptEmbeddings, prior, prompt, guidance.negative_prompt,
+                           view_dependent=guidance.view_dependent_prompt)
+    return PreparedRun(
+        name=name, prompt=prompt, out_dir=out_dir, config=config, guidance=guidance, prior=prior, device=device,
+        backend=backend, mesh=textured_mesh, render_mesh=textured_mesh.to_render(device), embeddings=embeddings,
+        timings=timer,
+    )
+
+
+def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, warn: Notify) -> None:
+    from csdtex.guidance.tiny_prior import unknown_words_message
+
+    for text, where in ((prompt, ""), (negative_prompt, "in the negative prompt: ")):
+        message = unknown_words_message(text, vocabulary) if text else None
+        if message:
+            warn(where + message)

@@ -1,0 +1,69 @@
+"""The state shared by the stages of one run: what ``prepare_run`` resolved, and per-phase timings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import torch
+
+from csdtex.config import PaintConfig
+from csdtex.guidance.prompts import PromptEmbeddings
+from csdtex.guidance.scores import GuidanceConfig
+from csdtex.mesh import Mesh, RenderMesh
+
+T = TypeVar("T")
+
+
+@dataclass
+class PhaseTimer:
+    """Wall-clock seconds per named phase (``load_mesh``, ``load_prior``, ``optimize``, ``bake``, ...)."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, function: Callable[..., T], *args, **kwargs) -> T:
+        """Call ``function(*args, **kwargs)`` and add its wall time to phase ``name`` (also when it raises)."""
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+
+
+@dataclass
+class PreparedRun:
+    """Everything the optimize and finalize stages need, resolved once by :func:`~csdtex.pipeline.prepare.prepare_run`.
+
+    Attributes:
+        name: file-name stem of the outputs (from the mesh file name, made safe).
+        prompt: the stripped prompt (for an edit: the target description).
+        out_dir: the output folder (checked writable; created by the first write).
+        config: the options with every preset value filled in (no None left except ``model`` for a given prior).
+        guidance: the complete score-distillation options (preset + schedule overrides + top-level options).
+        prior: the loaded frozen prior (:class:`csdtex.guidance.priors.Prior`).
+        device: where the prior, the mesh and the texture model live.
+        backend: the resolved rasterizer backend name (``csdtex.render.BACKENDS`` without ``auto``).
+        mesh: the mesh as it is exported: the input's vertices, faces and UVs (unwrapped only when it had none or
+            ``config.unwrap``).
+        render_mesh: ``mesh`` normalized into the unit sphere on ``device`` (rendering only).
+        embeddings: the prompt, empty and negative text embeddings, encoded once.
+        timings: per-phase wall time so far; later stages add to it.
+    """
+
+    name: str
+    prompt: str
+    out_dir: Path
+    config: PaintConfig
+    guidance: GuidanceConfig
+    prior: object
+    device: torch.device
+    backend: str
+    mesh: Mesh
+    render_mesh: RenderMesh
+    embeddings: PromptEmbeddings
+    timings: PhaseTimer
