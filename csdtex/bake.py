@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from csdtex.errors import ConfigError
+from csdtex.field import query_texture
 from csdtex.mesh import Mesh, RenderMesh
 from csdtex.render import Fragments, rasterize
 
@@ -201,12 +202,7 @@ def _bake_material(render_mesh, model, material, size, backend, mip_levels, chun
     points = (render_mesh.positions[render_mesh.faces.long()[face]] * bary.unsqueeze(-1)).sum(1)
     uvs = (render_mesh.uvs[render_mesh.uv_faces.long()[face]] * bary.unsqueeze(-1)).sum(1)
     materials = torch.full_like(face, material)
-    colors = torch.cat(
-        [
-            model(points[i : i + chunk_size], uvs[i : i + chunk_size], materials[i : i + chunk_size]).float()
-            for i in range(0, len(face), chunk_size)
-        ]
-    )
+    colors = query_texture(model, points, uvs, materials, chunk_size=chunk_size).float()
     image = torch.zeros(size, size, 3, device=device)
     image[rows, cols] = colors.clamp(0.0, 1.0)
 

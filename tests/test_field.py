@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from csdtex.field import (
-    FieldConfig,
-    HashGridEncoding,
-    ImplicitTextureField,
-    TextureModel,
-    UVTexture,
-    hash_grid_encode,
-    hash_grid_level_resolutions,
-    query_texture,
-)
+from csdtex.field import FieldConfig, ImplicitTextureField, TextureModel, UVTexture, query_texture
+from csdtex.hashgrid import HashGridEncoding, hash_grid_encode, hash_grid_level_resolutions
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 DTYPES = [torch.float32, torch.float64]

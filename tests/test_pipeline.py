@@ -1,0 +1,230 @@
+"""The staged paint pipeline: results pinned across the restructuring, no process-global state, one place per
+option (command line over every TOML table), and checkpoints that refuse any result-changing setting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from click.testing import CliRunner
+from PIL import Image
+
+import csdtex
+from csdtex.cli import main
+from csdtex.config import PaintConfig, apply_overrides, load_config_file, resolve_guidance
+from csdtex.errors import ConfigError
+from csdtex.guidance.random_priors import build_tiny_latent_folder, build_tiny_pixel_folder
+from csdtex.pipeline import optimize as optimize_module
+
+ROOT = Path(__file__).resolve().parents[1]
+VASE = ROOT / "assets" / "meshes" / "vase.obj"
+
+# sha256 of the uint8 texture of `paint(vase.obj, "a blue object with white dots", PaintConfig(steps=12,
+# texture_size=64, preview_frames=2, preview_size=32, seed=3))` on the built-in prior, on the CPU, recorded on main
+# at f04c099, before the paint loop was split into stages.
+PINNED_TEXTURE_SHA256 = "8c1c480b645bbc1ea5a8ab511489086035d1861a66dfb7d11206e61fd6f4bfa4"
+
+
+def texture_hash(path: Path) -> str:
+    return hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def priors(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pipeline_priors")
+    return {"latent": build_tiny_latent_folder(root / "latent"), "pixel": build_tiny_pixel_folder(root / "pixel")}
+
+
+@pytest.fixture(scope="module")
+def ball(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pipeline_meshes") / "ball.obj"
+    trimesh.creation.icosphere(2).export(path)
+    return path
+
+
+def test_seeded_cpu_paint_is_byte_identical_to_the_pre_restructuring_result(tmp_path):
+    config = PaintConfig(steps=12, texture_size=64, preview_frames=2, preview_size=32, seed=3)
+    result = csdtex.paint(VASE, "a blue object with white dots", config, out_dir=tmp_path, show_progress=False)
+    assert texture_hash(result.files.textures[0]) == PINNED_TEXTURE_SHA256
+
+
+def test_two_runs_in_one_process_match_separate_processes_and_leave_the_global_rng_alone(tmp_path, priors, ball):
+    def config(seed: int) -> PaintConfig:
+        return PaintConfig(model=str(priors["latent"]), steps=3, views_per_step=2, texture_size=32, seed=seed,
+                           preview_frames=2, preview_size=32)
+
+    script = (
+        "import sys, csdtex\n"
+        "from csdtex.config import PaintConfig\n"
+        f"c = PaintConfig(model={str(priors['latent'])!r}, steps=3, views_per_step=2, texture_size=32, seed=8,\n"
+        "                 preview_frames=2, preview_size=32)\n"
+        f"csdtex.paint({str(ball)!r}, 'a green ball', c, out_dir=sys.argv[1], show_progress=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "alone")], check=True, cwd=ROOT)
+
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    first = csdtex.paint(ball, "a green ball", config(7), out_dir=tmp_path / "first", show_progress=False)
+    assert torch.equal(torch.get_rng_state(), state), "a paint run changed the global RNG"
+    torch.rand(17)  # whatever else the process does in between must not matter
+    second = csdtex.paint(ball, "a green ball", config(8), out_dir=tmp_path / "second", show_progress=False)
+    assert texture_hash(second.files.textures[0]) == texture_hash(tmp_path / "alone" / "ball.png")
+    assert texture_hash(first.files.textures[0]) != texture_hash(second.files.textures[0])
+
+
+def test_command_line_options_win_over_every_toml_table(tmp_path, priors, ball):
+    toml = tmp_path / "options.toml"
+    toml.write_text(
+        'guidance_method = "sds"\nnegative_prompt = "from the file"\nsteps = 7\nseed = 11\n'
+        '[guidance]\nw2_end = 0.25\ncfg_scale = 30.0\n'
+        '[cameras]\nfov_deg = [30, 40]\n'
+        '[field]\nlog2_hashmap_size = 12\n'
+    )
+    out = tmp_path / "out"
+    result = invoke("paint", str(ball), "a red ball", "--config", str(toml), "--model", str(priors["pixel"]),
+                    "--guidance", "csd", "--negative", "from the command line", "--steps", "2", "--seed", "4",
+                    "--views-per-step", "1", "--texture-size", "32", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    config = record["config"]
+    assert config["guidance"]["method"] == "csd" and config["guidance_method"] == "csd"
+    assert config["guidance"]["negative_prompt"] == "from the command line"
+    assert config["steps"] == 2 and config["seed"] == 4 and record["metrics"]["steps_run"] == 2
+    # The tables' own keys still apply, and the [guidance] table starts from the pixel prior's preset.
+    assert config["guidance"]["w2_end"] == 0.25 and config["guidance"]["cfg_scale"] == 30.0
+    assert config["guidance"]["t_max_start"] == 0.98 and config["guidance"]["normalize_gradient"] is True
+    assert config["cameras"]["fov_deg"] == [30.0, 40.0] and config["field"]["log2_hashmap_size"] == 12
+
+
+def test_guidance_table_refuses_the_top_level_options_and_checks_types(tmp_path):
+    for line, message in [
+        ('method = "sds"', "set guidance_method at the top level"),
+        ('negative_prompt = "x"', "set negative_prompt at the top level"),
+        ("w3 = 1.0", "unknown option 'guidance.w3'"),
+        ('w1 = "big"', "'guidance.w1' in .* must be float"),
+        ('weighting = "cubic"', "must be one of"),
+    ]:
+        path = tmp_path / "bad.toml"
+        path.write_text(f"[guidance]\n{line}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config_file(path)
+    with pytest.raises(ConfigError, match="'cameras.fov_deg' .* must be a list of 2 numbers"):
+        apply_overrides(PaintConfig(), {"cameras": {"fov_deg": [1, 2, 3]}})
+    with pytest.raises(ConfigError, match="unknown option 'field.levels'"):
+        apply_overrides(PaintConfig(), {"field": {"levels": 3}})
+
+
+def test_guidance_resolution_per_prior_kind():
+    config = apply_overrides(PaintConfig(), {"guidance": {"w1": 2.0}, "negative_prompt": ""})
+    latent, pixel, tiny = (resolve_guidance(config, kind) for kind in ("latent", "pixel", "tiny"))
+    assert latent.w1 == pixel.w1 == 2.0
+    assert latent.t_max_start == 0.5 and pixel.t_max_start == 0.98 and tiny.weighting == "one"
+    assert latent.negative_prompt == "" and resolve_guidance(PaintConfig(), "tiny").negative_prompt == ""
+    assert resolve_guidance(PaintConfig(), "latent").negative_prompt.startswith("oversaturated")
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory, priors, ball) -> tuple[Path, list[str]]:
+    """A checkpoint at step 2 of a 4-step run that was interrupted at step 3, and the options it was made with."""
+    out = tmp_path_factory.mktemp("interrupted") / "out"
+    options = ["--model", str(priors["latent"]), "--steps", "4", "--views-per-step", "1", "--texture-size", "32",
+               "--negative", "dull", "--quiet"]
+    config = PaintConfig(model=str(priors["latent"]), steps=4, views_per_step=1, texture_size=32, checkpoint_every=2,
+                         negative_prompt="dull")
+    real_step, calls = optimize_module.training_step, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    optimize_module.training_step = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            csdtex.paint(ball, "a ball", config, out_dir=out, show_progress=False)
+    finally:
+        optimize_module.training_step = real_step
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == 2
+    return out, options
+
+
+@pytest.mark.parametrize(
+    "changed, named",
+    [
+        (["--seed", "5"], "seed"),
+        (["--negative", "shiny"], "negative_prompt"),
+        (["--guidance", "sds"], "guidance_method"),
+        (["--steps", "6"], "steps"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_made_with_other_result_changing_options(ball, interrupted_run, changed, named):
+    out, options = interrupted_run
+    result = invoke("paint", str(ball), "a ball", "--out", str(out), *options, *changed, "--resume")
+    assert result.exit_code == 2 and "made with a different" in result.output and named in result.output
+    assert (out / "checkpoint.json").exists() and not (out / "run.json").exists()
+
+
+def test_resume_refuses_other_schedules_learning_rates_and_cameras(tmp_path, ball, interrupted_run):
+    out, options = interrupted_run
+    for table, named in [("[guidance]\nw2_end = 0.9\n", "guidance.w2_end"), ("learning_rate = 0.5\n", "learning_rate"),
+                         ("[cameras]\ndistance = [1.6, 1.9]\n", "cameras.distance")]:
+        toml = tmp_path / "changed.toml"
+        toml.write_text(table)
+        result = invoke("paint", str(ball), "a ball", "--out", str(out), *options, "--config", str(toml), "--resume")
+        assert result.exit_code == 2 and named in result.output, result.output
+
+
+def test_resume_accepts_what_does_not_change_the_result(ball, interrupted_run):
+    out, options = interrupted_run
+    result = invoke("paint", str(ball), "a ball", "--out", str(out), *options, "--renderer", "torch", "--resume")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["metrics"]["resumed_from_step"] == 2
+
+
+class RecordingProgress:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def start(self, total, initial):
+        self.events.append(("start", total, initial))
+
+    def update(self, done, metrics):
+        self.events.append(("update", done, None if metrics is None else sorted(metrics)))
+
+    def close(self):
+        self.events.append(("close",))
+
+
+def test_progress_goes_through_the_callback_with_metrics_every_n_steps(tmp_path, priors, ball):
+    progress = RecordingProgress()
+    config = PaintConfig(model=str(priors["latent"]), steps=5, views_per_step=1, texture_size=32, metrics_every=2,
+                         preview_frames=2, preview_size=32)
+    result = csdtex.paint(ball, "a ball", config, out_dir=tmp_path, progress=progress)
+    metrics = ["grad_norm", "loss", "t"]
+    assert progress.events == [("start", 5, 0), ("update", 1, None), ("update", 2, metrics), ("update", 3, None),
+                               ("update", 4, metrics), ("update", 5, metrics), ("close",)]
+    history = json.loads(result.run_json.read_text())["history"]
+    assert len(history["loss"]) == len(history["grad_norm"]) == len(history["t"]) == 5
+
+
+def test_a_non_finite_gradient_stops_the_run_with_a_clear_error(tmp_path, priors, ball, monkeypatch):
+    from csdtex.guidance import priors as priors_module
+
+    monkeypatch.setattr(priors_module.Prior, "predict_noise",
+                        lambda self, x_t, t, e: torch.full_like(x_t, float("nan")), raising=False)
+    config = PaintConfig(model=str(priors["latent"]), steps=3, views_per_step=1, texture_size=32)
+    with pytest.raises(RuntimeError, match="NaN/Inf"):
+        csdtex.paint(ball, "a ball", config, out_dir=tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out" / "run.json").exists()
