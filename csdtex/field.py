@@ -78,7 +78,7 @@ class TextureModel(nn.Module):
 
 @dataclass
 class FieldConfig:
-    """Hash grid + MLP texture field settings. Defaults follow the released CSD code (see DESIGN.md)."""
+    """Hash grid + MLP texture field settings. Defaults follow the released CSD code (docs/design.md)."""
 
     num_levels: int = 16
     """Levels of the multi-resolution hash grid."""

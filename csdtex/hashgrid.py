@@ -207,10 +207,8 @@ class HashGridEncoding(nn.Module):
     The temporaries are about 3.5 KB per point of the chunk for 16 levels x 2 features (int64 corner indices and
     weights, [n, L, 8] each, plus the gathered features), on top of the float32 output (128 B per point). Autograd
     keeps only the points (12 B each): the backward pass recomputes indices and weights chunk by chunk and
-    scatter-adds into a dense table gradient (the table's size). Measured for 1M points, default configuration:
-    CUDA (H200) chunk 2^18: forward 7.3 ms, forward + backward 17 ms, peak +1.6 GiB allocated (chunk 2^16:
-    13 / 27 ms, +0.5 GiB; chunk 2^20: 6.8 / 14 ms, +3.5 GiB); CPU chunk 2^16: peak RSS about +0.6 GB for the
-    forward pass and +0.85 GB for forward + backward (both including the 128 MB output, and its gradient).
+    scatter-adds into a dense table gradient (the table's size). Measured speed and memory per chunk size are in
+    ``benchmarks/README.md``.
 
     Args:
         num_levels: L.

@@ -5,7 +5,7 @@ once, in one text-encoder call, when :class:`PromptEmbeddings` is built; each op
 rows with :meth:`PromptEmbeddings.for_views`.
 
 View convention (degrees): azimuth 0 looks at the object's front, azimuth is wrapped to (-180, 180]; elevation is
-positive above the horizon. Rule (DESIGN.md, as in the authors' code): ``", overhead view"`` if elevation > 60, else
+positive above the horizon. Rule (docs/design.md, as in the authors' code): ``", overhead view"`` if elevation > 60, else
 ``", front view"`` if |azimuth| < 45, ``", back view"`` if |azimuth| > 135, else ``", side view"``.
 """
 

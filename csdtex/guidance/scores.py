@@ -1,6 +1,6 @@
 """Score distillation: the CSD / SDS update directions, their schedules, and the surrogate loss.
 
-Formulas (DESIGN.md; ``eps(x_t; e)`` is the frozen UNet's noise prediction, ``abar_t`` the cumulative alpha)::
+Formulas (docs/design.md; ``eps(x_t; e)`` is the frozen UNet's noise prediction, ``abar_t`` the cumulative alpha)::
 
     t ~ U{t_min .. t_max}                        (integer timesteps; the range may anneal over the run)
     x_t = sqrt(abar_t) * x + sqrt(1 - abar_t) * noise
