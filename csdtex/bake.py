@@ -51,15 +51,16 @@ def uv_to_clip(uvs: torch.Tensor) -> torch.Tensor:
     return clip.unsqueeze(0)
 
 
-def rasterize_uv_layout(render_mesh: RenderMesh, material: int, size: int, backend: str = "torch") -> Fragments:
-    """Rasterize the UV triangles of one material at ``size`` x ``size`` texels.
+def rasterize_uv_layout(render_mesh: RenderMesh, material: int, size: int, backend: str = "torch",
+                        width: int | None = None) -> Fragments:
+    """Rasterize the UV triangles of one material at ``size`` rows x ``width`` (default ``size``) columns of texels.
 
     Face ids in the result are global face indices of the mesh; faces of other materials are skipped.
     """
     uv_faces = render_mesh.uv_faces.long()
     keep = (render_mesh.face_materials.long() == material) & (uv_faces >= 0).all(dim=1)
     uv_faces = torch.where(keep.unsqueeze(1), uv_faces, torch.full_like(uv_faces, -1))
-    return rasterize(uv_to_clip(render_mesh.uvs), uv_faces, size, size, backend=backend)
+    return rasterize(uv_to_clip(render_mesh.uvs), uv_faces, size, width or size, backend=backend)
 
 
 def reachable_texels(coverage: torch.Tensor, mip_levels: int = 3) -> torch.Tensor:
@@ -165,26 +166,47 @@ def bake_texture(
 
     images, coverages, filled_masks = [], [], []
     for material in range(render_mesh.num_materials):
-        image, coverage, filled = _bake_material(render_mesh, model, material, size, backend, mip_levels, chunk_size)
+        values, coverage, filled = bake_material_values(render_mesh, model, material, size, size, backend,
+                                                        mip_levels, chunk_size)
+        if values is None:
+            image = np.full((size, size, 3), 128, dtype=np.uint8)
+        else:
+            image = (values.clamp(0.0, 1.0) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
         images.append(image)
         coverages.append(coverage)
         filled_masks.append(filled)
     return BakedTexture(images=images, coverage=coverages, filled=filled_masks)
 
 
-def _bake_material(render_mesh, model, material, size, backend, mip_levels, chunk_size):
+@torch.no_grad()
+def bake_material_values(
+    render_mesh: RenderMesh,
+    model: torch.nn.Module,
+    material: int,
+    height: int,
+    width: int,
+    backend: str = "torch",
+    mip_levels: int = 3,
+    chunk_size: int = 2**18,
+) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
+    """The model's raw values at every texel of one material's ``height`` x ``width`` UV layout (see module
+    docstring for the gutter rule), without clamping or quantization (a residual model may be negative).
+
+    Returns:
+        (values float32 [H, W, C] on the mesh's device, or None when no UV triangle of the material covers a texel
+        centre; coverage bool [H, W]; filled bool [H, W]) with row 0 = top (v close to 1).
+    """
     device = render_mesh.device
-    fragments = rasterize_uv_layout(render_mesh, material, size, backend)
-    coverage = fragments.mask[0]  # [S, S]
+    fragments = rasterize_uv_layout(render_mesh, material, height, backend, width=width)
+    coverage = fragments.mask[0]  # [H, W]
     if not bool(coverage.any()):
-        grey = np.full((size, size, 3), 128, dtype=np.uint8)
-        empty = np.zeros((size, size), dtype=bool)
-        return grey, empty, empty
+        empty = np.zeros((height, width), dtype=bool)
+        return None, empty, empty
 
     # Nearest covered texel for every texel (exact Euclidean distance transform on the CPU).
     coverage_host = coverage.cpu().numpy()
     _, nearest = ndimage.distance_transform_edt(~coverage_host, return_indices=True)
-    nearest = torch.as_tensor(nearest, device=device)  # [2, S, S] (row, col)
+    nearest = torch.as_tensor(nearest, device=device)  # [2, H, W] (row, col)
     reachable = reachable_texels(coverage, mip_levels) if mip_levels >= 0 else coverage
 
     # Per texel to query: face and barycentrics (exact for covered texels, closest point for gutter texels).
@@ -194,7 +216,7 @@ def _bake_material(render_mesh, model, material, size, backend, mip_levels, chun
     bary = fragments.bary[0][rows, cols]
     is_gutter = ~coverage[rows, cols]
     if bool(is_gutter.any()):
-        texel_uv = torch.stack([(cols.float() + 0.5) / size, 1.0 - (rows.float() + 0.5) / size], dim=-1)
+        texel_uv = torch.stack([(cols.float() + 0.5) / width, 1.0 - (rows.float() + 0.5) / height], dim=-1)
         uv_corners = render_mesh.uvs[render_mesh.uv_faces.long()[face[is_gutter]]]  # [G, 3, 2]
         bary = bary.clone()
         bary[is_gutter] = _closest_point_barycentrics(texel_uv[is_gutter], uv_corners)
@@ -202,9 +224,9 @@ def _bake_material(render_mesh, model, material, size, backend, mip_levels, chun
     points = (render_mesh.positions[render_mesh.faces.long()[face]] * bary.unsqueeze(-1)).sum(1)
     uvs = (render_mesh.uvs[render_mesh.uv_faces.long()[face]] * bary.unsqueeze(-1)).sum(1)
     materials = torch.full_like(face, material)
-    colors = query_texture(model, points, uvs, materials, chunk_size=chunk_size).float()
-    image = torch.zeros(size, size, 3, device=device)
-    image[rows, cols] = colors.clamp(0.0, 1.0)
+    values = query_texture(model, points, uvs, materials, chunk_size=chunk_size).float()
+    image = torch.zeros(height, width, values.shape[-1], device=device)
+    image[rows, cols] = values
 
     # Unreachable texels copy their nearest filled texel.
     reachable_host = reachable.cpu().numpy()
@@ -212,5 +234,4 @@ def _bake_material(render_mesh, model, material, size, backend, mip_levels, chun
         _, nearest_filled = ndimage.distance_transform_edt(~reachable_host, return_indices=True)
         nearest_filled = torch.as_tensor(nearest_filled, device=device)
         image = image[nearest_filled[0], nearest_filled[1]]
-    image_u8 = (image * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    return image_u8, coverage_host, reachable_host
+    return image, coverage_host, reachable_host
