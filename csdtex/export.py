@@ -1,5 +1,8 @@
 """Export a textured mesh: Wavefront OBJ + MTL + PNG, and binary glTF 2.0 (GLB).
 
+This module joins the formats: file names, PNG encoding, input checks and the all-or-nothing writing of several
+files. The format writers themselves are :mod:`csdtex.io.obj` (OBJ / MTL text) and :mod:`csdtex.io.gltf` (GLB bytes).
+
 Conventions
 -----------
 - Geometry is written exactly as the :class:`~csdtex.mesh.Mesh` holds it: the input's vertices, faces and UVs, never
@@ -22,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import re
-import struct
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,26 +36,24 @@ import numpy as np
 
 from csdtex.errors import ConfigError, MeshError
 from csdtex.fileio import atomic_path, is_within, write_bytes_atomic
-from csdtex.mesh import Material, Mesh, vertex_normals
+from csdtex.io.gltf import glb_bytes
+from csdtex.io.obj import mtl_text, obj_text
+from csdtex.mesh.types import Material, Mesh
 
 __all__ = [
     "ExportedFiles",
     "MAX_NAME_LENGTH",
-    "check_gltf_document",
     "export_all",
     "export_glb",
     "export_obj",
     "output_path",
     "safe_asset_name",
     "save_texture_png",
-    "split_seams",
 ]
 
 MAX_NAME_LENGTH = 96
 """Longest file stem :func:`safe_asset_name` returns (leaves room for suffixes and temporary-file decorations
 within the usual 255-byte file name limit)."""
-
-_GENERATOR = "csdtex"
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Names and paths
@@ -257,277 +256,17 @@ def _material_labels(materials: Sequence[Material]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# OBJ + MTL
+# GLB file (content from csdtex.io.gltf.glb_bytes)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str]) -> str:
-    """OBJ text: ``v`` (input order, repr floats), ``vt`` (input order), faces grouped by material, 1-based."""
-    out = io.StringIO()
-    out.write(f"# {_GENERATOR} export: {mesh.num_vertices} vertices, {len(mesh.uvs)} uvs, {mesh.num_faces} faces\n")
-    out.write(f"mtllib {mtl_file}\n")
-    out.write(f"o {object_name}\n")
-    # %r on Python floats is the shortest string that round-trips to the same float64 (bit-exact).
-    out.write(("v %r %r %r\n" * mesh.num_vertices) % tuple(mesh.vertices.ravel().tolist()))
-    out.write(("vt %r %r\n" * len(mesh.uvs)) % tuple(mesh.uvs.ravel().tolist()))
-    for material_index, label in enumerate(labels):
-        selected = np.flatnonzero(mesh.face_materials == material_index)  # ascending: original relative order
-        if len(selected) == 0:
-            continue
-        corners = np.empty((len(selected), 6), dtype=np.int64)
-        corners[:, 0::2] = mesh.faces[selected] + 1
-        corners[:, 1::2] = mesh.uv_faces[selected] + 1
-        out.write(f"usemtl {label}\n")
-        out.write(("f %d/%d %d/%d %d/%d\n" * len(selected)) % tuple(corners.ravel().tolist()))
-    return out.getvalue()
-
-
-def _mtl_text(labels: Sequence[str], texture_files: Sequence[str]) -> str:
-    """MTL text: a matte, fully textured material per label (Kd = 1 so viewers show the texture unmodulated)."""
-    blocks = [f"# {_GENERATOR} export\n"]
-    for label, texture in zip(labels, texture_files):
-        blocks.append(
-            f"\nnewmtl {label}\n"
-            "Ka 1.000000 1.000000 1.000000\n"
-            "Kd 1.000000 1.000000 1.000000\n"
-            "Ks 0.000000 0.000000 0.000000\n"
-            "Ns 10.000000\n"
-            "d 1.000000\n"
-            "illum 1\n"
-            f"map_Kd {texture}\n"
-        )
-    return "".join(blocks)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# glTF 2.0 binary
-# ----------------------------------------------------------------------------------------------------------------------
-
-_FLOAT, _UINT16, _UINT32 = 5126, 5123, 5125
-_COMPONENT_SIZE = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
-_TYPE_COUNT = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
-_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-_LINEAR, _LINEAR_MIPMAP_LINEAR = 9729, 9987
-_CLAMP_TO_EDGE, _REPEAT = 33071, 10497
-_GLB_MAGIC, _CHUNK_JSON, _CHUNK_BIN = 0x46546C67, 0x4E4F534A, 0x004E4942
-_UV_RANGE_TOLERANCE = 1e-6
-
-
-def split_seams(faces: np.ndarray, uv_faces: np.ndarray, num_uvs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split vertices at UV seams: one output vertex per distinct (vertex index, uv index) pair used by a corner.
-
-    Args:
-        faces: int64 [F, 3] vertex indices.
-        uv_faces: int64 [F, 3] UV indices (all >= 0).
-        num_uvs: T, the number of UVs (used to build the pair key).
-    Returns:
-        ``(vertex_index int64 [N], uv_index int64 [N], new_faces int64 [F, 3])`` where output vertex ``k`` has
-        position ``vertices[vertex_index[k]]`` and UV ``uvs[uv_index[k]]``, and ``new_faces`` indexes output vertices
-        with the same corner order as ``faces``. Output vertices are sorted by (vertex index, uv index), so they
-        follow the input's vertex order.
-    """
-    num_uvs = max(int(num_uvs), 1)
-    keys = faces.reshape(-1).astype(np.int64) * num_uvs + uv_faces.reshape(-1).astype(np.int64)
-    unique_keys, inverse = np.unique(keys, return_inverse=True)
-    return unique_keys // num_uvs, unique_keys % num_uvs, inverse.reshape(-1, 3).astype(np.int64)
-
-
-class _BinaryBuilder:
-    """Accumulates the GLB binary chunk plus bufferViews and accessors (every view starts 4-byte aligned)."""
-
-    def __init__(self) -> None:
-        self.blob = bytearray()
-        self.buffer_views: list[dict] = []
-        self.accessors: list[dict] = []
-
-    def view(self, data: bytes, target: int | None = None) -> int:
-        self.blob.extend(b"\x00" * (-len(self.blob) % 4))
-        view = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)}
-        if target is not None:
-            view["target"] = target
-        self.blob.extend(data)
-        self.buffer_views.append(view)
-        return len(self.buffer_views) - 1
-
-    def accessor(self, array: np.ndarray, component_type: int, kind: str, target: int, min_max: bool = False) -> int:
-        array = np.ascontiguousarray(array)
-        accessor = {
-            "bufferView": self.view(array.tobytes(), target),
-            "componentType": component_type,
-            "count": int(array.shape[0]) if kind != "SCALAR" else int(array.size),
-            "type": kind,
-        }
-        if min_max:  # exact float32 values, as the spec requires them to bound the stored data
-            accessor["min"] = array.min(axis=0).tolist()
-            accessor["max"] = array.max(axis=0).tolist()
-        self.accessors.append(accessor)
-        return len(self.accessors) - 1
-
-
-def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[dict, bytes]:
-    """Build the glTF JSON document and its binary buffer (see :func:`export_glb` for the layout)."""
-    normals = vertex_normals(mesh.vertices, mesh.faces)  # over the original vertices, smooth across seams
-    builder = _BinaryBuilder()
-    primitives: list[dict] = []
-    materials: list[dict] = []
-    textures: list[dict] = []
-    images: list[dict] = []
-    samplers: list[dict] = []
-    sampler_for_wrap: dict[int, int] = {}
-
-    for material_index, material in enumerate(mesh.materials):
-        selected = np.flatnonzero(mesh.face_materials == material_index)
-        if len(selected) == 0:
-            continue  # glTF forbids empty accessors; an unused material is left out of the GLB
-        vertex_index, uv_index, new_faces = split_seams(mesh.faces[selected], mesh.uv_faces[selected], len(mesh.uvs))
-        positions = mesh.vertices[vertex_index].astype(np.float32)
-        vertex_normal = normals[vertex_index].astype(np.float32)
-        uv = mesh.uvs[uv_index]
-        texcoord = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1).astype(np.float32)  # glTF: (0, 0) = top-left
-        # The largest value of the index type is reserved for primitive restart, hence "<" and not "<=".
-        index_type, index_code = (np.uint16, _UINT16) if len(positions) < 0xFFFF else (np.uint32, _UINT32)
-
-        # CLAMP_TO_EDGE for UVs inside [0, 1] (baked atlases: REPEAT would bleed texels from the opposite image edge
-        # into charts that touch the border under bilinear/mipmap filtering); REPEAT only when the input's UVs go
-        # outside [0, 1], i.e. the mesh was authored for a tiling texture and relies on wrapping.
-        inside = bool(((uv >= -_UV_RANGE_TOLERANCE) & (uv <= 1.0 + _UV_RANGE_TOLERANCE)).all())
-        wrap = _CLAMP_TO_EDGE if inside else _REPEAT
-        if wrap not in sampler_for_wrap:
-            samplers.append({"magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR, "wrapS": wrap, "wrapT": wrap})
-            sampler_for_wrap[wrap] = len(samplers) - 1
-
-        attributes = {
-            "POSITION": builder.accessor(positions, _FLOAT, "VEC3", _ARRAY_BUFFER, min_max=True),
-            "NORMAL": builder.accessor(vertex_normal, _FLOAT, "VEC3", _ARRAY_BUFFER),
-            "TEXCOORD_0": builder.accessor(texcoord, _FLOAT, "VEC2", _ARRAY_BUFFER),
-        }
-        flat_indices = new_faces.reshape(-1).astype(index_type)
-        indices = builder.accessor(flat_indices, index_code, "SCALAR", _ELEMENT_ARRAY_BUFFER)
-        images.append({"bufferView": builder.view(png_images[material_index]), "mimeType": "image/png"})
-        textures.append({"sampler": sampler_for_wrap[wrap], "source": len(images) - 1})
-        materials.append(
-            {
-                "name": material.name,
-                "pbrMetallicRoughness": {
-                    "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
-                    "baseColorTexture": {"index": len(textures) - 1, "texCoord": 0},
-                    "metallicFactor": 0.0,
-                    "roughnessFactor": 0.9,
-                },
-                # Existing meshes are often open (cloth, leaves, scans): show both sides rather than holes.
-                "doubleSided": True,
-            }
-        )
-        primitives.append({"attributes": attributes, "indices": indices, "material": len(materials) - 1, "mode": 4})
-
-    builder.blob.extend(b"\x00" * (-len(builder.blob) % 4))
-    document = {
-        "asset": {"version": "2.0", "generator": _GENERATOR},
-        "scene": 0,
-        "scenes": [{"name": name, "nodes": [0]}],
-        "nodes": [{"name": name, "mesh": 0}],
-        "meshes": [{"name": name, "primitives": primitives}],
-        "materials": materials,
-        "textures": textures,
-        "images": images,
-        "samplers": samplers,
-        "accessors": builder.accessors,
-        "bufferViews": builder.buffer_views,
-        "buffers": [{"byteLength": len(builder.blob)}],
-    }
-    return document, bytes(builder.blob)
-
-
-def check_gltf_document(document: dict, binary: bytes) -> None:
-    """Consistency checks on a glTF document with one GLB binary buffer (raise ValueError on the first problem).
-
-    Checks: version 2.0; buffer byteLength within the binary chunk; every bufferView inside the buffer and 4-byte
-    aligned; every accessor has a known componentType/type, count >= 1, fits its bufferView, and (for indices)
-    uses an unsigned index type whose values stay below the primitive's vertex count; POSITION has min/max;
-    all attributes of a primitive have the same count; material/texture/image/sampler references exist.
-    """
-
-    def fail(message: str) -> None:
-        raise ValueError(f"invalid glTF document: {message}")
-
-    if document.get("asset", {}).get("version") != "2.0":
-        fail("asset.version must be '2.0'")
-    buffers = document.get("buffers", [])
-    if len(buffers) != 1 or buffers[0]["byteLength"] > len(binary) or len(binary) - buffers[0]["byteLength"] > 3:
-        fail("expected one buffer whose byteLength matches the BIN chunk")
-    views = document.get("bufferViews", [])
-    for i, view in enumerate(views):
-        if view["byteOffset"] % 4 or view["byteOffset"] + view["byteLength"] > buffers[0]["byteLength"]:
-            fail(f"bufferView {i} is misaligned or outside the buffer")
-    accessors = document.get("accessors", [])
-    for i, accessor in enumerate(accessors):
-        size = _COMPONENT_SIZE.get(accessor["componentType"])
-        width = _TYPE_COUNT.get(accessor["type"])
-        if size is None or width is None or accessor["count"] < 1:
-            fail(f"accessor {i} has an unknown componentType/type or no elements")
-        view = views[accessor["bufferView"]]
-        if accessor.get("byteOffset", 0) + accessor["count"] * size * width > view["byteLength"]:
-            fail(f"accessor {i} does not fit its bufferView")
-    dtype_of = {_UINT16: np.uint16, _UINT32: np.uint32, _FLOAT: np.float32}
-    for mesh in document.get("meshes", []):
-        for p, primitive in enumerate(mesh["primitives"]):
-            counts = {accessors[a]["count"] for a in primitive["attributes"].values()}
-            if len(counts) != 1:
-                fail(f"primitive {p} has attributes of different counts {sorted(counts)}")
-            position = accessors[primitive["attributes"]["POSITION"]]
-            if "min" not in position or "max" not in position:
-                fail(f"primitive {p} POSITION lacks min/max")
-            indices = accessors[primitive["indices"]]
-            if indices["componentType"] not in (_UINT16, _UINT32) or indices["type"] != "SCALAR":
-                fail(f"primitive {p} indices must be SCALAR uint16/uint32")
-            if indices["count"] % 3:
-                fail(f"primitive {p} has {indices['count']} indices, not a multiple of 3")
-            view = views[indices["bufferView"]]
-            values = np.frombuffer(
-                binary, dtype_of[indices["componentType"]], indices["count"], view["byteOffset"]
-            )
-            if int(values.max()) >= position["count"]:
-                fail(f"primitive {p} indexes past its {position['count']} vertices")
-            if primitive.get("material", 0) >= len(document.get("materials", [])):
-                fail(f"primitive {p} references a missing material")
-    for i, texture in enumerate(document.get("textures", [])):
-        if texture["source"] >= len(document.get("images", [])) or texture["sampler"] >= len(document["samplers"]):
-            fail(f"texture {i} references a missing image or sampler")
-    for i, material in enumerate(document.get("materials", [])):
-        index = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
-        if index >= len(document.get("textures", [])):
-            fail(f"material {i} references a missing texture")
-
-
-def _glb_container(document: dict, binary: bytes) -> bytes:
-    """Pack JSON + BIN into a GLB: 12-byte header, JSON chunk padded with spaces, BIN chunk padded with zeros."""
-    json_bytes = json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    json_bytes += b" " * (-len(json_bytes) % 4)
-    binary = binary + b"\x00" * (-len(binary) % 4)
-    total = 12 + 8 + len(json_bytes) + 8 + len(binary)
-    return b"".join(
-        [
-            struct.pack("<III", _GLB_MAGIC, 2, total),
-            struct.pack("<II", len(json_bytes), _CHUNK_JSON),
-            json_bytes,
-            struct.pack("<II", len(binary), _CHUNK_BIN),
-            binary,
-        ]
-    )
-
-
-def _glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
-    document, binary = _gltf_document(mesh, png_images, name)
-    check_gltf_document(document, binary)
-    return _glb_container(document, binary)
 
 
 def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLike) -> Path:
     """Write ``mesh`` with its textures as one binary glTF 2.0 file (atomically).
 
-    Layout: one scene, one node (no transform), one mesh named after the file stem, one triangle primitive per material
-    that has faces. glTF wants one index per vertex, so vertices are split at UV seams (:func:`split_seams`, one vertex
-    per distinct (vertex, uv) pair, per primitive); faces keep their input order within a material. Attributes:
+    Layout (written by :func:`csdtex.io.gltf.glb_bytes`): one scene, one node (no transform), one mesh named after the
+    file stem, one triangle primitive per material that has faces. glTF wants one index per vertex, so vertices are
+    split at UV seams (:func:`csdtex.io.gltf.split_seams`, one vertex per distinct (vertex, uv) pair, per primitive);
+    faces keep their input order within a material. Attributes:
 
     - ``POSITION``: float32 VEC3 with exact min/max. glTF has no float64 positions, so coordinates are rounded to
       float32 (relative error ~6e-8; absolute error grows with the distance from the origin).
@@ -556,11 +295,11 @@ def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLi
     """
     checked = _check_inputs(mesh, textures)
     path = Path(path)
-    return write_bytes_atomic(path, _glb_bytes(mesh, [_png_bytes(t) for t in checked], path.stem))
+    return write_bytes_atomic(path, glb_bytes(mesh, [_png_bytes(t) for t in checked], path.stem))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Multi-file exports
+# Multi-file exports (content from csdtex.io.obj and csdtex.io.gltf)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -593,13 +332,13 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
         stage: Callable[[Path], Path] = lambda destination: stack.enter_context(atomic_path(destination))
         if obj:
             texture_names = [p.name for p in result.textures]
-            stage(result.obj).write_text(_obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
-            stage(result.mtl).write_text(_mtl_text(labels, texture_names), encoding="utf-8")
+            stage(result.obj).write_text(obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
+            stage(result.mtl).write_text(mtl_text(labels, texture_names), encoding="utf-8")
             for index, texture_path in enumerate(result.textures):
                 data = png(index)
                 stage(texture_path).write_bytes(data)
         if glb:
-            data = _glb_bytes(mesh, [png(i) for i in range(len(checked))], stem)
+            data = glb_bytes(mesh, [png(i) for i in range(len(checked))], stem)
             stage(result.glb).write_bytes(data)
     return result
 

@@ -25,15 +25,14 @@ from csdtex.errors import ConfigError, MeshError
 from csdtex.export import (
     MAX_NAME_LENGTH,
     ExportedFiles,
-    check_gltf_document,
     export_all,
     export_glb,
     export_obj,
     output_path,
     safe_asset_name,
     save_texture_png,
-    split_seams,
 )
+from csdtex.io.gltf import check_gltf_document, split_seams
 from csdtex.mesh import Material, Mesh, vertex_normals
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -558,7 +557,7 @@ def test_glb_failure_after_pngs_leaves_nothing(tmp_path, monkeypatch):
         raise RuntimeError("interrupted (simulated)")
 
     monkeypatch.setattr(export_module, "atomic_path", recording_atomic_path)
-    monkeypatch.setattr(export_module, "_glb_bytes", broken_glb)
+    monkeypatch.setattr(export_module, "glb_bytes", broken_glb)
     rng = np.random.default_rng(10)
     with pytest.raises(RuntimeError, match="simulated"):
         export_all(random_mesh(rng, num_materials=2), random_textures(rng, 2), tmp_path, "late")

@@ -1,4 +1,5 @@
-"""Tests for csdtex.mesh: loading (OBJ/MTL, PLY, STL, OFF, GLB/glTF), validation, xatlas unwrapping, analysis.
+"""Tests for csdtex.mesh and csdtex.io: loading (OBJ/MTL, PLY, STL, OFF, GLB/glTF), validation, xatlas unwrapping,
+seam edges, analysis.
 
 Test meshes are trimesh's procedural shapes and small OBJ/MTL/PNG files written by hand into ``tmp_path``.
 
@@ -24,14 +25,17 @@ from csdtex.mesh import (
     Material,
     Mesh,
     MeshReport,
-    _match_atlas_faces,
+    SeamEdges,
     analyze_mesh,
     degenerate_faces,
     load_mesh,
+    seam_edges,
     unwrap_uvs,
     uv_overlap_fraction,
     validate_mesh,
+    weld_positions,
 )
+from csdtex.mesh.unwrap import _match_atlas_faces
 
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers
@@ -589,14 +593,18 @@ def test_unwrap_partial_with_only_degenerate_faces_missing():
 
 
 def test_unwrap_crash_becomes_mesh_error(monkeypatch):
-    import csdtex.mesh as mesh_module
+    import sys
 
-    monkeypatch.setattr(mesh_module, "_XATLAS_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    import csdtex.mesh.unwrap as unwrap_module
+
+    segfault = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    monkeypatch.setattr(unwrap_module, "_xatlas_child_command", lambda: segfault)
     box = trimesh.creation.box()
     with pytest.raises(MeshError, match="xatlas failed") as info:
         unwrap_uvs(Mesh(box.vertices, box.faces, source=Path("crate.obj")))
     assert "crate.obj" in str(info.value) and "\n" not in str(info.value)
-    monkeypatch.setattr(mesh_module, "_XATLAS_CHILD", "raise RuntimeError('out of cheese')")
+    error = [sys.executable, "-c", "raise RuntimeError('out of cheese')"]
+    monkeypatch.setattr(unwrap_module, "_xatlas_child_command", lambda: error)
     with pytest.raises(MeshError, match="out of cheese"):
         unwrap_uvs(Mesh(box.vertices, box.faces))
 
@@ -682,6 +690,125 @@ def test_analyze_reports_problems():
     assert "outside [0, 1]" in problems
     assert "overlapping" in problems or "more than one triangle" in problems
     assert "something odd" in problems
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# seam edges
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def cross_unfolded_cube() -> Mesh:
+    """Unit box unfolded into one cross-shaped chart in a 4x3 grid of cells (+Z in the middle, -Z at the right end).
+
+    The cross keeps 5 cube edges joined (+Z with +X, -X, +Y, -Y, and +X with -Z) and cuts the other 7. Every face
+    corner gets its own UV row; corners at the same net point get bit-identical coordinates.
+    """
+    box = trimesh.creation.box()
+    net = {  # side normal -> (u, v) in cell units of a 3D point (x, y, z) on that side
+        (0, 0, 1): lambda x, y, z: (1.5 + x, 1.5 + y),
+        (1, 0, 0): lambda x, y, z: (2.5 - z, 1.5 + y),
+        (0, 0, -1): lambda x, y, z: (3.5 - x, 1.5 + y),
+        (-1, 0, 0): lambda x, y, z: (0.5 + z, 1.5 + y),
+        (0, 1, 0): lambda x, y, z: (1.5 + x, 2.5 - z),
+        (0, -1, 0): lambda x, y, z: (1.5 + x, 0.5 + z),
+    }
+    uvs = []
+    for face, normal in zip(box.faces, np.round(box.face_normals).astype(int)):
+        unfold = net[tuple(normal)]
+        uvs += [np.array(unfold(*box.vertices[v])) / np.array([4.0, 3.0]) for v in face]
+    return Mesh(box.vertices, box.faces, np.array(uvs), np.arange(3 * len(box.faces)).reshape(-1, 3))
+
+
+def check_seam_layout(mesh: Mesh, seams: SeamEdges) -> None:
+    """Every array of ``seams`` agrees with ``mesh`` as documented in SeamEdges."""
+    count = len(seams)
+    assert seams.faces.shape == (count, 2) and seams.faces.dtype == np.int64
+    assert seams.vertices.shape == (count, 2) and seams.vertices.dtype == np.int64
+    assert seams.positions.shape == (count, 2, 3) and seams.positions.dtype == np.float64
+    assert seams.lengths.shape == (count,) and seams.lengths.dtype == np.float64
+    assert seams.uv_indices.shape == (count, 2, 2) and seams.uv_indices.dtype == np.int64
+    assert seams.uvs.shape == (count, 2, 2, 2) and seams.uvs.dtype == np.float64
+    assert seams.materials.shape == (count, 2) and seams.materials.dtype == np.int64
+    assert (seams.faces[:, 0] < seams.faces[:, 1]).all() and (seams.vertices[:, 0] < seams.vertices[:, 1]).all()
+    assert [tuple(v) for v in seams.vertices] == sorted(tuple(v) for v in seams.vertices)
+    np.testing.assert_array_equal(seams.positions, mesh.vertices[seams.vertices])
+    np.testing.assert_allclose(seams.lengths, np.linalg.norm(seams.positions[:, 1] - seams.positions[:, 0], axis=1))
+    if mesh.uvs is not None:
+        np.testing.assert_array_equal(seams.uvs, mesh.uvs[seams.uv_indices])
+    np.testing.assert_array_equal(seams.materials, mesh.face_materials[seams.faces])
+    welded = weld_positions(mesh.vertices)
+    for s in range(count):
+        for side in range(2):
+            face = seams.faces[s, side]
+            corners = welded[mesh.faces[face]].tolist()
+            for end in range(2):  # the UV the face uses at that 3D end
+                assert seams.uv_indices[s, side, end] == mesh.uv_faces[face, corners.index(seams.vertices[s, end])]
+
+
+def test_seam_edges_cube_with_one_chart_per_side():
+    """Each square side is a chart: the 12 cube edges are seams, the 6 side diagonals are not."""
+    mesh = box_with_six_charts()
+    seams = seam_edges(mesh)
+    assert isinstance(seams, SeamEdges) and len(seams) == 12
+    check_seam_layout(mesh, seams)
+    np.testing.assert_allclose(seams.lengths, 1.0)
+    normals = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).face_normals
+    side_a, side_b = normals[seams.faces[:, 0]], normals[seams.faces[:, 1]]
+    np.testing.assert_allclose(np.einsum("ij,ij->i", side_a, side_b), 0.0, atol=1e-12)  # perpendicular sides
+    assert (seams.uvs[:, 0] != seams.uvs[:, 1]).any(axis=(1, 2)).all()
+    assert analyze_mesh(mesh).num_seam_edges == 12
+
+
+def test_seam_edges_cube_with_one_chart_per_triangle():
+    """Each triangle is a chart: all 18 edges (12 cube edges of length 1, 6 diagonals of length sqrt 2) are seams,
+    welded (8 vertices) or not (36 vertices, 3 per triangle)."""
+    box = trimesh.creation.box()
+    uvs = np.array([[0.1, 0.1], [0.9, 0.1], [0.1, 0.9]])
+    uvs = np.concatenate([(uvs + [i % 4, i // 4]) / 4.0 for i in range(12)])  # 12 separate triangles in a 4x3 grid
+    uv_faces = np.arange(36).reshape(12, 3)
+    welded = Mesh(box.vertices, box.faces, uvs, uv_faces)
+    unwelded = Mesh(box.vertices[box.faces.reshape(-1)], uv_faces, uvs, uv_faces)
+    for mesh in (welded, unwelded):
+        seams = seam_edges(mesh)
+        assert len(seams) == 18
+        check_seam_layout(mesh, seams)
+        np.testing.assert_allclose(np.sort(seams.lengths), [1.0] * 12 + [np.sqrt(2.0)] * 6)
+        report = analyze_mesh(mesh)
+        assert report.num_charts == 12 and report.num_seam_edges == 18
+
+
+def test_seam_edges_cube_unfolded_into_a_cross():
+    """One cross-shaped chart: 7 cut cube edges are seams; with the +X side in a second material, its 2 joined edges
+    become seams too (9)."""
+    mesh = cross_unfolded_cube()
+    uv_triangles = mesh.uvs[mesh.uv_faces]
+    ab, ac = uv_triangles[:, 1] - uv_triangles[:, 0], uv_triangles[:, 2] - uv_triangles[:, 0]
+    signed = ab[:, 0] * ac[:, 1] - ab[:, 1] * ac[:, 0]
+    assert (signed > 0).all() and uv_overlap_fraction(uv_triangles) == 0.0  # a proper unfolding
+    seams = seam_edges(mesh)
+    assert len(seams) == 7
+    check_seam_layout(mesh, seams)
+    np.testing.assert_allclose(seams.lengths, 1.0)
+    report = analyze_mesh(mesh)
+    assert report.num_charts == 1 and report.num_seam_edges == 7 and report.problems == []
+
+    plus_x = np.isclose(trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).face_normals[:, 0], 1.0)
+    two_materials = mesh.copy_with(face_materials=plus_x.astype(np.int64), materials=[Material("a"), Material("b")])
+    seams = seam_edges(two_materials)
+    assert len(seams) == 9
+    check_seam_layout(two_materials, seams)
+    assert (seams.materials[:, 0] != seams.materials[:, 1]).sum() == 4  # 2 joined + 2 cut edges around +X
+
+
+def test_seam_edges_without_seams_or_uvs():
+    box = trimesh.creation.box()
+    one_uv_per_vertex = Mesh(box.vertices, box.faces, box.vertices[:, :2] + 0.5, box.faces)
+    no_uvs = Mesh(box.vertices, box.faces)
+    for mesh in (one_uv_per_vertex, no_uvs):
+        seams = seam_edges(mesh)
+        assert len(seams) == 0
+        check_seam_layout(mesh, seams)
+    assert analyze_mesh(one_uv_per_vertex).num_seam_edges == 0 and analyze_mesh(no_uvs).num_seam_edges is None
 
 
 def test_uv_overlap_fraction():

@@ -1,4 +1,4 @@
-"""Rasterization backends behind one function, and attribute interpolation.
+"""Rasterization backends behind one function, attribute interpolation, and the mesh they draw.
 
 ``rasterize(clip_positions, faces, height, width, backend)`` returns :class:`Fragments` (see fragments.py for the
 image conventions). Backends:
@@ -8,6 +8,8 @@ image conventions). Backends:
   compiles for tens of seconds).
 - ``nvdiffrast``: CUDA only, optional (``pip install csdtex[cuda]``), imported lazily.
 - ``auto``: nvdiffrast on CUDA when it is installed, else torch.
+
+:class:`RenderMesh` (render/mesh.py) is the renderer's input, made by :meth:`csdtex.mesh.Mesh.to_render`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import torch
 
 from csdtex.errors import ConfigError
 from csdtex.render.fragments import Fragments, gather_pixels, interpolate
+from csdtex.render.mesh import RenderMesh
 
 BACKENDS = ("auto", "torch", "torch-compiled", "nvdiffrast")
 
-__all__ = ["BACKENDS", "Fragments", "interpolate", "gather_pixels", "rasterize", "resolve_backend"]
+__all__ = ["BACKENDS", "Fragments", "RenderMesh", "interpolate", "gather_pixels", "rasterize", "resolve_backend"]
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:

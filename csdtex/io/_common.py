@@ -1,0 +1,53 @@
+"""Helpers shared by the mesh file formats (:mod:`csdtex.io.obj`, :mod:`csdtex.io.gltf`,
+:mod:`csdtex.io.trimesh_formats`).
+
+This module must not import :mod:`csdtex.mesh` (see :mod:`csdtex.io` for the import order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from csdtex.errors import one_line
+
+GENERATOR = "csdtex"
+"""Written into exported files (OBJ/MTL header comments, glTF ``asset.generator``)."""
+
+
+class ParseError(Exception):
+    """A malformed mesh file (the message says where, e.g. which line).
+
+    :func:`csdtex.io.load_mesh` reports it as "mesh file '...' is not a valid <format> file (<message>)".
+    """
+
+
+class ReadError(Exception):
+    """A reader failed for a reason it knows better than the exception it caught (e.g. a glTF buffer outside the
+    mesh folder); :func:`csdtex.io.load_mesh` reports it as "mesh file '...' could not be read as <format> (<message>)".
+    """
+
+
+def error_text(err: BaseException) -> str:
+    """``'<ExceptionType>: <first line of the message, at most 160 characters>'`` (only the type name when the message
+    is empty), for embedding a caught library exception into a one-line :class:`~csdtex.errors.MeshError`."""
+    return f"{type(err).__name__}: {one_line(err, 160)}" if str(err).strip() else type(err).__name__
+
+
+def clean_relative(name: str) -> str:
+    """A file reference from a mesh asset as a relative POSIX-style string (quotes stripped, backslashes -> '/')."""
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        name = name[1:-1]
+    return name.replace("\\", "/")
+
+
+def image_to_rgb8(image) -> np.ndarray:
+    """A PIL image as uint8 [H, W, 3] RGB, row 0 = top; alpha dropped, 16-bit / float greyscale rescaled."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I") and values.max(initial=0) > 255 else 255.0
+        if image.mode == "F":
+            top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
+        grey = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))

@@ -1,0 +1,366 @@
+"""Wavefront OBJ + MTL: csdtex's own reader (:func:`read_obj`) and writer (:func:`obj_text`, :func:`mtl_text`).
+
+Conventions: OBJ indices are 1-based; ``vt`` (0, 0) is the bottom-left of the texture image, the same as
+:class:`~csdtex.mesh.Mesh`, so UVs are read and written unchanged. Vertices and UVs keep their file order in both
+directions and floats are written with the shortest round-trip ``repr`` (bit-exact float64 on reading back).
+Multi-file export (MTL + PNG files next to the OBJ, all or nothing) is :func:`csdtex.export.export_obj`.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from csdtex.fileio import is_within
+from csdtex.io._common import GENERATOR, ParseError, clean_relative, error_text, image_to_rgb8
+from csdtex.mesh.types import Material, Mesh, unique_name
+
+__all__ = ["mtl_text", "obj_text", "read_obj"]
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def read_obj(path: Path) -> Mesh:
+    """Read an OBJ file, its ``mtllib`` MTL files and their ``map_Kd`` textures, keeping the file's arrays untouched.
+
+    Vertices and ``vt`` are kept in file order, never split or merged: ``vertices`` = the ``v`` lines (extra colour
+    columns ignored), ``uvs`` = the ``vt`` lines (``u v``; a missing ``v`` is 0, ``w`` ignored), ``uv_faces`` = the
+    ``vt`` indices of each face (row -1 for a face written without ``vt``). Quads and n-gons are fan-triangulated
+    (``(0, i, i + 1)``) in file order. Negative (relative) indices are resolved. Every ``usemtl`` name becomes one
+    :class:`~csdtex.mesh.Material` (in order of first use; faces before any ``usemtl`` get a default material);
+    ``Kd`` gives ``base_color``, ``map_Kd`` the texture. MTL files and textures are read only when they resolve inside
+    the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they are missing or unreadable, the mesh
+    loads without them and ``mesh.warnings`` says why.
+
+    Args:
+        path: the ``.obj`` file.
+    Returns:
+        an unvalidated :class:`~csdtex.mesh.Mesh` (``source`` not set; :func:`csdtex.io.load_mesh` does both):
+        vertices float64 [V, 3], faces int64 [F, 3], uvs float64 [T, 2] or None (no face uses a ``vt``), uv_faces
+        int64 [F, 3] or None, face_materials int64 [F], textures uint8 [H, W, 3] RGB with row 0 = top of the image.
+    Raises:
+        ParseError: binary content, an unreadable line, index 0 or a relative index before the first element.
+    """
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise ParseError("it contains binary data, but OBJ is a text format")
+    text = raw.decode("utf-8", errors="replace")
+
+    positions: list[tuple[float, float, float]] = []
+    texcoords: list[tuple[float, float]] = []
+    tri_v: list[tuple[int, int, int]] = []
+    tri_t: list[tuple[int, int, int]] = []
+    tri_m: list[int] = []
+    group_keys: list[str | None] = []  # material names in order of first use (None = before any usemtl)
+    group_index: dict[str | None, int] = {}
+    current: str | None = None
+    current_group = -1
+    mtllibs: list[str] = []
+    short_faces = 0
+    no_uv = (-1, -1, -1)
+
+    pending = ""
+    pending_line = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if pending:
+            line = pending + " " + line
+            lineno = pending_line
+            pending = ""
+        stripped = line.rstrip()
+        if stripped.endswith("\\"):  # line continuation
+            pending, pending_line = stripped[:-1], lineno
+            continue
+        hash_at = stripped.find("#")
+        if hash_at >= 0:
+            stripped = stripped[:hash_at]
+        parts = stripped.split()
+        if not parts:
+            continue
+        key = parts[0]
+        try:
+            if key == "v":
+                positions.append((float(parts[1]), float(parts[2]), float(parts[3])))
+            elif key == "vt":
+                texcoords.append((float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0))
+            elif key == "f":
+                corners = parts[1:]
+                if len(corners) < 3:
+                    short_faces += 1
+                    continue
+                nv, nt = len(positions), len(texcoords)
+                vi: list[int] = []
+                ti: list[int] = []
+                for corner in corners:
+                    fields = corner.split("/")
+                    vi.append(_obj_index(fields[0], nv, "vertex", lineno))
+                    if len(fields) > 1 and fields[1]:
+                        ti.append(_obj_index(fields[1], nt, "texture coordinate", lineno))
+                has_t = len(ti) == len(vi)
+                if current_group < 0:
+                    current_group = group_index.setdefault(current, len(group_keys))
+                    if current_group == len(group_keys):
+                        group_keys.append(current)
+                for k in range(1, len(vi) - 1):
+                    tri_v.append((vi[0], vi[k], vi[k + 1]))
+                    tri_t.append((ti[0], ti[k], ti[k + 1]) if has_t else no_uv)
+                    tri_m.append(current_group)
+            elif key == "usemtl":
+                current = stripped.split(None, 1)[1].strip() if len(parts) > 1 else None
+                current_group = -1
+            elif key == "mtllib":
+                mtllibs.append(stripped.split(None, 1)[1].strip() if len(parts) > 1 else "")
+            # vn, vp, o, g, s, l, p, curv, ... are ignored
+        except (ValueError, IndexError):
+            shown = line.strip()
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ParseError(f"line {lineno}: cannot read {shown!r}") from None
+
+    warnings: list[str] = []
+    if short_faces:
+        warnings.append(f"{path.name}: skipped {short_faces} face(s) with fewer than 3 corners")
+    library = _read_mtl_libraries(path, mtllibs, warnings)
+
+    faces = np.asarray(tri_v, dtype=np.int64).reshape(-1, 3)
+    vertices = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    uv_faces = np.asarray(tri_t, dtype=np.int64).reshape(-1, 3)
+    uvs: np.ndarray | None = np.asarray(texcoords, dtype=np.float64).reshape(-1, 2)
+    if len(uv_faces) == 0 or (uv_faces < 0).all():
+        uvs, uv_faces = None, None  # no face uses a texture coordinate
+
+    materials: list[Material] = []
+    taken = {name for name in group_keys if name is not None}
+    missing: list[str] = []
+    for name in group_keys:
+        if name is None:
+            materials.append(Material(unique_name("material_0" if len(group_keys) == 1 else "default", taken)))
+        elif name in library:
+            materials.append(library[name])
+        else:
+            materials.append(Material(name))
+            if mtllibs:
+                missing.append(name)
+    if missing and library:
+        warnings.append(
+            f"{path.name}: material(s) {', '.join(repr(m) for m in missing)} are not defined in the MTL file(s); "
+            "they get a grey base colour"
+        )
+    if not materials:
+        materials = [Material("material_0")]
+    return Mesh(
+        vertices=vertices,
+        faces=faces,
+        uvs=uvs,
+        uv_faces=uv_faces,
+        face_materials=np.asarray(tri_m, dtype=np.int64),
+        materials=materials,
+        warnings=warnings,
+    )
+
+
+def _obj_index(token: str, count: int, what: str, lineno: int) -> int:
+    """0-based index of an OBJ index token (1-based, or negative = relative to the ``count`` elements so far)."""
+    index = int(token)
+    if index > 0:
+        return index - 1  # range checked by validate_mesh
+    if index == 0:
+        raise ParseError(f"line {lineno}: {what} index 0 is invalid (OBJ indices start at 1)")
+    if count + index < 0:
+        raise ParseError(f"line {lineno}: relative {what} index {index} points before the first {what}")
+    return count + index
+
+
+def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str]) -> dict[str, Material]:
+    """Materials by name from the OBJ's ``mtllib`` files; files outside the mesh folder are never opened."""
+    folder = obj_path.parent
+    library: dict[str, Material] = {}
+    textures: dict[Path, tuple[np.ndarray, Path] | None] = {}
+    for entry in mtllibs:
+        entry = clean_relative(entry)
+        if not entry:
+            continue
+        # The spec allows several names on one line; a single name with spaces is more common in practice.
+        names = [entry] if (folder / entry).is_file() or len(entry.split()) == 1 else entry.split()
+        for name in names:
+            mtl_path = folder / name
+            if not is_within(mtl_path, folder):
+                warnings.append(
+                    f"{obj_path.name}: MTL file '{name}' lies outside the mesh folder and was not read; "
+                    "materials get default colours (copy it next to the mesh)"
+                )
+                continue
+            if not mtl_path.is_file():
+                warnings.append(f"{obj_path.name}: MTL file '{name}' was not found; materials get default colours")
+                continue
+            try:
+                text = mtl_path.read_bytes().decode("utf-8", errors="replace")
+            except OSError as err:
+                warnings.append(f"{obj_path.name}: MTL file '{name}' could not be read ({error_text(err)})")
+                continue
+            for material in _parse_mtl(text, mtl_path, folder, warnings, textures):
+                library.setdefault(material.name, material)
+    return library
+
+
+# map_Kd options and how many arguments they take (at most; -o/-s/-t take 1 to 3 numbers)
+_MAP_OPTIONS = {"-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1, "-mm": 2,
+                "-o": 3, "-s": 3, "-t": 3, "-texres": 1, "-type": 1}
+
+
+def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
+               textures: dict[Path, tuple[np.ndarray, Path] | None]) -> list[Material]:
+    materials: list[Material] = []
+    current: Material | None = None
+    for line in text.splitlines():
+        hash_at = line.find("#")
+        if hash_at >= 0:
+            line = line[:hash_at]
+        parts = line.split()
+        if not parts:
+            continue
+        key = parts[0].lower()
+        if key == "newmtl":
+            current = Material(line.split(None, 1)[1].strip() if len(parts) > 1 else f"material_{len(materials)}")
+            materials.append(current)
+        elif current is None:
+            continue
+        elif key == "kd" and len(parts) >= 4:
+            try:
+                rgb = [min(max(float(x), 0.0), 1.0) for x in parts[1:4]]
+            except ValueError:
+                continue  # "Kd spectral ..." / "Kd xyz ..." are not supported; keep the default colour
+            current.base_color = (rgb[0], rgb[1], rgb[2])
+        elif key == "map_kd" and len(parts) > 1:
+            loaded = _load_mtl_texture(parts[1:], mtl_path, folder, warnings, textures)
+            if loaded is not None:
+                current.texture, current.texture_source = loaded
+    return materials
+
+
+def _map_filename_candidates(tokens: list[str]) -> list[str]:
+    """Possible file names of a ``map_Kd`` statement: after skipping known options, then just the last token."""
+    i = 0
+    while i < len(tokens) and tokens[i].lower() in _MAP_OPTIONS:
+        option, i = tokens[i].lower(), i + 1
+        count = _MAP_OPTIONS[option]
+        if option in ("-o", "-s", "-t"):
+            taken = 0
+            while taken < count and i < len(tokens) - 1 and _is_float(tokens[i]):
+                i, taken = i + 1, taken + 1
+        else:
+            i += count
+    candidates = []
+    if i < len(tokens):
+        candidates.append(" ".join(tokens[i:]))
+    if tokens[-1] not in candidates:
+        candidates.append(tokens[-1])
+    return [clean_relative(c) for c in candidates]
+
+
+def _is_float(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_mtl_texture(tokens: list[str], mtl_path: Path, folder: Path, warnings: list[str],
+                      cache: dict[Path, tuple[np.ndarray, Path] | None]) -> tuple[np.ndarray, Path] | None:
+    candidates = _map_filename_candidates(tokens)
+    name = candidates[0]
+    for candidate in candidates:
+        if (mtl_path.parent / candidate).exists():
+            name = candidate
+            break
+    tex_path = mtl_path.parent / name
+    if not is_within(tex_path, folder):
+        warnings.append(
+            f"{mtl_path.name}: texture '{name}' lies outside the mesh folder and was not read "
+            "(copy it next to the mesh to use it)"
+        )
+        return None
+    key = tex_path.resolve()
+    if key in cache:
+        return cache[key]
+    result = None
+    if not tex_path.is_file():
+        warnings.append(f"{mtl_path.name}: texture '{name}' was not found; the material has no texture")
+    else:
+        try:
+            from PIL import Image
+
+            with Image.open(tex_path) as image:
+                image.load()
+                result = (image_to_rgb8(image), tex_path)
+        except Exception as err:  # unreadable / unsupported / decompression bomb: go on without it
+            warnings.append(f"{mtl_path.name}: texture '{name}' could not be read ({error_text(err)}); ignored")
+    cache[key] = result
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str]) -> str:
+    """OBJ text: ``v`` (input order, repr floats), ``vt`` (input order), faces grouped by material, 1-based.
+
+    Args:
+        mesh: a mesh with UVs on every face (``mesh.has_uvs``); vertices float64 [V, 3], uvs float64 [T, 2] with
+            (0, 0) = bottom-left (OBJ's own convention, written unchanged), faces / uv_faces int64 [F, 3].
+        object_name: the ``o`` name.
+        mtl_file: the ``mtllib`` file name (relative to the OBJ).
+        labels: one ``usemtl`` name per material, in material order (see :func:`csdtex.export.export_obj`).
+    Returns:
+        the file content: a header comment, ``mtllib``, ``o``, every ``v x y z`` then every ``vt u v`` in input
+        order, then per non-empty material a ``usemtl`` line and its faces as ``f v/vt v/vt v/vt`` in their
+        original relative order. No normals.
+    """
+    out = io.StringIO()
+    out.write(f"# {GENERATOR} export: {mesh.num_vertices} vertices, {len(mesh.uvs)} uvs, {mesh.num_faces} faces\n")
+    out.write(f"mtllib {mtl_file}\n")
+    out.write(f"o {object_name}\n")
+    # %r on Python floats is the shortest string that round-trips to the same float64 (bit-exact).
+    out.write(("v %r %r %r\n" * mesh.num_vertices) % tuple(mesh.vertices.ravel().tolist()))
+    out.write(("vt %r %r\n" * len(mesh.uvs)) % tuple(mesh.uvs.ravel().tolist()))
+    for material_index, label in enumerate(labels):
+        selected = np.flatnonzero(mesh.face_materials == material_index)  # ascending: original relative order
+        if len(selected) == 0:
+            continue
+        corners = np.empty((len(selected), 6), dtype=np.int64)
+        corners[:, 0::2] = mesh.faces[selected] + 1
+        corners[:, 1::2] = mesh.uv_faces[selected] + 1
+        out.write(f"usemtl {label}\n")
+        out.write(("f %d/%d %d/%d %d/%d\n" * len(selected)) % tuple(corners.ravel().tolist()))
+    return out.getvalue()
+
+
+def mtl_text(labels: Sequence[str], texture_files: Sequence[str]) -> str:
+    """MTL text: a matte, fully textured material per label (Kd = 1 so viewers show the texture unmodulated).
+
+    Args:
+        labels: ``newmtl`` names, one per material.
+        texture_files: the ``map_Kd`` file name (relative to the MTL) of each label's texture.
+    Returns:
+        the file content: per label ``newmtl``, ``Ka 1 1 1``, ``Kd 1 1 1``, ``Ks 0 0 0``, ``Ns 10``, ``d 1``,
+        ``illum 1`` and ``map_Kd``.
+    """
+    blocks = [f"# {GENERATOR} export\n"]
+    for label, texture in zip(labels, texture_files):
+        blocks.append(
+            f"\nnewmtl {label}\n"
+            "Ka 1.000000 1.000000 1.000000\n"
+            "Kd 1.000000 1.000000 1.000000\n"
+            "Ks 0.000000 0.000000 0.000000\n"
+            "Ns 10.000000\n"
+            "d 1.000000\n"
+            "illum 1\n"
+            f"map_Kd {texture}\n"
+        )
+    return "".join(blocks)

@@ -1,0 +1,260 @@
+"""Mesh analysis for ``csdtex info``: :func:`analyze_mesh` / :class:`MeshReport`, and :func:`uv_overlap_fraction`.
+
+Seam edges are found by :func:`csdtex.mesh.seams.seam_edges`; charts are counted here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from csdtex.mesh.seams import _canonical_uv_faces, _seam_edges, _WeldedEdges
+from csdtex.mesh.types import Mesh
+from csdtex.mesh.validate import degenerate_faces, validate_mesh
+
+__all__ = ["MeshReport", "analyze_mesh", "uv_overlap_fraction"]
+
+
+@dataclass
+class MeshReport:
+    """What ``csdtex info`` prints about a mesh (see :func:`analyze_mesh`).
+
+    Attributes:
+        num_vertices: number of vertices as stored (not welded).
+        num_faces: number of triangles.
+        has_uvs: every face has UVs.
+        num_materials: number of materials (texture images).
+        num_charts: UV charts = connected groups of faces sharing UV vertices, counted per material over faces with
+            UVs; None when the mesh has no UVs.
+        bbox_min: float64 [3], smallest input coordinate per axis.
+        bbox_max: float64 [3], largest input coordinate per axis.
+        num_seam_edges: edges shared by exactly two faces in 3D (after welding equal positions) whose two sides do
+            not use the same UV coordinates at both ends (or belong to different materials); None without UVs.
+            The edges themselves: :func:`csdtex.mesh.seams.seam_edges`.
+        problems: human-readable findings (degenerate faces, UVs outside [0, 1], overlapping UVs, non-manifold
+            edges, duplicate faces, faces without UVs, loader warnings); empty when nothing was found.
+        source: the mesh file, if any.
+    """
+
+    num_vertices: int
+    num_faces: int
+    has_uvs: bool
+    num_materials: int
+    num_charts: int | None
+    bbox_min: np.ndarray
+    bbox_max: np.ndarray
+    num_seam_edges: int | None
+    problems: list[str] = field(default_factory=list)
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-serializable dict (plain ints, floats, lists, None) with the attribute names as keys."""
+        return {
+            "source": self.source,
+            "num_vertices": int(self.num_vertices),
+            "num_faces": int(self.num_faces),
+            "has_uvs": bool(self.has_uvs),
+            "num_materials": int(self.num_materials),
+            "num_charts": None if self.num_charts is None else int(self.num_charts),
+            "bbox_min": [float(x) for x in self.bbox_min],
+            "bbox_max": [float(x) for x in self.bbox_max],
+            "num_seam_edges": None if self.num_seam_edges is None else int(self.num_seam_edges),
+            "problems": list(self.problems),
+        }
+
+    def to_text(self) -> str:
+        """Aligned ``key: value`` lines, problems listed one per line under ``problems:``."""
+
+        def vec(values: np.ndarray) -> str:
+            return " ".join(f"{float(x):.6g}" for x in values)
+
+        size = np.asarray(self.bbox_max, dtype=np.float64) - np.asarray(self.bbox_min, dtype=np.float64)
+        rows = [("file", self.source)] if self.source is not None else []
+        rows += [
+            ("vertices", str(self.num_vertices)),
+            ("faces", str(self.num_faces)),
+            ("materials", str(self.num_materials)),
+            ("UVs", "yes" if self.has_uvs else ("partial" if self.num_charts else "no")),
+            ("UV charts", "-" if self.num_charts is None else str(self.num_charts)),
+            ("UV seam edges", "-" if self.num_seam_edges is None else str(self.num_seam_edges)),
+            ("bbox min", vec(self.bbox_min)),
+            ("bbox max", vec(self.bbox_max)),
+            ("bbox size", vec(size)),
+            ("problems", str(len(self.problems)) if self.problems else "none"),
+        ]
+        width = max(len(key) for key, _ in rows) + 1
+        lines = [f"{key + ':':<{width}} {value}" for key, value in rows]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
+    """Count charts and seams and look for problems; see :class:`MeshReport` for what each number means.
+
+    Positions are welded with :func:`~csdtex.mesh.types.weld_positions` (exact duplicates) for seams (see
+    :func:`csdtex.mesh.seams.seam_edges`), non-manifold edges and duplicate faces; UV coordinates with bit-identical
+    values count as the same UV vertex. Overlapping UVs are estimated per material by rasterizing its UV triangles on
+    an ``overlap_resolution``² grid of samples in [0, 1]²: the share of covered samples covered by two or more
+    triangles is reported when above 1%.
+
+    Args:
+        mesh: a mesh; it is validated first (:class:`~csdtex.errors.MeshError` if unusable).
+        overlap_resolution: samples per side for the overlap estimate.
+    Returns:
+        a :class:`MeshReport`; bounding boxes in input coordinates (not normalized).
+    """
+    validate_mesh(mesh)
+    vertices, faces = mesh.vertices, mesh.faces
+    problems: list[str] = []
+    num_faces = mesh.num_faces
+
+    degenerate = degenerate_faces(vertices, faces)
+    if degenerate.any():
+        problems.append(f"{int(degenerate.sum())} degenerate (zero-area) faces")
+
+    edges = _WeldedEdges.build(vertices, faces)
+    non_manifold = int((edges.counts > 2).sum())
+    if non_manifold:
+        problems.append(f"{non_manifold} non-manifold edges (shared by more than two faces)")
+
+    face_keys = np.sort(edges.welded[faces], axis=1)
+    face_keys = face_keys[~degenerate]
+    if len(face_keys):
+        duplicates = len(face_keys) - len(np.unique(face_keys, axis=0))
+        if duplicates:
+            problems.append(f"{duplicates} duplicate faces (same three corners as another face)")
+
+    num_charts = num_seams = None
+    if mesh.uv_faces is not None:
+        uv_faces = mesh.uv_faces
+        with_uv = (uv_faces >= 0).all(axis=1)
+        cuv = _canonical_uv_faces(mesh)  # bit-identical coordinates are the same UV vertex
+        num_charts = _count_charts(cuv, mesh.face_materials, with_uv, len(mesh.uvs))
+        num_seams = len(_seam_edges(mesh, edges, cuv))
+
+        missing = int((~with_uv).sum())
+        if missing:
+            problems.append(f"{missing} faces have no UVs (csdtex unwraps them into a new material)")
+        used = np.unique(uv_faces[with_uv])
+        if len(used):
+            outside = ((mesh.uvs[used] < -1e-6) | (mesh.uvs[used] > 1.0 + 1e-6)).any(axis=1)
+            if outside.any():
+                problems.append(
+                    f"{int(outside.sum())} of {len(used)} used UV coordinates lie outside [0, 1] (tiled UVs: "
+                    "the texture repeats there)"
+                )
+        for index, material in enumerate(mesh.materials):
+            selected = with_uv & (mesh.face_materials == index)
+            if not selected.any():
+                continue
+            fraction = uv_overlap_fraction(mesh.uvs[uv_faces[selected]], overlap_resolution)
+            if fraction > 0.01:
+                problems.append(
+                    f"material '{material.name}': {100.0 * fraction:.1f}% of its UV area is covered by more than one "
+                    "triangle (overlapping UVs share texels; use --unwrap to re-unwrap)"
+                )
+
+    problems.extend(f"warning: {w}" for w in mesh.warnings)
+    return MeshReport(
+        num_vertices=mesh.num_vertices,
+        num_faces=num_faces,
+        has_uvs=mesh.has_uvs,
+        num_materials=len(mesh.materials),
+        num_charts=num_charts,
+        bbox_min=vertices.min(axis=0),
+        bbox_max=vertices.max(axis=0),
+        num_seam_edges=num_seams,
+        problems=problems,
+        source=None if mesh.source is None else str(mesh.source),
+    )
+
+
+def _count_charts(cuv: np.ndarray, face_materials: np.ndarray, with_uv: np.ndarray, num_uvs: int) -> int:
+    """Connected components of faces (with UVs) linked through shared (material, UV vertex) nodes."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    face_ids = np.flatnonzero(with_uv)
+    if len(face_ids) == 0:
+        return 0
+    node = face_materials[face_ids, None] * (num_uvs + 1) + cuv[face_ids]  # [n, 3]
+    _, node = np.unique(node.reshape(-1), return_inverse=True)
+    n = len(face_ids)
+    rows = np.repeat(np.arange(n), 3)
+    cols = n + node.reshape(-1)
+    size = n + int(node.max()) + 1
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    return int(len(np.unique(labels[:n])))
+
+
+def uv_overlap_fraction(triangles: np.ndarray, resolution: int = 256, max_samples: int = 4_000_000) -> float:
+    """Share of the covered UV area that is covered by two or more triangles, estimated on a sample grid.
+
+    Args:
+        triangles: float [N, 3, 2] UV triangles (u, v), any orientation; the part outside [0, 1]² is ignored
+            (tiled UVs are not wrapped).
+        resolution: samples per side; sample (i, j) sits at ((i + 0.5 + du) / r, (j + 0.5 + dv) / r) with small
+            irrational-looking offsets du, dv so that samples practically never lie exactly on the (often axis-aligned
+            or diagonal) shared edges of neighbouring triangles, which would be counted twice.
+        max_samples: work limit (sample-in-triangle tests). When the triangles' bounding boxes hold more samples
+            than this (huge total UV area: tiled or garbage UVs), the grid is made coarser (down to 16 per side) and,
+            if that is not enough, a random subset of the triangles (fixed seed) is rasterized; such inputs overlap
+            heavily, so the estimate stays far above any reporting threshold.
+    Returns:
+        float in [0, 1]: (#samples covered more than once) / (#samples covered at least once); 0 if none covered.
+    """
+    tri = np.asarray(triangles, dtype=np.float64).reshape(-1, 3, 2)
+    tri = tri[np.isfinite(tri).all(axis=(1, 2))]
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    signed = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    keep = signed != 0
+    a, b, c, signed = a[keep], b[keep], c[keep], signed[keep]
+    b, c = np.where(signed[:, None] < 0, c, b), np.where(signed[:, None] < 0, b, c)  # counter-clockwise
+    offset = np.array([0.5 + 0.0123456789, 0.5 + 0.0298765431])
+    tri_lo = np.minimum(np.minimum(a, b), c)
+    tri_hi = np.maximum(np.maximum(a, b), c)
+
+    def sample_boxes(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        i0 = np.clip(np.ceil(tri_lo * r - offset), 0, r).astype(np.int64)
+        i1 = np.clip(np.floor(tri_hi * r - offset), -1, r - 1).astype(np.int64)
+        nx = np.maximum(i1[:, 0] - i0[:, 0] + 1, 0)
+        ny = np.maximum(i1[:, 1] - i0[:, 1] + 1, 0)
+        return i0, nx, ny, nx * ny
+
+    r = int(resolution)
+    i0, nx, ny, sizes = sample_boxes(r)
+    total = int(sizes.sum())
+    if total > max_samples and r > 16:
+        r = max(16, int(r * np.sqrt(max_samples / total)))
+        i0, nx, ny, sizes = sample_boxes(r)
+        total = int(sizes.sum())
+    chosen = np.flatnonzero(sizes > 0)
+    if total > max_samples:
+        rng = np.random.default_rng(0)
+        chosen = chosen[rng.random(len(chosen)) < max_samples / total]
+
+    counts = np.zeros(r * r, dtype=np.int64)
+    cumulative = np.cumsum(sizes[chosen])
+    chunk = 1 << 21
+    start = 0
+    while start < len(chosen):
+        base = cumulative[start - 1] if start > 0 else 0
+        stop = max(int(np.searchsorted(cumulative, base + chunk, side="right")), start + 1)
+        ids = chosen[start:stop]
+        n = sizes[ids]
+        which = np.repeat(np.arange(len(ids)), n)
+        local = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        t = ids[which]
+        ix = i0[t, 0] + local % nx[t]
+        iy = i0[t, 1] + local // nx[t]
+        px = (ix + offset[0]) / r
+        py = (iy + offset[1]) / r
+        inside = np.ones(len(t), dtype=bool)
+        for p, q in ((a, b), (b, c), (c, a)):
+            inside &= (q[t, 0] - p[t, 0]) * (py - p[t, 1]) - (q[t, 1] - p[t, 1]) * (px - p[t, 0]) >= 0
+        counts += np.bincount(iy[inside] * r + ix[inside], minlength=r * r)
+        start = stop
+    covered = int((counts > 0).sum())
+    return float((counts > 1).sum()) / covered if covered else 0.0

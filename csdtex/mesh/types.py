@@ -1,0 +1,191 @@
+"""Mesh data types: :class:`Material`, :class:`Mesh`, and the position helpers :func:`weld_positions` and
+:func:`vertex_normals`.
+
+Conventions (shared by the whole :mod:`csdtex.mesh` package)
+------------------------------------------------------------
+- World space is right-handed with +Y up (as in glTF and most DCC exports).
+- ``Mesh`` keeps the input's vertices, faces and UVs exactly as read; they are what gets exported. Rendering uses
+  :meth:`Mesh.to_render`, which normalizes positions into the unit sphere without touching the ``Mesh`` and returns a
+  :class:`csdtex.render.mesh.RenderMesh`.
+- UV (0, 0) is the bottom-left corner of the texture image and (1, 1) the top-right (the OBJ convention). glTF stores
+  v flipped (origin at the top-left): trimesh's glTF loader, which :func:`csdtex.io.load_mesh` uses for GLB/glTF,
+  already returns ``1 - v_file`` (checked by a round trip in tests/test_mesh.py), and :mod:`csdtex.io.gltf` writes
+  ``1 - v`` back.
+- A mesh can carry several materials (OBJ ``usemtl`` groups, glTF primitives). Each material owns one texture image and
+  its own UV space in [0, 1]^2, so parts whose UVs overlap across materials keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from csdtex.render.mesh import RenderMesh
+
+__all__ = ["Material", "Mesh", "unique_name", "vertex_normals", "weld_positions"]
+
+
+@dataclass
+class Material:
+    """One material group of a mesh.
+
+    Attributes:
+        name: material name (from the MTL / glTF file, or generated), used for export.
+        texture: the existing base-colour texture as uint8 [H, W, 3] (RGB, row 0 = top of the image, i.e. v = 1),
+            or None. Alpha is dropped on load.
+        texture_source: where the texture was read from (for messages), or None.
+        base_color: RGB in [0, 1] used when there is no texture.
+    """
+
+    name: str
+    texture: np.ndarray | None = None
+    texture_source: Path | None = None
+    base_color: tuple[float, float, float] = (0.8, 0.8, 0.8)
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh as loaded from disk; exporting it writes back exactly these arrays.
+
+    Attributes:
+        vertices: float64 [V, 3], input coordinates, unchanged (right-handed, +Y up).
+        faces: int64 [F, 3], counter-clockwise triangles indexing ``vertices``.
+        uvs: float64 [T, 2] texture coordinates, (0, 0) = bottom-left of the image; None if the mesh has none.
+        uv_faces: int64 [F, 3] indexing ``uvs`` (one UV triangle per face; a row of -1 means that face has no UVs);
+            None if the mesh has no UVs at all.
+        face_materials: int64 [F], index into ``materials`` for every face.
+        materials: at least one :class:`Material`.
+        source: the file the mesh was read from, or None for meshes built in code.
+        warnings: non-fatal problems found while loading (e.g. a texture path outside the mesh folder was ignored).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray | None = None
+    uv_faces: np.ndarray | None = None
+    face_materials: np.ndarray | None = None
+    materials: list[Material] = field(default_factory=lambda: [Material("material_0")])
+    source: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64)
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.int64)
+        if self.uvs is not None:
+            self.uvs = np.ascontiguousarray(self.uvs, dtype=np.float64)
+        if self.uv_faces is not None:
+            self.uv_faces = np.ascontiguousarray(self.uv_faces, dtype=np.int64)
+        if self.face_materials is None:
+            self.face_materials = np.zeros(len(self.faces), dtype=np.int64)
+        else:
+            self.face_materials = np.ascontiguousarray(self.face_materials, dtype=np.int64)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])
+
+    @property
+    def has_uvs(self) -> bool:
+        """True when every face has a UV triangle."""
+        return self.uv_faces is not None and self.uvs is not None and bool((self.uv_faces >= 0).all())
+
+    def copy_with(self, **changes) -> "Mesh":
+        """A shallow copy with some fields replaced (dataclasses.replace)."""
+        return replace(self, **changes)
+
+    def normalization(self) -> tuple[np.ndarray, float]:
+        """(center float64 [3], scale) such that ``(vertices - center) * scale`` lies in the unit sphere.
+
+        The center is the middle of the axis-aligned bounding box; the farthest vertex lands at radius 1.
+        """
+        lo, hi = self.vertices.min(axis=0), self.vertices.max(axis=0)
+        center = (lo + hi) / 2.0
+        radius = float(np.linalg.norm(self.vertices - center, axis=1).max())
+        return center, (1.0 / radius if radius > 0 else 1.0)
+
+    def to_render(self, device: torch.device | str = "cpu") -> RenderMesh:
+        """Tensors for rendering: positions normalized into the unit sphere, smooth normals, UVs.
+
+        See :class:`csdtex.render.mesh.RenderMesh` for the shapes and dtypes (float32 positions/normals/uvs, int32
+        faces/uv_faces/face_materials, all on ``device``).
+        """
+        center, scale = self.normalization()
+        positions = (self.vertices - center) * scale
+        normals = vertex_normals(positions, self.faces)
+        uvs = self.uvs if self.uvs is not None else np.zeros((1, 2))
+        uv_faces = self.uv_faces if self.uv_faces is not None else np.full_like(self.faces, -1)
+        as_f32 = dict(dtype=torch.float32, device=device)
+        return RenderMesh(
+            positions=torch.as_tensor(positions, **as_f32),
+            faces=torch.as_tensor(self.faces, dtype=torch.int32, device=device),
+            normals=torch.as_tensor(normals, **as_f32),
+            uvs=torch.as_tensor(uvs, **as_f32),
+            uv_faces=torch.as_tensor(uv_faces, dtype=torch.int32, device=device),
+            face_materials=torch.as_tensor(self.face_materials, dtype=torch.int32, device=device),
+            num_materials=len(self.materials),
+        )
+
+
+def weld_positions(vertices: np.ndarray, relative_tolerance: float = 1e-7) -> np.ndarray:
+    """Index of a representative vertex for every vertex, merging positions that coincide.
+
+    Args:
+        vertices: float [V, 3].
+        relative_tolerance: positions are snapped to a grid whose pitch is this fraction of the bounding-box
+            diagonal (so any coordinate scale works and bit-identical duplicates always merge).
+    Returns:
+        int64 [V], for each vertex the index (into ``vertices``) of the first vertex at the same position. Used for
+        normals and seam detection only; the exported mesh is never welded.
+    """
+    if len(vertices) == 0:
+        return np.zeros(0, dtype=np.int64)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    low = vertices.min(axis=0)
+    diagonal = float(np.linalg.norm(vertices.max(axis=0) - low))
+    pitch = relative_tolerance * diagonal if diagonal > 0 else 1.0
+    keys = np.round((vertices - low) / pitch).astype(np.int64)
+    _, first_index, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first_index[inverse.reshape(-1)].astype(np.int64)
+
+
+def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit vertex normals (float64 [V, 3]), area-weighted, shared by all vertices at the same position.
+
+    Args:
+        positions: float [V, 3], any coordinate frame (the normals are in the same frame).
+        faces: int [F, 3] counter-clockwise triangles indexing ``positions``; normals point to the side from which
+            the corners appear counter-clockwise.
+    Returns:
+        float64 [V, 3] unit vectors; vertices at the same position (see :func:`weld_positions`) get the same normal.
+        Vertices that touch no non-degenerate face get (0, 1, 0).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    welded = weld_positions(positions)
+    corners = positions[faces]  # [F, 3, 3]
+    face_normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # length = 2 * area
+    accumulated = np.zeros_like(positions)
+    for corner in range(3):
+        np.add.at(accumulated, welded[faces[:, corner]], face_normal)
+    accumulated = accumulated[welded]
+    length = np.linalg.norm(accumulated, axis=1, keepdims=True)
+    fallback = np.array([0.0, 1.0, 0.0])
+    return np.where(length > 1e-20, accumulated / np.maximum(length, 1e-20), fallback)
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, else ``name_1``, ``name_2``, ...: the first candidate not in ``taken`` (which is then added to it).
+
+    Used for material names (loaders, :func:`csdtex.mesh.unwrap.unwrap_uvs`); comparison is case-sensitive.
+    """
+    candidate, k = name, 1
+    while candidate in taken:
+        candidate, k = f"{name}_{k}", k + 1
+    taken.add(candidate)
+    return candidate

@@ -1,0 +1,42 @@
+"""The mesh the renderer draws: tensors on one device, normalized into the unit sphere.
+
+Made by :meth:`csdtex.mesh.Mesh.to_render`; consumed by :mod:`csdtex.render.views`, :mod:`csdtex.bake`,
+:mod:`csdtex.preview` and :mod:`csdtex.synthetic`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["RenderMesh"]
+
+
+@dataclass
+class RenderMesh:
+    """A mesh as tensors on one device, normalized into the unit sphere, for rasterization and shading.
+
+    Attributes:
+        positions: float32 [V, 3], ``(vertices - center) * scale`` (see :meth:`csdtex.mesh.Mesh.normalization`);
+            right-handed, +Y up, inside the unit sphere.
+        faces: int32 [F, 3].
+        normals: float32 [V, 3] unit vertex normals, area-weighted over faces sharing a *position* (so normals are
+            smooth across UV seams and duplicated vertices).
+        uvs: float32 [T, 2], (0, 0) = bottom-left of the texture image; a single dummy row when the mesh has no UVs.
+        uv_faces: int32 [F, 3]; rows of -1 for faces without UVs.
+        face_materials: int32 [F].
+        num_materials: number of materials (texture images) of the mesh.
+    """
+
+    positions: torch.Tensor
+    faces: torch.Tensor
+    normals: torch.Tensor
+    uvs: torch.Tensor
+    uv_faces: torch.Tensor
+    face_materials: torch.Tensor
+    num_materials: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.device
