@@ -3,7 +3,8 @@
 Public API (imported lazily, so ``import csdtex`` is cheap)::
 
     csdtex.paint(mesh, prompt, config) -> PaintResult     # csdtex.painting.paint
-    csdtex.PaintConfig                                      # csdtex.config.PaintConfig
+    csdtex.edit(mesh, prompt, source, config) -> EditResult # csdtex.editing.edit
+    csdtex.PaintConfig, csdtex.EditConfig                   # csdtex.config
     csdtex.load_mesh(path) -> Mesh                          # csdtex.mesh.load_mesh
 """
 
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "paint", "PaintConfig", "PaintResult", "load_mesh", "Mesh", "CsdtexError"]
+__all__ = ["__version__", "paint", "PaintConfig", "PaintResult", "edit", "EditConfig", "EditResult", "load_mesh", "Mesh",
+           "CsdtexError"]
 
 _LAZY = {
     "paint": ("csdtex.painting", "paint"),
     "PaintResult": ("csdtex.painting", "PaintResult"),
     "PaintConfig": ("csdtex.config", "PaintConfig"),
+    "edit": ("csdtex.editing", "edit"),
+    "EditResult": ("csdtex.editing", "EditResult"),
+    "EditConfig": ("csdtex.config", "EditConfig"),
     "load_mesh": ("csdtex.mesh", "load_mesh"),
     "Mesh": ("csdtex.mesh", "Mesh"),
     "CsdtexError": ("csdtex.errors", "CsdtexError"),

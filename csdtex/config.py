@@ -124,6 +124,31 @@ class PaintConfig:
         _check_guidance_keys(self.guidance, "the guidance options")
 
 
+DEFAULT_PRESERVE = 0.0
+"""Default weight of an edit's anchor to the original texture (:attr:`EditConfig.preserve`)."""
+
+
+@dataclass
+class EditConfig(PaintConfig):
+    """Options of an edit run (``csdtex edit`` / :func:`csdtex.edit`): every paint option, plus the anchor weight.
+
+    The edited texture keeps the input's UV layout and texture resolution, so ``texture_size`` and ``unwrap`` do not
+    apply; the negative prompt of an edit is its source description (``csdtex.edit``'s ``source``).
+    """
+
+    preserve: float | None = None
+    """Weight W of the L2 anchor ``W * mean((render - render_of_the_original)^2)`` over every rendered pixel, which
+    holds the edit close to the original texture; None = :data:`DEFAULT_PRESERVE`. 0 leaves only the CSD gradient
+    (the mask and the material selection are hard limits either way)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.preserve is not None and not self.preserve >= 0:
+            raise ConfigError(f"preserve must be 0 or positive (got {self.preserve})")
+        if self.unwrap:
+            raise ConfigError("an edit keeps the mesh's own UVs (its texture is mapped by them): drop --unwrap")
+
+
 DEFAULT_MODEL = BUILTIN_MODEL
 """The prior used when ``model`` is None: csdtex's built-in tiny prior (its alias, ``"tiny"``)."""
 

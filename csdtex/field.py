@@ -39,6 +39,7 @@ __all__ = [
     "TextureModel",
     "FieldConfig",
     "ImplicitTextureField",
+    "ResidualField",
     "UVTexture",
     "query_texture",
 ]
@@ -134,6 +135,28 @@ class ImplicitTextureField(TextureModel):
             raise ValueError(f"points must have shape [N, 3], got {tuple(points.shape)}")
         points01 = ((points + 1.0) * 0.5).clamp(0.0, 1.0)
         return torch.sigmoid(self.mlp(self.encoding(points01)))
+
+
+class ResidualField(ImplicitTextureField):
+    """A colour *change* as a function of the surface position: the same hash grid and MLP as
+    :class:`ImplicitTextureField`, with ``tanh`` instead of ``sigmoid`` and the last layer initialised to zero, so it
+    starts as exactly 0 everywhere (an edit with zero steps reproduces its input).
+
+    Shapes: ``forward(points float32 [N, 3], uvs=None, materials=None) -> float32 [N, 3]`` in (-1, 1).
+    """
+
+    def __init__(self, config: FieldConfig | None = None) -> None:
+        super().__init__(config)
+        last = self.mlp[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, points: Tensor, uvs: Tensor | None = None, materials: Tensor | None = None) -> Tensor:
+        """Colour change float32 [N, 3] in (-1, 1) at ``points`` float32 [N, 3] in [-1, 1]^3."""
+        if points.ndim != 2 or points.shape[-1] != 3:
+            raise ValueError(f"points must have shape [N, 3], got {tuple(points.shape)}")
+        points01 = ((points + 1.0) * 0.5).clamp(0.0, 1.0)
+        return torch.tanh(self.mlp(self.encoding(points01)))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -76,14 +76,20 @@ def sample_step_views(run: PreparedRun, generator: torch.Generator) -> StepViews
                      backgrounds=to_device(backgrounds, run.device), lit=lit)
 
 
-def training_step(run: PreparedRun, model: TextureModel, objective: Objective, views: StepViews, progress: float,
-                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Render ``model`` from ``views`` at the run's render resolution and evaluate ``objective``: (loss, metrics)."""
+def render_step_views(run: PreparedRun, model: TextureModel, views: StepViews) -> torch.Tensor:
+    """float32 [B, H, W, 3] in [0, 1]: ``model`` rendered from ``views`` (their backgrounds and shading) at the
+    run's render resolution; differentiable w.r.t. the model's parameters."""
     rendered = render_views(
         run.render_mesh, model, views.cameras, run.config.render_resolution, background=views.backgrounds,
         shading="lit" if views.lit else "albedo", backend=run.backend,
     )
-    return objective(rendered.image, views, progress, generator)
+    return rendered.image
+
+
+def training_step(run: PreparedRun, model: TextureModel, objective: Objective, views: StepViews, progress: float,
+                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Render ``model`` from ``views`` at the run's render resolution and evaluate ``objective``: (loss, metrics)."""
+    return objective(render_step_views(run, model, views), views, progress, generator)
 
 
 def make_optimizer(model: TextureModel, learning_rate: float) -> torch.optim.Optimizer:

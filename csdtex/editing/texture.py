@@ -1,0 +1,126 @@
+"""The texture model of an edit: the input texture (learnable) plus a residual field, inside the editable region.
+
+For material ``m`` with input texture ``O_m`` (float [3, H, W] in [0, 1]), editable weights ``M_m`` ([H, W] in
+[0, 1], :class:`~csdtex.editing.region.EditRegion`) and learnable texels ``L_m = sigmoid(logits_m)`` initialised to
+``O_m``, the colour of a surface point ``p`` with texture coordinate ``uv`` is::
+
+    E_m     = O_m + M_m * (L_m - O_m)                          (texel values; = O_m wherever M_m = 0)
+    colour  = clamp(bilinear(E_m, uv) + bilinear(M_m, uv) * R(p), 0, 1)
+
+with ``R`` a :class:`~csdtex.field.ResidualField` on the surface (0 at the start, continuous across UV seams, so an
+edit stays coherent where charts meet). Baking writes ``clamp(E_m + M_m * R(p_texel))`` at every texel of the input
+texture's own size; texels with ``M_m = 0`` keep their input bytes exactly.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from csdtex.field import FieldConfig, ResidualField, TextureModel
+
+# A quarter of an 8-bit level keeps the logits of 0 and 255 finite and rounds back to the same byte.
+_COLOR_EPS = 0.25 / 255.0
+
+
+class EditableTexture(TextureModel):
+    """See the module docstring.
+
+    Args:
+        images: uint8 [H_m, W_m, 3] per material (row 0 = top, v = 1), the input textures (a small flat image for a
+            material without texture).
+        weights: float32 [H_m, W_m] in [0, 1] per material, the editable region at each texture's size.
+        field: the residual field's hash-grid configuration.
+
+    Shapes: ``forward(points float32 [N, 3], uvs float32 [N, 2], materials int [N] or None) -> float32 [N, 3]`` in
+    [0, 1]; ``uvs`` (0, 0) = bottom-left of the image, sampled bilinearly with border clamping like
+    :class:`~csdtex.field.UVTexture`.
+    """
+
+    uses_uvs: ClassVar[bool] = True
+
+    def __init__(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray], field: FieldConfig) -> None:
+        super().__init__()
+        if len(images) != len(weights) or not images:
+            raise ValueError(f"need one weight map per image, got {len(images)} images and {len(weights)} maps")
+        self.num_materials = len(images)
+        self.logits = nn.ParameterList()
+        for index, (image, weight) in enumerate(zip(images, weights)):
+            if image.shape[:2] != weight.shape:
+                raise ValueError(f"material {index}: weights {weight.shape} do not match the image {image.shape[:2]}")
+            original = torch.from_numpy(np.ascontiguousarray(image[..., :3])).float().div(255.0).permute(2, 0, 1)
+            self.register_buffer(f"original_{index}", original[None], persistent=False)
+            self.register_buffer(f"weight_{index}", torch.from_numpy(weight.astype(np.float32))[None, None],
+                                 persistent=False)
+            self.logits.append(nn.Parameter(torch.logit(original.clamp(_COLOR_EPS, 1 - _COLOR_EPS))[None]))
+        self.residual = ResidualField(field)
+
+    def original(self, material: int) -> Tensor:
+        """float32 [1, 3, H, W] input texture of ``material`` in [0, 1]."""
+        return getattr(self, f"original_{material}")
+
+    def weight(self, material: int) -> Tensor:
+        """float32 [1, 1, H, W] editable weights of ``material``."""
+        return getattr(self, f"weight_{material}")
+
+    def texels(self, material: int) -> Tensor:
+        """``E_m``: float32 [1, 3, H, W] texel values of ``material`` (differentiable)."""
+        original, weight = self.original(material), self.weight(material)
+        return original + weight * (torch.sigmoid(self.logits[material]) - original)
+
+    def forward(self, points: Tensor, uvs: Tensor | None, materials: Tensor | None = None) -> Tensor:
+        return self._colors(points, uvs, materials, edited=True)
+
+    def original_colors(self, points: Tensor, uvs: Tensor | None, materials: Tensor | None = None) -> Tensor:
+        """The input texture's colour at the same samples (no edit, no gradient): float32 [N, 3] in [0, 1]."""
+        with torch.no_grad():
+            return self._colors(points, uvs, materials, edited=False)
+
+    def _colors(self, points: Tensor, uvs: Tensor | None, materials: Tensor | None, edited: bool) -> Tensor:
+        if uvs is None:
+            raise ValueError("EditableTexture needs uvs (the mesh's own texture coordinates)")
+        # grid_sample: x = -1 is the left edge, y = -1 the top edge (row 0), so y = 1 - 2v puts v = 1 on row 0.
+        grid = torch.stack([uvs[:, 0] * 2.0 - 1.0, 1.0 - uvs[:, 1] * 2.0], dim=-1).float()
+        residual = self.residual(points) if edited else None
+        if materials is None or self.num_materials == 1:
+            return self._material_colors(0, grid, residual, edited)
+        materials = materials.long()
+        colors = grid.new_zeros(grid.shape[0], 3)
+        for material in range(self.num_materials):
+            selected = torch.nonzero(materials == material).squeeze(1)
+            if selected.numel():
+                part = self._material_colors(material, grid[selected],
+                                             None if residual is None else residual[selected], edited)
+                colors = colors.index_copy(0, selected, part)
+        return colors
+
+    def _material_colors(self, material: int, grid: Tensor, residual: Tensor | None, edited: bool) -> Tensor:
+        if not edited:
+            return _sample(self.original(material), grid)
+        color = _sample(self.texels(material), grid)
+        weight = _sample(self.weight(material), grid)
+        return (color + weight * residual).clamp(0.0, 1.0)
+
+
+def _sample(image: Tensor, grid: Tensor) -> Tensor:
+    """image [1, C, H, W], grid [n, 2] in grid_sample coordinates -> [n, C] (bilinear, border clamp)."""
+    sampled = F.grid_sample(image, grid.view(1, 1, -1, 2), mode="bilinear", padding_mode="border", align_corners=False)
+    return sampled[0, :, 0, :].transpose(0, 1)
+
+
+class OriginalTextureView(TextureModel):
+    """The input texture of an :class:`EditableTexture`, as a texture model of its own (for rendering the anchor's
+    reference views and "before" previews)."""
+
+    uses_uvs: ClassVar[bool] = True
+
+    def __init__(self, texture: EditableTexture) -> None:
+        super().__init__()
+        self._texture = [texture]  # not a submodule: its parameters belong to the edit
+
+    def forward(self, points: Tensor, uvs: Tensor | None, materials: Tensor | None = None) -> Tensor:
+        return self._texture[0].original_colors(points, uvs, materials)
