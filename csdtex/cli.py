@@ -104,49 +104,116 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
     click.echo(f"wrote {out_path} ({frames} frames, {size}x{size})")
 
 
+def _run_options(*, paint: bool):
+    """The options ``csdtex paint`` and ``csdtex edit`` share (``paint=True`` adds the paint-only ones); each maps to
+    one :class:`csdtex.config.PaintConfig` field of the same name, applied over ``--config`` by :func:`_run_config`."""
+    options = [
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+                     help="Output folder (default: csdtex-out/<mesh name>)."),
+        click.option("--model", default=None,
+                     help="Prior: an alias from `csdtex models`, a local diffusers folder or a hub id [default: tiny, "
+                          "the built-in prior: offline, CPU-friendly, flat colours and simple patterns only]."),
+        click.option("--steps", type=int, default=None,
+                     help="Optimization steps [default: 1000; 200 with the built-in prior]."),
+        click.option("--views-per-step", type=int, default=None, help="Random views per step [default: 4]."),
+        click.option("--guidance", "guidance_method", type=click.Choice(GUIDANCE_METHODS), default=None,
+                     help="csd: Classifier Score Distillation; sds: the Score Distillation Sampling baseline "
+                          "[default: csd]."),
+        click.option("--seed", type=int, default=None, help="Random seed [default: 0]."),
+        click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto]."),
+        click.option("--renderer", type=click.Choice(BACKENDS), default=None,
+                     help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch]."),
+        click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder."),
+        click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+                     help="TOML file of options (command-line options override it)."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    if paint:
+        options += [
+            click.option("--negative", "negative_prompt", default=None,
+                         help="Negative prompt (default: the preset's; \"\" disables it)."),
+            click.option("--texture-size", type=int, default=None,
+                         help="Baked texture size in texels [default: 1024; 512 with the built-in prior]."),
+            click.option("--unwrap", is_flag=True, default=None, help="Re-unwrap UVs with xatlas even if the mesh has UVs."),
+        ]
+
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+_NOT_CONFIG = ("out_dir", "resume", "config_file", "quiet")
+
+
+def _run_config(config_type, options: dict):
+    """A ``config_type`` built from ``--config`` (if given) with the command-line options (those not None) over it."""
+    from csdtex.config import apply_overrides, load_config_file
+
+    config = load_config_file(options["config_file"], config_type()) if options["config_file"] else config_type()
+    values = {k: v for k, v in options.items() if k not in _NOT_CONFIG and v is not None}
+    return apply_overrides(config, values, source="the command line")
+
+
+def _echo(kind: str):
+    return lambda message: click.echo(f"{kind}: {message}", err=True)
+
+
+def _default_out(mesh_path: Path, out_dir: Path | None) -> Path:
+    from csdtex.export import safe_asset_name
+
+    return out_dir or Path("csdtex-out") / safe_asset_name(mesh_path.stem)
+
+
 @main.command()
 @click.argument("mesh_path", metavar="MESH", type=click.Path(path_type=Path))
 @click.argument("prompt")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder (default: csdtex-out/<mesh name>).")
-@click.option("--model", default=None,
-              help="Prior: an alias from `csdtex models`, a local diffusers folder or a hub id [default: tiny, the "
-                   "built-in prior: offline, CPU-friendly, flat colours and simple patterns only].")
-@click.option("--negative", default=None, help="Negative prompt (default: the preset's; \"\" disables it).")
-@click.option("--steps", type=int, default=None, help="Optimization steps [default: 1000; 200 with the built-in prior].")
-@click.option("--views-per-step", type=int, default=None, help="Random views per step [default: 4].")
-@click.option("--texture-size", type=int, default=None, help="Baked texture size in texels [default: 1024; 512 with the built-in prior].")
-@click.option("--guidance", type=click.Choice(GUIDANCE_METHODS), default=None,
-              help="csd: Classifier Score Distillation; sds: the Score Distillation Sampling baseline [default: csd].")
-@click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
-@click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto].")
-@click.option("--renderer", type=click.Choice(BACKENDS), default=None,
-              help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch].")
-@click.option("--unwrap", is_flag=True, default=None, help="Re-unwrap UVs with xatlas even if the mesh has UVs.")
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="TOML file of options (command-line options override it).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None, negative: str | None,
-          steps: int | None, views_per_step: int | None, texture_size: int | None, guidance: str | None,
-          seed: int | None, device: str | None, renderer: str | None, unwrap: bool | None, resume: bool,
-          config_file: Path | None, quiet: bool) -> None:
+@_run_options(paint=True)
+def paint(mesh_path: Path, prompt: str, **options) -> None:
     """Paint a texture onto MESH from a text PROMPT with Classifier Score Distillation."""
-    from csdtex.config import PaintConfig, apply_overrides, load_config_file
-    from csdtex.export import safe_asset_name
+    from csdtex.config import PaintConfig
     from csdtex.painting import paint as run_paint
 
-    config = load_config_file(config_file) if config_file else PaintConfig()
-    options = {"model": model, "negative_prompt": negative, "steps": steps, "views_per_step": views_per_step,
-               "texture_size": texture_size, "guidance_method": guidance, "seed": seed, "device": device,
-               "renderer": renderer, "unwrap": unwrap}
-    config = apply_overrides(config, {k: v for k, v in options.items() if v is not None}, source="the command line")
-    out_dir = out_dir or Path("csdtex-out") / safe_asset_name(mesh_path.stem)
-    result = run_paint(mesh_path, prompt, config, out_dir=out_dir, resume=resume, show_progress=not quiet,
-                       notify=lambda message: click.echo(f"note: {message}", err=True),
-                       warn=lambda message: click.echo(f"warning: {message}", err=True))
+    config = _run_config(PaintConfig, options)
+    result = run_paint(mesh_path, prompt, config, out_dir=_default_out(mesh_path, options["out_dir"]),
+                       resume=options["resume"], show_progress=not options["quiet"], notify=_echo("note"),
+                       warn=_echo("warning"))
     click.echo(f"textured mesh: {result.files.obj} and {result.files.glb}")
     click.echo(f"preview:       {result.preview} ({result.preview_sheet.name})")
+    click.echo(f"run record:    {result.run_json}")
+    click.echo("timings:       " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+
+
+@main.command()
+@click.argument("mesh_path", metavar="MESH", type=click.Path(path_type=Path))
+@click.argument("prompt")
+@click.option("--source", required=True,
+              help="What the texture shows now, e.g. \"a red object\" (the edit moves away from it).")
+@click.option("--mask", type=click.Path(path_type=Path), default=None,
+              help="UV-space PNG limiting the edit: white = editable (greyscale or RGBA alpha; the texture's aspect).")
+@click.option("--material", "materials", multiple=True,
+              help="Edit only this material (OBJ usemtl / glTF material name); repeatable; combines with --mask.")
+@click.option("--preserve", type=float, default=None,
+              help="Weight of the anchor to the original texture (0 = none) [default: 0; see docs/design.md].")
+@_run_options(paint=False)
+def edit(mesh_path: Path, prompt: str, source: str, mask: Path | None, materials: tuple[str, ...],
+         **options) -> None:
+    """Edit the texture of a textured MESH to match PROMPT, inside its own UV layout."""
+    from csdtex.config import EditConfig
+    from csdtex.editing import edit as run_edit
+
+    config = _run_config(EditConfig, options)
+    result = run_edit(mesh_path, prompt, source, config, out_dir=_default_out(mesh_path, options["out_dir"]),
+                      mask=mask, materials=materials, resume=options["resume"], show_progress=not options["quiet"],
+                      notify=_echo("note"), warn=_echo("warning"))
+    metrics = result.metrics
+    click.echo(f"edited mesh:   {result.files.obj} and {result.files.glb}")
+    click.echo(f"before/after:  {result.before_after} ({result.before_after_sheet.name})")
+    click.echo(f"start-up fit:  max {metrics['fit_error_max']:.0f}, rms {metrics['fit_error_rms']:.2f} (8-bit levels); "
+               f"changed {100 * metrics['changed_inside']:.1f}% of the editable texels, "
+               f"{metrics['changed_outside']} outside")
     click.echo(f"run record:    {result.run_json}")
     click.echo("timings:       " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
 

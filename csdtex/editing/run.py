@@ -192,7 +192,8 @@ def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
 
 
 def write_before_after(run: PreparedRun, before: list[np.ndarray], after: list[np.ndarray]) -> tuple[Path, Path]:
-    """``<name>_before_after.gif`` (input left, edit right, one orbit) and its 6-view sheet ``.png``."""
+    """``<name>_before_after.gif`` (input left, edit right, one orbit) and a 6-view sheet ``<name>_before_after.png``
+    (the input in the top row, the edit below)."""
     from csdtex.field import UVTexture
 
     frames = [
@@ -201,10 +202,9 @@ def write_before_after(run: PreparedRun, before: list[np.ndarray], after: list[n
                          backend=run.backend)
         for images in (before, after)
     ]
-    side_by_side = np.concatenate(frames, axis=2)
-    gif = write_preview(side_by_side, run.out_dir / f"{run.name}_before_after.gif")
-    sheet = write_preview(side_by_side[:: max(1, len(side_by_side) // 6)][:6],
-                          run.out_dir / f"{run.name}_before_after.png")
+    gif = write_preview(np.concatenate(frames, axis=2), run.out_dir / f"{run.name}_before_after.gif")
+    above_below = np.concatenate(frames, axis=1)  # each sheet column: the input above, the edit below
+    sheet = write_preview(above_below[:: max(1, len(above_below) // 6)][:6], run.out_dir / f"{run.name}_before_after.png")
     return gif, sheet
 
 

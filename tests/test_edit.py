@@ -1,0 +1,229 @@
+"""`csdtex edit`: the region limits are exact, the input round-trips, bad input gets one line, and with the built-in
+prior an edit from "a red object" to "a blue object" moves the edited texels from red to blue."""
+
+from __future__ import annotations
+
+import colorsys
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from click.testing import CliRunner
+from PIL import Image
+
+import csdtex
+from csdtex.cli import main
+from csdtex.config import EditConfig, PaintConfig
+from csdtex.editing.region import feathered
+from csdtex.export import export_all
+from csdtex.guidance.random_priors import build_tiny_latent_folder
+from csdtex.mesh import Material, Mesh, load_mesh
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def gradient_texture(height: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def two_material_box(folder: Path, fmt: str = "obj") -> Path:
+    """A box whose +Y half of the faces uses material "lid" (32x32 texture) and the rest "body" (16x32, wide)."""
+    box = trimesh.creation.box()
+    faces = np.asarray(box.faces)
+    vertices = np.asarray(box.vertices)
+    uvs, uv_faces = [], []
+    for index, face in enumerate(faces):  # every triangle gets its own UV triangle in a 4x4 grid of cells
+        cell_u, cell_v = (index % 4) / 4.0, (index // 4) / 4.0
+        base = len(uvs)
+        uvs += [(cell_u + 0.02, cell_v + 0.02), (cell_u + 0.23, cell_v + 0.02), (cell_u + 0.02, cell_v + 0.23)]
+        uv_faces.append((base, base + 1, base + 2))
+    lid = vertices[faces].mean(axis=1)[:, 1] > 0.25
+    mesh = Mesh(vertices, faces, np.array(uvs), np.array(uv_faces), face_materials=np.where(lid, 0, 1),
+                materials=[Material("lid"), Material("body")])
+    files = export_all(mesh, [gradient_texture(32, 32, 1), gradient_texture(16, 32, 2)], folder, "box")
+    return files.obj if fmt == "obj" else files.glb
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory) -> Path:
+    return build_tiny_latent_folder(tmp_path_factory.mktemp("edit_prior") / "latent")
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory) -> Path:
+    return two_material_box(tmp_path_factory.mktemp("box"))
+
+
+def quick(prior: Path, **overrides) -> EditConfig:
+    values = dict(model=str(prior), steps=3, views_per_step=2, preview_frames=2, preview_size=32,
+                  learning_rate=0.2)
+    values.update(overrides)
+    return EditConfig(**values)
+
+
+def half_mask(path: Path, height: int, width: int, rgba: bool = False) -> Path:
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[:, : width // 2] = 255  # left half (u < 0.5) editable
+    image = Image.fromarray(np.stack([np.zeros_like(mask)] * 3 + [mask], -1), "RGBA") if rgba else Image.fromarray(mask)
+    image.save(path)
+    return path
+
+
+def test_feather_ramps_in_over_two_texels():
+    region = np.zeros((1, 8), dtype=bool)
+    region[0, 2:] = True
+    assert feathered(region)[0].tolist() == [0, 0, 0.5, 1, 1, 1, 1, 1]
+    assert feathered(np.ones((3, 3), dtype=bool)).min() == 1.0
+
+
+@pytest.mark.parametrize("fmt", ["obj", "glb"])
+def test_edit_keeps_layout_sizes_and_the_outside_of_the_mask_exactly(tmp_path, prior, fmt):
+    source = two_material_box(tmp_path / "in", fmt)
+    original = load_mesh(source)
+    mask = half_mask(tmp_path / "mask.png", 64, 64, rgba=(fmt == "glb"))  # resized to each texture; RGBA uses alpha
+    result = csdtex.edit(source, "a blue box", "a red box", quick(prior), out_dir=tmp_path / "out", mask=mask,
+                         show_progress=False)
+    edited = load_mesh(result.files.obj)
+    assert np.array_equal(edited.faces, original.faces) and np.array_equal(edited.uv_faces, original.uv_faces)
+    assert np.allclose(edited.vertices, original.vertices) and np.allclose(edited.uvs, original.uvs)
+    glb = load_mesh(result.files.glb)
+    assert len(glb.faces) == len(original.faces)
+    for before, after_png in zip(original.materials, result.files.textures):
+        after = np.asarray(Image.open(after_png).convert("RGB"))
+        assert after.shape == before.texture.shape
+        width = after.shape[1]
+        assert np.array_equal(after[:, width // 2:], before.texture[:, width // 2:]), "outside the mask changed"
+        assert (after[:, : width // 2] != before.texture[:, : width // 2]).any(), "nothing changed inside the mask"
+    assert result.metrics["changed_outside"] == 0 and result.metrics["changed_inside"] > 0
+    assert result.metrics["fit_error_max"] == 0.0
+    record = json.loads(result.run_json.read_text())
+    assert record["edit"]["source"] == "a red box" and record["config"]["guidance"]["negative_prompt"] == "a red box"
+    assert record["edit"]["mask"]["sha256"] and len(record["edit"]["source_textures"]) == 2
+    assert result.before_after.exists() and Image.open(result.before_after_sheet).size == (2 * 32, 2 * 32)
+
+
+def test_material_limit_leaves_other_materials_byte_identical(tmp_path, prior, box):
+    original = load_mesh(box)
+    result = csdtex.edit(box, "a blue box", "a red box", quick(prior), out_dir=tmp_path, materials=["body"],
+                         show_progress=False)
+    lid, body = (np.asarray(Image.open(p).convert("RGB")) for p in result.files.textures)
+    assert np.array_equal(lid, original.materials[0].texture)
+    assert not np.array_equal(body, original.materials[1].texture)
+
+
+def test_an_edit_without_steps_of_any_size_reproduces_the_input(tmp_path, prior, box):
+    original = load_mesh(box)
+    result = csdtex.edit(box, "a blue box", "a red box", quick(prior, steps=1, learning_rate=1e-12),
+                         out_dir=tmp_path, show_progress=False)
+    assert result.metrics["fit_error_max"] == 0.0 and result.metrics["fit_error_rms"] == 0.0
+    for before, after in zip(original.materials, result.textures):
+        assert np.array_equal(before.texture, after)
+
+
+def test_edit_cli_writes_outputs_and_reports_the_fit(tmp_path, prior, box):
+    out = tmp_path / "out"
+    result = invoke("edit", str(box), "a blue box", "--source", "a red box", "--model", str(prior), "--steps", "2",
+                    "--views-per-step", "1", "--material", "lid", "--preserve", "5", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "start-up fit:  max 0" in result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["box.glb", "box.mtl", "box.obj", "box_before_after.gif", "box_before_after.png", "box_body.png",
+                     "box_lid.png", "box_turntable.gif", "box_views.png", "run.json"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["edit"]["materials"] == ["lid"] and record["edit"]["preserve"] == 5.0
+
+
+def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
+    untextured = tmp_path / "plain.obj"
+    trimesh.creation.box().export(untextured)
+    not_image = tmp_path / "mask.png"
+    not_image.write_text("not an image")
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(black)
+    tall = tmp_path / "tall.png"
+    Image.fromarray(np.full((64, 16), 255, dtype=np.uint8)).save(tall)
+    broken_texture = tmp_path / "broken"
+    broken_texture.mkdir()
+    for name in ("box.obj", "box.mtl"):
+        (broken_texture / name).write_bytes((box.parent / name).read_bytes())
+    for png in box.parent.glob("box_*.png"):
+        (broken_texture / png.name).write_bytes(b"\x89PNG broken")
+    cases = [
+        ([str(untextured), "a blue box", "--source", "a red box"], "no texture to edit"),
+        ([str(broken_texture / "box.obj"), "a blue box", "--source", "a red box"], "no texture to edit"),
+        ([str(box), "a blue box", "--source", "a red box", "--mask", str(not_image)], "is not an image"),
+        ([str(box), "a blue box", "--source", "a red box", "--mask", str(tmp_path / "none.png")], "does not exist"),
+        ([str(box), "a blue box", "--source", "a red box", "--mask", str(black)], "leaves nothing"),
+        ([str(box), "a blue box", "--source", "a red box", "--mask", str(tall)], "aspect ratio"),
+        ([str(box), "a blue box", "--source", "a red box", "--material", "lidd"], "'lid', 'body'"),
+        ([str(box), "  ", "--source", "a red box"], "prompt is empty"),
+        ([str(box), "a blue box", "--source", " "], "source description is empty"),
+        ([str(box), "a Blue  box", "--source", "a blue box"], "are the same"),
+        ([str(box), "a blue box", "--source", "a red box", "--unwrap"], "No such option"),
+    ]
+    out = tmp_path / "out"
+    for args, message in cases:
+        result = invoke("edit", *args, "--model", str(prior), "--out", str(out), "--quiet")
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+        if message != "No such option":
+            assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+        assert not out.exists(), args
+
+
+def mean_hue(texture: np.ndarray, where: np.ndarray | None = None) -> tuple[float, float]:
+    """Circular mean hue in degrees and mean saturation of RGB texels (optionally only ``where``)."""
+    pixels = texture.reshape(-1, 3).astype(np.float64) / 255.0
+    if where is not None:
+        pixels = pixels[where.reshape(-1)]
+    hsv = np.array([colorsys.rgb_to_hsv(*p) for p in pixels[:: max(1, len(pixels) // 4000)]])
+    angles = hsv[:, 0] * 2 * np.pi
+    weights = hsv[:, 1]
+    hue = np.degrees(np.arctan2((np.sin(angles) * weights).sum(), (np.cos(angles) * weights).sum())) % 360
+    return float(hue), float(weights.mean())
+
+
+def is_red(hue: float) -> bool:
+    return hue < 30 or hue > 330
+
+
+def is_blue(hue: float) -> bool:
+    return 190 < hue < 270
+
+
+@pytest.fixture(scope="module")
+def red_vase(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("red_vase")
+    config = PaintConfig(steps=80, texture_size=64, preview_frames=2, preview_size=32, seed=1)
+    result = csdtex.paint(ROOT / "assets" / "meshes" / "vase.obj", "a red object", config, out_dir=out,
+                          show_progress=False)
+    assert is_red(mean_hue(result.textures[0])[0]), mean_hue(result.textures[0])
+    return result.files.obj
+
+
+def test_builtin_prior_edit_moves_red_to_blue_and_a_half_mask_moves_only_its_half(tmp_path, red_vase):
+    before = load_mesh(red_vase).materials[0].texture
+    config = EditConfig(steps=80, preview_frames=2, preview_size=32, seed=2)
+    whole = csdtex.edit(red_vase, "a blue object", "a red object", config, out_dir=tmp_path / "whole",
+                        show_progress=False)
+    hue, saturation = mean_hue(whole.textures[0])
+    assert is_blue(hue) and saturation > 0.2, (hue, saturation)
+
+    height, width = before.shape[:2]
+    mask = half_mask(tmp_path / "half.png", height, width)
+    half = csdtex.edit(red_vase, "a blue object", "a red object", config, out_dir=tmp_path / "half", mask=mask,
+                       show_progress=False)
+    left = np.zeros((height, width), dtype=bool)
+    left[:, : width // 2 - 2] = True  # inside the mask, past the 2-texel feather
+    right = np.zeros((height, width), dtype=bool)
+    right[:, width // 2:] = True
+    assert is_blue(mean_hue(half.textures[0], left)[0]), mean_hue(half.textures[0], left)
+    assert np.array_equal(half.textures[0][right], before[right])
+    assert is_red(mean_hue(half.textures[0], right)[0])
