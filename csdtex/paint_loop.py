@@ -151,7 +151,7 @@ def paint(
     for warning in source_mesh.warnings:
         warn(warning)
     if prior.vocabulary:
-        from csdtex.guidance.tiny_prior import unknown_words_message
+        from csdtex.guidance.vocabulary import unknown_words_message
 
         negative = config.guidance.negative_prompt if config.guidance.method == "csd" else None
         for text, where in ((prompt, ""), (negative, "in the negative prompt: ")):
