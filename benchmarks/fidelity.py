@@ -2,19 +2,20 @@
 
 For every prompt of :data:`PROMPTS` (36 prompts over the synthetic vocabulary: 6 patterns x 6 colour choices) on
 every benchmark mesh (``assets/meshes`` vase, duck, crate: none of them is a mesh the prior or the classifier was
-trained on; those use trimesh primitives, :data:`csdtex.synthetic.SHAPES`), and for every method:
+trained on; those use trimesh primitives, :data:`csdtex.tinyprior.vocabulary.SHAPES`), and for every method:
 
 - ``csd`` / ``sds``: :func:`csdtex.paint` with ``guidance_method`` = the method and otherwise identical
   settings (same steps, views per step, seed, texture size, prior loaded once);
-- ``reference``: the ground-truth procedural texture of the prompt (:class:`csdtex.synthetic.ProceduralTexture`,
-  nominal colours) drawn directly on the mesh, no prior involved: the classifier's ceiling on these meshes;
+- ``reference``: the ground-truth procedural texture of the prompt
+  (:class:`csdtex.tinyprior.textures.ProceduralTexture`, nominal colours) drawn directly on the mesh, no prior
+  involved: the classifier's ceiling on these meshes;
 
 the result is rendered as a turntable (:func:`csdtex.preview.turntable_frames`: ``--frames`` views at 64x64, albedo
 shading over white by default (``--shading``, ``--background``), elevation 15 degrees; the painted textures through
 their baked UV texture, i.e. exactly what is exported), classified with the shipped attribute classifier
-(:func:`csdtex.attributes.classify_views`, probabilities averaged over the views) and scored: colour correct when
-the k most probable colours are exactly the prompt's k colours (order ignored), pattern correct when the most
-probable pattern is the prompt's (see :mod:`csdtex.attributes`).
+(:func:`csdtex.tinyprior.attributes.classify_views`, probabilities averaged over the views) and scored: colour correct
+when the k most probable colours are exactly the prompt's k colours (order ignored), pattern correct when the most
+probable pattern is the prompt's (see :mod:`csdtex.tinyprior.attributes`).
 
 Outputs (in ``--out``, default ``benchmarks/results``): ``fidelity.json`` (settings, per-method accuracies overall /
 per mesh / per pattern, the targets and whether they are met, every run with its predictions and timings) and
@@ -59,9 +60,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
-from csdtex import attributes  # noqa: E402
 from csdtex.fileio import atomic_path, write_text_atomic  # noqa: E402
-from csdtex.synthetic import GENERIC_NOUN, ProceduralTexture, TextureSpec, random_texture_spec  # noqa: E402
+from csdtex.tinyprior import attributes  # noqa: E402
+from csdtex.tinyprior.textures import ProceduralTexture, TextureSpec, random_texture_spec  # noqa: E402
+from csdtex.tinyprior.vocabulary import GENERIC_NOUN  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "assets" / "priors" / "tiny"
 """The built-in prior's folder in a checkout (the default ``--model`` when it exists)."""
@@ -84,8 +86,8 @@ class BenchmarkPrompt:
 
     def text(self, noun: str = GENERIC_NOUN) -> str:
         """The prompt on an object called ``noun``, phrased with the short caption template of
-        :meth:`csdtex.synthetic.TextureSpec.caption` (e.g. ``"a red and white striped object"``); any noun works
-        (``"a blue and yellow checkered vase"``)."""
+        :meth:`csdtex.tinyprior.textures.TextureSpec.caption` (e.g. ``"a red and white striped object"``); any noun
+        works (``"a blue and yellow checkered vase"``)."""
         text = TextureSpec(self.pattern, self.colors).caption(GENERIC_NOUN, template=0)
         if noun == GENERIC_NOUN:
             return text
@@ -112,7 +114,8 @@ PROMPTS: tuple[BenchmarkPrompt, ...] = tuple(
 )
 """The 36 benchmark prompts, interleaved by pattern (so any prefix covers the patterns evenly). Every colour appears
 5 or 6 times (66 colour slots). No solid white (invisible over the white background of the benchmark renders) and
-no solid purple (a combination held out of the prior's training data, :data:`csdtex.synthetic.HELD_OUT_COMBOS`)."""
+no solid purple (a combination held out of the prior's training data,
+:data:`csdtex.tinyprior.synthetic.HELD_OUT_COMBOS`)."""
 
 
 # ======================================================================================================================

@@ -1,14 +1,15 @@
-"""Train the attribute classifier of the fidelity benchmark (csdtex.attributes) on synthetic renders, on the CPU.
+"""Train the attribute classifier of the fidelity benchmark (csdtex.tinyprior.attributes) on synthetic renders, on the
+CPU.
 
-Data (:func:`csdtex.synthetic.generate_dataset`, 64x64; one view per object for training, so that 30k images are
-30k different objects; two per object for evaluation):
+Data (:func:`csdtex.tinyprior.synthetic.generate_dataset`, 64x64; one view per object for training, so that 30k images
+are 30k different objects; two per object for evaluation):
 
 - Splits: the built-in prior trains on split ``train`` only (``benchmarks/train_prior.py``). The classifier trains on
   the two splits the prior never sees: ``test`` (same distribution as ``train`` from a disjoint seed stream and
   disjoint mesh pool: every pattern / colour, minus the held-out combinations) for ``1 - --held-out-share`` of the
-  images, and ``held_out`` (only the combinations of :data:`csdtex.synthetic.HELD_OUT_COMBOS`, e.g. solid purple,
-  orange boxes, checkered tori) for the rest, so that the classifier has seen every colour with every pattern and
-  does not learn the prior's gaps as rules (e.g. "solid is never purple"). Neither split is used to train the prior;
+  images, and ``held_out`` (only the combinations of :data:`csdtex.tinyprior.synthetic.HELD_OUT_COMBOS`, e.g. solid
+  purple, orange boxes, checkered tori) for the rest, so that the classifier has seen every colour with every pattern
+  and does not learn the prior's gaps as rules (e.g. "solid is never purple"). Neither split is used to train the prior;
   the prior's held-out loss only reads ``test`` renders, which is unaffected.
 - Evaluation: the same two splits from ``--eval-seed`` (disjoint objects and mesh pools: every object and mesh of a
   dataset is seeded by (seed, split, index)).
@@ -20,7 +21,7 @@ Data (:func:`csdtex.synthetic.generate_dataset`, 64x64; one view per object for 
   and Gaussian pixel noise (sigma up to 0.03), so that painted, baked textures (softer than procedural ones) stay in
   distribution.
 
-Model and training: :class:`csdtex.attributes.AttributeClassifier` (default channels 32/64/96/128, hidden 192,
+Model and training: :class:`csdtex.tinyprior.attributes.AttributeClassifier` (default channels 32/64/96/128, hidden 192,
 0.51 M parameters, stored as float16: ~1 MB), loss = binary cross-entropy of the 12 colour sigmoids against the
 multi-hot colour set + cross-entropy of the 6 patterns (label smoothing 0.05); AdamW, one-cycle schedule (5% warm-up,
 cosine decay), fixed number of epochs
@@ -52,9 +53,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
-from csdtex import attributes, synthetic  # noqa: E402
 from csdtex.cameras import CameraRanges  # noqa: E402
 from csdtex.fileio import write_text_atomic  # noqa: E402
+from csdtex.tinyprior import attributes, synthetic  # noqa: E402
+from csdtex.tinyprior.vocabulary import PATTERNS  # noqa: E402
 
 CLASSIFIER_CAMERAS = CameraRanges(elevation_deg=(-10.0, 75.0), distance=(1.5, 2.8))
 """Camera ranges of the classifier's data: the synthetic data's ranges with the distance widened to 2.8 so that the
@@ -121,7 +123,7 @@ def make_data(num_images: int, seed: int, held_out_share: float, lit_probability
     return {
         "images": images,
         "colors": attributes.color_targets(color_sets),
-        "patterns": np.array([synthetic.PATTERNS.index(m["texture"]["pattern"]) for m in metadata], np.int64),
+        "patterns": np.array([PATTERNS.index(m["texture"]["pattern"]) for m in metadata], np.int64),
         "color_sets": color_sets,
         "meta": [{"split": m["split"], "object": (m["split"], m["object"]), "white": m["background"] == [1.0] * 3,
                   "lit": m["lit"], "coverage": m["coverage"]} for m in metadata],
@@ -161,7 +163,7 @@ def evaluate(model: attributes.AttributeClassifier, data: dict[str, Any]) -> dic
     shading / pattern, per-colour recall, and per object (probabilities of its 2 views averaged)."""
     color_probs, pattern_probs = attributes.predict_probabilities(data["images"], model)
     meta, sets = data["meta"], data["color_sets"]
-    patterns = [synthetic.PATTERNS[i] for i in data["patterns"]]
+    patterns = [PATTERNS[i] for i in data["patterns"]]
     color_ok = np.array([attributes.colors_correct(c, s) for c, s in zip(color_probs, sets)])
     pattern_ok = np.array([attributes.pattern_correct(p, t) for p, t in zip(pattern_probs, patterns)])
 
@@ -176,7 +178,7 @@ def evaluate(model: attributes.AttributeClassifier, data: dict[str, Any]) -> dic
                                "colored": block(np.array([not m["white"] for m in meta]))}
     report["by_shading"] = {"albedo": block(np.array([not m["lit"] for m in meta])),
                             "lit": block(np.array([m["lit"] for m in meta]))}
-    report["by_pattern"] = {p: block(np.array([q == p for q in patterns])) for p in synthetic.PATTERNS}
+    report["by_pattern"] = {p: block(np.array([q == p for q in patterns])) for p in PATTERNS}
     recall = {}
     for c in attributes.COLOR_NAMES:  # share of objects showing colour c whose top-k colours include c
         rows = [i for i, s in enumerate(sets) if c in s]
@@ -277,15 +279,15 @@ def write_readme(path: Path, record: dict[str, Any], weights_bytes: int) -> Path
     d = record["data"]
     text = f"""# Attribute classifier (fidelity benchmark)
 
-A small CNN (`csdtex.attributes.AttributeClassifier`, {record['parameters']:,} parameters,
+A small CNN (`csdtex.tinyprior.attributes.AttributeClassifier`, {record['parameters']:,} parameters,
 {weights_bytes / 1024:.0f} KiB of float16 safetensors) that reads a 64x64 render of one textured object and predicts
-which of the 12 colour words of `csdtex.synthetic.COLORS` it shows (multi-label sigmoids) and which of the 6 patterns
-of `csdtex.synthetic.PATTERNS` (softmax). Used by `benchmarks/fidelity.py` to score painted textures against their
-prompts.
+which of the 12 colour words of `csdtex.tinyprior.vocabulary.COLORS` it shows (multi-label sigmoids) and which of
+the 6 patterns of `csdtex.tinyprior.vocabulary.PATTERNS` (softmax). Used by `benchmarks/fidelity.py` to score painted
+textures against their prompts.
 
 - `attributes.safetensors`: the weights. `attributes.json`: architecture, vocabulary and this training record.
-- Load with `csdtex.attributes.load_classifier()`; classify an object's turntable with
-  `csdtex.attributes.classify_views(frames)`.
+- Load with `csdtex.tinyprior.attributes.load_classifier()`; classify an object's turntable with
+  `csdtex.tinyprior.attributes.classify_views(frames)`.
 
 ## Scoring rule
 
@@ -298,8 +300,8 @@ Command (CPU, {record['threads']} threads, {record['platform']}):
 
     {record['command']}
 
-Data: `csdtex.synthetic.generate_dataset`, 64x64 (training: {d['views_per_object']['train']} view(s) per object;
-evaluation: {d['views_per_object']['eval']}), on the splits the built-in prior never trains on: `test`
+Data: `csdtex.tinyprior.synthetic.generate_dataset`, 64x64 (training: {d['views_per_object']['train']} view(s) per
+object; evaluation: {d['views_per_object']['eval']}), on the splits the built-in prior never trains on: `test`
 ({d['train']['test']} images) + `held_out` ({d['train']['held_out']} images) from seed {d['train']['seed']} for
 training; evaluation on {d['eval']['test']} + {d['eval']['held_out']} images of the same splits from seed
 {d['eval']['seed']} (disjoint objects and meshes). Backgrounds white or random colour (1/2 each),

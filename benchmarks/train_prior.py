@@ -2,10 +2,10 @@
 
 What it does (all outputs go to ``--out``, default ``assets/priors/tiny``):
 
-1. Data: ``--images`` captioned 64x64 renders from :func:`csdtex.synthetic.generate_dataset` (split ``train``), or the
-   shard in ``--data-cache`` when it exists (written there after generating otherwise). Optionally ``--eval-images``
-   renders of the disjoint ``test`` split for a held-out loss.
-2. Model: :func:`csdtex.guidance.tiny_prior.build_tiny_prior` (UNet + T5 text encoder + word tokenizer + DDPM
+1. Data: ``--images`` captioned 64x64 renders from :func:`csdtex.tinyprior.synthetic.generate_dataset` (split
+   ``train``), or the shard in ``--data-cache`` when it exists (written there after generating otherwise). Optionally
+   ``--eval-images`` renders of the disjoint ``test`` split for a held-out loss.
+2. Model: :func:`csdtex.tinyprior.model.build_tiny_prior` (UNet + T5 text encoder + word tokenizer + DDPM
    cosine schedule), trained jointly (UNet and text encoder) with AdamW, linear warm-up then cosine decay to 10% of
    ``--lr``, gradient clipping at 1, an EMA of the weights (``--ema``, 0 = off), bf16 autocast on CUDA. Loss: MSE
    between the true and predicted noise (epsilon prediction) at t uniform in [0, 1000). Captions: the data already
@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import platform
 import shlex
@@ -56,9 +55,13 @@ import torch.nn.functional as F
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from csdtex import synthetic  # noqa: E402
+from csdtex.devices import resolve_device  # noqa: E402
+from csdtex.errors import CsdtexError  # noqa: E402
 from csdtex.fileio import atomic_path, write_text_atomic  # noqa: E402
-from csdtex.guidance import tiny_prior  # noqa: E402
+from csdtex.tinyprior import model as tiny_prior  # noqa: E402
+from csdtex.tinyprior import synthetic  # noqa: E402
+from csdtex.tinyprior.report import draw_loss_curve, image_grid, readme_text  # noqa: E402
+from csdtex.tinyprior.training import CaptionTable, ema_update, heldout_loss, images_to_model, learning_rate  # noqa: E402
 
 DEFAULT_SAMPLE_PROMPTS: tuple[str, ...] = (
     "a solid red sphere, front view",
@@ -133,173 +136,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # ======================================================================================================================
-# Small helpers: schedule, EMA, drawing
-# ======================================================================================================================
-
-
-def learning_rate(step: int, horizon: int, peak: float, warmup: int, final_ratio: float = 0.1) -> float:
-    """Linear warm-up over ``min(warmup, horizon // 10)`` steps, then cosine from ``peak`` to ``final_ratio * peak``
-    at step ``horizon`` (constant after)."""
-    warmup = max(1, min(warmup, horizon // 10))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, horizon - warmup))
-    return peak * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-@torch.no_grad()
-def ema_update(ema_modules: Sequence[torch.nn.Module], modules: Sequence[torch.nn.Module], decay: float) -> None:
-    """``ema = decay * ema + (1 - decay) * live`` for every parameter (buffers copied)."""
-    ema_params, live_params = [], []
-    for ema, live in zip(ema_modules, modules):
-        ema_params += list(ema.parameters())
-        live_params += [p.detach() for p in live.parameters()]
-        for eb, lb in zip(ema.buffers(), live.buffers()):
-            eb.copy_(lb)
-    torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
-
-
-def _font(size: int = 12):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
-def draw_loss_curve(
-    steps: Sequence[int],
-    losses: Sequence[float],
-    path: str | os.PathLike,
-    title: str = "training loss",
-    eval_points: Sequence[tuple[int, float]] = (),
-    size: tuple[int, int] = (800, 480),
-) -> Path:
-    """Plot a loss curve with PIL (matplotlib is not a dependency): log-scale y, raw values in light grey, a moving
-    average (window ~2% of the run) in blue, optional held-out points as red dots. Writes a PNG atomically.
-
-    Args:
-        steps, losses: per-step training loss (equal lengths; non-positive or non-finite values are skipped).
-        path: output PNG.
-        eval_points: (step, loss) pairs of a held-out loss.
-    """
-    from PIL import Image, ImageDraw
-
-    width, height = size
-    left, right, top, bottom = 70, 20, 36, 48
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font = _font(12)
-    pairs = [(int(s), float(v)) for s, v in zip(steps, losses) if math.isfinite(v) and v > 0]
-    values = [v for _, v in pairs] + [v for _, v in eval_points if math.isfinite(v) and v > 0]
-    draw.text((left, 10), title, fill="black", font=_font(14))
-    if not pairs:
-        draw.text((left, height // 2), "no data", fill="black", font=font)
-        with atomic_path(path) as tmp:
-            image.save(tmp)
-        return Path(path)
-    lo, hi = math.log10(min(values)), math.log10(max(values))
-    if hi - lo < 0.3:
-        mid = 0.5 * (lo + hi)
-        lo, hi = mid - 0.15, mid + 0.15
-    lo, hi = math.floor(lo * 4) / 4, math.ceil(hi * 4) / 4
-    first, last = pairs[0][0], max(pairs[-1][0], pairs[0][0] + 1)
-
-    def xy(step: float, value: float) -> tuple[float, float]:
-        x = left + (width - left - right) * (step - first) / (last - first)
-        y = top + (height - top - bottom) * (hi - math.log10(value)) / (hi - lo)
-        return x, y
-
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    decades = range(int(math.floor(lo)), int(math.ceil(hi)) + 1)
-    ticks = [m * 10.0**k for k in decades for m in (1, 2, 5) if lo <= math.log10(m * 10.0**k) <= hi]
-    if len(ticks) < 4:
-        ticks = [m * 10.0**k for k in decades for m in range(1, 10) if lo <= math.log10(m * 10.0**k) <= hi]
-    for value in ticks:
-        _, y = xy(first, value)
-        draw.line([left, y, width - right, y], fill=(225, 225, 225))
-        draw.text((6, y - 7), f"{value:.3g}", fill="black", font=font)
-    for i in range(6):
-        step = first + (last - first) * i / 5
-        x, _ = xy(step, 10.0**hi)
-        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
-        draw.text((x - 14, height - bottom + 8), f"{int(round(step))}", fill="black", font=font)
-    draw.text(((width - left) // 2, height - 18), "step", fill="black", font=font)
-    draw.line([xy(s, v) for s, v in pairs] if len(pairs) > 1 else [xy(*pairs[0])] * 2, fill=(200, 200, 200))
-    window = max(1, len(pairs) // 50)
-    raw = np.array([v for _, v in pairs])
-    kernel = np.ones(window) / window
-    smooth = np.convolve(raw, kernel, mode="valid")
-    smooth_steps = [s for s, _ in pairs][window - 1 :]
-    if len(smooth) > 1:
-        draw.line([xy(s, v) for s, v in zip(smooth_steps, smooth)], fill=(30, 80, 200), width=2)
-    for s, v in eval_points:
-        if math.isfinite(v) and v > 0:
-            x, y = xy(s, v)
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(210, 40, 40))
-    legend = f"grey: per step, blue: moving average of {window}" + (", red: held-out loss" if eval_points else "")
-    draw.text((width - right - 8 - draw.textlength(legend, font=font), top + 6), legend, fill="black", font=font)
-    with atomic_path(path) as tmp:
-        image.save(tmp)
-    return Path(path)
-
-
-def image_grid(
-    images: np.ndarray,
-    columns: int,
-    path: str | os.PathLike,
-    row_labels: Sequence[str] | None = None,
-    cell_labels: Sequence[str] | None = None,
-    scale: int = 2,
-    title: str | None = None,
-) -> Path:
-    """Save uint8 [N, H, W, 3] images as a PNG grid (row-major, ``columns`` per row), each upscaled ``scale`` times
-    (nearest), with an optional label left of every row and/or a small label under every cell."""
-    from PIL import Image, ImageDraw
-
-    images = np.asarray(images)
-    n, h, w = images.shape[:3]
-    rows = max(1, -(-n // columns))
-    font = _font(12)
-    label_w = 330 if row_labels else 0
-    cell_h = h * scale + (44 if cell_labels else 4)
-    head = 26 if title else 4
-    canvas = Image.new("RGB", (label_w + columns * (w * scale + 4) + 4, head + rows * cell_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((6, 6), title, fill="black", font=_font(14))
-    for i in range(n):
-        r, c = divmod(i, columns)
-        x, y = label_w + 4 + c * (w * scale + 4), head + r * cell_h
-        cell = Image.fromarray(images[i]).resize((w * scale, h * scale), Image.NEAREST)
-        canvas.paste(cell, (x, y))
-        if cell_labels:
-            _wrapped(draw, cell_labels[i], x, y + h * scale + 2, w * scale, font, max_lines=3)
-    if row_labels:
-        for r, label in enumerate(row_labels[:rows]):
-            _wrapped(draw, label or '"" (unconditional)', 6, head + r * cell_h + 4, label_w - 12, font, max_lines=4)
-    with atomic_path(path) as tmp:
-        canvas.save(tmp)
-    return Path(path)
-
-
-def _wrapped(draw, text: str, x: int, y: int, width: int, font, max_lines: int) -> None:
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        candidate = f"{line} {word}".strip()
-        if draw.textlength(candidate, font=font) <= width or not line:
-            line = candidate
-        else:
-            lines.append(line)
-            line = word
-    if line:
-        lines.append(line)
-    for k, line in enumerate(lines[:max_lines]):
-        draw.text((x, y + 13 * k), line, fill="black", font=font)
-
-
-# ======================================================================================================================
 # Data
 # ======================================================================================================================
 
@@ -319,7 +155,8 @@ def generate_parallel(
 ) -> tuple[np.ndarray, list[str]]:
     """Images uint8 [count, 64, 64, 3] and captions of ``split``, rendered in chunks by ``workers`` processes (all on
     ``device``; several processes keep one GPU busy because data generation is bound by per-object Python work).
-    The result is identical to one :func:`csdtex.synthetic.generate_dataset` call: chunks are slices of the dataset."""
+    The result is identical to one :func:`csdtex.tinyprior.synthetic.generate_dataset` call: chunks are slices of the
+    dataset."""
     views = 4  # synthetic.generate_dataset's views_per_object
     if workers <= 1 or count < 64 * views:
         images, captions, _ = synthetic.generate_dataset(
@@ -369,74 +206,6 @@ def load_or_generate(
     return images, captions, info
 
 
-class CaptionTable:
-    """Token ids of every distinct caption (tokenized once), plus the variants used for augmentation.
-
-    Attributes (on ``device``):
-        ids, mask: int64 [U, 77] token ids / attention masks of the U distinct captions.
-        ids_unk: int64 [U, 77], ``ids`` with every shape word (and "object") replaced by ``<unk>``.
-        index: int64 [N], distinct-caption row of every image.
-        empty: int, the row of the empty caption ``""``.
-    """
-
-    def __init__(self, tokenizer, captions: Sequence[str], device: torch.device) -> None:
-        distinct, inverse = np.unique(np.asarray(list(captions) + [""], dtype=np.str_), return_inverse=True)
-        ids, mask = tiny_prior.tokenize(tokenizer, [str(c) for c in distinct])
-        noun_ids = tokenizer.convert_tokens_to_ids(["\u2581" + w for w in synthetic.SHAPES + (synthetic.GENERIC_NOUN,)])
-        is_noun = torch.isin(ids, torch.tensor(noun_ids))
-        self.ids = ids.to(device)
-        self.mask = mask.to(device)
-        self.ids_unk = torch.where(is_noun, tokenizer.unk_token_id, ids).to(device)
-        self.index = torch.as_tensor(inverse[:-1], dtype=torch.long, device=device)
-        self.empty = int(inverse[-1])
-
-    def batch(
-        self, rows: torch.Tensor, dropout: float, unk: float, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ids, mask) int64 [B, 77] for images ``rows`` with train-time caption dropout / unknown-noun replacement."""
-        caption = self.index[rows]
-        u = torch.rand(rows.shape[0], generator=generator, device=rows.device)
-        caption = torch.where(u < dropout, torch.full_like(caption, self.empty), caption)
-        use_unk = ((u >= dropout) & (u < dropout + unk)).unsqueeze(-1)
-        ids = torch.where(use_unk, self.ids_unk[caption], self.ids[caption])
-        return ids, self.mask[caption]
-
-
-def images_to_model(images_u8: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> float32 [B, 3, H, W] in [-1, 1]; rows where ``flip`` (bool [B]) is True are mirrored."""
-    x = images_u8.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    if flip is not None:
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x
-
-
-@torch.no_grad()
-def heldout_loss(
-    unet, text_encoder, images: torch.Tensor, table: CaptionTable, alphas_cumprod: torch.Tensor, seed: int,
-    batch: int, autocast,
-) -> float:
-    """Mean epsilon-MSE on fixed images / noise / timesteps (stratified over [0, T)): comparable across checkpoints."""
-    generator = torch.Generator(device=images.device).manual_seed(seed + 12345)
-    n, total = images.shape[0], 0.0
-    steps = alphas_cumprod.shape[0]
-    training = (unet.training, text_encoder.training)
-    unet.eval(), text_encoder.eval()
-    for start in range(0, n, batch):
-        rows = torch.arange(start, min(n, start + batch), device=images.device)
-        x = images_to_model(images[rows])
-        t = ((rows * steps) // n).long()
-        noise = torch.randn(x.shape, generator=generator, device=x.device)
-        a = alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x + (1 - a).sqrt() * noise
-        ids, mask = table.ids[table.index[rows]], table.mask[table.index[rows]]
-        with autocast:
-            text = text_encoder(ids, attention_mask=mask)[0]
-            eps = unet(x_t, t, encoder_hidden_states=text).sample
-        total += F.mse_loss(eps.float(), noise, reduction="sum").item() / noise[0].numel()
-    unet.train(training[0]), text_encoder.train(training[1])
-    return total / max(n, 1)
-
-
 def _export(
     components: tiny_prior.TinyPriorComponents, unet, text_encoder, dtype: torch.dtype = torch.float32
 ) -> tiny_prior.TinyPriorComponents:
@@ -452,128 +221,18 @@ def _export(
 
 
 # ======================================================================================================================
-# README
-# ======================================================================================================================
-
-
-def readme_text(record: dict[str, Any]) -> str:
-    """The model card written to ``<out>/README.md`` from the training record (see :func:`main`)."""
-    cfg = record["model"]["config"]
-    colors = ", ".join(f"{name} {tuple(round(v, 2) for v in rgb)}" for name, rgb in synthetic.COLORS.items())
-    held = "; ".join(
-        " x ".join(x if x is not None else "any" for x in combo) for combo in synthetic.HELD_OUT_COMBOS
-    )
-    t = record["training"]
-    d = record["data"]
-    lines = [
-        "# csdtex built-in tiny prior",
-        "",
-        "A small pixel-space text-to-image diffusion model (DeepFloyd-IF-stage-I folder layout, 64x64 RGB) trained",
-        "from scratch on csdtex's synthetic renders (`csdtex/synthetic.py`), so that `csdtex paint` works without",
-        "downloading a model. It knows only the words below; it is a guidance prior for flat colours and simple",
-        "patterns, not a general image model.",
-        "",
-        "## Files",
-        "",
-        "- `unet/`, `text_encoder/`, `tokenizer/`, `scheduler/`, `model_index.json`: the diffusers folder (safetensors,"
-        f" {record['model']['weight_bytes'] / 1e6:.1f} MB of weights in all; EMA weights). Load with"
-        " `csdtex.guidance.load_prior_from_folder(folder)`.",
-        "- `tiny_prior_config.json`: the `TinyPriorConfig` it was built from.",
-        "- `loss_curve.png`, `samples.png`, `data_examples.png`, `training.json`: the training record below.",
-        "",
-        "## Model",
-        "",
-        f"- UNet2DConditionModel, {record['model']['parameters']['unet'] / 1e6:.2f}M parameters: widths"
-        f" {tuple(cfg['block_out_channels'])} at 64/32/16/8 px, resnets per down block"
-        f" {tuple(cfg['layers_per_block'])},"
-        " text cross-attention at 8x8 (down, mid, up), attention-pooled text added to the time embedding"
-        " (`addition_embed_type=\"text\"`), epsilon prediction, 3 output channels.",
-        f"- T5 encoder, {record['model']['parameters']['text_encoder'] / 1e6:.2f}M parameters:"
-        f" {cfg['text_layers']} layers, width {cfg['text_width']}, {cfg['text_heads']} heads; prompts padded to 77"
-        " tokens.",
-        f"- DDPM scheduler: {cfg['num_train_timesteps']} steps, `{cfg['beta_schedule']}` (cosine) betas.",
-        "",
-        "## Vocabulary",
-        "",
-        f"{len(synthetic.VOCABULARY)} words, one token each (anything else becomes `<unk>`):"
-        f" {' '.join(f'`{w}`' for w in synthetic.VOCABULARY)}.",
-        "",
-        f"- Colours: {colors}.",
-        f"- Patterns: {', '.join(synthetic.PATTERNS)}; stripes {', '.join(synthetic.STRIPE_DIRECTIONS)}.",
-        f"- Shapes: {', '.join(synthetic.SHAPES)} (or `object`).",
-        "- Caption forms: `a red sphere`, `a solid red sphere`, `a red and blue striped box`, `a box with red and blue"
-        " vertical stripes`, `a red and blue checkered cone`, `a cone with a red and blue checkerboard pattern`,"
-        " `a red torus with blue dots`, `a red and blue dotted torus`, `a cylinder with a red to blue gradient` (red"
-        " at the top), `a red to blue gradient cylinder`, `a capsule with a red top and a blue bottom`, `a capsule"
-        " that is red on top and blue on the bottom`; optionally followed by `, front view` / `, side view` /"
-        " `, back view` / `, overhead view` (DESIGN.md's rule). ~15% of the training captions are empty.",
-        f"- Held out of the training split (for the fidelity benchmark): {held}.",
-        "",
-        "## Training record",
-        "",
-        f"- Command: `{record['command']}`",
-        f"- Machine: {record['environment'].get('device_name', record['environment']['device'])};"
-        f" torch {record['environment']['torch']}, diffusers {record['environment']['diffusers']}.",
-        f"- Data: {d['train']['images']} training images (seed {record['args']['seed']}, split `train`,"
-        f" {d['train']['source']}, {d['train']['seconds']} s"
-        + (f", {d['train']['images_per_second']} images/s" if "images_per_second" in d["train"] else "")
-        + ")"
-        + (f"; {d['eval']['images']} held-out `test` images" if d.get("eval") else "")
-        + ".",
-        f"- Steps: {t['steps']} at batch {t['batch']} ({t['steps'] * t['batch'] / max(1, d['train']['images']):.1f}"
-        f" epochs), AdamW lr {record['args']['lr']} (warm-up, cosine to 10%), EMA {record['args']['ema']},"
-        f" caption dropout +{record['args']['caption_dropout']}, unknown-noun {record['args']['unk_noun']},"
-        f" {'bf16 autocast' if t['autocast'] else 'fp32'}"
-        + (", the whole step replayed as one CUDA graph" if t.get("cuda_graph") else "")
-        + ".",
-        f"- Time: data {d['train']['seconds']} s, training {t['seconds']} s ({t['ms_per_step']} ms/step), total"
-        f" {record['total_seconds']} s; stopped by {t['stopped_by']}.",
-        f"- Loss (epsilon MSE): last-100-step mean {t['final_loss']:.4f}"
-        + (f"; held-out {t['eval_losses'][-1][1]:.4f}" if t.get("eval_losses") else "")
-        + ".",
-        "",
-        "![loss curve](loss_curve.png)",
-        "",
-        f"Samples (EMA weights, DDIM {record['samples']['steps']} steps, guidance scale"
-        f" {record['samples']['guidance_scale']}; one row per prompt, the last row unconditional):",
-        "",
-        "![samples](samples.png)",
-        "",
-        "Training data examples:",
-        "",
-        "![data examples](data_examples.png)",
-        "",
-        "## How well it guides painting",
-        "",
-        "`benchmarks/fidelity.py` paints 36 prompts x 3 meshes with CSD and SDS and classifies the results with a",
-        "separately trained colour / pattern classifier; its results are in `benchmarks/results/fidelity_*.json` and",
-        "the README. In short: colours are reliable, simple patterns partly (dots, checkerboards and gradients more",
-        "than stripes and top / bottom halves), and anything outside the vocabulary is ignored. Real work wants a",
-        "real prior (`--model sd21`, or any local diffusers folder) on a GPU.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# ======================================================================================================================
 # Main
 # ======================================================================================================================
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda requested but CUDA is not available")
-    return device
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the training (see the module docstring) and return the record also written to ``training.json``."""
     t_start = time.perf_counter()
     args = parse_args(argv)
-    device = _resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except CsdtexError as error:
+        raise SystemExit(f"error: {error}") from None
     cuda = device.type == "cuda"
     verbose = not args.quiet
     batch = args.batch or (256 if cuda else 16)

@@ -15,8 +15,8 @@ bound by Python and kernel launches. Replaying the captured step (train_prior.py
 import sys, time, json, os
 sys.path.insert(0, os.getcwd())
 import torch, torch.nn.functional as F
-from csdtex.guidance import tiny_prior
-from csdtex import synthetic
+from csdtex.tinyprior import model as tiny_prior
+from csdtex.tinyprior import synthetic
 out = os.environ.get("OUT", "/tmp")
 dev = torch.device("cuda")
 torch.backends.cuda.matmul.allow_tf32 = True

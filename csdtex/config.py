@@ -30,7 +30,7 @@ from typing import Any
 from csdtex.cameras import CameraRanges
 from csdtex.errors import ConfigError
 from csdtex.field import FieldConfig
-from csdtex.guidance.priors import BUILTIN_MODEL
+from csdtex.guidance.aliases import BUILTIN_MODEL
 from csdtex.guidance.scores import GuidanceConfig, default_guidance_config
 
 GUIDANCE_METHODS = ("csd", "sds")

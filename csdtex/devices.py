@@ -9,8 +9,25 @@ from csdtex.errors import ConfigError, DeviceError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(choice: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available else CPU; 'cuda' without CUDA is a :class:`DeviceError`; 'cuda:N' is accepted."""
+def resolve_device(choice: str | torch.device = "auto") -> torch.device:
+    """Turn a device choice into a usable :class:`torch.device`.
+
+    Args:
+        choice: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; or a
+            ``torch.device`` (CPU and CUDA devices are checked like the strings; other device types, e.g. ``mps``,
+            are returned as given).
+
+    Returns:
+        The device.
+
+    Raises:
+        DeviceError: CUDA requested but not available, or ``cuda:N`` beyond the machine's CUDA devices.
+        ConfigError: an unknown device string.
+    """
+    if isinstance(choice, torch.device):
+        if choice.type != "cuda":
+            return choice
+        choice = str(choice)
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cpu":
@@ -18,7 +35,10 @@ def resolve_device(choice: str = "auto") -> torch.device:
     if choice == "cuda" or choice.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise DeviceError("--device cuda was requested but no CUDA GPU is available: use --device cpu (or auto)")
-        device = torch.device(choice)
+        try:
+            device = torch.device(choice)
+        except RuntimeError:
+            raise ConfigError(f"unknown device {choice!r}: use cuda or cuda:N with N a device index") from None
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"{choice} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return device

@@ -1,4 +1,5 @@
-"""Tests of csdtex.attributes (the shipped attribute classifier, the scoring rule) and benchmarks/fidelity.py."""
+"""Tests of csdtex.tinyprior.attributes (the shipped attribute classifier, the scoring rule) and
+benchmarks/fidelity.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from csdtex import attributes as A
-from csdtex import synthetic as S
+from csdtex import tinyprior as S
+from csdtex.tinyprior import attributes as A
 
 ROOT = Path(__file__).resolve().parents[1]
 

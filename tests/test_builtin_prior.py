@@ -15,11 +15,13 @@ import torch
 import trimesh
 from click.testing import CliRunner
 
+from csdtex import tinyprior as tiny_prior
+from csdtex.assets import builtin_prior_folder
 from csdtex.cli import main
 from csdtex.config import PRESETS
-from csdtex.guidance import load_prior, tiny_prior
-from csdtex.guidance.priors import builtin_prior_folder
-from csdtex.synthetic import COLORS
+from csdtex.guidance import load_prior
+from csdtex.guidance.vocabulary import unknown_words_message
+from csdtex.tinyprior import COLORS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +67,8 @@ def test_samples_show_the_prompted_colour():
 
 
 def test_unknown_words_message_lists_the_known_words(prior):
-    assert tiny_prior.unknown_words_message("a red and white striped object, side view", prior.vocabulary) is None
-    message = tiny_prior.unknown_words_message("A weathered bronze vase.", prior.vocabulary)
+    assert unknown_words_message("a red and white striped object, side view", prior.vocabulary) is None
+    message = unknown_words_message("A weathered bronze vase.", prior.vocabulary)
     assert "'weathered', 'bronze', 'vase'" in message and "'.'" not in message
     assert "colours (black, blue," in message and "shapes (box," in message and "--model sd21" in message
     assert "\n" not in message
@@ -97,7 +99,8 @@ def test_paint_without_model_uses_the_builtin_prior(tmp_path):
 
 
 def test_wheel_ships_the_builtin_prior(tmp_path):
-    """Build a wheel of this checkout, install it into a fresh prefix and find the prior from there."""
+    """Build a wheel of this checkout, install it into a fresh prefix and find the prior and the attribute classifier
+    from there."""
     wheels, prefix = tmp_path / "wheels", tmp_path / "prefix"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)], check=True)
@@ -106,8 +109,9 @@ def test_wheel_ships_the_builtin_prior(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)],
                    check=True)  # fmt: skip
     (site,) = prefix.glob("lib/python3*/site-packages")
-    code = ("import csdtex.guidance.priors as p, csdtex; "
-            "print(csdtex.__file__); print(p.builtin_prior_folder())")  # fmt: skip
+    code = ("import csdtex, csdtex.assets as a; from csdtex.tinyprior import attributes; "
+            "print(csdtex.__file__); print(a.builtin_prior_folder()); print(attributes.default_weights_path()); "
+            "print(type(attributes.load_classifier()).__name__)")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(site)}
     output = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             check=True).stdout.split("\n")  # fmt: skip
@@ -121,3 +125,10 @@ def test_wheel_ships_the_builtin_prior(tmp_path):
         assert name in shipped
         assert (folder / name).read_bytes() == (source / name).read_bytes()
     assert np.all([(prefix / "share" / "csdtex" / "meshes" / f"{m}.obj").is_file() for m in ("vase", "crate")])
+    # The prior's config with its vocabulary, and the attribute classifier, found like the prior and byte-identical.
+    assert (folder / "tiny_prior_config.json").read_bytes() == (source / "tiny_prior_config.json").read_bytes()
+    weights = Path(output[2])
+    assert weights == prefix / "share" / "csdtex" / "classifier" / "attributes.safetensors"
+    assert output[3] == "AttributeClassifier"
+    for name in ("attributes.safetensors", "attributes.json", "README.md"):
+        assert (weights.parent / name).read_bytes() == (ROOT / "assets" / "classifier" / name).read_bytes(), name

@@ -171,9 +171,9 @@ def test_bad_inputs_give_one_clear_line_and_write_nothing(tmp_path, priors, smal
 
 
 def test_missing_builtin_prior_is_one_clear_line(tmp_path, small_mesh, monkeypatch):
-    from csdtex.guidance import priors as priors_module
+    from csdtex import assets as assets_module
 
-    monkeypatch.setattr(priors_module, "asset_roots", lambda: [tmp_path / "nowhere"])
+    monkeypatch.setattr(assets_module, "asset_roots", lambda: [tmp_path / "nowhere"])
     out = tmp_path / "out"
     result = invoke("paint", str(small_mesh), "a ball", "--out", str(out), "--quiet")
     assert result.exit_code == 2 and result.output.startswith("error: the built-in prior is missing")

@@ -1,4 +1,5 @@
-"""Tests of csdtex.synthetic: vocabulary and captions, procedural textures and meshes, batched rendering, datasets."""
+"""Tests of csdtex.tinyprior's synthetic data: vocabulary and captions, procedural textures and meshes, batched
+rendering, datasets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdtex import synthetic as S
+from csdtex import tinyprior as S
 from csdtex.cameras import make_cameras
 from csdtex.guidance.prompts import VIEW_SUFFIXES, view_suffix
 from csdtex.render.views import render_views

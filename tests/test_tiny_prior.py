@@ -1,4 +1,4 @@
-"""Tests of the built-in tiny prior's construction (csdtex.guidance.tiny_prior) and of its training script."""
+"""Tests of the built-in tiny prior's construction (csdtex.tinyprior.model) and of its training script."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from csdtex import synthetic
+from csdtex import tinyprior as T
+from csdtex import tinyprior as synthetic  # the vocabulary and dataset names
 from csdtex.guidance import PixelPrior, load_prior_from_folder
-from csdtex.guidance import tiny_prior as T
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,16 @@
 
 Modules (one role each):
 
-- :mod:`csdtex.guidance.priors`: load a prior (Stable Diffusion 1.x/2.x latent layout or DeepFloyd IF stage I pixel
-  layout) from an alias, a local diffusers folder or a hub id; encode text and images; predict noise.
+- :mod:`csdtex.guidance.aliases`: the short model names (``tiny``, ``sd21``, ``sd15``, ``if``) of ``--model``.
+- :mod:`csdtex.guidance.loading`: load a prior (Stable Diffusion 1.x/2.x latent layout or DeepFloyd IF stage I pixel
+  layout) from an alias, a local diffusers folder or a hub id, with one-line errors.
+- :mod:`csdtex.guidance.priors`: the loaded prior: encode text and images, predict noise.
+- :mod:`csdtex.guidance.vocabulary`: closed vocabularies of tiny priors and the unknown-word warning.
 - :mod:`csdtex.guidance.prompts`: view-dependent prompt suffixes and the once-per-run text-embedding cache.
 - :mod:`csdtex.guidance.scores`: pure CSD / SDS update directions, the guidance config and presets, and
   :class:`ScoreDistillation` which turns prior inputs into a surrogate loss.
+- :mod:`csdtex.guidance.random_priors`: random-weight priors built in code and saved as diffusers folders (tests,
+  benchmarks).
 
 Typical use::
 
@@ -23,16 +28,9 @@ Importing this package does not import diffusers or transformers; they are impor
 
 from __future__ import annotations
 
-from csdtex.guidance.priors import (
-    MODEL_ALIASES,
-    LatentPrior,
-    PixelPrior,
-    Prior,
-    eps_from_prediction,
-    list_model_aliases,
-    load_prior,
-    load_prior_from_folder,
-)
+from csdtex.guidance.aliases import MODEL_ALIASES, list_model_aliases
+from csdtex.guidance.loading import load_prior, load_prior_from_folder
+from csdtex.guidance.priors import LatentPrior, PixelPrior, Prior, eps_from_prediction
 from csdtex.guidance.prompts import DEFAULT_NEGATIVE_PROMPT, VIEW_SUFFIXES, PromptEmbeddings, view_suffix, wrap_azimuth
 from csdtex.guidance.scores import (
     GuidanceConfig,

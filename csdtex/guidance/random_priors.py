@@ -1,9 +1,10 @@
 """Random-weight diffusion priors built in code and saved as real diffusers pipeline folders (tests, benchmarks).
 
 Nothing is downloaded: the tokenizers are built from small vocabularies written here, the networks are randomly
-initialised with a fixed seed, and everything is saved with ``save_pretrained`` (safetensors) plus a
-``model_index.json`` like the ones diffusers pipelines write, so that :func:`csdtex.guidance.load_prior` reads them
-through exactly the same ``from_pretrained`` path as Stable Diffusion and DeepFloyd IF folders.
+initialised from seed 0 on the CPU (the same weights on every call; the caller's global RNG state is left as it was),
+and everything is saved with ``save_pretrained`` (safetensors) plus a ``model_index.json`` like the ones diffusers
+pipelines write, so that :func:`csdtex.guidance.load_prior` reads them through exactly the same ``from_pretrained``
+path as Stable Diffusion and DeepFloyd IF folders.
 
 - :func:`build_tiny_latent_folder`: SD layout (vae, unet, CLIP text encoder + tokenizer, DDIM scheduler); renders at
   16 px (VAE scale factor 2 x UNet sample size 8), latents [B, 4, 8, 8], text embeddings [B, 16, 16].
@@ -16,13 +17,27 @@ through exactly the same ``from_pretrained`` path as Stable Diffusion and DeepFl
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 LATENT_TEXT_LENGTH = 16
+"""Tokens per prompt of the tiny latent prior (its CLIP tokenizer's ``model_max_length``)."""
 TEXT_DIM = 16
+"""Width of the tiny priors' text embeddings."""
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed the CPU generator for the ``with`` block and restore the global RNG state afterwards, so that building a
+    model gives the same weights as after ``torch.manual_seed(seed)`` without changing anyone else's random numbers
+    (CUDA generators are left alone: the networks are built on the CPU)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -116,50 +131,50 @@ def build_tiny_latent_folder(folder: Path, *, prediction_type: str = "epsilon") 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    vocab_size = _write_clip_tokenizer(folder / "tokenizer")
-    bos, eos = vocab_size - 2, vocab_size - 1
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=TEXT_DIM,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=LATENT_TEXT_LENGTH,
-            bos_token_id=bos,
-            eos_token_id=eos,
-            pad_token_id=eos,
+    with _seeded(0):  # the global RNG state is restored afterwards
+        vocab_size = _write_clip_tokenizer(folder / "tokenizer")
+        bos, eos = vocab_size - 2, vocab_size - 1
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=vocab_size,
+                hidden_size=TEXT_DIM,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                max_position_embeddings=LATENT_TEXT_LENGTH,
+                bos_token_id=bos,
+                eos_token_id=eos,
+                pad_token_id=eos,
+            )
         )
-    )
-    text_encoder.save_pretrained(folder / "text_encoder")
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TEXT_DIM,
-        attention_head_dim=4,
-    )
-    unet.save_pretrained(folder / "unet", safe_serialization=True)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    )
-    vae.save_pretrained(folder / "vae", safe_serialization=True)
-    _write_sd_scheduler_and_index(folder, prediction_type)
-    return folder
+        text_encoder.save_pretrained(folder / "text_encoder")
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(8, 16),
+            norm_num_groups=4,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=TEXT_DIM,
+            attention_head_dim=4,
+        )
+        unet.save_pretrained(folder / "unet", safe_serialization=True)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=16,
+        )
+        vae.save_pretrained(folder / "vae", safe_serialization=True)
+        _write_sd_scheduler_and_index(folder, prediction_type)
+        return folder
 
 
 def build_random_sd21_base_folder(folder: Path, dtype: torch.dtype = torch.float16) -> Path:
@@ -176,28 +191,28 @@ def build_random_sd21_base_folder(folder: Path, dtype: torch.dtype = torch.float
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    _write_clip_tokenizer(folder / "tokenizer", model_max_length=77)
-    CLIPTextModel(
-        CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                       num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
-                       bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
-    ).to(dtype).save_pretrained(folder / "text_encoder")
-    UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-    ).to(dtype).save_pretrained(folder / "unet", safe_serialization=True)
-    AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        scaling_factor=0.18215,
-    ).to(dtype).save_pretrained(folder / "vae", safe_serialization=True)
-    _write_sd_scheduler_and_index(folder, "epsilon")
-    return folder
+    with _seeded(0):  # the global RNG state is restored afterwards
+        _write_clip_tokenizer(folder / "tokenizer", model_max_length=77)
+        CLIPTextModel(
+            CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                           num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
+                           bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+        ).to(dtype).save_pretrained(folder / "text_encoder")
+        UNet2DConditionModel(
+            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+        ).to(dtype).save_pretrained(folder / "unet", safe_serialization=True)
+        AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            scaling_factor=0.18215,
+        ).to(dtype).save_pretrained(folder / "vae", safe_serialization=True)
+        _write_sd_scheduler_and_index(folder, "epsilon")
+        return folder
 
 
 def build_tiny_pixel_folder(folder: Path) -> Path:
@@ -211,63 +226,63 @@ def build_tiny_pixel_folder(folder: Path) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz,."]
-    pieces += [("▁" + w, -1.0) for w in ("a", "red", "chair", "front", "side", "back", "overhead", "view")]
-    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
-    tokenizer.save_pretrained(folder / "tokenizer")
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(pieces),
-            d_model=TEXT_DIM,
-            d_kv=8,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            relative_attention_num_buckets=8,
-            pad_token_id=0,
-            eos_token_id=1,
+    with _seeded(0):  # the global RNG state is restored afterwards
+        pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+        pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz,."]
+        pieces += [("▁" + w, -1.0) for w in ("a", "red", "chair", "front", "side", "back", "overhead", "view")]
+        tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
+        tokenizer.save_pretrained(folder / "tokenizer")
+        text_encoder = T5EncoderModel(
+            T5Config(
+                vocab_size=len(pieces),
+                d_model=TEXT_DIM,
+                d_kv=8,
+                d_ff=32,
+                num_layers=1,
+                num_heads=2,
+                relative_attention_num_buckets=8,
+                pad_token_id=0,
+                eos_token_id=1,
+            )
         )
-    )
-    text_encoder.save_pretrained(folder / "text_encoder")
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=6,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        cross_attention_dim=32,  # IF's group-normed cross attention uses 32 groups
-        encoder_hid_dim=TEXT_DIM,
-        attention_head_dim=4,
-        addition_embed_type="text",
-        addition_embed_type_num_heads=2,
-        cross_attention_norm="group_norm",
-        resnet_time_scale_shift="scale_shift",
-        act_fn="gelu",
-    )
-    unet.save_pretrained(folder / "unet", safe_serialization=True)
-    DDPMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="squaredcos_cap_v2",
-        variance_type="learned_range",
-        prediction_type="epsilon",
-    ).save_pretrained(folder / "scheduler")
-    _write_model_index(
-        folder,
-        "IFPipeline",
-        {
-            "scheduler": ("diffusers", "DDPMScheduler"),
-            "text_encoder": ("transformers", "T5EncoderModel"),
-            "tokenizer": ("transformers", "T5Tokenizer"),
-            "unet": ("diffusers", "UNet2DConditionModel"),
-            "safety_checker": (None, None),
-            "feature_extractor": (None, None),
-            "watermarker": (None, None),
-        },
-    )
-    return folder
+        text_encoder.save_pretrained(folder / "text_encoder")
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            in_channels=3,
+            out_channels=6,
+            layers_per_block=1,
+            block_out_channels=(8, 16),
+            norm_num_groups=4,
+            down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+            cross_attention_dim=32,  # IF's group-normed cross attention uses 32 groups
+            encoder_hid_dim=TEXT_DIM,
+            attention_head_dim=4,
+            addition_embed_type="text",
+            addition_embed_type_num_heads=2,
+            cross_attention_norm="group_norm",
+            resnet_time_scale_shift="scale_shift",
+            act_fn="gelu",
+        )
+        unet.save_pretrained(folder / "unet", safe_serialization=True)
+        DDPMScheduler(
+            num_train_timesteps=1000,
+            beta_schedule="squaredcos_cap_v2",
+            variance_type="learned_range",
+            prediction_type="epsilon",
+        ).save_pretrained(folder / "scheduler")
+        _write_model_index(
+            folder,
+            "IFPipeline",
+            {
+                "scheduler": ("diffusers", "DDPMScheduler"),
+                "text_encoder": ("transformers", "T5EncoderModel"),
+                "tokenizer": ("transformers", "T5Tokenizer"),
+                "unet": ("diffusers", "UNet2DConditionModel"),
+                "safety_checker": (None, None),
+                "feature_extractor": (None, None),
+                "watermarker": (None, None),
+            },
+        )
+        return folder

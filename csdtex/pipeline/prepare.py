@@ -124,7 +124,7 @@ def prepare_run(
 
 
 def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, warn: Notify) -> None:
-    from csdtex.guidance.tiny_prior import unknown_words_message
+    from csdtex.guidance.vocabulary import unknown_words_message
 
     for text, where in ((prompt, ""), (negative_prompt, "in the negative prompt: ")):
         message = unknown_words_message(text, vocabulary) if text else None

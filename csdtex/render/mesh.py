@@ -1,7 +1,7 @@
 """The mesh the renderer draws: tensors on one device, normalized into the unit sphere.
 
 Made by :meth:`csdtex.mesh.Mesh.to_render`; consumed by :mod:`csdtex.render.views`, :mod:`csdtex.bake`,
-:mod:`csdtex.preview` and :mod:`csdtex.synthetic`.
+:mod:`csdtex.preview` and :mod:`csdtex.tinyprior.synthetic`.
 """
 
 from __future__ import annotations

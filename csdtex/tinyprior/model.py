@@ -1,16 +1,16 @@
 """The built-in tiny prior: a small pixel-space text-to-image diffusion model in DeepFloyd-IF-stage-I folder layout.
 
-This module builds the *untrained* model (``benchmarks/train_prior.py`` trains it on :mod:`csdtex.synthetic` data) and
-saves it as a diffusers pipeline folder that :func:`csdtex.guidance.load_prior_from_folder` loads as a pixel prior
-without any special case:
+This module builds the *untrained* model (``benchmarks/train_prior.py`` trains it on
+:mod:`csdtex.tinyprior.synthetic` data) and saves it as a diffusers pipeline folder that
+:func:`csdtex.guidance.load_prior_from_folder` loads as a pixel prior without any special case:
 
 - ``tokenizer/``: a :class:`transformers.T5Tokenizer` saved as ``tokenizer.json`` (+ ``tokenizer_config.json``), built
-  here from :data:`csdtex.synthetic.VOCABULARY`. csdtex's loader reads the tokenizer of a T5-encoder prior with
-  ``T5Tokenizer``, which always rebuilds a Unigram model from the file's vocabulary (a WordLevel ``tokenizer.json``
-  would not survive that), so the vocabulary is a Unigram one made only of whole words: ``<pad>`` (0), ``</s>`` (1),
-  ``<unk>`` (2), ``,`` and ``"▁" + word`` for every word. Each known word is one token; an unknown word becomes
-  ``<unk>`` (a known prefix such as ``red`` in ``reddish`` may still be matched). Prompts are lowercased by the
-  prior; ``</s>`` ends every prompt; prompts are padded to 77 tokens (csdtex's pixel-prior convention).
+  here from :data:`csdtex.tinyprior.vocabulary.VOCABULARY`. csdtex's loader reads the tokenizer of a T5-encoder prior
+  with ``T5Tokenizer``, which always rebuilds a Unigram model from the file's vocabulary (a WordLevel
+  ``tokenizer.json`` would not survive that), so the vocabulary is a Unigram one made only of whole words: ``<pad>``
+  (0), ``</s>`` (1), ``<unk>`` (2), ``,`` and ``"▁" + word`` for every word. Each known word is one token; an unknown
+  word becomes ``<unk>`` (a known prefix such as ``red`` in ``reddish`` may still be matched). Prompts are lowercased
+  by the prior; ``</s>`` ends every prompt; prompts are padded to 77 tokens (csdtex's pixel-prior convention).
 - ``text_encoder/``: a small :class:`transformers.T5EncoderModel` (:class:`TinyPriorConfig`: 3 layers, width 128).
 - ``unet/``: a :class:`diffusers.UNet2DConditionModel` for 64x64x3 images predicting eps (3 output channels, no
   learned variance). Widths (16, 32, 64, 128) at 64/32/16/8 px; no resnet at 64 px on the way down (the 64 px level
@@ -21,6 +21,9 @@ without any special case:
   full-resolution convolutions and by attention at 16x16 and above; this layout keeps both small.
 - ``scheduler/``: :class:`diffusers.DDPMScheduler`, 1000 steps, cosine betas (``squaredcos_cap_v2``, as IF),
   epsilon prediction, fixed small variance, sample clipping to [-1, 1] (only used when sampling).
+- ``tiny_prior_config.json``: the :class:`TinyPriorConfig` plus the prior's closed vocabulary (``"vocabulary"``, the
+  tokenizer's words, and ``"vocabulary_groups"``, see :mod:`csdtex.guidance.vocabulary`), which the paint run reads
+  for its unknown-word warning; :func:`write_vocabulary` adds it to a folder saved before csdtex stored it.
 
 Sizes: 4.43M UNet + 0.50M text-encoder parameters, 19.8 MB of float32 safetensors in all (the issue's limit is 30 MB;
 :func:`folder_weight_bytes` measures a saved folder). Cost on two CPU cores (AMD EPYC, fp32): one UNet call on 8
@@ -28,9 +31,9 @@ images (4 views x prompt / empty prompt) takes about 75-80 ms, on 12 images abou
 ``dtype="bf16"`` on a CPU with AVX512-BF16 cuts that by about 20%.
 
 Public API: :class:`TinyPriorConfig`, :class:`TinyPriorComponents`, :func:`build_tokenizer`, :func:`build_tiny_prior`,
-:func:`save_prior_folder`, :func:`load_components`, :func:`tokenize`, :func:`encode_captions`, :func:`sample_images`,
-:func:`unknown_words`, :func:`unknown_words_message`, :func:`vocabulary_pieces`, :func:`folder_weight_bytes`, :data:`MAX_TEXT_LENGTH`,
-:data:`SIZE_LIMIT_BYTES`.
+:func:`save_prior_folder`, :func:`write_vocabulary`, :func:`read_config`, :func:`load_components`, :func:`tokenize`,
+:func:`encode_captions`, :func:`sample_images`, :func:`vocabulary_pieces`, :func:`folder_weight_bytes`,
+:data:`MAX_TEXT_LENGTH`, :data:`SIZE_LIMIT_BYTES`, :data:`CONFIG_NAME`.
 """
 
 from __future__ import annotations
@@ -39,17 +42,25 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from csdtex.fileio import write_text_atomic
+from csdtex.guidance.loading import TINY_PRIOR_CONFIG_NAME, quiet_progress_bars
+from csdtex.guidance.vocabulary import tokenizer_words
+from csdtex.tinyprior.vocabulary import VOCABULARY, prior_vocabulary_entries
 
 MAX_TEXT_LENGTH = 77
 """Tokens per prompt; csdtex's pixel priors pad / truncate every prompt to 77 tokens (as IFPipeline does)."""
 
 SIZE_LIMIT_BYTES = 30 * 1000 * 1000
 """Budget for all weight files of the shipped prior (issue #4: at most 30 MB)."""
+
+CONFIG_NAME = TINY_PRIOR_CONFIG_NAME
+"""``tiny_prior_config.json``: the file of a prior folder holding its :class:`TinyPriorConfig` and vocabulary."""
 
 PAD_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "</s>", "<unk>"
 _WORD_PREFIX = "\u2581"  # SentencePiece's word-boundary marker "▁"
@@ -126,7 +137,7 @@ class TinyPriorComponents:
     Attributes:
         unet: ``diffusers.UNet2DConditionModel``: (x_t float [B, 3, 64, 64], t int [B], text [B, 77, D]) -> eps.
         text_encoder: ``transformers.T5EncoderModel`` (``encode_captions`` gives its [B, 77, D] states).
-        tokenizer: ``transformers.T5Tokenizer`` over :data:`csdtex.synthetic.VOCABULARY`.
+        tokenizer: ``transformers.T5Tokenizer`` over :data:`csdtex.tinyprior.vocabulary.VOCABULARY`.
         scheduler: ``diffusers.DDPMScheduler`` (training noise schedule).
         config: the :class:`TinyPriorConfig` they were built from.
     """
@@ -149,11 +160,10 @@ def vocabulary_pieces(words: Sequence[str] | None = None) -> list[tuple[str, flo
     """The Unigram vocabulary of the tokenizer: [(piece, log-probability score)], ids in list order.
 
     ``<pad>`` = 0, ``</s>`` = 1, ``<unk>`` = 2 (T5's layout, which ``T5Tokenizer`` assumes), then every entry of
-    ``words`` (default :data:`csdtex.synthetic.VOCABULARY`): alphabetic words as ``"▁" + word``, punctuation as is.
+    ``words`` (default :data:`csdtex.tinyprior.vocabulary.VOCABULARY`): alphabetic words as ``"▁" + word``,
+    punctuation as is.
     """
     if words is None:
-        from csdtex.synthetic import VOCABULARY
-
         words = VOCABULARY
     pieces = [(PAD_TOKEN, 0.0), (EOS_TOKEN, 0.0), (UNK_TOKEN, 0.0)]
     for word in words:
@@ -170,44 +180,6 @@ def build_tokenizer(words: Sequence[str] | None = None):
     from transformers import T5Tokenizer
 
     return T5Tokenizer(vocab=vocabulary_pieces(words), extra_ids=0, model_max_length=MAX_TEXT_LENGTH)
-
-
-def unknown_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
-    """Words of ``prompt`` outside the tiny prior's vocabulary, in order of appearance, without duplicates.
-
-    The prompt is lowercased and split like captions (:func:`csdtex.synthetic.caption_words`: runs of letters, every
-    other non-space character on its own), so ``"A red vase."`` gives ``["vase", "."]``.
-    """
-    from csdtex.synthetic import VOCABULARY, caption_words
-
-    known = set(VOCABULARY if words is None else words)
-    unknown: list[str] = []
-    for word in caption_words(prompt):
-        if word not in known and word not in unknown:
-            unknown.append(word)
-    return unknown
-
-
-def unknown_words_message(prompt: str, vocabulary: Sequence[str] | frozenset[str] | None = None) -> str | None:
-    """One-line warning naming the words of ``prompt`` a tiny prior does not know, and listing those it knows
-    (grouped: colours, shapes, other words); None when every word is known. Punctuation other than words is not
-    reported."""
-    from csdtex.synthetic import COLORS, GENERIC_NOUN, SHAPES, VOCABULARY
-
-    known = frozenset(VOCABULARY if vocabulary is None else vocabulary)
-    unknown = [w for w in unknown_words(prompt, known) if w.isalpha()]
-    if not unknown:
-        return None
-    words = sorted(w for w in known if w.isalpha())
-    colours = [w for w in words if w in COLORS]
-    shapes = [w for w in words if w in SHAPES or w == GENERIC_NOUN]
-    other = [w for w in words if w not in colours and w not in shapes]
-    quoted = ", ".join(f"'{w}'" for w in unknown)
-    return (
-        f"the built-in prior does not know {quoted} (ignored as <unk>); it knows only colours ({', '.join(colours)}), "
-        f"shapes ({', '.join(shapes)}) and the words {', '.join(other)}. For other prompts use a real prior on a GPU "
-        "(--model sd21 or a local diffusers folder)"
-    )
 
 
 def _build_text_encoder(config: TinyPriorConfig, vocab_size: int):
@@ -253,7 +225,8 @@ def build_tiny_prior(
 
     Args:
         folder: if given, :func:`save_prior_folder` writes the components there.
-        seed: seed of the weight initialization (the global torch RNG state is restored afterwards).
+        seed: seed of the weight initialization; the same seed gives the same weights, and the caller's global RNG
+            state is left unchanged (the weights are drawn from the CPU generator inside ``fork_rng``).
         config: architecture (default :class:`TinyPriorConfig`).
     Returns:
         :class:`TinyPriorComponents` on the CPU in float32, in train mode.
@@ -262,8 +235,8 @@ def build_tiny_prior(
 
     config = config or TinyPriorConfig()
     tokenizer = build_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # CUDA generators are not touched: the networks are built on the CPU
+        torch.default_generator.manual_seed(seed)
         text_encoder = _build_text_encoder(config, vocab_size=len(tokenizer))
         unet = UNet2DConditionModel(**config.unet_kwargs())
     components = TinyPriorComponents(
@@ -289,38 +262,31 @@ def _replace_dir(destination: Path, write) -> None:
         shutil.rmtree(old)
 
 
-def _quiet_progress_bars() -> None:
-    import diffusers.utils.logging as diffusers_logging
-    import transformers.utils.logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
-    diffusers_logging.disable_progress_bar()
-
-
 def save_prior_folder(components: TinyPriorComponents, folder: str | os.PathLike) -> Path:
     """Save the components as an IF-stage-I-layout diffusers folder that csdtex loads as a pixel prior.
 
     Writes ``unet/`` (config.json + diffusion_pytorch_model.safetensors), ``text_encoder/`` (config.json +
     model.safetensors), ``tokenizer/`` (tokenizer.json + tokenizer_config.json), ``scheduler/``
     (scheduler_config.json), ``model_index.json`` (``IFPipeline`` with the unused IF parts set to null) and
-    ``tiny_prior_config.json`` (the :class:`TinyPriorConfig`). Weights are saved in their current dtype (the shipped prior's
-    are float16; every csdtex loader upcasts them to the dtype it runs in). Each component folder is replaced atomically; other files in ``folder`` (README, PNGs) are
-    kept.
+    :data:`CONFIG_NAME` (the :class:`TinyPriorConfig` and the tokenizer's closed vocabulary, see
+    :func:`write_vocabulary`). Weights are saved in their current dtype (the shipped prior's are float16; every csdtex
+    loader upcasts them to the dtype it runs in). Each component folder is replaced atomically; other files in
+    ``folder`` (README, PNGs) are kept.
 
     Returns:
         ``folder`` as a Path.
     """
     from diffusers import __version__ as diffusers_version
 
-    from csdtex.fileio import write_text_atomic
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _quiet_progress_bars()
-    _replace_dir(folder / "unet", lambda p: components.unet.save_pretrained(p, safe_serialization=True))
-    _replace_dir(folder / "text_encoder", lambda p: components.text_encoder.save_pretrained(p, safe_serialization=True))
-    _replace_dir(folder / "tokenizer", lambda p: components.tokenizer.save_pretrained(p))
-    _replace_dir(folder / "scheduler", lambda p: components.scheduler.save_pretrained(p))
+    with quiet_progress_bars():
+        _replace_dir(folder / "unet", lambda p: components.unet.save_pretrained(p, safe_serialization=True))
+        _replace_dir(
+            folder / "text_encoder", lambda p: components.text_encoder.save_pretrained(p, safe_serialization=True)
+        )
+        _replace_dir(folder / "tokenizer", lambda p: components.tokenizer.save_pretrained(p))
+        _replace_dir(folder / "scheduler", lambda p: components.scheduler.save_pretrained(p))
     index = {
         "_class_name": "IFPipeline",
         "_diffusers_version": diffusers_version,
@@ -334,9 +300,52 @@ def save_prior_folder(components: TinyPriorComponents, folder: str | os.PathLike
         "requires_safety_checker": False,
     }
     write_text_atomic(folder / "model_index.json", json.dumps(index, indent=2) + "\n")
-    config = asdict(components.config)
-    write_text_atomic(folder / "tiny_prior_config.json", json.dumps(config, indent=2) + "\n")
+    _write_config(folder / CONFIG_NAME, asdict(components.config), components.tokenizer)
     return folder
+
+
+def _write_config(path: Path, config: dict[str, Any], tokenizer: Any) -> Path:
+    """Write ``config`` plus the vocabulary entries of ``tokenizer``'s words as the prior's JSON config, atomically."""
+    config = {**config, **prior_vocabulary_entries(sorted(tokenizer_words(tokenizer)))}
+    return write_text_atomic(path, json.dumps(config, indent=2) + "\n")
+
+
+def write_vocabulary(folder: str | os.PathLike) -> Path:
+    """Add (or refresh) the closed vocabulary in the :data:`CONFIG_NAME` of a saved tiny-prior folder.
+
+    The words are those of the folder's own tokenizer (every piece but ``<pad>``, ``</s>`` and ``<unk>``; ``"▁red"``
+    -> ``"red"``), stored as ``"vocabulary"`` (sorted) with ``"vocabulary_groups"`` (colours, shapes) as
+    :func:`csdtex.tinyprior.vocabulary.prior_vocabulary_entries` makes them; the other entries of the config (the
+    :class:`TinyPriorConfig`) are kept as they are, nothing else in the folder changes. :func:`save_prior_folder` does
+    the same for every prior it saves; this is for folders saved before (the shipped prior got its list this way:
+    ``python -m csdtex.tinyprior write-vocabulary assets/priors/tiny``).
+
+    Returns:
+        The config file written.
+
+    Raises:
+        FileNotFoundError: ``folder`` has no :data:`CONFIG_NAME` or no ``tokenizer/``.
+    """
+    from transformers import T5Tokenizer
+
+    folder = Path(folder)
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file() or not (folder / "tokenizer").is_dir():
+        raise FileNotFoundError(f"{folder} is not a tiny-prior folder (it needs {CONFIG_NAME} and tokenizer/)")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    tokenizer = T5Tokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+    return _write_config(config_path, config, tokenizer)
+
+
+def read_config(folder: str | os.PathLike) -> TinyPriorConfig:
+    """The :class:`TinyPriorConfig` stored in ``folder``'s :data:`CONFIG_NAME` (the defaults when there is none);
+    other entries of the file (the vocabulary) are ignored."""
+    config_path = Path(folder) / CONFIG_NAME
+    if not config_path.is_file():
+        return TinyPriorConfig()
+    raw = json.loads(config_path.read_text(encoding="utf-8"))
+    names = {f.name for f in fields(TinyPriorConfig)}
+    return TinyPriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names})
 
 
 def load_components(folder: str | os.PathLike, device: torch.device | str = "cpu") -> TinyPriorComponents:
@@ -344,26 +353,29 @@ def load_components(folder: str | os.PathLike, device: torch.device | str = "cpu
 
     For guidance use :func:`csdtex.guidance.load_prior_from_folder` instead (frozen, eval mode); this is for resuming
     or fine-tuning training.
+
+    Args:
+        folder: the prior folder.
+        device: where to put the unet and the text encoder.
+
+    Returns:
+        :class:`TinyPriorComponents` with float32 networks in train mode on ``device``.
     """
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import T5EncoderModel, T5Tokenizer
 
     folder = Path(folder)
-    _quiet_progress_bars()
-    config_path = folder / "tiny_prior_config.json"
-    config = TinyPriorConfig()
-    if config_path.is_file():
-        raw = json.loads(config_path.read_text())
-        config = TinyPriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    unet = UNet2DConditionModel.from_pretrained(
-        folder / "unet", use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False,
-        torch_dtype=torch.float32,
-    )  # fmt: skip
-    text_encoder = T5EncoderModel.from_pretrained(
-        folder / "text_encoder", use_safetensors=True, local_files_only=True, dtype=torch.float32
-    )
-    tokenizer = T5Tokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
-    scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+    config = read_config(folder)
+    with quiet_progress_bars():
+        unet = UNet2DConditionModel.from_pretrained(
+            folder / "unet", use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False,
+            torch_dtype=torch.float32,
+        )  # fmt: skip
+        text_encoder = T5EncoderModel.from_pretrained(
+            folder / "text_encoder", use_safetensors=True, local_files_only=True, dtype=torch.float32
+        )
+        tokenizer = T5Tokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+        scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
     return TinyPriorComponents(
         unet=unet.to(device).train(), text_encoder=text_encoder.to(device).train(),
         tokenizer=tokenizer, scheduler=scheduler, config=config,

@@ -1,11 +1,13 @@
 """Attribute classifier: which colours and which pattern a 64x64 render of one textured object shows.
 
 A small CNN used by the fidelity benchmark (``benchmarks/fidelity.py``, issue #4) to score painted textures against
-their prompts. It knows the synthetic vocabulary of :mod:`csdtex.synthetic`: the 12 colour words of
-:data:`~csdtex.synthetic.COLORS` and the 6 patterns of :data:`~csdtex.synthetic.PATTERNS`. It is trained by
-``benchmarks/train_attribute_classifier.py`` on renders of the synthetic splits that the built-in prior never trains
-on (see that script and ``assets/classifier/README.md``), and shipped as ``assets/classifier/attributes.safetensors``
-(weights) + ``assets/classifier/attributes.json`` (architecture, vocabulary, training record).
+their prompts. It knows the synthetic vocabulary of :mod:`csdtex.tinyprior.vocabulary`: the 12 colour words of
+:data:`~csdtex.tinyprior.vocabulary.COLORS` and the 6 patterns of :data:`~csdtex.tinyprior.vocabulary.PATTERNS`. It is
+trained by ``benchmarks/train_attribute_classifier.py`` on renders of the synthetic splits that the built-in prior
+never trains on (see that script and ``assets/classifier/README.md``), and shipped as
+``assets/classifier/attributes.safetensors`` (weights) + ``assets/classifier/attributes.json`` (architecture,
+vocabulary, training record); an installed wheel has them in ``<prefix>/share/csdtex/classifier``
+(:func:`default_weights_path` finds them like :mod:`csdtex.assets` finds the built-in prior).
 
 What "colour" means
 -------------------
@@ -43,10 +45,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csdtex.synthetic import COLORS, PATTERNS
+from csdtex.assets import CLASSIFIER_PARTS, find_asset_file
+from csdtex.tinyprior.vocabulary import COLORS, PATTERNS
 
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
-"""The colour words in the order of the colour head's outputs (the order of :data:`csdtex.synthetic.COLORS`)."""
+"""The colour words in the order of the colour head's outputs (the order of
+:data:`csdtex.tinyprior.vocabulary.COLORS`)."""
 
 INPUT_SIZE = 64
 """Side in pixels of the classifier's input images."""
@@ -56,9 +60,11 @@ CONFIG_NAME = "attributes.json"
 
 
 def default_weights_path() -> Path:
-    """``<checkout>/assets/classifier/attributes.safetensors``: where the shipped weights live in a source checkout
-    (the repository root is the parent of the ``csdtex`` package folder)."""
-    return Path(__file__).resolve().parents[1] / "assets" / "classifier" / WEIGHTS_NAME
+    """The shipped weights: the first ``<root>/classifier/attributes.safetensors`` that exists, searching the asset
+    roots of :func:`csdtex.assets.asset_roots` in order (``<checkout>/assets`` of a source checkout, then
+    ``share/csdtex`` of an installed wheel); ``<checkout>/assets/classifier/attributes.safetensors`` when there is none
+    (:func:`load_classifier` then says how to train one)."""
+    return find_asset_file(*CLASSIFIER_PARTS, WEIGHTS_NAME)
 
 
 # ======================================================================================================================
@@ -86,7 +92,7 @@ class AttributeClassifier(nn.Module):
         channels: feature channels of the stem and of each stage.
         hidden: width of the hidden layer of the head.
         colors: colour words of the colour head (default :data:`COLOR_NAMES`).
-        patterns: pattern words of the pattern head (default :data:`csdtex.synthetic.PATTERNS`).
+        patterns: pattern words of the pattern head (default :data:`csdtex.tinyprior.vocabulary.PATTERNS`).
 
     Shapes: ``forward(x float32 [N, 3, 64, 64], normalized as by :meth:`preprocess`) -> (color_logits float32
     [N, C], pattern_logits float32 [N, P])`` with C = len(colors) = 12 and P = len(patterns) = 6.
@@ -199,13 +205,14 @@ def load_classifier(path: str | os.PathLike | None = None, device: torch.device 
 
     Args:
         path: the ``.safetensors`` file, or the folder holding it (default: :func:`default_weights_path`, the shipped
-            classifier of a source checkout). The architecture is read from ``attributes.json`` in the same folder.
+            classifier of a source checkout or an installed wheel). The architecture is read from ``attributes.json``
+            in the same folder.
         device: where to put the network.
     Returns:
         :class:`AttributeClassifier` in eval mode, gradients off.
     Raises:
         FileNotFoundError: the weights or the JSON config are missing (the message names the training script).
-        ValueError: the stored vocabulary differs from :mod:`csdtex.synthetic`'s.
+        ValueError: the stored vocabulary differs from :mod:`csdtex.tinyprior.vocabulary`'s.
     """
     from safetensors.torch import load_file
 
@@ -222,7 +229,7 @@ def load_classifier(path: str | os.PathLike | None = None, device: torch.device 
     config = json.loads(config_path.read_text(encoding="utf-8"))
     architecture = config["architecture"]
     if tuple(architecture["colors"]) != COLOR_NAMES or tuple(architecture["patterns"]) != tuple(PATTERNS):
-        raise ValueError(f"{config_path} was trained for another vocabulary than csdtex.synthetic's; retrain it")
+        raise ValueError(f"{config_path} was trained for another vocabulary than csdtex.tinyprior's; retrain it")
     model = AttributeClassifier(architecture["channels"], architecture["hidden"], architecture["colors"],
                                 architecture["patterns"])
     model.load_state_dict(load_file(str(path)))  # float16 on disk -> copied into the float32 parameters
@@ -261,7 +268,8 @@ def predict_probabilities(
         batch: images per forward pass.
     Returns:
         (color_probs float32 [N, 12] in [0, 1], independent sigmoids in :data:`COLOR_NAMES` order;
-        pattern_probs float32 [N, 6] in [0, 1], rows summing to 1, in :data:`csdtex.synthetic.PATTERNS` order).
+        pattern_probs float32 [N, 6] in [0, 1], rows summing to 1, in :data:`csdtex.tinyprior.vocabulary.PATTERNS`
+        order).
     """
     model = classifier if classifier is not None else _default_classifier("cpu")
     device = next(model.parameters()).device
@@ -340,7 +348,7 @@ class AttributePrediction:
         color_probs: float32 [12] in [0, 1], mean over views of the per-view sigmoid probabilities, in
             :data:`COLOR_NAMES` order.
         pattern_probs: float32 [6] in [0, 1] summing to 1, mean over views of the per-view softmax, in
-            :data:`csdtex.synthetic.PATTERNS` order.
+            :data:`csdtex.tinyprior.vocabulary.PATTERNS` order.
         num_views: how many views were averaged.
     """
 

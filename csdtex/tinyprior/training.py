@@ -1,0 +1,112 @@
+"""Pieces of the built-in prior's training loop (``benchmarks/train_prior.py``): the learning-rate schedule, the EMA
+of the weights, caption tokenization with train-time augmentation, the image scaling and the held-out loss.
+
+Conventions: images uint8 [B, 64, 64, 3] (RGB, row 0 at the top) in the data, float32 [B, 3, 64, 64] in [-1, 1] for
+the model; token ids int64 [B, 77] as :func:`csdtex.tinyprior.model.tokenize` makes them; timesteps int64 in
+[0, T).
+
+Public API: :func:`learning_rate`, :func:`ema_update`, :class:`CaptionTable`, :func:`images_to_model`,
+:func:`heldout_loss`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from csdtex.tinyprior.model import tokenize
+from csdtex.tinyprior.vocabulary import GENERIC_NOUN, SHAPES
+
+
+def learning_rate(step: int, horizon: int, peak: float, warmup: int, final_ratio: float = 0.1) -> float:
+    """Linear warm-up over ``min(warmup, horizon // 10)`` steps, then cosine from ``peak`` to ``final_ratio * peak``
+    at step ``horizon`` (constant after)."""
+    warmup = max(1, min(warmup, horizon // 10))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, horizon - warmup))
+    return peak * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def ema_update(ema_modules: Sequence[torch.nn.Module], modules: Sequence[torch.nn.Module], decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * live`` for every parameter (buffers copied)."""
+    ema_params, live_params = [], []
+    for ema, live in zip(ema_modules, modules):
+        ema_params += list(ema.parameters())
+        live_params += [p.detach() for p in live.parameters()]
+        for eb, lb in zip(ema.buffers(), live.buffers()):
+            eb.copy_(lb)
+    torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
+
+
+class CaptionTable:
+    """Token ids of every distinct caption (tokenized once), plus the variants used for augmentation.
+
+    Attributes (on ``device``):
+        ids, mask: int64 [U, 77] token ids / attention masks of the U distinct captions.
+        ids_unk: int64 [U, 77], ``ids`` with every shape word (and "object") replaced by ``<unk>``.
+        index: int64 [N], distinct-caption row of every image.
+        empty: int, the row of the empty caption ``""``.
+    """
+
+    def __init__(self, tokenizer, captions: Sequence[str], device: torch.device) -> None:
+        distinct, inverse = np.unique(np.asarray(list(captions) + [""], dtype=np.str_), return_inverse=True)
+        ids, mask = tokenize(tokenizer, [str(c) for c in distinct])
+        noun_ids = tokenizer.convert_tokens_to_ids(["\u2581" + w for w in SHAPES + (GENERIC_NOUN,)])
+        is_noun = torch.isin(ids, torch.tensor(noun_ids))
+        self.ids = ids.to(device)
+        self.mask = mask.to(device)
+        self.ids_unk = torch.where(is_noun, tokenizer.unk_token_id, ids).to(device)
+        self.index = torch.as_tensor(inverse[:-1], dtype=torch.long, device=device)
+        self.empty = int(inverse[-1])
+
+    def batch(
+        self, rows: torch.Tensor, dropout: float, unk: float, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, mask) int64 [B, 77] for images ``rows`` with train-time caption dropout / unknown-noun replacement."""
+        caption = self.index[rows]
+        u = torch.rand(rows.shape[0], generator=generator, device=rows.device)
+        caption = torch.where(u < dropout, torch.full_like(caption, self.empty), caption)
+        use_unk = ((u >= dropout) & (u < dropout + unk)).unsqueeze(-1)
+        ids = torch.where(use_unk, self.ids_unk[caption], self.ids[caption])
+        return ids, self.mask[caption]
+
+
+def images_to_model(images_u8: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float32 [B, 3, H, W] in [-1, 1]; rows where ``flip`` (bool [B]) is True are mirrored."""
+    x = images_u8.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    if flip is not None:
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+@torch.no_grad()
+def heldout_loss(
+    unet, text_encoder, images: torch.Tensor, table: CaptionTable, alphas_cumprod: torch.Tensor, seed: int,
+    batch: int, autocast,
+) -> float:
+    """Mean epsilon-MSE on fixed images / noise / timesteps (stratified over [0, T)): comparable across checkpoints."""
+    generator = torch.Generator(device=images.device).manual_seed(seed + 12345)
+    n, total = images.shape[0], 0.0
+    steps = alphas_cumprod.shape[0]
+    training = (unet.training, text_encoder.training)
+    unet.eval(), text_encoder.eval()
+    for start in range(0, n, batch):
+        rows = torch.arange(start, min(n, start + batch), device=images.device)
+        x = images_to_model(images[rows])
+        t = ((rows * steps) // n).long()
+        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x + (1 - a).sqrt() * noise
+        ids, mask = table.ids[table.index[rows]], table.mask[table.index[rows]]
+        with autocast:
+            text = text_encoder(ids, attention_mask=mask)[0]
+            eps = unet(x_t, t, encoder_hidden_states=text).sample
+        total += F.mse_loss(eps.float(), noise, reduction="sum").item() / noise[0].numel()
+    unet.train(training[0]), text_encoder.train(training[1])
+    return total / max(n, 1)
