@@ -87,25 +87,26 @@ def test_feather_ramps_in_over_two_texels():
 def test_edit_keeps_layout_sizes_and_the_outside_of_the_mask_exactly(tmp_path, prior, fmt):
     source = two_material_box(tmp_path / "in", fmt)
     original = load_mesh(source)
-    mask = half_mask(tmp_path / "mask.png", 64, 64, rgba=(fmt == "glb"))  # resized to each texture; RGBA uses alpha
+    mask = half_mask(tmp_path / "mask.png", 64, 64, rgba=(fmt == "glb"))  # resized to the 32x32 lid; RGBA: alpha
     result = csdtex.edit(source, "a blue box", "a red box", quick(prior), out_dir=tmp_path / "out", mask=mask,
-                         show_progress=False)
+                         materials=["lid"], show_progress=False)
     edited = load_mesh(result.files.obj)
     assert np.array_equal(edited.faces, original.faces) and np.array_equal(edited.uv_faces, original.uv_faces)
     assert np.allclose(edited.vertices, original.vertices) and np.allclose(edited.uvs, original.uvs)
     glb = load_mesh(result.files.glb)
     assert len(glb.faces) == len(original.faces)
-    for before, after_png in zip(original.materials, result.files.textures):
-        after = np.asarray(Image.open(after_png).convert("RGB"))
-        assert after.shape == before.texture.shape
-        width = after.shape[1]
-        assert np.array_equal(after[:, width // 2:], before.texture[:, width // 2:]), "outside the mask changed"
-        assert (after[:, : width // 2] != before.texture[:, : width // 2]).any(), "nothing changed inside the mask"
+    lid, body = (np.asarray(Image.open(png).convert("RGB")) for png in result.files.textures)
+    assert lid.shape == (32, 32, 3) and body.shape == (16, 32, 3)
+    assert np.array_equal(body, original.materials[1].texture), "a material outside --material changed"
+    before = original.materials[0].texture
+    assert np.array_equal(lid[:, 16:], before[:, 16:]), "outside the mask changed"
+    assert (lid[:, :16] != before[:, :16]).any(), "nothing changed inside the mask"
     assert result.metrics["changed_outside"] == 0 and result.metrics["changed_inside"] > 0
     assert result.metrics["fit_error_max"] == 0.0
     record = json.loads(result.run_json.read_text())
     assert record["edit"]["source"] == "a red box" and record["config"]["guidance"]["negative_prompt"] == "a red box"
     assert record["edit"]["mask"]["sha256"] and len(record["edit"]["source_textures"]) == 2
+    assert record["edit"]["materials"] == ["lid"]
     assert result.before_after.exists() and Image.open(result.before_after_sheet).size == (2 * 32, 2 * 32)
 
 
@@ -160,8 +161,8 @@ def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
         ([str(broken_texture / "box.obj"), "a blue box", "--source", "a red box"], "no texture to edit"),
         ([str(box), "a blue box", "--source", "a red box", "--mask", str(not_image)], "is not an image"),
         ([str(box), "a blue box", "--source", "a red box", "--mask", str(tmp_path / "none.png")], "does not exist"),
-        ([str(box), "a blue box", "--source", "a red box", "--mask", str(black)], "leaves nothing"),
-        ([str(box), "a blue box", "--source", "a red box", "--mask", str(tall)], "aspect ratio"),
+        ([str(box), "a blue box", "--source", "a red box", "--mask", str(black), "--material", "lid"], "leaves nothing"),
+        ([str(box), "a blue box", "--source", "a red box", "--mask", str(tall), "--material", "lid"], "aspect ratio"),
         ([str(box), "a blue box", "--source", "a red box", "--material", "lidd"], "'lid', 'body'"),
         ([str(box), "  ", "--source", "a red box"], "prompt is empty"),
         ([str(box), "a blue box", "--source", " "], "source description is empty"),

@@ -52,7 +52,7 @@ class EditableTexture(TextureModel):
         for index, (image, weight) in enumerate(zip(images, weights)):
             if image.shape[:2] != weight.shape:
                 raise ValueError(f"material {index}: weights {weight.shape} do not match the image {image.shape[:2]}")
-            original = torch.from_numpy(np.ascontiguousarray(image[..., :3])).float().div(255.0).permute(2, 0, 1)
+            original = torch.from_numpy(np.array(image[..., :3], dtype=np.float32)).div(255.0).permute(2, 0, 1)
             self.register_buffer(f"original_{index}", original[None], persistent=False)
             self.register_buffer(f"weight_{index}", torch.from_numpy(weight.astype(np.float32))[None, None],
                                  persistent=False)
