@@ -63,7 +63,8 @@ def prepare_run(
         prompt: the text prompt; must not be blank.
         config: options; None fields are filled from the prior's preset (:func:`csdtex.config.resolve_for_prior`).
         out_dir: output folder; must be creatable and writable (nothing is written here).
-        prior: an already loaded prior; default: load ``config.model`` (None = :data:`DEFAULT_MODEL`).
+        prior: an already loaded prior (kept whole for later runs); default: load ``config.model`` (None =
+            :data:`DEFAULT_MODEL`), whose text encoder is released once the prompts are encoded.
         resume: the run will continue from ``out_dir``'s checkpoint, which must exist.
         notify: receives one-line notices worth showing before the long part (UV unwrapping).
         warn: receives one-line warnings (mesh problems, prompt words the prior does not know); default:
@@ -92,7 +93,8 @@ def prepare_run(
     else:
         source_mesh = timer.run("load_mesh", load_mesh, mesh)
         name = safe_asset_name(Path(mesh).stem)
-    if prior is None:
+    owns_prior = prior is None
+    if owns_prior:
         from csdtex.guidance import load_prior
 
         prior = timer.run("load_prior", load_prior, config.model, device)
@@ -116,6 +118,8 @@ def prepare_run(
 
     embeddings = timer.run("encode_text", PromptEmbeddings, prior, prompt, guidance.negative_prompt,
                            view_dependent=guidance.view_dependent_prompt)
+    if owns_prior:  # every prompt of the run is encoded; a prior passed in may serve later runs (a batch)
+        prior.release_text_encoder()
     return PreparedRun(
         name=name, prompt=prompt, out_dir=out_dir, config=config, guidance=guidance, prior=prior, device=device,
         backend=backend, mesh=textured_mesh, render_mesh=textured_mesh.to_render(device), embeddings=embeddings,
