@@ -67,8 +67,9 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -311,8 +312,8 @@ def format_table(summary: dict[str, Any], targets: dict[str, bool | None], meshe
 def markdown_table(summary: dict[str, Any], meshes: Sequence[str], record_settings: dict[str, Any]) -> str:
     """A Markdown table of the result for ``benchmarks/README.md``."""
     cols = " | ".join(meshes)
-    lines = [f"| run | n | colour read | {cols} | B read from good starts | A still read | texels changed outside "
-             f"the mask | s/run |",
+    lines = [(f"| run | n | colour read | {cols} | B read from good starts | A still read | texels changed "
+              f"outside the mask | s/run |"),
              "| --- " * (8 + len(meshes) - 1) + "|"]
     start = summary["start"]
     lines.append(f"| paint A (CSD) | {start['n']} | {_pct(start['a_read_rate'])} (A) | "
@@ -372,9 +373,9 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
     source, target = color_prompt(color_a), color_prompt(color_b)
     held_out = bool({color_a, color_b} & _held_out_colors())
     work = w["work"] / mesh_name / f"pair{pair_index:02d}"
-    common = dict(pair_index=pair_index, pair=pair_label((color_a, color_b)), mesh=mesh_name, color_a=color_a,
-                  color_b=color_b, held_out=held_out)
-    quiet = dict(checkpoint_every=0, preview_frames=2, preview_size=64, learning_rate=args.lr)
+    common = {"pair_index": pair_index, "pair": pair_label((color_a, color_b)), "mesh": mesh_name,
+              "color_a": color_a, "color_b": color_b, "held_out": held_out}
+    quiet = {"checkpoint_every": 0, "preview_frames": 2, "preview_size": 64, "learning_rate": args.lr}
 
     started = time.perf_counter()
     painted = paint(mesh, source, PaintConfig(

@@ -273,7 +273,7 @@ def test_cuda_paint_with_graphs_matches_eager_within_two_levels(tmp_path, priors
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("renderer, allowed", [("torch", 2), ("nvdiffrast", 1)])
+@pytest.mark.parametrize("renderer, allowed", [("torch", 2), ("nvdiffrast", 1)])  # raster count, covered pixels
 def test_host_synchronizations_per_step(tmp_path, priors, ball, renderer, allowed):
     import warnings
 
