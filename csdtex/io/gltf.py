@@ -16,8 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from csdtex.io._common import GENERATOR, ParseError, error_text
-from csdtex.io.trimesh_formats import read_with_trimesh
+from csdtex.io._common import GENERATOR
 from csdtex.mesh.types import Mesh, vertex_normals
 
 __all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_seams"]
@@ -28,27 +27,26 @@ __all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_seams"]
 
 
 def read_gltf(path: Path) -> Mesh:
-    """Read a ``.glb`` or ``.gltf`` file (with its external buffers and images) through trimesh.
+    """Read a ``.glb`` or ``.gltf`` file with csdtex's own reader (:func:`csdtex.io.gltf_read.read_gltf_file`).
 
-    Every node instance of every primitive is transformed into world space and concatenated; each primitive is one
-    material group (texture = its PBR ``baseColorTexture``). Instances whose node transform mirrors (negative
-    determinant) get their winding reversed, as glTF prescribes. Parts without ``TEXCOORD_0`` get ``uv_faces`` rows
-    of -1. UVs come back with (0, 0) = bottom-left (trimesh undoes glTF's flip). External resources are read only
-    when they resolve inside the file's folder (see :func:`csdtex.io.trimesh_formats.read_with_trimesh`).
+    Every node instance of every triangle primitive (modes 4, 5, 6) is transformed into world space and concatenated;
+    each glTF material is one material group (texture = its PBR ``baseColorTexture``, with its sampler and
+    ``KHR_texture_transform``). Instances whose node transform mirrors (negative determinant) get their winding
+    reversed, as glTF prescribes. Parts without UVs get ``uv_faces`` rows of -1. UVs come back with (0, 0) =
+    bottom-left. External resources are read only when they resolve inside the file's folder. Sparse accessors,
+    quantized attributes, Draco and meshopt compression are decoded (see :mod:`csdtex.io.gltf_read`).
 
     Args:
         path: the ``.glb`` / ``.gltf`` file.
     Returns:
-        an unvalidated :class:`~csdtex.mesh.Mesh` (``source`` not set), arrays as in :func:`read_with_trimesh`.
+        an unvalidated :class:`~csdtex.mesh.Mesh` (``source`` not set).
     Raises:
-        ParseError: a ``.gltf`` file that is not JSON. Otherwise as :func:`read_with_trimesh`.
+        ParseError: a malformed file. ReadError: a missing resource, an unsupported required extension, a missing
+        decoder. MeshError: no triangles.
     """
-    if path.suffix.lower() == ".gltf":
-        try:
-            json.loads(path.read_bytes().decode("utf-8-sig"))
-        except ValueError as err:
-            raise ParseError(f"it is not JSON: {error_text(err)}") from None
-    return read_with_trimesh(path)
+    from csdtex.io.gltf_read import read_gltf_file
+
+    return read_gltf_file(path)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
