@@ -85,20 +85,24 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
            device: str, renderer: str) -> None:
     """Render a turntable preview of a (textured) MESH."""
     from csdtex.devices import resolve_device
-    from csdtex.field import UVTexture
     from csdtex.mesh import load_mesh
-    from csdtex.preview import PREVIEW_FORMATS, material_texture_images, turntable_frames, write_preview
+    from csdtex.pipeline.prepare import check_writable
+    from csdtex.preview import PREVIEW_FORMATS, input_texture_model, turntable_frames, write_preview
 
     if out_path.suffix.lower() not in PREVIEW_FORMATS:
         raise CsdtexError(f"unsupported preview format {out_path.suffix or '(none)'!r} for --out: use .gif, .mp4 or .png")
+    if out_path.is_dir():
+        raise CsdtexError(f"--out {out_path} is a folder: give a file name such as {out_path / 'preview.gif'}")
+    check_writable(out_path.parent if str(out_path.parent) else Path("."), option="--out")
     torch_device = resolve_device(device)
     mesh = load_mesh(mesh_path)
     for warning in mesh.warnings:
         click.echo(f"warning: {warning}", err=True)
-    model = UVTexture.from_images(material_texture_images(mesh)).to(torch_device)
+    model = input_texture_model(mesh).to(torch_device)
+    # Vertex colours (glTF COLOR_0) multiply the texture, as in glTF viewers.
     images = turntable_frames(
-        mesh.to_render(torch_device), model, num_frames=frames, resolution=size, elevation_deg=elevation,
-        shading=shading, backend=renderer,
+        mesh.to_render(torch_device, vertex_colors=True), model, num_frames=frames, resolution=size,
+        elevation_deg=elevation, shading=shading, backend=renderer,
     )
     write_preview(images, out_path, fps=fps)
     click.echo(f"wrote {out_path} ({frames} frames, {size}x{size})")
@@ -124,13 +128,15 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
               help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch].")
 @click.option("--unwrap", is_flag=True, default=None, help="Re-unwrap UVs with xatlas even if the mesh has UVs.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder.")
+@click.option("--overwrite", is_flag=True, default=None,
+              help="Replace another asset's outputs in the output folder (removed once the new ones are complete).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="TOML file of options (command-line options override it).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None, negative: str | None,
           steps: int | None, views_per_step: int | None, texture_size: int | None, guidance: str | None,
           seed: int | None, device: str | None, renderer: str | None, unwrap: bool | None, resume: bool,
-          config_file: Path | None, quiet: bool) -> None:
+          overwrite: bool | None, config_file: Path | None, quiet: bool) -> None:
     """Paint a texture onto MESH from a text PROMPT with Classifier Score Distillation."""
     from csdtex.config import PaintConfig, apply_overrides, load_config_file
     from csdtex.export import safe_asset_name
@@ -139,7 +145,7 @@ def paint(mesh_path: Path, prompt: str, out_dir: Path | None, model: str | None,
     config = load_config_file(config_file) if config_file else PaintConfig()
     options = {"model": model, "negative_prompt": negative, "steps": steps, "views_per_step": views_per_step,
                "texture_size": texture_size, "guidance_method": guidance, "seed": seed, "device": device,
-               "renderer": renderer, "unwrap": unwrap}
+               "renderer": renderer, "unwrap": unwrap, "overwrite": overwrite}
     config = apply_overrides(config, {k: v for k, v in options.items() if v is not None}, source="the command line")
     out_dir = out_dir or Path("csdtex-out") / safe_asset_name(mesh_path.stem)
     result = run_paint(mesh_path, prompt, config, out_dir=out_dir, resume=resume, show_progress=not quiet,

@@ -69,6 +69,9 @@ class PaintConfig:
     """Rasterizer backend (:data:`csdtex.render.BACKENDS`): 'auto', 'torch', 'torch-compiled' or 'nvdiffrast'."""
     unwrap: bool = False
     """Re-unwrap the mesh with xatlas even when it has UVs (meshes without UVs are always unwrapped)."""
+    overwrite: bool = False
+    """Replace another asset's outputs found in the output folder (they are removed once the new outputs are
+    complete); without it such a folder is refused. A rerun of the same asset always replaces its own outputs."""
     white_background_probability: float = 0.5
     """Fraction of views rendered on white; the others get a random solid colour."""
     lit_probability: float = 0.0

@@ -277,9 +277,11 @@ def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLi
 
     Each material is PBR metallic-roughness with ``baseColorTexture`` -> texture -> image embedded in the buffer as PNG
     (``image/png``, the same bytes as :func:`save_texture_png` writes), metallicFactor 0, roughnessFactor 0.9,
-    double-sided. Samplers: LINEAR mag filter, LINEAR_MIPMAP_LINEAR min filter, wrap CLAMP_TO_EDGE when the
-    material's UVs lie in [0, 1] (baked atlases; REPEAT would bleed the opposite edge into border charts), REPEAT
-    when they go outside (the input relies on tiling). Chunks and bufferViews are 4-byte aligned;
+    double-sided. Samplers: LINEAR mag filter, LINEAR_MIPMAP_LINEAR min filter; per axis, wrap CLAMP_TO_EDGE when the
+    material's UVs lie in [0, 1] (baked atlases; REPEAT would bleed the opposite edge into border charts), else the
+    input material's wrap mode (REPEAT by default): :func:`csdtex.sampling.baked_sampler`, the rule
+    :func:`csdtex.bake.bake_texture` places charts by. ``KHR_texture_transform`` is never written (baked textures
+    live in raw UV space). Chunks and bufferViews are 4-byte aligned;
     ``asset.generator`` is ``'csdtex'``.
 
     Args:
