@@ -34,7 +34,9 @@ def read_obj(path: Path) -> Mesh:
     ``vt`` indices of each face (row -1 for a face written without ``vt``). Quads and n-gons are fan-triangulated
     (``(0, i, i + 1)``) in file order. Negative (relative) indices are resolved. Every ``usemtl`` name becomes one
     :class:`~csdtex.mesh.Material` (in order of first use; faces before any ``usemtl`` get a default material);
-    ``Kd`` gives ``base_color``, ``map_Kd`` the texture. MTL files and textures are read only when they resolve inside
+    ``Kd`` gives ``base_color``, ``map_Kd`` the texture (sampler: repeat, or clamp with ``-clamp on``; ``-o`` /
+    ``-s`` become the material's texture transform); ``v x y z r g b`` lines give ``vertex_colors`` (0..255 values
+    are rescaled). MTL files and textures are read only when they resolve inside
     the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they are missing or unreadable, the mesh
     loads without them and ``mesh.warnings`` says why.
 
@@ -169,6 +171,7 @@ def read_obj(path: Path) -> Mesh:
         face_materials=np.asarray(tri_m, dtype=np.int64),
         materials=materials,
         warnings=warnings,
+        vertex_colors=vertex_colors,
     )
 
 
