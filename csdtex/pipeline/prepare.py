@@ -141,9 +141,8 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
         parts = ", ".join(f"'{name}' {100.0 * fraction:.1f}%" for name, fraction in shared)
         remedy = ("; edits there change every region that shares them" if is_edit else
                   "; pass --unwrap to give every surface point its own texels")
-        message = (f"several surface regions share the same texels (tiled or overlapping UVs): {parts} of the painted "
-                   f"texels of material(s) {', '.join(repr(n) for n, _ in shared)}; those regions get the same "
-                   f"paint{remedy}")
+        message = (f"several surface regions share the same texels (tiled or overlapping UVs): shared fraction of "
+                   f"the painted texels {parts}; those regions get the same paint{remedy}")
         warn(message)
         notes.append(message)
     if source.vertex_colors is not None:
