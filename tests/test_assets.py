@@ -19,7 +19,7 @@ from csdtex.cli import main
 from csdtex.config import PaintConfig
 from csdtex.errors import ConfigError, MeshError
 from csdtex.export import export_all
-from csdtex.mesh import Mesh, analyze_mesh, load_mesh
+from csdtex.mesh import analyze_mesh, load_mesh
 from csdtex.mesh.analysis import shared_texel_fractions
 from csdtex.painting import paint
 from csdtex.pipeline.finalize import UnpaintedTextureError, check_painted
@@ -36,7 +36,6 @@ from csdtex.sampling import (
 )
 from gltf_files import (
     CLAMP_TO_EDGE as GL_CLAMP,
-    FLOAT,
     NEAREST,
     REPEAT as GL_REPEAT,
     USHORT,
