@@ -174,6 +174,23 @@ def changed_texels(before: Sequence[np.ndarray], after: Sequence[np.ndarray], lo
 # ======================================================================================================================
 
 
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``["texel_learning_rate_scale=0.1", "guidance.w2_end=0.5"]`` -> nested dict for ``apply_overrides``."""
+    values: dict = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        target = values
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return values
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
@@ -192,6 +209,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--locked-fraction", type=float, default=LOCKED_FRACTION,
                    help="share of the covered texels in the locked (uneditable) rightmost columns")
     p.add_argument("--preserve", type=float, default=None, help="edit anchor weight (default: EditConfig's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other EditConfig option, e.g. texel_learning_rate_scale=0.1 or guidance.w2_end=0.5 "
+                        "(values parsed as JSON, else text; repeatable)")
     p.add_argument("--lr", type=float, default=None, help="paint and edit learning rate (default: the preset's)")
     p.add_argument("--frames", type=int, default=8, help="turntable views classified per result")
     p.add_argument("--grid-views", type=int, default=4, help="views per column in the PNG grid")
@@ -359,7 +379,7 @@ def _classify(render_mesh, textures: Sequence[np.ndarray]):
 def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any], dict[str, Any]]:
     """Paint one (mesh index, pair index) start, edit it with every method, classify all; returns (mesh, pair, runs,
     grid row, locked-region record)."""
-    from csdtex.config import EditConfig, PaintConfig
+    from csdtex.config import EditConfig, PaintConfig, apply_overrides
     from csdtex.editing import edit
     from csdtex.mesh import load_mesh
     from csdtex.painting import paint
@@ -403,6 +423,7 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
         config = EditConfig(model=str(args.model), guidance_method=method, steps=args.edit_steps,
                             views_per_step=args.views_per_step, seed=args.seed, device=str(device),
                             preserve=args.preserve, **quiet)  # fmt: skip
+        config = apply_overrides(config, parse_overrides(args.overrides), source="--set")
         result = edit(painted.files.obj, target, source, config, out_dir=work / method, mask=work / "mask.png",
                       prior=w["prior"], show_progress=False, warn=lambda message: None)  # fmt: skip
         frames, prediction = _classify(result.mesh.to_render(device), result.textures)
@@ -432,7 +453,8 @@ def _settings(args: argparse.Namespace, mesh_names: list[str]) -> dict[str, Any]
         "model": args.model, "methods": args.methods, "paint_method": PAINT_METHOD, "workers": args.workers,
         "steps": args.steps, "edit_steps": args.edit_steps, "views_per_step": args.views_per_step,
         "texture_size": args.texture_size or "prior preset (512 for the built-in prior)",
-        "learning_rate": args.lr, "preserve": args.preserve, "pairs": args.pairs, "meshes": mesh_names,
+        "learning_rate": args.lr, "preserve": args.preserve, "overrides": args.overrides, "pairs": args.pairs,
+        "meshes": mesh_names,
         "locked_fraction": args.locked_fraction, "frames": args.frames, "seed": args.seed, "device": str(device),
         "gpu": gpu, "renderer": fidelity._WORKER.get("backend") or "auto (in workers)",
         "classifier": str(args.classifier or _relative(attributes.default_weights_path())),
