@@ -284,7 +284,7 @@ def _apply(instance: Any, values: dict[str, Any], source: str, prefix: str) -> A
             raise ConfigError(f"unknown option {name!r} in {source}: valid keys are {', '.join(sorted(known))}")
         hint = hints[key]
         nested = _dataclass_in(hint)
-        if cls is PaintConfig and key == "guidance":
+        if isinstance(instance, PaintConfig) and key == "guidance":
             if not isinstance(value, dict):
                 raise ConfigError(f"guidance in {source} must be a table of options")
             changes[key] = {**instance.guidance, **_checked_guidance(value, source)}
