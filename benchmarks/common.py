@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -93,3 +94,19 @@ def write_json(path: str | Path, payload: dict) -> Path:
     from csdtex.fileio import write_text_atomic
 
     return write_text_atomic(path, json.dumps(payload, indent=2))
+
+
+def run_or_merge(argv, *, script: str, default_name: str, run_benchmark, parse_args, merge_results):
+    """Entry point shared by the benchmarks that run in parts: ``--merge A.json B.json ... [--out] [--name]`` calls
+    ``merge_results(parts, out, name)``; anything else runs ``run_benchmark(parse_args(argv))``."""
+    import argparse
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--merge":
+        merger = argparse.ArgumentParser(prog=f"{script} --merge", description=merge_results.__doc__.split("\n")[0])
+        merger.add_argument("parts", nargs="+", help=f"{default_name} JSON files of disjoint runs")
+        merger.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+        merger.add_argument("--name", default=default_name)
+        merged = merger.parse_args(argv[1:])
+        return merge_results(merged.parts, merged.out, merged.name)
+    return run_benchmark(parse_args(argv))

@@ -612,15 +612,10 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: parse ``argv`` and run :func:`run_benchmark`; or, with ``--merge A.json B.json
     ...``, merge finished parts (:func:`merge_results`) into ``--out``/``--name``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--merge":
-        merger = argparse.ArgumentParser(prog="edit.py --merge", description=merge_results.__doc__.split("\n")[0])
-        merger.add_argument("parts", nargs="+", help="edit-benchmark JSON files of disjoint runs")
-        merger.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-        merger.add_argument("--name", default="edit")
-        merged = merger.parse_args(argv[1:])
-        return merge_results(merged.parts, merged.out, merged.name)
-    return run_benchmark(parse_args(argv))
+    from common import run_or_merge
+
+    return run_or_merge(argv, script="edit.py", default_name="edit", run_benchmark=run_benchmark,
+                        parse_args=parse_args, merge_results=merge_results)
 
 
 if __name__ == "__main__":
