@@ -1,0 +1,7 @@
+"""Texture quality metrics and benchmarks.
+
+- :mod:`csdtex.metrics.seams`: :func:`~csdtex.metrics.seams.seam_metrics` (seam, interior and bleed RMS per mip level,
+  texel-density ratio across seams).
+- :mod:`csdtex.metrics.meshes`: deterministic procedural benchmark meshes (many charts, mismatched densities).
+- :mod:`csdtex.metrics.bench`: ``csdtex bench seams`` (methods ``field``, ``field-nofill``, ``uv``, ...).
+"""
