@@ -234,3 +234,18 @@ def test_bench_small_run(tmp_path):
         assert entry["seam_rms"] >= 0 and entry["interior_rms"] >= 0 and len(entry["ratio_per_mip"]) == 4
         assert len(payload["meshes"]["mismatch"]["methods"][method]["bleed_rms"]) == 4
     assert (out / "seams.png").stat().st_size > 0 and "| mismatch | uv |" in (out / "seams.md").read_text()
+
+
+def test_info_reports_seam_length_and_density_mismatch():
+    from csdtex.mesh import analyze_mesh
+    from csdtex.metrics.meshes import mismatch_sphere
+
+    report = analyze_mesh(mismatch_sphere(grid=4))
+    assert report.seam_length == pytest.approx(seam_edges(mismatch_sphere(grid=4)).lengths.sum())
+    assert 0 < report.seam_length_fraction < 1
+    assert report.density_ratio_median == pytest.approx(1 / 0.35) and report.density_mismatch_share > 0.5
+    assert any("texel density differs" in p for p in report.problems)
+    assert "density ratio: median 2.86x" in report.to_text()
+    uniform = analyze_mesh(cube_per_side())
+    assert uniform.density_mismatch_share == 0 and uniform.to_dict()["seam_length"] == pytest.approx(
+        uniform.seam_length)
