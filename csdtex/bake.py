@@ -135,6 +135,7 @@ def bake_texture(
     mip_levels: int = 3,
     chunk_size: int = 2**18,
     device: torch.device | str | None = None,
+    seam_erasure: bool = False,
 ) -> BakedTexture:
     """Bake ``model`` into one texture per material of ``mesh``'s UV layout (see module docstring).
 
@@ -147,6 +148,8 @@ def bake_texture(
         mip_levels: gutter is computed by field queries up to this mip level (see :func:`reachable_texels`).
         chunk_size: model queries per batch.
         device: where to work; default the model's device.
+        seam_erasure: post-process the images with :func:`csdtex.seam_erasure.erase_seams_render` (texel values near
+            UV seams adjusted so both sides agree at mip levels 0..3).
     Returns:
         :class:`BakedTexture`.
     """
@@ -175,6 +178,10 @@ def bake_texture(
         images.append(image)
         coverages.append(coverage)
         filled_masks.append(filled)
+    if seam_erasure:
+        from csdtex.seam_erasure import erase_seams_render
+
+        images = erase_seams_render(render_mesh, images, coverages)
     return BakedTexture(images=images, coverage=coverages, filled=filled_masks)
 
 

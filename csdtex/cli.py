@@ -243,7 +243,7 @@ def bench() -> None:
 @click.option("--texture-size", type=click.IntRange(16, 16384), default=256, show_default=True,
               help="Texture size in texels.")
 @click.option("--methods", default="field,field-nofill,uv", show_default=True,
-              help="Comma-separated: field, field-nofill, field-dilate, uv.")
+              help="Comma-separated: field, field-noerase, field-erase, field-nofill, field-dilate, uv.")
 @click.option("--device", default="auto", show_default=True, help=f"{DEVICE_HELP}.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (the same for every method).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("csdtex-bench/seams"),

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["erase_seams", "DEFAULT_LEVEL_WEIGHTS"]
+__all__ = ["erase_seams", "erase_seams_render", "DEFAULT_LEVEL_WEIGHTS"]
 
 DEFAULT_LEVEL_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 
@@ -160,3 +160,17 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
     out = np.clip(np.rint(result), 0, 255).astype(np.uint8)
     pieces = np.split(out, np.cumsum(counts)[:-1])
     return [piece.reshape(image.shape) for piece, image in zip(pieces, images)]
+
+
+def erase_seams_render(render_mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarray] | None = None,
+                       **options) -> list[np.ndarray]:
+    """:func:`erase_seams` for a :class:`csdtex.mesh.RenderMesh` (its normalized positions weld like the input's)."""
+    from csdtex.mesh.types import Material, Mesh
+
+    mesh = Mesh(
+        render_mesh.positions.detach().cpu().double().numpy(), render_mesh.faces.cpu().long().numpy(),
+        uvs=render_mesh.uvs.detach().cpu().double().numpy(), uv_faces=render_mesh.uv_faces.cpu().long().numpy(),
+        face_materials=render_mesh.face_materials.cpu().long().numpy(),
+        materials=[Material(f"material_{i}") for i in range(render_mesh.num_materials)],
+    )
+    return erase_seams(mesh, images, coverage, **options)

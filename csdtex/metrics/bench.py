@@ -4,6 +4,8 @@ Methods (same prior, prompt, steps, seed and texture size; :data:`METHODS`):
 
 - ``field``: csdtex's default: an :class:`~csdtex.field.ImplicitTextureField` optimized by score distillation, baked
   with :func:`csdtex.bake.bake_texture` (gutter filled by querying the field at the closest surface point).
+- ``field-noerase`` / ``field-erase``: the field bake without / with the multi-mip seam erasure post-process
+  (:mod:`csdtex.seam_erasure`), whatever the default.
 - ``field-nofill``: the same optimized field, covered texels only; the gutter is left black (ablation; what a bake
   without any fill gives).
 - ``field-dilate``: the same field on covered texels, gutter filled by 2D nearest-texel dilation.
@@ -36,7 +38,7 @@ from csdtex.mesh.seams import seam_edges
 
 __all__ = ["METHODS", "BenchSettings", "run_seam_bench", "fill_nearest", "parse_methods"]
 
-METHODS = ("field", "field-nofill", "field-dilate", "uv")
+METHODS = ("field", "field-noerase", "field-erase", "field-nofill", "field-dilate", "uv")
 DEFAULT_METHODS = ("field", "field-nofill", "uv")
 MIP_LEVELS = 3
 
@@ -82,19 +84,35 @@ def _coverages(run, size: int) -> list[np.ndarray]:
 
 
 def _field_textures(run, model, size: int, methods: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    import inspect
+
     from csdtex.bake import bake_texture
+    from csdtex.seam_erasure import erase_seams_render
 
     model.eval()
     out: dict[str, list[np.ndarray]] = {}
-    baked = bake_texture(run.render_mesh, model, size=size, backend=run.backend)
+    baked = bake_texture(run.render_mesh, model, size=size, backend=run.backend, seam_erasure=False)
+    erased = None
+    if "field-erase" in methods or ("field" in methods and _erasure_default(inspect.signature(bake_texture))):
+        erased = erase_seams_render(run.render_mesh, baked.images, baked.coverage)
     if "field" in methods:
-        out["field"] = baked.images
+        out["field"] = erased if erased is not None else baked.images
+    if "field-erase" in methods:
+        out["field-erase"] = erased
+    if "field-noerase" in methods:
+        out["field-noerase"] = baked.images
     if "field-nofill" in methods:
         out["field-nofill"] = [np.where(c[..., None], im, 0).astype(np.uint8)
                                for im, c in zip(baked.images, baked.coverage)]
     if "field-dilate" in methods:
         out["field-dilate"] = [fill_nearest(im, c) for im, c in zip(baked.images, baked.coverage)]
     return out
+
+
+def _erasure_default(signature) -> bool:
+    """Whether :func:`csdtex.bake.bake_texture` erases seams by default (the ``field`` method = the default bake)."""
+    parameter = signature.parameters.get("seam_erasure")
+    return bool(parameter is not None and parameter.default)
 
 
 def _uv_textures(run, size: int) -> list[np.ndarray]:
