@@ -135,7 +135,7 @@ def bake_texture(
     mip_levels: int = 3,
     chunk_size: int = 2**18,
     device: torch.device | str | None = None,
-    seam_erasure: bool = False,
+    seam_erasure: bool = True,
 ) -> BakedTexture:
     """Bake ``model`` into one texture per material of ``mesh``'s UV layout (see module docstring).
 

@@ -6,6 +6,9 @@ minimize::
 
     sum_L w_L * sum_s (len3d_s / n_s) * sum_i || T_L(side 0, t_i) - T_L(side 1, t_i) ||^2      (seam energy)
       + lam * sum_texels c_j * || x_j - x0_j ||^2                                                (stay close)
+      + keep * sum_s,k (len3d_s / n_s) * sum_i || D_k(x, t_i) - D_k(x0, t_i) ||^2                (keep the border)
+
+with ``D_k(x, t) = T_0(side k, t) - T_0(side k, t + one texel into its triangle)``,
 
 where ``T_L`` is the bilinear lookup at mip level L (2x2 box-averaged mips, texel centres at ``u * W_L - 0.5``, as in
 :mod:`csdtex.metrics.seams`), which is linear in the level-0 texels, so the whole energy is a sparse quadratic. The
@@ -80,9 +83,46 @@ def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.nd
     return x
 
 
+def _keep_rows(mesh, seams, offsets: np.ndarray, sizes: np.ndarray, texel_len: np.ndarray, texel_3d: float,
+               samples_per_texel: float, total: int):
+    """Sparse [R, total]: level-0 ``T(p) - T(p + n_in)`` on both sides of every seam (p on the seam, n_in one texel
+    into the side's own triangle), weighted like the seam rows; the solve keeps these differences as baked."""
+    from scipy.sparse import csr_matrix
+
+    from csdtex.metrics.seams import third_corner_uvs
+
+    third = third_corner_uvs(mesh, seams)  # [S, 2, 2]
+    n = np.maximum(8, np.ceil(samples_per_texel * texel_len.max(axis=1))).astype(np.int64)
+    edge = np.repeat(np.arange(len(seams)), n)
+    t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[edge]
+    weight = np.sqrt(seams.lengths[edge] / n[edge] / max(texel_3d, 1e-12))
+    rows, cols, vals = [], [], []
+    for side in range(2):
+        material = seams.materials[edge, side]
+        size = sizes[material].astype(np.float64)  # (W, H)
+        scale = np.stack([size[:, 0], -size[:, 1]], axis=-1)  # UV -> texel offsets (y down)
+        a_uv, b_uv = seams.uvs[edge, side, 0], seams.uvs[edge, side, 1]
+        uv = a_uv * (1 - t[:, None]) + b_uv * t[:, None]
+        seg = (b_uv - a_uv) * scale
+        normal = np.stack([-seg[:, 1], seg[:, 0]], axis=-1) / np.maximum(np.linalg.norm(seg, axis=-1, keepdims=True),
+                                                                          1e-12)
+        inward = np.sign((((third[edge, side] - a_uv) * scale) * normal).sum(-1, keepdims=True))
+        inner = uv + normal * inward / scale
+        c0, w0 = _lookup_rows(uv, material, offsets, sizes, 0)
+        c1, w1 = _lookup_rows(inner, material, offsets, sizes, 0)
+        c = np.concatenate([c0, c1], axis=1)
+        w = np.concatenate([w0, -w1], axis=1) * weight[:, None]
+        base = side * len(edge)
+        rows.append(np.repeat(np.arange(base, base + len(edge)), c.shape[1]))
+        cols.append(c.reshape(-1))
+        vals.append(w.reshape(-1))
+    return csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(2 * len(edge), total))
+
+
 def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarray] | None = None,
-                level_weights: Sequence[float] = DEFAULT_LEVEL_WEIGHTS, lam: float = 0.05,
-                gutter_weight: float = 0.01, samples_per_texel: float = 2.0, iterations: int = 100) -> list[np.ndarray]:
+                level_weights: Sequence[float] = DEFAULT_LEVEL_WEIGHTS, lam: float = 0.5,
+                gutter_weight: float = 0.01, keep_weight: float = 1.0, samples_per_texel: float = 2.0, iterations: int = 100) -> list[np.ndarray]:
     """Seam-erased copies of ``images`` (module docstring).
 
     Args:
@@ -93,7 +133,10 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
         level_weights: w_L for mip levels 0..len-1.
         lam: weight of staying close to the input (per covered texel; larger = smaller changes).
         gutter_weight: c_j of gutter texels.
-        samples_per_texel: seam samples per level-0 texel of the longer side (>= 8 per edge).
+        keep_weight: weight of keeping the baked level-0 difference between each seam point and the point one texel
+            inside its own triangle (without it, the gutter and border texels drift together and a line shows
+            along the seam at level 0: the bleed of :mod:`csdtex.metrics.seams`).
+        samples_per_texel: seam samples per level-L texel of the longer side at level L (>= 8 per edge).
         iterations: conjugate-gradient iterations (at most).
     Returns:
         uint8 [H, W, 3] per material; unchanged copies when the mesh has no seams.
@@ -113,12 +156,8 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
 
     side_sizes = sizes[seams.materials].astype(np.float64)  # [S, 2, 2]
     texel_len = np.linalg.norm((seams.uvs[:, :, 1] - seams.uvs[:, :, 0]) * side_sizes, axis=-1)  # [S, 2]
-    n = np.maximum(8, np.ceil(samples_per_texel * texel_len.max(axis=1))).astype(np.int64)
-    edge = np.repeat(np.arange(len(seams)), n)
-    t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[edge]
     # 3D length of a level-0 texel along the seam (the finer side), to make the seam energy per texel
     texel_3d = float(np.sum(seams.lengths) / np.maximum(texel_len.max(axis=1), 1e-12).sum())
-    sample_weight = seams.lengths[edge] / n[edge] / max(texel_3d, 1e-12)
 
     rows, cols, vals = [], [], []
     row_count = 0
@@ -126,6 +165,11 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
         block = 2**level
         if weight <= 0 or (sizes % block).any():
             continue
+        # samples_per_texel per level-L texel: the lookups at level L vary on that scale
+        n = np.maximum(8, np.ceil(samples_per_texel * texel_len.max(axis=1) / block)).astype(np.int64)
+        edge = np.repeat(np.arange(len(seams)), n)
+        t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[edge]
+        sample_weight = seams.lengths[edge] / n[edge] / max(texel_3d, 1e-12)
         parts = []
         for side, sign in ((0, 1.0), (1, -1.0)):
             uv = seams.uvs[edge, side, 0] * (1 - t[:, None]) + seams.uvs[edge, side, 1] * t[:, None]
@@ -141,9 +185,14 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
         return [image.copy() for image in images]
     matrix = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                         shape=(row_count, total))
-    active = np.flatnonzero(np.asarray(abs(matrix).sum(axis=0)).reshape(-1) > 0)
+    keep = _keep_rows(mesh, seams, offsets, sizes, texel_len, texel_3d, samples_per_texel, total) * np.sqrt(
+        keep_weight)
+    used = np.asarray(abs(matrix).sum(axis=0)).reshape(-1) > 0
+    active = np.flatnonzero(used)
     a = matrix[:, active].tocsr()
     at = a.T.tocsr()
+    b = keep[:, active].tocsr()
+    bt = b.T.tocsr()
 
     covered = np.concatenate([
         (np.ones(image.shape[:2], dtype=bool) if coverage is None else np.asarray(cov, dtype=bool)).reshape(-1)
@@ -152,9 +201,11 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
     closeness = lam * np.where(covered[active], 1.0, gutter_weight)
     x0_all = np.concatenate([image.reshape(-1, 3).astype(np.float64) for image in images])  # [total, 3]
     x0 = x0_all[active]
-    diagonal = np.asarray(a.multiply(a).sum(axis=0)).reshape(-1) + closeness
-    solution = _block_cg(lambda v: at @ (a @ v) + closeness[:, None] * v, closeness[:, None] * x0, x0,
-                         1.0 / diagonal, iterations)
+    diagonal = (np.asarray(a.multiply(a).sum(axis=0)).reshape(-1) + np.asarray(b.multiply(b).sum(axis=0)).reshape(-1)
+                + closeness)
+    rhs = bt @ (b @ x0) + closeness[:, None] * x0
+    solution = _block_cg(lambda v: at @ (a @ v) + bt @ (b @ v) + closeness[:, None] * v, rhs, x0, 1.0 / diagonal,
+                         iterations)
     result = x0_all.copy()
     result[active] = solution
     out = np.clip(np.rint(result), 0, 255).astype(np.uint8)
