@@ -232,7 +232,9 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 def _aggregate(results: dict, methods: Sequence[str]) -> dict:
     """Per method: means over meshes of the per-mip values; ``seam_rms``/``interior_rms``/``bleed_rms`` = mean over
-    meshes and mips; ``worst_ratio`` = the largest seam/interior ratio over meshes and mips."""
+    meshes and mips; ``worst_ratio`` = the largest seam/interior ratio over meshes and mips; ``meets_1.2x`` = worst
+    ratio <= 1.2. With both ``field`` and ``field-noerase``: ``field.interior_change_vs_noerase_per_mip`` = relative
+    change of the interior RMS (negative = blurrier interiors)."""
     out = {}
     for method in methods:
         rows = [mesh["methods"][method] for mesh in results.values()]
@@ -251,6 +253,10 @@ def _aggregate(results: dict, methods: Sequence[str]) -> dict:
         entry["worst_ratio"] = round(float(np.nanmax(ratios)), 4)
         entry["meets_1.2x"] = bool(np.nanmax(ratios) <= 1.2)
         out[method] = entry
+    if "field" in out and "field-noerase" in out:  # interior sharpness of the shipped bake against the plain one
+        field, plain = out["field"]["interior_rms_per_mip"], out["field-noerase"]["interior_rms_per_mip"]
+        out["field"]["interior_change_vs_noerase_per_mip"] = [
+            None if a is None or b in (None, 0) else round(a / b - 1.0, 4) for a, b in zip(field, plain)]
     return out
 
 
