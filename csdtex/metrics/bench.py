@@ -48,7 +48,7 @@ class BenchSettings:
     """Options of a benchmark run (each maps to a ``csdtex bench seams`` option)."""
 
     model: str | None = None
-    prompt: str = "a colorful patterned ball"
+    prompt: str = "a red and blue checkered object"
     steps: int = 60
     texture_size: int = 256
     methods: tuple[str, ...] = DEFAULT_METHODS
