@@ -237,8 +237,10 @@ def bench() -> None:
 
 @bench.command("seams")
 @click.argument("meshes", metavar="MESH...", nargs=-1, required=True)
-@click.option("--model", default=None, help="Prior (an alias from `csdtex models`, a folder or a hub id) [default: tiny].")
-@click.option("--prompt", default="a red and blue checkered object", show_default=True, help="The prompt of every paint.")
+@click.option("--model", default=None,
+              help="Prior (an alias from `csdtex models`, a folder or a hub id) [default: tiny].")
+@click.option("--prompt", default="a red and blue checkered object", show_default=True,
+              help="The prompt of every paint.")
 @click.option("--steps", type=click.IntRange(1, 100000), default=60, show_default=True, help="Optimization steps.")
 @click.option("--texture-size", type=click.IntRange(16, 16384), default=256, show_default=True,
               help="Texture size in texels.")

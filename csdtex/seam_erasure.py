@@ -18,7 +18,8 @@ texels that some seam lookup reads are free; ``c_j`` is 1 on covered texels and 
 
 On a layout whose charts have different texel densities across a seam, the solution band-limits the signal near
 the seam (both sides agree at every level), touching only texels within about 1.5 * 2^max_level texels of a seam.
-Solved for the three channels at once by conjugate gradients on the normal equations (Jacobi preconditioner), scipy.sparse.
+Solved for the three channels at once by conjugate gradients on the normal equations (Jacobi preconditioner),
+scipy.sparse.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def _keep_rows(mesh, seams, offsets: np.ndarray, sizes: np.ndarray, texel_len: n
 
 def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarray] | None = None,
                 level_weights: Sequence[float] = DEFAULT_LEVEL_WEIGHTS, lam: float = 0.5,
-                gutter_weight: float = 0.01, keep_weight: float = 1.0, samples_per_texel: float = 2.0, iterations: int = 100) -> list[np.ndarray]:
+                gutter_weight: float = 0.01, keep_weight: float = 1.0, samples_per_texel: float = 2.0,
+                iterations: int = 100) -> list[np.ndarray]:
     """Seam-erased copies of ``images`` (module docstring).
 
     Args:

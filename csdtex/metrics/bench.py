@@ -275,6 +275,7 @@ def markdown_table(payload: dict) -> str:
         for method, row in mesh["methods"].items():
             density = row["density_ratio"]
             lines.append(f"| {name} | {method} | " + " | ".join(fmt(v) for v in row["ratio"])
-                         + f" | {fmt(row['bleed_ratio'][0])} | {fmt(row['seam_rms'][0])} | {fmt(row['interior_rms'][0])}"
+                         + f" | {fmt(row['bleed_ratio'][0])} | {fmt(row['seam_rms'][0])}"
+                         + f" | {fmt(row['interior_rms'][0])}"
                          + f" | {fmt(density['median'])} / {100 * density['share_ge_2']:.0f}% |")
     return "\n".join(lines)
