@@ -263,7 +263,7 @@ def bench_seams(meshes: tuple[str, ...], model: str | None, prompt: str, steps: 
 
     settings = BenchSettings(model=model, prompt=prompt, steps=steps, texture_size=texture_size,
                              methods=parse_methods(methods), device=device, seed=seed)
-    payload = run_seam_bench(list(meshes), settings, out_dir, json_path, log=_echo("done"))
+    payload = run_seam_bench(list(meshes), settings, out_dir, json_path, log=_echo("done"), warn=_echo("warning"))
     click.echo(payload["table"])
     click.echo(f"results: {json_path or out_dir / 'seams.json'}, {out_dir / 'seams.md'}, {out_dir / 'seams.png'}")
 

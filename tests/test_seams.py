@@ -228,10 +228,14 @@ def test_bench_small_run(tmp_path):
     result = CliRunner().invoke(main, ["bench", "seams", "proc:mismatch", "--model", str(prior), "--steps", "2",
                                        "--texture-size", "64", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    payload = json.loads((out / "seams.json").read_text())
+    def no_nan(constant):
+        raise AssertionError(f"{constant} in the JSON")
+
+    payload = json.loads((out / "seams.json").read_text(), parse_constant=no_nan)
     for method in ("field", "field-nofill", "uv"):
         entry = payload["aggregate"][method]
         assert entry["seam_rms"] >= 0 and entry["interior_rms"] >= 0 and len(entry["ratio_per_mip"]) == 4
+        assert "worst_ratio" in entry and "meets_1.2x" in entry
         assert len(payload["meshes"]["mismatch"]["methods"][method]["bleed_rms"]) == 4
     assert (out / "seams.png").stat().st_size > 0 and "| mismatch | uv |" in (out / "seams.md").read_text()
 

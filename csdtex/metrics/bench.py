@@ -144,7 +144,8 @@ def _load(spec: str) -> Mesh:
 
 
 def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str | Path,
-                   json_path: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+                   json_path: str | Path | None = None, log: Callable[[str], None] = print,
+                   warn: Callable[[str], None] | None = None) -> dict:
     """Run the benchmark (see module docstring) and write its outputs; returns the JSON payload.
 
     Args:
@@ -152,6 +153,7 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
         settings: prior, prompt, steps, texture size, methods, device, seed.
         out_dir: output folder; json_path: where the JSON goes (default ``out_dir/seams.json``).
         log: receives one line per finished (mesh, method).
+        warn: receives one-line warnings (mesh problems, prompt words the prior does not know); default: ignored.
     Raises:
         csdtex.errors.CsdtexError: missing/unreadable mesh, unknown method, bad option or device (before painting).
     """
@@ -180,7 +182,8 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
     figures: dict[str, dict] = {}
     for spec, mesh in loaded:
         name = _mesh_name(spec)
-        run = prepare_run(mesh, settings.prompt, config, out_dir / name, prior=prior, warn=lambda m: None)
+        run = prepare_run(mesh, settings.prompt, config, out_dir / name, prior=prior,
+                          warn=warn or (lambda message: None))
         textures: dict[str, list[np.ndarray]] = {}
         if any(m.startswith("field") for m in methods):
             model = seeded_field(run.config.field or FieldConfig(), run.config.seed, run.device)
@@ -207,7 +210,7 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
         "aggregate": _aggregate(results, methods),
     }
     json_path = Path(json_path) if json_path else out_dir / "seams.json"
-    write_text_atomic(json_path, json.dumps(payload, indent=2))
+    write_text_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False))
     table = markdown_table(payload)
     write_text_atomic(out_dir / "seams.md", table + "\n")
     from csdtex.metrics.figure import seam_figure
@@ -233,7 +236,8 @@ def _png_bytes(image: np.ndarray) -> bytes:
 def _aggregate(results: dict, methods: Sequence[str]) -> dict:
     """Per method: means over meshes of the per-mip values; ``seam_rms``/``interior_rms``/``bleed_rms`` = mean over
     meshes and mips; ``worst_ratio`` = the largest seam/interior ratio over meshes and mips; ``meets_1.2x`` = worst
-    ratio <= 1.2. With both ``field`` and ``field-noerase``: ``field.interior_change_vs_noerase_per_mip`` = relative
+    ratio <= 1.2 (undefined ratios, e.g. a flat texture with interior RMS 0, are left out; None when nothing is
+    left). With both ``field`` and ``field-noerase``: ``field.interior_change_vs_noerase_per_mip`` = relative
     change of the interior RMS (negative = blurrier interiors)."""
     out = {}
     for method in methods:
@@ -246,18 +250,25 @@ def _aggregate(results: dict, methods: Sequence[str]) -> dict:
         entry = {}
         for key in ("seam_rms", "interior_rms", "bleed_rms", "ratio", "bleed_ratio"):
             values = per_mip(key)
-            entry[f"{key}_per_mip"] = [None if np.isnan(v) else round(float(v), 4) for v in np.nanmean(values, 0)]
+            entry[f"{key}_per_mip"] = [_finite_mean(column) for column in values.T]
             if key.endswith("rms"):
-                entry[key] = round(float(np.nanmean(values)), 4)
+                entry[key] = _finite_mean(values.reshape(-1))
         ratios = per_mip("ratio")
-        entry["worst_ratio"] = round(float(np.nanmax(ratios)), 4)
-        entry["meets_1.2x"] = bool(np.nanmax(ratios) <= 1.2)
+        finite = ratios[np.isfinite(ratios)]
+        entry["worst_ratio"] = round(float(finite.max()), 4) if finite.size else None
+        entry["meets_1.2x"] = bool(finite.size and finite.max() <= 1.2)
         out[method] = entry
     if "field" in out and "field-noerase" in out:  # interior sharpness of the shipped bake against the plain one
         field, plain = out["field"]["interior_rms_per_mip"], out["field-noerase"]["interior_rms_per_mip"]
         out["field"]["interior_change_vs_noerase_per_mip"] = [
             None if a is None or b in (None, 0) else round(a / b - 1.0, 4) for a, b in zip(field, plain)]
     return out
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    """Mean of the finite entries rounded to 4 decimals; None when there are none (no NaN in the JSON)."""
+    finite = values[np.isfinite(values)]
+    return round(float(finite.mean()), 4) if finite.size else None
 
 
 def markdown_table(payload: dict) -> str:
