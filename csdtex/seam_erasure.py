@@ -61,6 +61,13 @@ def _lookup_rows(uv: np.ndarray, material: np.ndarray, offsets: np.ndarray, size
     return np.concatenate(cols, axis=1), np.concatenate(weights, axis=1)
 
 
+def _select(seams, keep: np.ndarray):
+    """The seam edges ``keep`` (bool [S]) selects, as a new :class:`csdtex.mesh.SeamEdges`."""
+    import dataclasses
+
+    return dataclasses.replace(seams, **{f.name: getattr(seams, f.name)[keep] for f in dataclasses.fields(seams)})
+
+
 def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.ndarray, iterations: int,
               rtol: float = 1e-5) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients on every column of ``rhs`` [n, k] at once (independent systems)."""
@@ -128,7 +135,8 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
     """Seam-erased copies of ``images`` (module docstring).
 
     Args:
-        mesh: a :class:`csdtex.mesh.Mesh` with UVs (its seam edges are found with :func:`csdtex.mesh.seam_edges`).
+        mesh: a :class:`csdtex.mesh.Mesh` with UVs (its seam edges are found with :func:`csdtex.mesh.seam_edges`);
+            seam edges with a UV outside [0, 1] (tiled UVs) are left alone.
         images: uint8 [H, W, 3] per material (row 0 = top, v = 1); levels whose 2^L does not divide H and W are
             skipped.
         coverage: bool [H, W] per material (texels inside a UV triangle); None = every texel counts as covered.
@@ -149,6 +157,10 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
 
     images = [np.ascontiguousarray(np.asarray(image)[..., :3]) for image in images]
     seams = seam_edges(mesh)
+    # tiled UVs (outside [0, 1]) are read through a wrap rule that these clamp-to-edge lookups do not model: skip them
+    inside = ((seams.uvs >= 0.0) & (seams.uvs <= 1.0)).all(axis=(1, 2, 3))
+    if not inside.all():
+        seams = _select(seams, inside)
     if len(seams) == 0:
         return [image.copy() for image in images]
     sizes = np.array([[image.shape[1], image.shape[0]] for image in images], dtype=np.int64)  # (W, H)
