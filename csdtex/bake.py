@@ -12,6 +12,12 @@ unreachable texels copy the colour of their nearest filled texel, so higher mip 
 
 Texture images: uint8 [S, S, 3], row 0 = top of the image = v close to 1; texel (i, j) samples
 UV ((j + 0.5) / S, 1 - (i + 0.5) / S). Values are written as they come from the model (sRGB-encoded 8-bit).
+
+UVs outside [0, 1] (tiled UVs): with a sampler per material (:func:`csdtex.sampling.baked_samplers`, the samplers the
+exported GLB carries), every UV triangle is placed into [0, 1]² by that sampler's wrap rule
+(:func:`csdtex.sampling.wrap_uv_triangles`: REPEAT shifts it by its integer tile, MIRRORED_REPEAT also mirrors odd
+tiles, triangles straddling tile borders get one copy per tile), so charts in other integer tiles are painted where a
+viewer reads them. Where several surface regions map to the same texels, the last one rasterized wins.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from csdtex.errors import ConfigError
 from csdtex.field import query_texture
 from csdtex.mesh import Mesh, RenderMesh
 from csdtex.render import Fragments, rasterize
+from csdtex.sampling import TextureSampler, baked_samplers, wrap_uv_triangles
 
 
 @dataclass
@@ -51,16 +58,52 @@ def uv_to_clip(uvs: torch.Tensor) -> torch.Tensor:
     return clip.unsqueeze(0)
 
 
-def rasterize_uv_layout(render_mesh: RenderMesh, material: int, size: int, backend: str = "torch",
-                        width: int | None = None) -> Fragments:
-    """Rasterize the UV triangles of one material at ``size`` rows x ``width`` (default ``size``) columns of texels.
+def uv_layout_triangles(render_mesh: RenderMesh, material: int,
+                        sampler: TextureSampler | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The UV triangles of one material as a bake rasterizes them: placed into [0, 1]² by ``sampler``'s wrap rule.
 
-    Face ids in the result are global face indices of the mesh; faces of other materials are skipped.
+    Returns:
+        ``(triangles float32 [K, 3, 2], faces int64 [K])`` on the mesh's device: each placed triangle (UV, (0, 0) =
+        bottom-left) and the global face index it belongs to (see :func:`csdtex.sampling.wrap_uv_triangles`; without
+        a sampler, or for clamping axes, the triangles are unchanged and K = number of faces of the material with UVs).
     """
+    device = render_mesh.device
     uv_faces = render_mesh.uv_faces.long()
     keep = (render_mesh.face_materials.long() == material) & (uv_faces >= 0).all(dim=1)
-    uv_faces = torch.where(keep.unsqueeze(1), uv_faces, torch.full_like(uv_faces, -1))
-    return rasterize(uv_to_clip(render_mesh.uvs), uv_faces, size, width or size, backend=backend)
+    faces = torch.nonzero(keep).squeeze(1)
+    triangles = render_mesh.uvs[uv_faces[faces]]  # [F_m, 3, 2]
+    if sampler is None or len(faces) == 0:
+        return triangles, faces
+    copies, source = wrap_uv_triangles(triangles.double().cpu().numpy(), sampler)
+    return (torch.as_tensor(copies, dtype=torch.float32, device=device),
+            faces[torch.as_tensor(source, device=device)])
+
+
+def _rasterize_triangles(triangles: torch.Tensor, height: int, width: int, backend: str) -> Fragments:
+    """Rasterize UV triangles float [K, 3, 2] over [0, 1]²; face ids index the K triangles (-1 = none)."""
+    if len(triangles) == 0:  # nothing to draw: an empty layout (the rasterizer needs at least one vertex)
+        triangles = torch.zeros(1, 3, 2, device=triangles.device)
+        faces = torch.full((1, 3), -1, dtype=torch.int64, device=triangles.device)
+    else:
+        faces = torch.arange(3 * len(triangles), device=triangles.device).view(-1, 3)
+    return rasterize(uv_to_clip(triangles.reshape(-1, 2)), faces, height, width, backend=backend)
+
+
+def rasterize_uv_layout(render_mesh: RenderMesh, material: int, size: int, backend: str = "torch",
+                        width: int | None = None, sampler: TextureSampler | None = None) -> Fragments:
+    """Rasterize the UV triangles of one material at ``size`` rows x ``width`` (default ``size``) columns of texels.
+
+    Face ids in the result are global face indices of the mesh; faces of other materials are skipped. With a
+    ``sampler``, triangles are first placed by its wrap rule (:func:`uv_layout_triangles`); barycentrics are
+    relative to the face's own corners either way.
+    """
+    triangles, faces = uv_layout_triangles(render_mesh, material, sampler)
+    fragments = _rasterize_triangles(triangles, size, width or size, backend)
+    if len(faces):
+        covered = fragments.face_id >= 0
+        global_ids = faces.to(torch.int32)[fragments.face_id.clamp(min=0).long()]
+        fragments.face_id = torch.where(covered, global_ids, fragments.face_id)
+    return fragments
 
 
 def reachable_texels(coverage: torch.Tensor, mip_levels: int = 3) -> torch.Tensor:
@@ -135,6 +178,7 @@ def bake_texture(
     mip_levels: int = 3,
     chunk_size: int = 2**18,
     device: torch.device | str | None = None,
+    samplers: list[TextureSampler | None] | None = None,
     seam_erasure: bool = True,
 ) -> BakedTexture:
     """Bake ``model`` into one texture per material of ``mesh``'s UV layout (see module docstring).
@@ -148,6 +192,9 @@ def bake_texture(
         mip_levels: gutter is computed by field queries up to this mip level (see :func:`reachable_texels`).
         chunk_size: model queries per batch.
         device: where to work; default the model's device.
+        samplers: per material, the wrap rule that places UV triangles (see the module docstring); None = for a
+            :class:`Mesh`, :func:`csdtex.sampling.baked_samplers` (what the exporter writes); for a
+            :class:`RenderMesh`, no placement (UVs outside [0, 1] paint nothing).
         seam_erasure: post-process the images with :func:`csdtex.seam_erasure.erase_seams_render` (texel values near
             UV seams adjusted so both sides agree at mip levels 0..3).
     Returns:
@@ -161,6 +208,7 @@ def bake_texture(
     if isinstance(mesh, Mesh):
         if not mesh.has_uvs:
             raise ConfigError("the mesh has faces without UVs: unwrap it first (csdtex.mesh.unwrap_uvs or --unwrap)")
+        samplers = baked_samplers(mesh) if samplers is None else samplers
         render_mesh = mesh.to_render(device)
     else:
         render_mesh = mesh
@@ -169,8 +217,9 @@ def bake_texture(
 
     images, coverages, filled_masks = [], [], []
     for material in range(render_mesh.num_materials):
+        sampler = samplers[material] if samplers is not None else None
         values, coverage, filled = bake_material_values(render_mesh, model, material, size, size, backend,
-                                                        mip_levels, chunk_size)
+                                                        mip_levels, chunk_size, sampler=sampler)
         if values is None:
             image = np.full((size, size, 3), 128, dtype=np.uint8)
         else:
@@ -195,16 +244,21 @@ def bake_material_values(
     backend: str = "torch",
     mip_levels: int = 3,
     chunk_size: int = 2**18,
+    sampler: TextureSampler | None = None,
 ) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
     """The model's raw values at every texel of one material's ``height`` x ``width`` UV layout (see module
     docstring for the gutter rule), without clamping or quantization (a residual model may be negative).
+
+    ``sampler`` places UV triangles of other integer tiles by its wrap rule (module docstring); None leaves them
+    where they are. The model receives each texel's surface point and the face's own (unwrapped) UV.
 
     Returns:
         (values float32 [H, W, C] on the mesh's device, or None when no UV triangle of the material covers a texel
         centre; coverage bool [H, W]; filled bool [H, W]) with row 0 = top (v close to 1).
     """
     device = render_mesh.device
-    fragments = rasterize_uv_layout(render_mesh, material, height, backend, width=width)
+    triangles, triangle_faces = uv_layout_triangles(render_mesh, material, sampler)
+    fragments = _rasterize_triangles(triangles, height, width, backend)
     coverage = fragments.mask[0]  # [H, W]
     if not bool(coverage.any()):
         empty = np.zeros((height, width), dtype=bool)
@@ -219,12 +273,13 @@ def bake_material_values(
     # Per texel to query: face and barycentrics (exact for covered texels, closest point for gutter texels).
     rows, cols = torch.nonzero(reachable, as_tuple=True)
     seed_rows, seed_cols = nearest[0][rows, cols], nearest[1][rows, cols]
-    face = fragments.face_id[0][seed_rows, seed_cols].long()
+    placed = fragments.face_id[0][seed_rows, seed_cols].long()  # index into the placed triangles
+    face = triangle_faces[placed]
     bary = fragments.bary[0][rows, cols]
     is_gutter = ~coverage[rows, cols]
     if bool(is_gutter.any()):
         texel_uv = torch.stack([(cols.float() + 0.5) / width, 1.0 - (rows.float() + 0.5) / height], dim=-1)
-        uv_corners = render_mesh.uvs[render_mesh.uv_faces.long()[face[is_gutter]]]  # [G, 3, 2]
+        uv_corners = triangles[placed[is_gutter]]  # [G, 3, 2], as placed (barycentrics are the same as the face's)
         bary = bary.clone()
         bary[is_gutter] = _closest_point_barycentrics(texel_uv[is_gutter], uv_corners)
 

@@ -85,20 +85,24 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
            device: str, renderer: str) -> None:
     """Render a turntable preview of a (textured) MESH."""
     from csdtex.devices import resolve_device
-    from csdtex.field import UVTexture
     from csdtex.mesh import load_mesh
-    from csdtex.preview import PREVIEW_FORMATS, material_texture_images, turntable_frames, write_preview
+    from csdtex.pipeline.prepare import check_writable
+    from csdtex.preview import PREVIEW_FORMATS, input_texture_model, turntable_frames, write_preview
 
     if out_path.suffix.lower() not in PREVIEW_FORMATS:
         raise CsdtexError(f"unsupported preview format {out_path.suffix or '(none)'!r} for --out: use .gif, .mp4 or .png")
+    if out_path.is_dir():
+        raise CsdtexError(f"--out {out_path} is a folder: give a file name such as {out_path / 'preview.gif'}")
+    check_writable(out_path.parent if str(out_path.parent) else Path("."), option="--out")
     torch_device = resolve_device(device)
     mesh = load_mesh(mesh_path)
     for warning in mesh.warnings:
         click.echo(f"warning: {warning}", err=True)
-    model = UVTexture.from_images(material_texture_images(mesh)).to(torch_device)
+    model = input_texture_model(mesh).to(torch_device)
+    # Vertex colours (glTF COLOR_0) multiply the texture, as in glTF viewers.
     images = turntable_frames(
-        mesh.to_render(torch_device), model, num_frames=frames, resolution=size, elevation_deg=elevation,
-        shading=shading, backend=renderer,
+        mesh.to_render(torch_device, vertex_colors=True), model, num_frames=frames, resolution=size,
+        elevation_deg=elevation, shading=shading, backend=renderer,
     )
     write_preview(images, out_path, fps=fps)
     click.echo(f"wrote {out_path} ({frames} frames, {size}x{size})")
@@ -124,6 +128,8 @@ def _run_options(*, paint: bool):
         click.option("--renderer", type=click.Choice(BACKENDS), default=None,
                      help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch]."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder."),
+        click.option("--overwrite", is_flag=True, default=None,
+                     help="Replace another asset's outputs in the output folder (removed once the new ones are complete)."),
         click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
                      help="TOML file of options (command-line options override it)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),

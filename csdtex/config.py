@@ -69,6 +69,9 @@ class PaintConfig:
     """Rasterizer backend (:data:`csdtex.render.BACKENDS`): 'auto', 'torch', 'torch-compiled' or 'nvdiffrast'."""
     unwrap: bool = False
     """Re-unwrap the mesh with xatlas even when it has UVs (meshes without UVs are always unwrapped)."""
+    overwrite: bool = False
+    """Replace another asset's outputs found in the output folder (they are removed once the new outputs are
+    complete); without it such a folder is refused. A rerun of the same asset always replaces its own outputs."""
     white_background_probability: float = 0.5
     """Fraction of views rendered on white; the others get a random solid colour."""
     lit_probability: float = 0.0
@@ -141,8 +144,15 @@ class EditConfig(PaintConfig):
     holds the edit close to the original texture; None = :data:`DEFAULT_PRESERVE`. 0 leaves only the CSD gradient
     (the mask and the material selection are hard limits either way)."""
 
+    texel_learning_rate_scale: float = 0.1
+    """Learning rate of the input texture's texels relative to the residual field's (``learning_rate``). The texels
+    are many and independent, so at the field's rate they pick up per-texel noise from single views; the field is
+    smooth and continuous across seams. 0 freezes the texels (the edit is then the residual field alone)."""
+
     def validate(self) -> None:
         super().validate()
+        if not self.texel_learning_rate_scale >= 0:
+            raise ConfigError(f"texel_learning_rate_scale must be 0 or positive (got {self.texel_learning_rate_scale})")
         if self.preserve is not None and not self.preserve >= 0:
             raise ConfigError(f"preserve must be 0 or positive (got {self.preserve})")
         if self.unwrap:
@@ -274,7 +284,7 @@ def _apply(instance: Any, values: dict[str, Any], source: str, prefix: str) -> A
             raise ConfigError(f"unknown option {name!r} in {source}: valid keys are {', '.join(sorted(known))}")
         hint = hints[key]
         nested = _dataclass_in(hint)
-        if cls is PaintConfig and key == "guidance":
+        if isinstance(instance, PaintConfig) and key == "guidance":
             if not isinstance(value, dict):
                 raise ConfigError(f"guidance in {source} must be a table of options")
             changes[key] = {**instance.guidance, **_checked_guidance(value, source)}

@@ -13,7 +13,7 @@ Conventions
   stores ``v_gltf = 1 - v``. Texture images are uint8 [H, W, 3] RGB (sRGB), row 0 = top of the image = v 1, in
   both formats.
 - One texture per material (``textures[i]`` belongs to ``mesh.materials[i]``).
-- Output file names come from :func:`safe_asset_name`, so names taken from asset or mesh names can never point
+- Output file names come from :func:`safe_asset_name` (readable in any script: ``模型.glb``), so names taken from asset or mesh names can never point
   outside the output folder (:func:`output_path` checks this once more after resolving symbolic links).
 - Every file is written atomically (temporary file + rename, see :mod:`csdtex.fileio`). A multi-file export first
   writes all temporary files and renames them into place only when every one was written, so a failure while
@@ -27,6 +27,7 @@ import hashlib
 import io
 import os
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from csdtex.mesh.types import Material, Mesh
 
 __all__ = [
     "ExportedFiles",
+    "MAX_NAME_BYTES",
     "MAX_NAME_LENGTH",
     "export_all",
     "export_glb",
@@ -59,7 +61,6 @@ within the usual 255-byte file name limit)."""
 # Names and paths
 # ----------------------------------------------------------------------------------------------------------------------
 
-_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
 _SAFE_SUFFIX = re.compile(r"^[A-Za-z0-9._-]*$")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
 
@@ -68,22 +69,46 @@ def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
-def safe_asset_name(name: str) -> str:
-    """Turn an asset or mesh name into a safe, portable file stem.
+MAX_NAME_BYTES = 192
+"""Longest UTF-8 encoding of a file stem :func:`safe_asset_name` returns (file systems limit a name to 255 bytes;
+the rest is room for suffixes and temporary-file decorations)."""
 
-    The result contains only ASCII letters, digits, ``-``, ``_`` and ``.``; it has no path separators, does not start
-    with ``.`` or ``-`` (no hidden files, nothing that looks like a command-line option), does not end with ``.``,
-    is not a reserved Windows device name, is never empty and is at most :data:`MAX_NAME_LENGTH` characters long.
-    The function is idempotent (``safe_asset_name(safe_asset_name(x)) == safe_asset_name(x)``).
+
+def _unicode_file_names() -> bool:
+    """True when this platform stores file names as Unicode (UTF-8 on POSIX, UTF-16 on Windows)."""
+    return sys.getfilesystemencoding().lower().replace("-", "").replace("_", "") in ("utf8", "mbcs")
+
+
+def _allowed(ch: str, keep_unicode: bool) -> bool:
+    if ch.isascii():
+        return ch.isalnum() or ch in "-_."
+    # Letters, digits and combining marks of any script (marks carry vowels in Devanagari, Thai, ...); never
+    # symbols, punctuation, spaces, controls, format characters (bidi overrides, zero-width joiners) or surrogates.
+    return keep_unicode and unicodedata.category(ch)[0] in "LNM"
+
+
+def safe_asset_name(name: str) -> str:
+    """Turn an asset or mesh name into a safe, portable, readable file stem.
+
+    The result contains only letters, digits and combining marks (of any script, see below), ``-``, ``_`` and ``.``;
+    it has no path separators, does not start with ``.``, ``-`` or a combining mark (no hidden files, nothing that
+    looks like a command-line option), does not end with ``.``, is not a reserved Windows device name, is never
+    empty, is at most :data:`MAX_NAME_LENGTH` characters and :data:`MAX_NAME_BYTES` UTF-8 bytes long, and is in
+    Unicode normal form NFC (macOS and Linux then agree on it). The function is idempotent
+    (``safe_asset_name(safe_asset_name(x)) == safe_asset_name(x)``).
 
     Rules, in order:
       - path components ``.``, ``..`` and empty ones are dropped; the remaining components are joined with ``_``
-        (``'../../etc/passwd'`` -> ``'etc_passwd'``, ``'a/b\\\\c'`` -> ``'a_b_c'``);
-      - accents are transliterated (``'café'`` -> ``'cafe'``); every other run of disallowed characters becomes one
-        ``_`` (runs at either end are dropped);
+        (``'../../etc/passwd'`` -> ``'etc_passwd'``, ``'a/b\\c'`` -> ``'a_b_c'``);
+      - where the file system stores names as Unicode (UTF-8 / UTF-16: every current desktop and server platform),
+        names in any script stay readable: ``'模型'`` -> ``'模型'``, ``'café crème'`` -> ``'café_crème'``,
+        ``'модель 2'`` -> ``'модель_2'``; symbols and emoji are not letters and become ``_``. On a platform without
+        Unicode file names, accents are transliterated (``'café'`` -> ``'cafe'``) and other characters dropped;
+      - every run of disallowed characters becomes one ``_`` (runs at either end are dropped);
       - a name left without any letter or digit becomes ``'asset'`` (for an empty input) or ``'asset_<hash>'``
-        (a hash of the original, so that distinct non-ASCII names stay distinct: ``'模型'`` -> ``'asset_1a2b3c4d'``);
-      - a name longer than :data:`MAX_NAME_LENGTH` is cut and ends with ``_<hash>`` of the full original.
+        (a hash of the original, so that distinct names stay distinct: ``'🙂'`` -> ``'asset_1a2b3c4d'``);
+      - a name longer than :data:`MAX_NAME_LENGTH` characters or :data:`MAX_NAME_BYTES` bytes is cut and ends with
+        ``_<hash>`` of the full original.
 
     Args:
         name: any string (None is treated as empty).
@@ -91,18 +116,28 @@ def safe_asset_name(name: str) -> str:
         the file stem, without a suffix.
     """
     original = "" if name is None else str(name)
+    keep_unicode = _unicode_file_names()
     parts = [p for p in re.split(r"[\\/]+", original) if p not in ("", ".", "..")]
     text = "\0".join(parts)  # separators become "_" below, merged with neighbouring disallowed characters
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = _UNSAFE_RUN.sub("\0", text).strip("\0").replace("\0", "_")
-    text = text.lstrip(".-").rstrip(".")
+    if keep_unicode:
+        text = unicodedata.normalize("NFC", text)
+    else:
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = "".join(ch if _allowed(ch, keep_unicode) else "\0" for ch in text)
+    text = re.sub("\0+", "\0", text).strip("\0").replace("\0", "_")
+    while text and (text[0] in ".-" or unicodedata.category(text[0])[0] == "M"):
+        text = text[1:]
+    text = text.rstrip(".")
     if not any(ch.isalnum() for ch in text):
         return "asset" if not original.strip() else f"asset_{_short_hash(original)}"
     if text.split(".")[0].lower() in _WINDOWS_RESERVED:
         text = "_" + text
-    if len(text) > MAX_NAME_LENGTH:
-        text = text[: MAX_NAME_LENGTH - 9].rstrip(".") + "_" + _short_hash(original)
+    if len(text) > MAX_NAME_LENGTH or len(text.encode("utf-8")) > MAX_NAME_BYTES:
+        cut = text[: MAX_NAME_LENGTH - 9]
+        while len(cut.encode("utf-8")) > MAX_NAME_BYTES - 9:
+            cut = cut[:-1]
+        text = cut.rstrip(".") + "_" + _short_hash(original)
     return text
 
 
@@ -277,9 +312,11 @@ def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLi
 
     Each material is PBR metallic-roughness with ``baseColorTexture`` -> texture -> image embedded in the buffer as PNG
     (``image/png``, the same bytes as :func:`save_texture_png` writes), metallicFactor 0, roughnessFactor 0.9,
-    double-sided. Samplers: LINEAR mag filter, LINEAR_MIPMAP_LINEAR min filter, wrap CLAMP_TO_EDGE when the
-    material's UVs lie in [0, 1] (baked atlases; REPEAT would bleed the opposite edge into border charts), REPEAT
-    when they go outside (the input relies on tiling). Chunks and bufferViews are 4-byte aligned;
+    double-sided. Samplers: LINEAR mag filter, LINEAR_MIPMAP_LINEAR min filter; per axis, wrap CLAMP_TO_EDGE when the
+    material's UVs lie in [0, 1] (baked atlases; REPEAT would bleed the opposite edge into border charts), else the
+    input material's wrap mode (REPEAT by default): :func:`csdtex.sampling.baked_sampler`, the rule
+    :func:`csdtex.bake.bake_texture` places charts by. ``KHR_texture_transform`` is never written (baked textures
+    live in raw UV space). Chunks and bufferViews are 4-byte aligned;
     ``asset.generator`` is ``'csdtex'``.
 
     Args:

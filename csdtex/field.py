@@ -17,7 +17,8 @@ Two models:
 - :class:`ImplicitTextureField`: a multi-resolution hash grid (:class:`csdtex.hashgrid.HashGridEncoding`) over the
   normalized surface position, followed by a small MLP and a sigmoid. Independent of UVs, so it paints seam-free;
   the texture image is obtained afterwards by baking (evaluate the field at the surface point of every texel).
-- :class:`UVTexture`: an explicit learnable texture image per material, sampled bilinearly by UV.
+- :class:`UVTexture`: an explicit learnable texture image per material, looked up by UV as glTF viewers do
+  (texture transform, wrap modes, filter: :func:`csdtex.sampling.sample_texture`).
 
 :func:`query_texture` evaluates either on many points in chunks (baking).
 """
@@ -30,10 +31,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csdtex.hashgrid import HashGridEncoding
+from csdtex.sampling import TextureSampler, TextureTransform, sample_texture
 
 __all__ = [
     "TextureModel",
@@ -57,6 +58,11 @@ class TextureModel(nn.Module):
     """
 
     uses_uvs: ClassVar[bool] = False
+
+    def optimizer_groups(self, learning_rate: float) -> list[dict]:
+        """Adam parameter groups: every parameter at ``learning_rate`` (models with parts that should learn at
+        other rates override this)."""
+        return [{"params": list(self.parameters()), "lr": learning_rate}]
 
     def forward(self, points: Tensor, uvs: Tensor | None = None, materials: Tensor | None = None) -> Tensor:
         """Albedo of surface points.
@@ -174,15 +180,16 @@ def _logit(colors: Tensor) -> Tensor:
 
 
 class UVTexture(TextureModel):
-    """Explicit learnable texture: one RGB image per material, sampled bilinearly by UV.
+    """Explicit learnable texture: one RGB image per material, looked up by UV like a glTF viewer does.
 
     The parameter ``logits`` is float32 [M, 3, S, S]; the texture colour is ``sigmoid(logits)``, so it stays in
     (0, 1) under any optimizer step. Row 0 of every image is the *top* of the image (v = 1) and column 0 the left
     edge (u = 0), exactly as in a PNG file, so :meth:`to_images` writes what an image viewer shows.
 
-    Sampling uses ``grid_sample`` (bilinear, ``align_corners=False``, ``padding_mode='border'``) on the colours
-    (sigmoid first, then interpolation): texel (row r, column c) has its centre at
-    ``u = (c + 0.5) / S, v = 1 - (r + 0.5) / S``. UVs outside [0, 1] are clamped to the border (no wrapping).
+    Sampling is :func:`csdtex.sampling.sample_texture` on the colours (sigmoid first, then interpolation) with each
+    material's sampler and texture transform: texel (row r, column c) has its centre at
+    ``u = (c + 0.5) / S, v = 1 - (r + 0.5) / S``. Without samplers (the default) UVs outside [0, 1] are clamped to
+    the edge texels (``CLAMP_TO_EDGE``, bilinear); pass the input's samplers to repeat or mirror them.
 
     Shapes: ``forward(points [N, 3] (unused), uvs float32 [N, 2], materials int [N] or None) -> float32 [N, 3]``.
     """
@@ -194,8 +201,13 @@ class UVTexture(TextureModel):
         num_materials: int,
         size: int,
         init_color: Sequence[float] = (0.5, 0.5, 0.5),
+        samplers: Sequence[TextureSampler | None] | None = None,
+        transforms: Sequence[TextureTransform | None] | None = None,
     ) -> None:
-        """A texture of ``num_materials`` images of ``size`` x ``size`` texels, all ``init_color`` (RGB in [0, 1])."""
+        """A texture of ``num_materials`` images of ``size`` x ``size`` texels, all ``init_color`` (RGB in [0, 1]).
+
+        ``samplers`` / ``transforms``: one entry (or None) per material; None = clamp to edge / no transform.
+        """
         super().__init__()
         if num_materials < 1 or size < 1:
             raise ValueError(f"need num_materials >= 1 and size >= 1, got {num_materials}, {size}")
@@ -203,6 +215,8 @@ class UVTexture(TextureModel):
         if color.shape != (3,):
             raise ValueError(f"init_color must be 3 numbers, got {init_color!r}")
         self.logits = nn.Parameter(_logit(color).view(1, 3, 1, 1).repeat(num_materials, 1, size, size))
+        self.samplers: list[TextureSampler | None] = _per_material(samplers, num_materials, "samplers")
+        self.transforms: list[TextureTransform | None] = _per_material(transforms, num_materials, "transforms")
 
     @property
     def num_materials(self) -> int:
@@ -213,7 +227,9 @@ class UVTexture(TextureModel):
         return int(self.logits.shape[-1])
 
     @classmethod
-    def from_images(cls, images: Sequence[np.ndarray], size: int | None = None) -> "UVTexture":
+    def from_images(cls, images: Sequence[np.ndarray], size: int | None = None,
+                    samplers: Sequence[TextureSampler | None] | None = None,
+                    transforms: Sequence[TextureTransform | None] | None = None) -> "UVTexture":
         """A texture initialized from existing images, one per material.
 
         Args:
@@ -232,7 +248,7 @@ class UVTexture(TextureModel):
         if size is None:
             only_shape = next(iter(shapes))
             size = only_shape[0] if len(shapes) == 1 and only_shape[0] == only_shape[1] else max(max(shapes, key=max))
-        texture = cls(len(arrays), int(size))
+        texture = cls(len(arrays), int(size), samplers=samplers, transforms=transforms)
         stacked = np.stack([_resize_rgb(array, int(size)) for array in arrays])  # [M, S, S, 3] uint8
         colors = torch.from_numpy(stacked).to(torch.float32).div_(255.0).permute(0, 3, 1, 2)
         with torch.no_grad():
@@ -250,7 +266,7 @@ class UVTexture(TextureModel):
         return [np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy()) for image in values]
 
     def forward(self, points: Tensor | None, uvs: Tensor | None, materials: Tensor | None = None) -> Tensor:
-        """Bilinearly sampled colour float32 [N, 3] in (0, 1).
+        """Sampled colour float32 [N, 3] in (0, 1) (see the class docstring).
 
         Args:
             points: unused (may be None).
@@ -264,28 +280,22 @@ class UVTexture(TextureModel):
         colors = self.colors()
         if uvs.shape[0] == 0:
             return colors.new_zeros(0, 3)
-        # grid_sample: x = -1 is the left edge, y = -1 the top edge (row 0), so y = 1 - 2v puts v = 1 on row 0.
         uvs = uvs.to(device=colors.device, dtype=colors.dtype)
-        grid = torch.stack([uvs[:, 0] * 2.0 - 1.0, 1.0 - uvs[:, 1] * 2.0], dim=-1)
         if materials is not None:
             self._check_materials(materials)
         if materials is None or self.num_materials == 1:
-            return self._sample(colors[:1], grid)
+            return self._sample(colors, 0, uvs)
         materials = materials.to(device=colors.device, dtype=torch.int64)
         albedo = torch.zeros(uvs.shape[0], 3, dtype=colors.dtype, device=colors.device)
         for material in range(self.num_materials):
             selected = torch.nonzero(materials == material).squeeze(1)
             if selected.numel() > 0:
-                albedo = albedo.index_copy(0, selected, self._sample(colors[material : material + 1], grid[selected]))
+                albedo = albedo.index_copy(0, selected, self._sample(colors, material, uvs[selected]))
         return albedo
 
-    @staticmethod
-    def _sample(image: Tensor, grid: Tensor) -> Tensor:
-        """image [1, 3, S, S], grid [n, 2] in grid_sample coordinates -> [n, 3]."""
-        sampled = F.grid_sample(
-            image, grid.view(1, 1, -1, 2), mode="bilinear", padding_mode="border", align_corners=False
-        )  # [1, 3, 1, n]
-        return sampled[0, :, 0, :].transpose(0, 1)
+    def _sample(self, colors: Tensor, material: int, uvs: Tensor) -> Tensor:
+        """colors [M, 3, S, S], uvs [n, 2] -> [n, 3] with the material's sampler and transform."""
+        return sample_texture(colors[material], uvs, self.samplers[material], self.transforms[material])
 
     def _check_materials(self, materials: Tensor) -> None:
         if materials.numel() == 0:
@@ -293,6 +303,15 @@ class UVTexture(TextureModel):
         lowest, highest = (int(value) for value in torch.aminmax(materials))
         if lowest < 0 or highest >= self.num_materials:
             raise ValueError(f"material indices must lie in [0, {self.num_materials}), got [{lowest}, {highest}]")
+
+
+def _per_material(values, count: int, what: str) -> list:
+    if values is None:
+        return [None] * count
+    values = list(values)
+    if len(values) != count:
+        raise ValueError(f"need one entry of {what} per material ({count}), got {len(values)}")
+    return values
 
 
 def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:

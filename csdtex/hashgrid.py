@@ -9,6 +9,7 @@ against a naive per-point reference over device x dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -21,6 +22,19 @@ __all__ = ["HASH_PRIMES", "HashGridEncoding", "hash_grid_encode", "hash_grid_lev
 #: Spatial hash primes of Instant-NGP (Müller et al. 2022), one per axis x, y, z.
 HASH_PRIMES: tuple[int, int, int] = (1, 2654435761, 805459861)
 
+
+
+@functools.lru_cache(maxsize=16)
+def _constants(device: torch.device, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Small constant tensors of the encoding, made once per device and dtype (creating them from Python lists on
+    every call would copy them to the GPU, a host synchronization each time)."""
+    return {
+        "lower_upper": torch.tensor([1.0, 0.0], dtype=dtype, device=device),
+        "weight_slope": torch.tensor([-1.0, 1.0], dtype=dtype, device=device),
+        "corner_bits": torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.int64,
+                                    device=device),
+        "primes": torch.tensor(HASH_PRIMES, dtype=torch.int64, device=device),
+    }
 
 
 def hash_grid_level_resolutions(
@@ -72,10 +86,8 @@ def _corner_indices_and_weights(
     lower = lower_float.to(torch.int64)  # exact: resolutions are far below 2^24
 
     # Per axis, the weights of the lower and upper corner: (1 - f, f) = f * (-1, 1) + (1, 0).
-    axis_weights = torch.addcmul(
-        torch.tensor([1.0, 0.0], dtype=dtype, device=device), frac.unsqueeze(-1),
-        torch.tensor([-1.0, 1.0], dtype=dtype, device=device),
-    )  # [n, L, 3, 2]
+    constants = _constants(device, dtype)
+    axis_weights = torch.addcmul(constants["lower_upper"], frac.unsqueeze(-1), constants["weight_slope"])  # [n, L, 3, 2]
     wx, wy, wz = axis_weights[:, :, 0], axis_weights[:, :, 1], axis_weights[:, :, 2]
     weights = (wx[:, :, :, None, None] * wy[:, :, None, :, None] * wz[:, :, None, None, :]).view(n, num_levels, 8)
 
@@ -86,9 +98,7 @@ def _corner_indices_and_weights(
         side = resolution[:, :dense_levels] + 1  # [1, D, 1]
         strides = torch.cat([torch.ones_like(side), side, side * side], dim=2)  # [1, D, 3]
         cell_rows = (lower[:, :dense_levels] * strides).sum(dim=-1, keepdim=True)  # [n, D, 1]
-        corner_bits = torch.tensor(
-            [[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.int64, device=device
-        )  # [8, 3]
+        corner_bits = constants["corner_bits"]  # [8, 3]
         corner_rows = (corner_bits.unsqueeze(0) * strides.view(dense_levels, 1, 3)).sum(dim=-1)  # [D, 8]
         corner_rows += level_offsets[:dense_levels].view(dense_levels, 1)
         torch.add(cell_rows, corner_rows.unsqueeze(0), out=indices[:, :dense_levels])
@@ -99,7 +109,7 @@ def _corner_indices_and_weights(
         # level's offset (a multiple of the table size T) is XOR-ed into the x term: (h mod T) XOR offset equals
         # (h mod T) + offset.
         hashed_levels = num_levels - dense_levels
-        primes = torch.tensor(HASH_PRIMES, dtype=torch.int64, device=device)
+        primes = constants["primes"]
         prime_steps = torch.stack([torch.zeros_like(primes), primes], dim=-1)  # [3, 2]: (0, p) per axis
         hashed_axes = (lower[:, dense_levels:] * primes).unsqueeze(-1) + prime_steps  # [n, H, 3, 2]
         hashed_axes &= hashmap_size - 1

@@ -17,6 +17,18 @@ from csdtex.render.views import render_views
 PREVIEW_FORMATS = (".gif", ".mp4", ".png")
 
 
+def input_texture_model(mesh):
+    """A :class:`~csdtex.field.UVTexture` showing a loaded :class:`~csdtex.mesh.Mesh` as glTF viewers do: each
+    material's texture (or its base colour, see :func:`material_texture_images`) looked up with the material's
+    sampler (wrap and filter modes; repeat for textures whose file gave none) and texture transform."""
+    from csdtex.field import UVTexture
+    from csdtex.sampling import TextureSampler
+
+    samplers = [(m.sampler or TextureSampler()) if m.texture is not None else None for m in mesh.materials]
+    transforms = [m.texture_transform if m.texture is not None else None for m in mesh.materials]
+    return UVTexture.from_images(material_texture_images(mesh), samplers=samplers, transforms=transforms)
+
+
 def material_texture_images(mesh) -> list[np.ndarray]:
     """One RGB uint8 image [H, W, 3] per material of a :class:`~csdtex.mesh.Mesh`: its texture, or an 8x8 image of
     its base colour when it has none (so untextured parts render in their own colour)."""
@@ -78,11 +90,22 @@ def write_preview(frames: np.ndarray, path: str | Path, fps: int = 12) -> Path:
 
     ``.gif``: looping animation (Pillow). ``.mp4``: H.264 via imageio-ffmpeg (``pip install imageio-ffmpeg``).
     ``.png``: a contact sheet of all frames.
+
+    Raises:
+        ConfigError: an unsupported suffix, or the file cannot be written (permissions, a folder in the way, ...).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in PREVIEW_FORMATS:
         raise ConfigError(f"unsupported preview format {path.suffix or '(none)'!r}: use one of {', '.join(PREVIEW_FORMATS)}")
+    try:
+        return _write_preview(frames, path, suffix, fps)
+    except OSError as err:  # unwritable folder, a directory in the way, disk full: one line, nothing left behind
+        raise ConfigError(f"cannot write {path}: {err.strerror or type(err).__name__}; choose another output path"
+                          ) from err
+
+
+def _write_preview(frames: np.ndarray, path: Path, suffix: str, fps: int) -> Path:
     from PIL import Image
 
     if suffix == ".mp4":

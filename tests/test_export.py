@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from PIL import Image
 from csdtex import export as export_module
 from csdtex.errors import ConfigError, MeshError
 from csdtex.export import (
+    MAX_NAME_BYTES,
     MAX_NAME_LENGTH,
     ExportedFiles,
     export_all,
@@ -167,7 +169,10 @@ def bits(array: np.ndarray) -> np.ndarray:
         ("   ", "asset"),
         (".hidden", "hidden"),
         ("a/b\\c", "a_b_c"),
-        ("café crème", "cafe_creme"),
+        ("café crème", "café_crème"),
+        ("модель 2", "модель_2"),
+        ("模型", "模型"),
+        ("🙂", None),
         ("my mesh (final).v2", "my_mesh_final_.v2"),
         ("-rf", "rf"),
         ("name.", "name"),
@@ -177,17 +182,22 @@ def bits(array: np.ndarray) -> np.ndarray:
     ],
 )
 def test_safe_asset_name_examples(name, expected):
-    assert safe_asset_name(name) == expected
+    if expected is None:  # no letter or digit: a hash keeps distinct names distinct
+        assert safe_asset_name(name).startswith("asset_")
+    else:
+        assert safe_asset_name(name) == expected
 
 
 @pytest.mark.parametrize(
     "name",
-    ["../../etc/passwd", "", ".hidden", "a/b\\c", "模型", "🙂/../x", "..", "/", "a" * 500, "é" * 300, "x\0y\n"],
+    ["../../etc/passwd", "", ".hidden", "a/b\\c", "模型", "🙂/../x", "..", "/", "a" * 500, "é" * 300, "x\0y\n",
+     "模" * 200, "\u0301abc", "a\u202eb"],
 )
 def test_safe_asset_name_properties(name, tmp_path):
     safe = safe_asset_name(name)
-    assert safe and len(safe) <= MAX_NAME_LENGTH
-    assert all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in safe)
+    assert safe and len(safe) <= MAX_NAME_LENGTH and len(safe.encode("utf-8")) <= MAX_NAME_BYTES
+    assert all(ch.isalnum() or ch in "-_." or unicodedata.category(ch).startswith("M") for ch in safe)
+    assert unicodedata.normalize("NFC", safe) == safe
     assert not safe.startswith((".", "-")) and not safe.endswith(".")
     assert safe_asset_name(safe) == safe  # idempotent
     path = output_path(tmp_path / "out", name, ".obj")
@@ -196,7 +206,8 @@ def test_safe_asset_name_properties(name, tmp_path):
 
 def test_safe_asset_name_keeps_distinct_unicode_names_distinct():
     assert safe_asset_name("模型") != safe_asset_name("网格")
-    assert safe_asset_name("模型").startswith("asset_")
+    assert safe_asset_name("🙂") != safe_asset_name("🙃")
+    assert safe_asset_name("mo\u0301del") == safe_asset_name("m\u00f3del") == "m\u00f3del"  # NFD and NFC agree
     long_a, long_b = "a" * 200 + "1", "a" * 200 + "2"
     assert safe_asset_name(long_a) != safe_asset_name(long_b)
 

@@ -21,6 +21,7 @@ from csdtex.cli import main
 from csdtex.config import PaintConfig, apply_overrides, load_config_file, resolve_guidance
 from csdtex.errors import ConfigError
 from csdtex.guidance.random_priors import build_tiny_latent_folder, build_tiny_pixel_folder
+from csdtex.painting import seeded_field
 from csdtex.pipeline import optimize as optimize_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +127,15 @@ def test_guidance_table_refuses_the_top_level_options_and_checks_types(tmp_path)
         apply_overrides(PaintConfig(), {"field": {"levels": 3}})
 
 
+def test_edit_configs_take_the_same_tables(tmp_path):
+    from csdtex.config import EditConfig
+
+    path = tmp_path / "edit.toml"
+    path.write_text("preserve = 2\ntexel_learning_rate_scale = 0.5\n[guidance]\nw2_end = 0.25\n")
+    config = load_config_file(path, EditConfig())
+    assert isinstance(config, EditConfig) and config.preserve == 2.0 and config.guidance == {"w2_end": 0.25}
+
+
 def test_guidance_resolution_per_prior_kind():
     config = apply_overrides(PaintConfig(), {"guidance": {"w1": 2.0}, "negative_prompt": ""})
     latent, pixel, tiny = (resolve_guidance(config, kind) for kind in ("latent", "pixel", "tiny"))
@@ -229,3 +239,86 @@ def test_a_non_finite_gradient_stops_the_run_with_a_clear_error(tmp_path, priors
     with pytest.raises(RuntimeError, match="NaN/Inf"):
         csdtex.paint(ball, "a ball", config, out_dir=tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out" / "run.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.gpu
+def test_cuda_graph_unet_matches_eager(priors):
+    from csdtex.guidance import load_prior
+
+    prior = load_prior(str(priors["latent"]), "cuda")
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    for batch in (4, 6, 4):  # two shapes, and a replay of the first
+        x_t = torch.randn(batch, 4, 8, 8, device="cuda", generator=generator)
+        t = torch.randint(20, 500, (batch,), device="cuda", generator=generator)
+        embeddings = prior.encode_text(["a red ball"] * batch)
+        prior.use_cuda_graphs = False
+        eager = prior.predict_noise(x_t, t, embeddings)
+        prior.use_cuda_graphs = True
+        graphed = prior.predict_noise(x_t, t, embeddings)
+        assert torch.allclose(eager, graphed, atol=1e-3, rtol=1e-3), (eager - graphed).abs().max()
+    assert prior._graphed_unet.num_graphs == 2
+
+
+@pytest.mark.gpu
+def test_cuda_paint_with_graphs_matches_eager_within_two_levels(tmp_path, priors, ball, monkeypatch):
+    from csdtex.guidance import priors as priors_module
+
+    config = PaintConfig(model=str(priors["latent"]), steps=50, views_per_step=2, texture_size=64, device="cuda",
+                         renderer="torch", preview_frames=2, preview_size=32)
+    graphed = csdtex.paint(ball, "a green ball", config, out_dir=tmp_path / "graphs", show_progress=False)
+    real_init = priors_module.Prior.__init__
+
+    def eager_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.use_cuda_graphs = False
+
+    monkeypatch.setattr(priors_module.Prior, "__init__", eager_init)
+    eager = csdtex.paint(ball, "a green ball", config, out_dir=tmp_path / "eager", show_progress=False)
+    difference = np.abs(graphed.textures[0].astype(int) - eager.textures[0].astype(int))
+    print(f"\ngraphs vs eager texture: max difference {difference.max()} levels, mean {difference.mean():.3f}")
+    assert difference.max() <= 2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("renderer, allowed", [("torch", 2), ("nvdiffrast", 1)])  # raster count, covered pixels
+def test_host_synchronizations_per_step(tmp_path, priors, ball, renderer, allowed):
+    import warnings
+
+    from csdtex.pipeline.objectives import ScoreObjective
+    from csdtex.pipeline.prepare import prepare_run
+    from csdtex.render import nvdiffrast_raster
+
+    if renderer == "nvdiffrast" and not nvdiffrast_raster.is_available():
+        pytest.skip("nvdiffrast is not installed")
+    config = PaintConfig(model=str(priors["latent"]), steps=8, views_per_step=2, texture_size=32, device="cuda",
+                         renderer=renderer, metrics_every=100, checkpoint_every=0)
+    run = prepare_run(ball, "a ball", config, tmp_path)
+    model = seeded_field(run.config.field, 0, run.device)
+    objective = ScoreObjective(run.prior, run.guidance, run.embeddings)
+    generator = torch.Generator().manual_seed(0)
+    optimizer = optimize_module.make_optimizer(model, run.config.learning_rate)
+
+    def step(index: int) -> None:
+        views = optimize_module.sample_step_views(run, generator)
+        loss, metrics = optimize_module.training_step(run, model, objective, views, index / 7, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for index in range(3):  # warm-up: graph capture, allocator growth
+        step(index)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for index in range(3, 8):
+                step(index)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    print(f"\n{renderer}: {len(syncs)} host synchronizations in 5 steps: {sorted(set(syncs))}")
+    assert len(syncs) <= allowed * 5

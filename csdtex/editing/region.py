@@ -87,6 +87,12 @@ def edit_region(mesh: Mesh, mask_path: str | Path | None = None, material_names:
             raise ConfigError(f"material {name!r} has no texture to edit; textured materials: "
                               f"{', '.join(repr(n) for n, t in zip(names, textured) if t)}")
 
+    for material in mesh.materials:
+        transform = material.texture_transform
+        if material.name in chosen and transform is not None and not transform.is_identity:
+            raise ConfigError(f"material {material.name!r} maps its texture through {transform.description}, which "
+                              "csdtex edit does not support yet: bake the transform into the UVs in a 3D tool, or "
+                              "leave the material out with --material")
     mask, mask_record = (None, None) if mask_path is None else read_uv_mask(mask_path)
     weights = []
     for material in mesh.materials:

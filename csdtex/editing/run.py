@@ -32,6 +32,7 @@ from csdtex.pipeline.prepare import prepare_run
 from csdtex.pipeline.progress import Progress, TqdmProgress
 from csdtex.pipeline.run import PreparedRun
 from csdtex.preview import material_texture_images, turntable_frames, write_preview
+from csdtex.sampling import TextureSampler, baked_samplers
 
 __all__ = ["EditResult", "edit"]
 
@@ -134,7 +135,9 @@ def edit(
     images = material_texture_images(run.mesh)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.config.seed)
-        model = EditableTexture(images, region.weights, run.config.field).to(run.device)
+        samplers = [(m.sampler or TextureSampler()) if m.texture is not None else None for m in run.mesh.materials]
+        model = EditableTexture(images, region.weights, run.config.field, samplers,
+                                texel_learning_rate_scale=run.config.texel_learning_rate_scale).to(run.device)
     fit_max, fit_rms = _fit_error(model, images, region)
     reference = OriginalTextureView(model)
     preserve = DEFAULT_PRESERVE if config.preserve is None else config.preserve
@@ -175,6 +178,7 @@ def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
     R(p_texel))`` inside the region (``R`` baked with the gutter rule of :mod:`csdtex.bake`), the input bytes
     wherever the weight is 0."""
     model.eval()
+    samplers = baked_samplers(run.mesh)
     textures = []
     for material, (original, weight) in enumerate(zip(originals, region.weights)):
         if not (weight > 0).any():
@@ -182,7 +186,7 @@ def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
             continue
         height, width = weight.shape
         residual, _, _ = bake_material_values(run.render_mesh, model.residual, material, height, width,
-                                              backend=run.backend)
+                                              backend=run.backend, sampler=samplers[material])
         texels = model.texels(material)[0].permute(1, 2, 0)  # [H, W, 3]
         weights = model.weight(material)[0, 0, :, :, None]
         edited = texels if residual is None else texels + weights * residual

@@ -7,7 +7,8 @@ For material ``m`` with input texture ``O_m`` (float [3, H, W] in [0, 1]), edita
     E_m     = O_m + M_m * (L_m - O_m)                          (texel values; = O_m wherever M_m = 0)
     colour  = clamp(bilinear(E_m, uv) + bilinear(M_m, uv) * R(p), 0, 1)
 
-with ``R`` a :class:`~csdtex.field.ResidualField` on the surface (0 at the start, continuous across UV seams, so an
+where ``bilinear`` is :func:`csdtex.sampling.sample_texture` with the material's own sampler (wrap and filter modes,
+as glTF viewers read the input), and ``R`` is a :class:`~csdtex.field.ResidualField` on the surface (0 at the start, continuous across UV seams, so an
 edit stays coherent where charts meet). Baking writes ``clamp(E_m + M_m * R(p_texel))`` at every texel of the input
 texture's own size; texels with ``M_m = 0`` keep their input bytes exactly.
 """
@@ -18,10 +19,10 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csdtex.field import FieldConfig, ResidualField, TextureModel
+from csdtex.sampling import TextureSampler, sample_texture
 
 # A quarter of an 8-bit level keeps the logits of 0 and 255 finite and rounds back to the same byte.
 _COLOR_EPS = 0.25 / 255.0
@@ -35,6 +36,10 @@ class EditableTexture(TextureModel):
             material without texture).
         weights: float32 [H_m, W_m] in [0, 1] per material, the editable region at each texture's size.
         field: the residual field's hash-grid configuration.
+        samplers: per material, the :class:`~csdtex.sampling.TextureSampler` to read its texture with (None =
+            clamp-to-edge bilinear).
+        texel_learning_rate_scale: the texels' learning rate relative to the residual field's (the texels are
+            many and independent, so at the field's rate they pick up per-texel noise from single views).
 
     Shapes: ``forward(points float32 [N, 3], uvs float32 [N, 2], materials int [N] or None) -> float32 [N, 3]`` in
     [0, 1]; ``uvs`` (0, 0) = bottom-left of the image, sampled bilinearly with border clamping like
@@ -43,8 +48,12 @@ class EditableTexture(TextureModel):
 
     uses_uvs: ClassVar[bool] = True
 
-    def __init__(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray], field: FieldConfig) -> None:
+    def __init__(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray], field: FieldConfig,
+                 samplers: Sequence[TextureSampler | None] | None = None,
+                 texel_learning_rate_scale: float = 1.0) -> None:
         super().__init__()
+        self.texel_learning_rate_scale = float(texel_learning_rate_scale)
+        self.samplers = list(samplers) if samplers is not None else [None] * len(images)
         if len(images) != len(weights) or not images:
             raise ValueError(f"need one weight map per image, got {len(images)} images and {len(weights)} maps")
         self.num_materials = len(images)
@@ -58,6 +67,11 @@ class EditableTexture(TextureModel):
                                  persistent=False)
             self.logits.append(nn.Parameter(torch.logit(original.clamp(_COLOR_EPS, 1 - _COLOR_EPS))[None]))
         self.residual = ResidualField(field)
+
+    def optimizer_groups(self, learning_rate: float) -> list[dict]:
+        """The residual field at ``learning_rate``, the texels at ``learning_rate * texel_learning_rate_scale``."""
+        return [{"params": list(self.residual.parameters()), "lr": learning_rate},
+                {"params": list(self.logits.parameters()), "lr": learning_rate * self.texel_learning_rate_scale}]
 
     def original(self, material: int) -> Tensor:
         """float32 [1, 3, H, W] input texture of ``material`` in [0, 1]."""
@@ -83,33 +97,27 @@ class EditableTexture(TextureModel):
     def _colors(self, points: Tensor, uvs: Tensor | None, materials: Tensor | None, edited: bool) -> Tensor:
         if uvs is None:
             raise ValueError("EditableTexture needs uvs (the mesh's own texture coordinates)")
-        # grid_sample: x = -1 is the left edge, y = -1 the top edge (row 0), so y = 1 - 2v puts v = 1 on row 0.
-        grid = torch.stack([uvs[:, 0] * 2.0 - 1.0, 1.0 - uvs[:, 1] * 2.0], dim=-1).float()
+        uvs = uvs.float()
         residual = self.residual(points) if edited else None
         if materials is None or self.num_materials == 1:
-            return self._material_colors(0, grid, residual, edited)
+            return self._material_colors(0, uvs, residual, edited)
         materials = materials.long()
-        colors = grid.new_zeros(grid.shape[0], 3)
+        colors = uvs.new_zeros(uvs.shape[0], 3)
         for material in range(self.num_materials):
             selected = torch.nonzero(materials == material).squeeze(1)
             if selected.numel():
-                part = self._material_colors(material, grid[selected],
+                part = self._material_colors(material, uvs[selected],
                                              None if residual is None else residual[selected], edited)
                 colors = colors.index_copy(0, selected, part)
         return colors
 
-    def _material_colors(self, material: int, grid: Tensor, residual: Tensor | None, edited: bool) -> Tensor:
+    def _material_colors(self, material: int, uvs: Tensor, residual: Tensor | None, edited: bool) -> Tensor:
+        sampler = self.samplers[material]
         if not edited:
-            return _sample(self.original(material), grid)
-        color = _sample(self.texels(material), grid)
-        weight = _sample(self.weight(material), grid)
+            return sample_texture(self.original(material), uvs, sampler)
+        color = sample_texture(self.texels(material), uvs, sampler)
+        weight = sample_texture(self.weight(material), uvs, sampler)
         return (color + weight * residual).clamp(0.0, 1.0)
-
-
-def _sample(image: Tensor, grid: Tensor) -> Tensor:
-    """image [1, C, H, W], grid [n, 2] in grid_sample coordinates -> [n, C] (bilinear, border clamp)."""
-    sampled = F.grid_sample(image, grid.view(1, 1, -1, 2), mode="bilinear", padding_mode="border", align_corners=False)
-    return sampled[0, :, 0, :].transpose(0, 1)
 
 
 class OriginalTextureView(TextureModel):

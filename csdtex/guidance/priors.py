@@ -133,6 +133,9 @@ class Prior:
         self._in_channels = int(unet.config.in_channels)
         self._out_channels = int(unet.config.out_channels)
         self.preset: str = self.kind
+        self.use_cuda_graphs: bool = self.device.type == "cuda"
+        """Replay the UNet's forward from CUDA graphs (:mod:`csdtex.guidance.graphs`; on by default on CUDA)."""
+        self._graphed_unet = None
         self.vocabulary: Vocabulary | frozenset[str] | None = None
 
     def __repr__(self) -> str:
@@ -156,6 +159,8 @@ class Prior:
         """
         if isinstance(prompts, str):
             raise TypeError("encode_text takes a list of strings, not a single string")
+        if self.text_encoder is None:
+            raise RuntimeError("the text encoder of this prior was released (release_text_encoder); load it again")
         texts = [p.lower().strip() if self._lowercase_prompts else p for p in prompts]
         tokens = self.tokenizer(
             texts,
@@ -212,13 +217,30 @@ class Prior:
             )
         t = t.to(self.device, dtype=torch.long)
         x_in = x_t.to(self.device, dtype=self.dtype)
-        out = self.unet(
-            x_in, t, encoder_hidden_states=text_embeddings.to(self.device, dtype=self.dtype), return_dict=False
-        )[0]
+        embeddings = text_embeddings.to(self.device, dtype=self.dtype)
+        if self.use_cuda_graphs and self.device.type == "cuda":
+            if self._graphed_unet is None:
+                from csdtex.guidance.graphs import GraphedForward
+
+                self._graphed_unet = GraphedForward(self._unet_forward)
+            out = self._graphed_unet(x_in, t, embeddings)
+        else:
+            out = self._unet_forward(x_in, t, embeddings)
         if out.shape[1] != self._in_channels:
             out = out[:, : self._in_channels]
         x_t32 = x_t.to(self.device).float()
         return eps_from_prediction(out.float(), x_t32, self.alphas_cumprod[t], self.prediction_type)
+
+
+    def _unet_forward(self, x: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+
+    def release_text_encoder(self) -> None:
+        """Free the text encoder (and its GPU memory) once every prompt of a run is encoded; a later
+        :meth:`encode_text` raises. Call it only on a prior that no later run will use (a batch keeps it)."""
+        self.text_encoder = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 class LatentPrior(Prior):

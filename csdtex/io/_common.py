@@ -6,6 +6,14 @@ This module must not import :mod:`csdtex.mesh` (see :mod:`csdtex.io` for the imp
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
+import sys
+import warnings
+from typing import Iterator
+
 import numpy as np
 
 from csdtex.errors import one_line
@@ -51,3 +59,46 @@ def image_to_rgb8(image) -> np.ndarray:
         grey = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+_NOISY_LOGGERS = ("trimesh", "DracoPy", "PIL", "meshopt")
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence mesh libraries while loading: their Python warnings, their loggers (``trimesh``, ``DracoPy``, ``PIL``,
+    ``meshopt``), Python-level prints and native (C/C++) output on file descriptors 1 and 2.
+
+    Everything is restored on exit, exceptions included, so nothing process-wide is left changed (file descriptors
+    are redirected only for the duration of the block; do not print from other threads meanwhile).
+    """
+    saved_levels = []
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved_levels.append((logger, logger.level))
+        logger.setLevel(logging.CRITICAL + 1)
+    saved_fds: list[tuple[int, int]] = []
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            try:
+                for stream in (sys.__stdout__, sys.__stderr__):
+                    if stream is not None:
+                        stream.flush()
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    for fd in (1, 2):
+                        saved_fds.append((fd, os.dup(fd)))
+                        os.dup2(devnull, fd)
+                finally:
+                    os.close(devnull)
+            except (OSError, ValueError):  # no usable file descriptors (embedded interpreters): Python-level only
+                pass
+            yield
+        finally:
+            for fd, copy in reversed(saved_fds):
+                os.dup2(copy, fd)
+                os.close(copy)
+            for logger, level in saved_levels:
+                logger.setLevel(level)

@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from csdtex.io._common import GENERATOR, ParseError, error_text
-from csdtex.io.trimesh_formats import read_with_trimesh
+from csdtex.io._common import GENERATOR
 from csdtex.mesh.types import Mesh, vertex_normals
+from csdtex.sampling import baked_samplers
 
 __all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_seams"]
 
@@ -28,27 +28,26 @@ __all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_seams"]
 
 
 def read_gltf(path: Path) -> Mesh:
-    """Read a ``.glb`` or ``.gltf`` file (with its external buffers and images) through trimesh.
+    """Read a ``.glb`` or ``.gltf`` file with csdtex's own reader (:func:`csdtex.io.gltf_read.read_gltf_file`).
 
-    Every node instance of every primitive is transformed into world space and concatenated; each primitive is one
-    material group (texture = its PBR ``baseColorTexture``). Instances whose node transform mirrors (negative
-    determinant) get their winding reversed, as glTF prescribes. Parts without ``TEXCOORD_0`` get ``uv_faces`` rows
-    of -1. UVs come back with (0, 0) = bottom-left (trimesh undoes glTF's flip). External resources are read only
-    when they resolve inside the file's folder (see :func:`csdtex.io.trimesh_formats.read_with_trimesh`).
+    Every node instance of every triangle primitive (modes 4, 5, 6) is transformed into world space and concatenated;
+    each glTF material is one material group (texture = its PBR ``baseColorTexture``, with its sampler and
+    ``KHR_texture_transform``). Instances whose node transform mirrors (negative determinant) get their winding
+    reversed, as glTF prescribes. Parts without UVs get ``uv_faces`` rows of -1. UVs come back with (0, 0) =
+    bottom-left. External resources are read only when they resolve inside the file's folder. Sparse accessors,
+    quantized attributes, Draco and meshopt compression are decoded (see :mod:`csdtex.io.gltf_read`).
 
     Args:
         path: the ``.glb`` / ``.gltf`` file.
     Returns:
-        an unvalidated :class:`~csdtex.mesh.Mesh` (``source`` not set), arrays as in :func:`read_with_trimesh`.
+        an unvalidated :class:`~csdtex.mesh.Mesh` (``source`` not set).
     Raises:
-        ParseError: a ``.gltf`` file that is not JSON. Otherwise as :func:`read_with_trimesh`.
+        ParseError: a malformed file. ReadError: a missing resource, an unsupported required extension, a missing
+        decoder. MeshError: no triangles.
     """
-    if path.suffix.lower() == ".gltf":
-        try:
-            json.loads(path.read_bytes().decode("utf-8-sig"))
-        except ValueError as err:
-            raise ParseError(f"it is not JSON: {error_text(err)}") from None
-    return read_with_trimesh(path)
+    from csdtex.io.gltf_read import read_gltf_file
+
+    return read_gltf_file(path)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -60,10 +59,7 @@ _FLOAT, _UINT16, _UINT32 = 5126, 5123, 5125
 _COMPONENT_SIZE = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
 _TYPE_COUNT = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-_LINEAR, _LINEAR_MIPMAP_LINEAR = 9729, 9987
-_CLAMP_TO_EDGE, _REPEAT = 33071, 10497
 _GLB_MAGIC, _CHUNK_JSON, _CHUNK_BIN = 0x46546C67, 0x4E4F534A, 0x004E4942
-_UV_RANGE_TOLERANCE = 1e-6
 
 
 def split_seams(faces: np.ndarray, uv_faces: np.ndarray, num_uvs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,7 +122,8 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
     textures: list[dict] = []
     images: list[dict] = []
     samplers: list[dict] = []
-    sampler_for_wrap: dict[int, int] = {}
+    sampler_index: dict[tuple, int] = {}
+    baked = baked_samplers(mesh)
 
     for material_index, material in enumerate(mesh.materials):
         selected = np.flatnonzero(mesh.face_materials == material_index)
@@ -140,14 +137,14 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         # The largest value of the index type is reserved for primitive restart, hence "<" and not "<=".
         index_type, index_code = (np.uint16, _UINT16) if len(positions) < 0xFFFF else (np.uint32, _UINT32)
 
-        # CLAMP_TO_EDGE for UVs inside [0, 1] (baked atlases: REPEAT would bleed texels from the opposite image edge
-        # into charts that touch the border under bilinear/mipmap filtering); REPEAT only when the input's UVs go
-        # outside [0, 1], i.e. the mesh was authored for a tiling texture and relies on wrapping.
-        inside = bool(((uv >= -_UV_RANGE_TOLERANCE) & (uv <= 1.0 + _UV_RANGE_TOLERANCE)).all())
-        wrap = _CLAMP_TO_EDGE if inside else _REPEAT
-        if wrap not in sampler_for_wrap:
-            samplers.append({"magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR, "wrapS": wrap, "wrapT": wrap})
-            sampler_for_wrap[wrap] = len(samplers) - 1
+        # The sampler the bake placed this material's charts by (csdtex.sampling.baked_sampler): CLAMP_TO_EDGE along
+        # an axis whose UVs lie in [0, 1] (REPEAT would bleed the opposite image edge into border charts), else the
+        # input texture's wrap mode (REPEAT by default), so tiled UVs find their paint where the bake put it.
+        sampler = baked[material_index].to_gltf()
+        key = tuple(sorted(sampler.items()))
+        if key not in sampler_index:
+            samplers.append(sampler)
+            sampler_index[key] = len(samplers) - 1
 
         attributes = {
             "POSITION": builder.accessor(positions, _FLOAT, "VEC3", _ARRAY_BUFFER, min_max=True),
@@ -157,7 +154,7 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         flat_indices = new_faces.reshape(-1).astype(index_type)
         indices = builder.accessor(flat_indices, index_code, "SCALAR", _ELEMENT_ARRAY_BUFFER)
         images.append({"bufferView": builder.view(png_images[material_index]), "mimeType": "image/png"})
-        textures.append({"sampler": sampler_for_wrap[wrap], "source": len(images) - 1})
+        textures.append({"sampler": sampler_index[key], "source": len(images) - 1})
         materials.append(
             {
                 "name": material.name,
@@ -284,8 +281,10 @@ def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
 
     Each material is PBR metallic-roughness with ``baseColorTexture`` -> texture -> image embedded in the buffer
     (``image/png``), metallicFactor 0, roughnessFactor 0.9, double-sided. Samplers: LINEAR mag filter,
-    LINEAR_MIPMAP_LINEAR min filter, wrap CLAMP_TO_EDGE when the material's UVs lie in [0, 1], REPEAT when they go
-    outside. Chunks and bufferViews are 4-byte aligned; ``asset.generator`` is ``'csdtex'``. The document is checked
+    LINEAR_MIPMAP_LINEAR min filter, and per axis the wrap mode of :func:`csdtex.sampling.baked_sampler` (the rule
+    the bake used): CLAMP_TO_EDGE when the material's UVs lie in [0, 1] along it, else the input material's wrap
+    mode (REPEAT when it had none, MIRRORED_REPEAT kept). No ``KHR_texture_transform`` is written: baked textures
+    live in raw UV space. Chunks and bufferViews are 4-byte aligned; ``asset.generator`` is ``'csdtex'``. The document is checked
     with :func:`check_gltf_document` before packing.
 
     Args:

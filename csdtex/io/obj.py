@@ -17,6 +17,7 @@ import numpy as np
 from csdtex.fileio import is_within
 from csdtex.io._common import GENERATOR, ParseError, clean_relative, error_text, image_to_rgb8
 from csdtex.mesh.types import Material, Mesh, unique_name
+from csdtex.sampling import CLAMP_TO_EDGE, TextureSampler, TextureTransform
 
 __all__ = ["mtl_text", "obj_text", "read_obj"]
 
@@ -33,7 +34,9 @@ def read_obj(path: Path) -> Mesh:
     ``vt`` indices of each face (row -1 for a face written without ``vt``). Quads and n-gons are fan-triangulated
     (``(0, i, i + 1)``) in file order. Negative (relative) indices are resolved. Every ``usemtl`` name becomes one
     :class:`~csdtex.mesh.Material` (in order of first use; faces before any ``usemtl`` get a default material);
-    ``Kd`` gives ``base_color``, ``map_Kd`` the texture. MTL files and textures are read only when they resolve inside
+    ``Kd`` gives ``base_color``, ``map_Kd`` the texture (sampler: repeat, or clamp with ``-clamp on``; ``-o`` /
+    ``-s`` become the material's texture transform); ``v x y z r g b`` lines give ``vertex_colors`` (0..255 values
+    are rescaled). MTL files and textures are read only when they resolve inside
     the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they are missing or unreadable, the mesh
     loads without them and ``mesh.warnings`` says why.
 
@@ -61,6 +64,7 @@ def read_obj(path: Path) -> Mesh:
     current: str | None = None
     current_group = -1
     mtllibs: list[str] = []
+    colors: list[tuple[float, float, float]] = []
     short_faces = 0
     no_uv = (-1, -1, -1)
 
@@ -85,6 +89,8 @@ def read_obj(path: Path) -> Mesh:
         try:
             if key == "v":
                 positions.append((float(parts[1]), float(parts[2]), float(parts[3])))
+                if len(parts) >= 7:  # "v x y z r g b": a common vertex-colour extension
+                    colors.append((float(parts[4]), float(parts[5]), float(parts[6])))
             elif key == "vt":
                 texcoords.append((float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0))
             elif key == "f":
@@ -151,6 +157,12 @@ def read_obj(path: Path) -> Mesh:
         )
     if not materials:
         materials = [Material("material_0")]
+    vertex_colors = None
+    if colors and len(colors) == len(positions):
+        vertex_colors = np.asarray(colors, dtype=np.float64)
+        if vertex_colors.max(initial=0.0) > 1.0:  # some exporters write 0..255
+            vertex_colors = vertex_colors / 255.0
+        vertex_colors = np.clip(vertex_colors, 0.0, 1.0)
     return Mesh(
         vertices=vertices,
         faces=faces,
@@ -159,6 +171,7 @@ def read_obj(path: Path) -> Mesh:
         face_materials=np.asarray(tri_m, dtype=np.int64),
         materials=materials,
         warnings=warnings,
+        vertex_colors=vertex_colors,
     )
 
 
@@ -238,6 +251,7 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
             loaded = _load_mtl_texture(parts[1:], mtl_path, folder, warnings, textures)
             if loaded is not None:
                 current.texture, current.texture_source = loaded
+                current.sampler, current.texture_transform = _map_options(parts[1:])
     return materials
 
 
@@ -259,6 +273,30 @@ def _map_filename_candidates(tokens: list[str]) -> list[str]:
     if tokens[-1] not in candidates:
         candidates.append(tokens[-1])
     return [clean_relative(c) for c in candidates]
+
+
+def _map_options(tokens: list[str]) -> tuple[TextureSampler, TextureTransform | None]:
+    """The sampler (OBJ textures repeat; ``-clamp on`` clamps) and the ``-o`` / ``-s`` transform of a ``map_Kd``."""
+    offset, scale, clamp = [0.0, 0.0], [1.0, 1.0], False
+    i = 0
+    while i < len(tokens) - 1 and tokens[i].lower() in _MAP_OPTIONS:
+        option, i = tokens[i].lower(), i + 1
+        if option in ("-o", "-s", "-t"):
+            values = []
+            while len(values) < 3 and i < len(tokens) - 1 and _is_float(tokens[i]):
+                values.append(float(tokens[i]))
+                i += 1
+            if option == "-o":
+                offset[: min(2, len(values))] = values[:2]
+            elif option == "-s":
+                scale[: min(2, len(values))] = values[:2]
+        else:
+            if option == "-clamp" and i < len(tokens):
+                clamp = tokens[i].lower() == "on"
+            i += _MAP_OPTIONS[option]
+    wrap = CLAMP_TO_EDGE if clamp else "repeat"
+    transform = TextureTransform.from_obj(offset, scale)
+    return TextureSampler(wrap, wrap), (None if transform.is_identity else transform)
 
 
 def _is_float(token: str) -> bool:

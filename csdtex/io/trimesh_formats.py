@@ -1,20 +1,19 @@
-"""Mesh formats read through trimesh: PLY, STL, OFF, and the trimesh loading shared with glTF / GLB.
+"""Mesh formats read through trimesh: PLY, STL, OFF (glTF / GLB have csdtex's own reader, :mod:`csdtex.io.gltf_read`;
+scenes are still handled here for any other trimesh format that returns one).
 
-:func:`read_with_trimesh` reads PLY / STL / OFF directly; :func:`csdtex.io.gltf.read_gltf` uses it for GLB / glTF.
 trimesh is imported lazily (inside the functions), so importing this module is cheap. Files a mesh refers to (glTF
 buffers and images, PLY textures) are served to trimesh only from inside the mesh's folder, through a resolver.
 """
 
 from __future__ import annotations
 
-import warnings as warnings_module
 from pathlib import Path
 
 import numpy as np
 
 from csdtex.errors import MeshError
 from csdtex.fileio import is_within
-from csdtex.io._common import ReadError, clean_relative, error_text, image_to_rgb8
+from csdtex.io._common import ReadError, clean_relative, error_text, image_to_rgb8, quiet_libraries
 from csdtex.mesh.types import Material, Mesh, unique_name
 
 __all__ = ["read_with_trimesh"]
@@ -25,7 +24,7 @@ def read_with_trimesh(path: Path) -> Mesh:
 
     - PLY / STL / OFF: one material (``material_0``); per-vertex PLY UVs become ``uvs`` with ``uv_faces = faces``.
       STL has no shared vertices: three vertices per triangle.
-    - Scenes (glTF / GLB, see :func:`csdtex.io.gltf.read_gltf`): every node instance of every geometry is transformed
+    - Scenes: every node instance of every geometry is transformed
       into world space and concatenated; each geometry is one material group. Instances whose node transform mirrors
       (negative determinant) get their winding reversed, as glTF prescribes. Parts without UVs get ``uv_faces`` rows
       of -1. trimesh returns glTF ``TEXCOORD_0`` already flipped to (0, 0) = bottom-left.
@@ -105,8 +104,7 @@ def _folder_resolver(mesh_path: Path):
 def _load_with_trimesh(path: Path, resolver) -> Mesh:
     import trimesh
 
-    with warnings_module.catch_warnings():
-        warnings_module.simplefilter("ignore")
+    with quiet_libraries():  # trimesh's log lines and warnings never reach the user's terminal
         loaded = trimesh.load(str(path), file_type=path.suffix.lower().lstrip("."), resolver=resolver,
                               process=False)
 
@@ -131,7 +129,7 @@ def _load_with_trimesh(path: Path, resolver) -> Mesh:
     materials: list[Material] = []
     material_of: dict[str, int] = {}
     taken: set[str] = set()
-    parts_v, parts_f, parts_uv, parts_uvf, parts_m = [], [], [], [], []
+    parts_v, parts_f, parts_uv, parts_uvf, parts_m, parts_c = [], [], [], [], [], []
     v_offset = uv_offset = 0
     for transform, geometry_name, geometry in instances:
         vertices = np.asarray(geometry.vertices, dtype=np.float64)
@@ -154,6 +152,7 @@ def _load_with_trimesh(path: Path, resolver) -> Mesh:
         else:
             parts_uvf.append(np.full_like(faces, -1))
         parts_v.append(vertices)
+        parts_c.append(_vertex_colors(geometry.visual, len(vertices)))
         parts_f.append(faces + v_offset)
         parts_m.append(np.full(len(faces), material_of[geometry_name], dtype=np.int64))
         v_offset += len(vertices)
@@ -170,7 +169,19 @@ def _load_with_trimesh(path: Path, resolver) -> Mesh:
         face_materials=np.concatenate(parts_m),
         materials=materials,
         warnings=warnings,
+        vertex_colors=(np.concatenate([c if c is not None else np.ones((len(v), 3)) for c, v in zip(parts_c, parts_v)])
+                       if any(c is not None for c in parts_c) else None),
     )
+
+
+def _vertex_colors(visual, count: int) -> np.ndarray | None:
+    """Per-vertex RGB float [count, 3] in [0, 1] of a ColorVisuals with vertex colours that are not all one colour."""
+    if getattr(visual, "kind", None) != "vertex":
+        return None
+    colors = np.asarray(visual.vertex_colors, dtype=np.float64)
+    if colors.ndim != 2 or len(colors) != count or colors.shape[1] < 3 or (colors[:, :3] == colors[0, :3]).all():
+        return None
+    return colors[:, :3] / 255.0
 
 
 def _material_from_visual(visual, fallback_name: str, taken: set[str], path: Path, warnings: list[str]) -> Material:

@@ -12,8 +12,9 @@ import numpy as np
 from csdtex.mesh.seams import _canonical_uv_faces, _seam_edges, _WeldedEdges
 from csdtex.mesh.types import Mesh
 from csdtex.mesh.validate import degenerate_faces, validate_mesh
+from csdtex.sampling import baked_samplers, wrap_uv_triangles
 
-__all__ = ["MeshReport", "analyze_mesh", "uv_overlap_fraction"]
+__all__ = ["MeshReport", "analyze_mesh", "shared_texel_fractions", "uv_overlap_fraction"]
 
 
 @dataclass
@@ -42,6 +43,9 @@ class MeshReport:
         problems: human-readable findings (degenerate faces, UVs outside [0, 1], overlapping UVs, non-manifold
             edges, duplicate faces, faces without UVs, loader warnings); empty when nothing was found.
         source: the mesh file, if any.
+        extensions: glTF extensions the file uses, name -> True when csdtex applies it (empty for other formats).
+        vertex_colors: the mesh has per-vertex colours (glTF ``COLOR_0``, OBJ/PLY colours).
+        textures: one line per material: texture size, sampler, texture transform (or its base colour).
     """
 
     num_vertices: int
@@ -58,6 +62,9 @@ class MeshReport:
     seam_length_fraction: float | None = None
     density_ratio_median: float | None = None
     density_mismatch_share: float | None = None
+    extensions: dict[str, bool] = field(default_factory=dict)
+    vertex_colors: bool = False
+    textures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-serializable dict (plain ints, floats, lists, None) with the attribute names as keys."""
@@ -77,6 +84,10 @@ class MeshReport:
             "density_mismatch_share": (None if self.density_mismatch_share is None
                                        else float(self.density_mismatch_share)),
             "problems": list(self.problems),
+            "gltf_extensions": {name: ("supported" if applied else "ignored")
+                                for name, applied in self.extensions.items()},
+            "vertex_colors": bool(self.vertex_colors),
+            "materials": list(self.textures),
         }
 
     def to_text(self) -> str:
@@ -102,8 +113,17 @@ class MeshReport:
             ("bbox min", vec(self.bbox_min)),
             ("bbox max", vec(self.bbox_max)),
             ("bbox size", vec(size)),
-            ("problems", str(len(self.problems)) if self.problems else "none"),
+            ("colours", "per vertex" if self.vertex_colors else "none per vertex"),
         ]
+        if self.extensions:
+            supported = [name for name, applied in self.extensions.items() if applied]
+            ignored = [name for name, applied in self.extensions.items() if not applied]
+            text = ", ".join(supported) if supported else "none supported"
+            if ignored:
+                text += f" (not supported, ignored: {', '.join(ignored)})"
+            rows.append(("glTF extensions", text))
+        rows += [(f"material {i}", line) for i, line in enumerate(self.textures)]
+        rows.append(("problems", str(len(self.problems)) if self.problems else "none"))
         width = max(len(key) for key, _ in rows) + 1
         lines = [f"{key + ':':<{width}} {value}" for key, value in rows]
         lines += [f"  - {problem}" for problem in self.problems]
@@ -174,18 +194,17 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
                     f"{int(outside.sum())} of {len(used)} used UV coordinates lie outside [0, 1] (tiled UVs: "
                     "the texture repeats there)"
                 )
-        for index, material in enumerate(mesh.materials):
-            selected = with_uv & (mesh.face_materials == index)
-            if not selected.any():
-                continue
-            fraction = uv_overlap_fraction(mesh.uvs[uv_faces[selected]], overlap_resolution)
+        for material_name, fraction in shared_texel_fractions(mesh, overlap_resolution):
             if fraction > 0.01:
                 problems.append(
-                    f"material '{material.name}': {100.0 * fraction:.1f}% of its UV area is covered by more than one "
-                    "triangle (overlapping UVs share texels; use --unwrap to re-unwrap)"
+                    f"material '{material_name}': {100.0 * fraction:.1f}% of its painted texels are shared by more "
+                    "than one surface region (overlapping or tiled UVs get the same paint; use --unwrap to re-unwrap)"
                 )
 
     problems.extend(f"warning: {w}" for w in mesh.warnings)
+    ignored = [name for name, applied in mesh.extensions.items() if not applied]
+    if ignored:
+        problems.append(f"glTF extension(s) csdtex does not support, ignored: {', '.join(ignored)}")
     return MeshReport(
         num_vertices=mesh.num_vertices,
         num_faces=num_faces,
@@ -197,8 +216,49 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
         num_seam_edges=num_seams,
         problems=problems,
         source=None if mesh.source is None else str(mesh.source),
+        extensions=dict(mesh.extensions),
+        vertex_colors=mesh.vertex_colors is not None,
+        textures=[_texture_summary(material) for material in mesh.materials],
         **seam_stats,
     )
+
+
+def _texture_summary(material) -> str:
+    """``'<name>: 512x256 texture, wrap repeat/repeat, linear filter, <transform>'`` or the base colour."""
+    if material.texture is None:
+        return f"{material.name}: no texture (base colour {', '.join(f'{c:.2f}' for c in material.base_color)})"
+    height, width = material.texture.shape[:2]
+    text = f"{material.name}: {width}x{height} texture"
+    if material.sampler is not None:
+        sampler = material.sampler
+        text += f", wrap {sampler.wrap_s}/{sampler.wrap_t}, {sampler.mag_filter} filter"
+    if material.texture_transform is not None and not material.texture_transform.is_identity:
+        text += f", {material.texture_transform.description}"
+    return text
+
+
+def shared_texel_fractions(mesh: Mesh, resolution: int = 256) -> list[tuple[str, float]]:
+    """Per material with UVs: the share of its painted texels that several surface regions map to.
+
+    UV triangles are first placed into [0, 1]² by the wrap rule a bake uses (:func:`csdtex.sampling.baked_samplers`,
+    :func:`csdtex.sampling.wrap_uv_triangles`: tiled UVs land on the texels a viewer reads for them), then
+    :func:`uv_overlap_fraction` measures the doubly covered share. Overlapping UVs and UVs in several integer tiles
+    both count: those regions necessarily get the same paint.
+
+    Returns:
+        ``[(material name, fraction in [0, 1]), ...]`` in material order, for materials that have faces with UVs.
+    """
+    if mesh.uv_faces is None or mesh.uvs is None:
+        return []
+    with_uv = (mesh.uv_faces >= 0).all(axis=1)
+    result = []
+    for index, (material, sampler) in enumerate(zip(mesh.materials, baked_samplers(mesh))):
+        selected = with_uv & (mesh.face_materials == index)
+        if not selected.any():
+            continue
+        placed, _ = wrap_uv_triangles(mesh.uvs[mesh.uv_faces[selected]], sampler)
+        result.append((material.name, uv_overlap_fraction(placed, resolution)))
+    return result
 
 
 def _seam_statistics(mesh: Mesh, edges: _WeldedEdges, seams) -> dict[str, float | None]:

@@ -11,8 +11,10 @@ Conventions (shared by the whole :mod:`csdtex.mesh` package)
   v flipped (origin at the top-left): trimesh's glTF loader, which :func:`csdtex.io.load_mesh` uses for GLB/glTF,
   already returns ``1 - v_file`` (checked by a round trip in tests/test_mesh.py), and :mod:`csdtex.io.gltf` writes
   ``1 - v`` back.
-- A mesh can carry several materials (OBJ ``usemtl`` groups, glTF primitives). Each material owns one texture image and
-  its own UV space in [0, 1]^2, so parts whose UVs overlap across materials keep working.
+- A mesh can carry several materials (OBJ ``usemtl`` groups, glTF materials). Each material owns one texture image and
+  its own UV space, so parts whose UVs overlap across materials keep working. How the image is looked up (wrap modes
+  for UVs outside [0, 1], filter, texture transform) is the material's ``sampler`` and ``texture_transform``, applied
+  by :func:`csdtex.sampling.sample_texture` everywhere.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from csdtex.render.mesh import RenderMesh
+from csdtex.sampling import TextureSampler, TextureTransform
 
 __all__ = ["Material", "Mesh", "unique_name", "vertex_normals", "weld_positions"]
 
@@ -38,12 +41,19 @@ class Material:
             or None. Alpha is dropped on load.
         texture_source: where the texture was read from (for messages), or None.
         base_color: RGB in [0, 1] used when there is no texture.
+        sampler: wrap and filter modes of the texture (glTF ``sampler``; OBJ: repeat), or None when the file says
+            nothing (no texture, or a format without samplers): consumers then use :class:`TextureSampler`'s
+            defaults (repeat, linear) for input textures.
+        texture_transform: the UV transform applied before sampling the texture (glTF ``KHR_texture_transform``,
+            OBJ ``map_Kd -o/-s``), or None (identity). Baked outputs live in raw UV space and never carry one.
     """
 
     name: str
     texture: np.ndarray | None = None
     texture_source: Path | None = None
     base_color: tuple[float, float, float] = (0.8, 0.8, 0.8)
+    sampler: TextureSampler | None = None
+    texture_transform: TextureTransform | None = None
 
 
 @dataclass
@@ -60,6 +70,11 @@ class Mesh:
         materials: at least one :class:`Material`.
         source: the file the mesh was read from, or None for meshes built in code.
         warnings: non-fatal problems found while loading (e.g. a texture path outside the mesh folder was ignored).
+        vertex_colors: float32 [V, 3] RGB in [0, 1] per vertex (glTF ``COLOR_0``, OBJ ``v x y z r g b``, PLY
+            colours), or None. Viewers multiply them into the base colour; ``csdtex render`` shows them, painting
+            replaces them (the outputs do not carry them).
+        extensions: glTF extensions the file uses (``extensionsUsed``), name -> True when csdtex applies it, False
+            when it ignores it (:data:`csdtex.io.gltf_features.GLTF_EXTENSIONS`); empty for other formats.
     """
 
     vertices: np.ndarray
@@ -70,6 +85,8 @@ class Mesh:
     materials: list[Material] = field(default_factory=lambda: [Material("material_0")])
     source: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    vertex_colors: np.ndarray | None = None
+    extensions: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64)
@@ -82,6 +99,8 @@ class Mesh:
             self.face_materials = np.zeros(len(self.faces), dtype=np.int64)
         else:
             self.face_materials = np.ascontiguousarray(self.face_materials, dtype=np.int64)
+        if self.vertex_colors is not None:
+            self.vertex_colors = np.ascontiguousarray(self.vertex_colors, dtype=np.float32)
 
     @property
     def num_vertices(self) -> int:
@@ -110,11 +129,13 @@ class Mesh:
         radius = float(np.linalg.norm(self.vertices - center, axis=1).max())
         return center, (1.0 / radius if radius > 0 else 1.0)
 
-    def to_render(self, device: torch.device | str = "cpu") -> RenderMesh:
+    def to_render(self, device: torch.device | str = "cpu", vertex_colors: bool = False) -> RenderMesh:
         """Tensors for rendering: positions normalized into the unit sphere, smooth normals, UVs.
 
         See :class:`csdtex.render.mesh.RenderMesh` for the shapes and dtypes (float32 positions/normals/uvs, int32
-        faces/uv_faces/face_materials, all on ``device``).
+        faces/uv_faces/face_materials, all on ``device``). ``vertex_colors`` True also passes
+        :attr:`vertex_colors` (when the mesh has them), which the renderer multiplies into the texture colour, as
+        viewers do; painting leaves it False (the painted texture replaces the input's appearance).
         """
         center, scale = self.normalization()
         positions = (self.vertices - center) * scale
@@ -130,6 +151,8 @@ class Mesh:
             uv_faces=torch.as_tensor(uv_faces, dtype=torch.int32, device=device),
             face_materials=torch.as_tensor(self.face_materials, dtype=torch.int32, device=device),
             num_materials=len(self.materials),
+            colors=(torch.as_tensor(self.vertex_colors[:, :3], **as_f32)
+                    if vertex_colors and self.vertex_colors is not None else None),
         )
 
 

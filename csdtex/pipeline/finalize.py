@@ -1,7 +1,9 @@
 """Stage 3 of a run: bake the texture model into the mesh's UV layout, export, preview, record ``run.json``.
 
 Every file is written to a temporary name and renamed into place (``csdtex.fileio``); the checkpoint is removed only
-after the outputs exist, so an interrupted finalize can be resumed.
+after the outputs exist, so an interrupted finalize can be resumed. A bake that painted no texel at all fails before
+anything is written. Earlier outputs this run replaces (:mod:`csdtex.pipeline.outputs`) are removed only after
+``run.json``, the last output, is in place.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import numpy as np
 from csdtex import __version__
 from csdtex.bake import bake_texture
 from csdtex.config import to_dict
+from csdtex.errors import CsdtexError
 from csdtex.export import ExportedFiles, export_all
 from csdtex.field import TextureModel, UVTexture
 from csdtex.fileio import write_text_atomic
 from csdtex.mesh import Mesh
 from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.optimize import OptimizeResult
+from csdtex.pipeline.outputs import remove_replaced_outputs, stale_outputs
 from csdtex.pipeline.run import PreparedRun
 from csdtex.preview import turntable_frames, write_preview
+from csdtex.sampling import TextureSampler, baked_samplers
 
-_RECORDED_VERSIONS = ("torch", "diffusers", "transformers", "trimesh", "xatlas", "numpy")
+_RECORDED_VERSIONS = ("torch", "diffusers", "transformers", "trimesh", "xatlas", "numpy", "DracoPy", "meshopt")
 
 
 @dataclass
@@ -53,19 +58,58 @@ class PaintResult:
     mesh: Mesh
 
 
+class UnpaintedTextureError(CsdtexError):
+    """The bake gave no texel a surface sample: the texture would be the flat fill colour everywhere."""
+
+
+def check_painted(coverage: list[np.ndarray], mesh: Mesh) -> None:
+    """Raise :class:`UnpaintedTextureError` (one line) when no texel of any material was covered by a UV triangle.
+
+    Args:
+        coverage: bool [S, S] per material (:attr:`csdtex.bake.BakedTexture.coverage`).
+        mesh: the baked mesh (for the message: its UV range and sampler).
+    """
+    if any(bool(np.asarray(c).any()) for c in coverage):
+        return
+    with_uv = mesh.uv_faces[(mesh.uv_faces >= 0).all(axis=1)] if mesh.uv_faces is not None else np.zeros((0, 3), int)
+    corners = mesh.uvs[with_uv.reshape(-1)] if len(with_uv) else np.zeros((0, 2))
+    where = (f"UVs span u {corners[:, 0].min():.3g}..{corners[:, 0].max():.3g}, v {corners[:, 1].min():.3g}.."
+             f"{corners[:, 1].max():.3g}") if len(corners) else "no UVs"
+    raise UnpaintedTextureError(
+        f"the bake painted no texel: no UV triangle covers a texel centre of the texture ({where}; UV triangles "
+        "outside [0, 1] under a clamping sampler, or smaller than a texel); nothing was written: pass --unwrap "
+        "for a new UV layout, or a larger --texture-size"
+    )
+
+
 def bake_and_export(run: PreparedRun, model: TextureModel) -> tuple[list[np.ndarray], ExportedFiles]:
     """Bake ``model`` (switched to eval mode) at ``run.config.texture_size`` into ``run.mesh``'s UV layout and export
-    OBJ+MTL+PNG and GLB into ``run.out_dir``: (textures uint8 [S, S, 3] per material, files)."""
+    OBJ+MTL+PNG and GLB into ``run.out_dir``: (textures uint8 [S, S, 3] per material, files).
+
+    Charts are placed by the wrap rule of :func:`csdtex.sampling.baked_samplers`, the samplers the GLB is written
+    with, so tiled UVs get their paint where viewers look for it.
+
+    Raises:
+        UnpaintedTextureError: no texel received a surface sample (nothing is written).
+    """
     model.eval()
+    samplers = baked_samplers(run.mesh)
     baked = run.timings.run("bake", bake_texture, run.render_mesh, model, size=run.config.texture_size,
-                            backend=run.backend)
+                            backend=run.backend, samplers=samplers)
+    check_painted(baked.coverage, run.mesh)
     files = run.timings.run("export", export_all, run.mesh, baked.images, run.out_dir, run.name)
     return baked.images, files
 
 
-def write_previews(run: PreparedRun, textures: list[np.ndarray]) -> tuple[Path, Path]:
-    """Turntable GIF ``<name>_turntable.gif`` and 6-view sheet ``<name>_views.png`` of ``textures`` on the mesh."""
-    baked_model = UVTexture.from_images(textures).to(run.device)
+def write_previews(run: PreparedRun, textures: list[np.ndarray],
+                   samplers: list[TextureSampler | None] | None = None) -> tuple[Path, Path]:
+    """Turntable GIF ``<name>_turntable.gif`` and 6-view sheet ``<name>_views.png`` of ``textures`` on the mesh.
+
+    ``samplers``: how viewers will sample the textures; default the exported GLB's
+    (:func:`csdtex.sampling.baked_samplers`), so the preview shows what a glTF viewer shows.
+    """
+    samplers = baked_samplers(run.mesh) if samplers is None else samplers
+    baked_model = UVTexture.from_images(textures, samplers=samplers).to(run.device)
     frames = run.timings.run(
         "preview", turntable_frames, run.render_mesh, baked_model, num_frames=run.config.preview_frames,
         resolution=run.config.preview_size, backend=run.backend,
@@ -78,7 +122,12 @@ def write_previews(run: PreparedRun, textures: list[np.ndarray]) -> tuple[Path, 
 def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: ExportedFiles, preview: Path,
                      extra: dict[str, Any] | None = None) -> Path:
     """``run.json``: prompt, mesh, prior, resolved options, versions, timings, metrics, a history thinned to at most
-    ~200 points per metric, output names, and ``extra`` entries."""
+    ~200 points per metric, output names, the exported samplers, notes on the input (``run.notes``: shared texels,
+    dropped texture transforms or vertex colours), and ``extra`` entries.
+
+    ``run.json`` is the last output: once it is written, the earlier outputs this run replaces
+    (``run.replaced_outputs``) and did not write again are removed, and their names recorded under
+    ``"replaced_outputs"``."""
     import importlib.metadata as metadata
 
     versions: dict[str, str | None] = {"csdtex": __version__, "python": platform.python_version()}
@@ -106,10 +155,20 @@ def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: Exporte
         "history_every_n_steps": stride,
         "history": {key: values[::stride] for key, values in history.items()},
         "outputs": {"obj": files.obj.name, "mtl": files.mtl.name, "textures": [p.name for p in files.textures],
-                    "glb": files.glb.name, "preview": preview.name},
+                    "glb": files.glb.name, "preview": preview.name,
+                    "preview_sheet": preview.name.replace("_turntable.gif", "_views.png")},
+        "samplers": [sampler.to_gltf() for sampler in baked_samplers(mesh)],
+        "input_notes": list(run.notes),
         **(extra or {}),
     }
-    return write_text_atomic(run.out_dir / "run.json", json.dumps(payload, indent=2, default=str))
+    # Everything but run.json is in place: the earlier outputs not written again are the stale ones.
+    replaced = {name: stamp for name, stamp in run.replaced_outputs.items() if name != "run.json"}
+    stale = stale_outputs(run.out_dir, replaced)
+    if stale:
+        payload["replaced_outputs"] = stale
+    path = write_text_atomic(run.out_dir / "run.json", json.dumps(payload, indent=2, default=str))
+    remove_replaced_outputs(run.out_dir, replaced)
+    return path
 
 
 def finalize(run: PreparedRun, model: TextureModel, optimized: OptimizeResult) -> PaintResult:

@@ -93,8 +93,9 @@ def training_step(run: PreparedRun, model: TextureModel, objective: Objective, v
 
 
 def make_optimizer(model: TextureModel, learning_rate: float) -> torch.optim.Optimizer:
-    """Adam with the released configs' betas (0.9, 0.99) and eps 1e-15 (hash-grid friendly)."""
-    return torch.optim.Adam(model.parameters(), lr=learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    """Adam with the released configs' betas (0.9, 0.99) and eps 1e-15 (hash-grid friendly), over the model's
+    :meth:`~csdtex.field.TextureModel.optimizer_groups`."""
+    return torch.optim.Adam(model.optimizer_groups(learning_rate), lr=learning_rate, betas=(0.9, 0.99), eps=1e-15)
 
 
 def optimize(

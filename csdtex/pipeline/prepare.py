@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from csdtex.config import DEFAULT_MODEL, PaintConfig, resolve_for_prior, resolve_guidance
+from csdtex.config import DEFAULT_MODEL, EditConfig, PaintConfig, resolve_for_prior, resolve_guidance
 from csdtex.devices import resolve_device
 from csdtex.errors import ConfigError
 from csdtex.export import safe_asset_name
 from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
+from csdtex.mesh.analysis import shared_texel_fractions
+from csdtex.pipeline.outputs import claim_output_folder
 from csdtex.pipeline.run import PhaseTimer, PreparedRun
 from csdtex.render import resolve_backend
 
@@ -32,17 +34,22 @@ def check_prompt(prompt: str, what: str = "prompt") -> str:
     return prompt.strip()
 
 
-def check_writable(out_dir: Path) -> None:
-    """Fail early (before any long work) when ``out_dir`` cannot be created or written; creates nothing."""
-    existing = out_dir
+def check_writable(out_dir: Path, option: str = "--out") -> None:
+    """Fail early (before any long work) when ``out_dir`` cannot be created or written; creates nothing.
+
+    ``option`` names the command-line option in the message's remedy.
+    """
+    out_dir = Path(out_dir)
+    existing = out_dir.absolute()
     while not existing.exists():
         if existing.parent == existing:
             break
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
-        raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is a file; choose another --out")
+        raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is a file; choose another {option}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is not writable; choose another --out")
+        raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is not writable; choose another "
+                          f"{option}")
 
 
 def prepare_run(
@@ -62,12 +69,14 @@ def prepare_run(
         mesh: a :class:`Mesh` or a path to a mesh file.
         prompt: the text prompt; must not be blank.
         config: options; None fields are filled from the prior's preset (:func:`csdtex.config.resolve_for_prior`).
-        out_dir: output folder; must be creatable and writable (nothing is written here).
-        prior: an already loaded prior; default: load ``config.model`` (None = :data:`DEFAULT_MODEL`).
+        out_dir: output folder; must be creatable and writable (nothing is written here), and must not hold another
+            asset's outputs unless ``config.overwrite`` (:func:`csdtex.pipeline.outputs.claim_output_folder`).
+        prior: an already loaded prior (kept whole for later runs); default: load ``config.model`` (None =
+            :data:`DEFAULT_MODEL`), whose text encoder is released once the prompts are encoded.
         resume: the run will continue from ``out_dir``'s checkpoint, which must exist.
         notify: receives one-line notices worth showing before the long part (UV unwrapping).
-        warn: receives one-line warnings (mesh problems, prompt words the prior does not know); default:
-            :func:`python_warning`.
+        warn: receives one-line warnings (mesh problems, texels shared by several surface regions, vertex colours
+            the outputs will not carry, prompt words the prior does not know); default: :func:`python_warning`.
     Returns:
         :class:`PreparedRun` (with timings of ``load_mesh``, ``load_prior``, ``unwrap``, ``encode_text``).
     Raises:
@@ -79,6 +88,11 @@ def prepare_run(
     prompt = check_prompt(prompt)
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    if isinstance(mesh, Mesh):
+        name = safe_asset_name(mesh.source.stem if mesh.source else "mesh")
+    else:
+        name = safe_asset_name(Path(mesh).stem)
+    replaced = claim_output_folder(out_dir, name, overwrite=config.overwrite)
     timer = PhaseTimer()
     device = resolve_device(config.device)
     backend = resolve_backend(config.renderer, device)
@@ -87,12 +101,9 @@ def prepare_run(
     if prior is None and not config.model:
         config = dataclasses.replace(config, model=DEFAULT_MODEL)
 
-    if isinstance(mesh, Mesh):
-        source_mesh, name = mesh, safe_asset_name(mesh.source.stem if mesh.source else "mesh")
-    else:
-        source_mesh = timer.run("load_mesh", load_mesh, mesh)
-        name = safe_asset_name(Path(mesh).stem)
-    if prior is None:
+    source_mesh = mesh if isinstance(mesh, Mesh) else timer.run("load_mesh", load_mesh, mesh)
+    owns_prior = prior is None
+    if owns_prior:
         from csdtex.guidance import load_prior
 
         prior = timer.run("load_prior", load_prior, config.model, device)
@@ -111,16 +122,44 @@ def prepare_run(
             "some faces have no UVs")
         notify(f"unwrapping UVs with xatlas: {reason}")
     textured_mesh = timer.run("unwrap", unwrap_uvs, source_mesh, config.texture_size, force=config.unwrap)
+    notes = _input_notes(source_mesh, textured_mesh, isinstance(config, EditConfig), warn)
 
     from csdtex.guidance import PromptEmbeddings
 
     embeddings = timer.run("encode_text", PromptEmbeddings, prior, prompt, guidance.negative_prompt,
                            view_dependent=guidance.view_dependent_prompt)
+    if owns_prior:  # every prompt of the run is encoded; a prior passed in may serve later runs (a batch)
+        prior.release_text_encoder()
     return PreparedRun(
         name=name, prompt=prompt, out_dir=out_dir, config=config, guidance=guidance, prior=prior, device=device,
         backend=backend, mesh=textured_mesh, render_mesh=textured_mesh.to_render(device), embeddings=embeddings,
-        timings=timer,
+        timings=timer, replaced_outputs=replaced, notes=notes,
     )
+
+
+def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> list[str]:
+    """Warn (once each) about what the outputs cannot keep of the input; return the facts for ``run.json``."""
+    notes: list[str] = []
+    shared = [(name, fraction) for name, fraction in shared_texel_fractions(textured) if fraction > 0.01]
+    if shared:
+        parts = ", ".join(f"'{name}' {100.0 * fraction:.1f}%" for name, fraction in shared)
+        remedy = ("; edits there change every region that shares them" if is_edit else
+                  "; pass --unwrap to give every surface point its own texels")
+        message = (f"several surface regions share the same texels (tiled or overlapping UVs): shared fraction of "
+                   f"the painted texels {parts}; those regions get the same paint{remedy}")
+        warn(message)
+        notes.append(message)
+    if source.vertex_colors is not None:
+        message = ("the mesh has vertex colours (glTF COLOR_0 / OBJ / PLY colours); the outputs do not carry them"
+                   + ("" if is_edit else ": the painted texture replaces them"))
+        warn(message)
+        notes.append(message)
+    for material in [] if is_edit else textured.materials:
+        transform = material.texture_transform
+        if transform is not None and not transform.is_identity:
+            notes.append(f"material '{material.name}': {transform.description} applies to the input texture only; "
+                         "the baked texture lives in raw UV space, so the outputs carry no texture transform")
+    return notes
 
 
 def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, warn: Notify) -> None:

@@ -53,6 +53,10 @@ class PreparedRun:
         render_mesh: ``mesh`` normalized into the unit sphere on ``device`` (rendering only).
         embeddings: the prompt, empty and negative text embeddings, encoded once.
         timings: per-phase wall time so far; later stages add to it.
+        replaced_outputs: earlier outputs in ``out_dir`` this run replaces, file name -> (inode, mtime_ns)
+            (:func:`csdtex.pipeline.outputs.claim_output_folder`); removed after ``run.json`` is written.
+        notes: one-line facts about the input that ``run.json`` records under ``"input_notes"`` (e.g. a dropped
+            ``KHR_texture_transform``, vertex colours not carried over).
     """
 
     name: str
@@ -67,3 +71,5 @@ class PreparedRun:
     render_mesh: RenderMesh
     embeddings: PromptEmbeddings
     timings: PhaseTimer
+    replaced_outputs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

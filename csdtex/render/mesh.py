@@ -27,6 +27,8 @@ class RenderMesh:
         uv_faces: int32 [F, 3]; rows of -1 for faces without UVs.
         face_materials: int32 [F].
         num_materials: number of materials (texture images) of the mesh.
+        colors: float32 [V, 3] per-vertex RGB in [0, 1] multiplied into the texture colour by
+            :func:`csdtex.render.views.render_views` (glTF ``COLOR_0``), or None (the default; painting never sets it).
     """
 
     positions: torch.Tensor
@@ -36,6 +38,7 @@ class RenderMesh:
     uv_faces: torch.Tensor
     face_materials: torch.Tensor
     num_materials: int
+    colors: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:

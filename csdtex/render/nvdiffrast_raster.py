@@ -58,15 +58,15 @@ def rasterize_nvdiffrast(clip_positions: torch.Tensor, faces: torch.Tensor, heig
 
     context = _context(clip_positions.device.index or 0)
     faces = faces.to(clip_positions.device)
-    kept = (faces >= 0).all(dim=1)
-    kept_index = torch.nonzero(kept).squeeze(1)
-    triangles = faces[kept].to(torch.int32).contiguous()
+    kept = (faces >= 0).all(dim=1, keepdim=True)
+    # Dropped faces become the degenerate triangle (0, 0, 0), which covers no pixel, so triangle ids stay face ids
+    # and no compaction (a host synchronization) is needed.
+    triangles = torch.where(kept, faces, 0).to(torch.int32).contiguous()
     with torch.no_grad():
         raster, _ = dr.rasterize(context, clip_positions.float().contiguous(), triangles, resolution=[height, width])
         raster = raster.flip(1)  # nvdiffrast's row 0 is y_ndc = -1 (bottom); ours is the top
-        local_id = raster[..., 3].round().long() - 1  # 0 means background
-        covered = local_id >= 0
-        face_id = torch.where(covered, kept_index[local_id.clamp(min=0)], torch.full_like(local_id, -1))
+        face_id = raster[..., 3].round().long() - 1  # -1 means background
+        covered = face_id >= 0
         u, v = raster[..., 0], raster[..., 1]
         bary = torch.stack([u, v, 1.0 - u - v], dim=-1) * covered.unsqueeze(-1)
         # Perspective-correct barycentrics interpolate view-space quantities linearly, w included.

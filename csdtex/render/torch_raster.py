@@ -53,12 +53,19 @@ def _edge_table(corner_x: torch.Tensor, corner_y: torch.Tensor, corner_index: to
     own orientation, so E_k(p) = sign * (dx * (y - ay) - dy * (x - ax)) is bit-identical (up to sign) for the two
     triangles that share the edge.
     """
-    start, end = list(_EDGE_FROM), list(_EDGE_TO)
-    swap = corner_index[..., start] > corner_index[..., end]
-    first_x = torch.where(swap, corner_x[..., end], corner_x[..., start])
-    first_y = torch.where(swap, corner_y[..., end], corner_y[..., start])
-    second_x = torch.where(swap, corner_x[..., start], corner_x[..., end])
-    second_y = torch.where(swap, corner_y[..., start], corner_y[..., end])
+    # Corners _EDGE_FROM = (1, 2, 0) and _EDGE_TO = (2, 0, 1) are rolls of (0, 1, 2) by -1 and +1: a roll needs no
+    # index tensor copied to the device (a host synchronization on CUDA).
+    def starts(values: torch.Tensor) -> torch.Tensor:
+        return torch.roll(values, -1, dims=-1)
+
+    def ends(values: torch.Tensor) -> torch.Tensor:
+        return torch.roll(values, 1, dims=-1)
+
+    swap = starts(corner_index) > ends(corner_index)
+    first_x = torch.where(swap, ends(corner_x), starts(corner_x))
+    first_y = torch.where(swap, ends(corner_y), starts(corner_y))
+    second_x = torch.where(swap, starts(corner_x), ends(corner_x))
+    second_y = torch.where(swap, starts(corner_y), ends(corner_y))
     sign = 1.0 - 2.0 * swap.to(corner_x.dtype)
     return torch.stack([first_x, first_y, second_x - first_x, second_y - first_y, sign], dim=-1)
 

@@ -28,6 +28,8 @@ class SurfaceSamples:
         normals: float32 [N, 3] unit smooth normals (interpolated vertex normals, renormalized), or None.
         uvs: float32 [N, 2] texture coordinates (0 where the face has no UVs), or None.
         materials: int64 [N] material index of the face.
+        colors: float32 [N, 3] interpolated vertex colours in [0, 1] when the render mesh has them
+            (:attr:`RenderMesh.colors`), else None.
     """
 
     pixel_index: torch.Tensor
@@ -35,6 +37,7 @@ class SurfaceSamples:
     normals: torch.Tensor | None
     uvs: torch.Tensor | None
     materials: torch.Tensor
+    colors: torch.Tensor | None = None
 
     def view_index(self, height: int, width: int) -> torch.Tensor:
         """int64 [N]: the image (camera) of each covered pixel of [B, height, width] fragments."""
@@ -72,7 +75,9 @@ def surface_samples(
         has_uv = (uv_corners >= 0).all(-1, keepdim=True)
         uvs = (render_mesh.uvs[uv_corners.clamp(min=0)] * weights).sum(1) * has_uv
     materials = render_mesh.face_materials.long()[face]
-    return SurfaceSamples(pixel_index=pixel_index, points=points, normals=normals, uvs=uvs, materials=materials)
+    colors = None if render_mesh.colors is None else (render_mesh.colors[corners] * weights).sum(1)
+    return SurfaceSamples(pixel_index=pixel_index, points=points, normals=normals, uvs=uvs, materials=materials,
+                          colors=colors)
 
 
 def lambert_shading(normals: torch.Tensor, light_direction: torch.Tensor, ambient: float = 0.45) -> torch.Tensor:
@@ -126,7 +131,8 @@ def render_views(
     """Render ``model`` on ``render_mesh`` from every camera.
 
     Args:
-        render_mesh: from ``Mesh.to_render`` on the cameras' device.
+        render_mesh: from ``Mesh.to_render`` on the cameras' device; its vertex colours, when it has them, multiply
+            the model's colour (not for 'normals').
         model: texture model ``(points [N,3], uvs [N,2], materials [N]) -> rgb [N,3]`` in [0, 1]; None renders a
             uniform light grey (useful with ``shading='lit'`` to see the bare shape).
         cameras: B cameras.
@@ -153,6 +159,8 @@ def render_views(
             colors = torch.full_like(samples.points, 0.8)
         else:
             colors = model(samples.points, samples.uvs, samples.materials)
+        if samples.colors is not None:  # vertex colours multiply the base colour, as in glTF viewers
+            colors = colors * samples.colors.to(colors.dtype)
         if shading == "lit":
             colors = colors * headlight_factor(samples.normals, fragments, cameras,
                                                view_index=samples.view_index(size, size))

@@ -1,0 +1,361 @@
+"""csdtex's glTF 2.0 reader (``.glb`` and ``.gltf``): the scene's triangles in world space, UVs, vertex colours and
+base-colour materials with their samplers and texture transforms.
+
+What it reads (the README's "glTF features" list is this module's :data:`GLTF_EXTENSIONS` plus):
+
+- the default scene (``scene``, else scene 0, else every root node; a file without nodes: every mesh once), node
+  hierarchies with ``matrix`` or ``translation``/``rotation``/``scale``; mirroring nodes (negative determinant) get
+  their winding reversed (glTF 2.0, 3.7.4); ``EXT_mesh_gpu_instancing`` instances;
+- primitive modes TRIANGLES (4), TRIANGLE_STRIP (5, with alternating winding; triangles with a repeated index, the
+  strip's restart trick, are dropped) and TRIANGLE_FAN (6); points and lines are skipped with a warning;
+- accessors of every component type, interleaved (``byteStride``), normalized or not (``KHR_mesh_quantization``),
+  sparse (base values from the buffer view, or zeros, then the sparse substitutions), ``data:`` URIs, external
+  ``.bin`` files inside the mesh's folder, compressed geometry (:mod:`csdtex.io.gltf_data`);
+- per material: ``pbrMetallicRoughness.baseColorTexture`` (its image as uint8 RGB, its ``texCoord`` set, its sampler
+  and ``KHR_texture_transform``) and ``baseColorFactor``; ``COLOR_0`` as vertex colours.
+
+UVs come back with (0, 0) = bottom-left: ``v = 1 - v_file`` (glTF puts the origin at the top-left).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from csdtex.errors import MeshError
+from csdtex.io._common import ParseError, ReadError, error_text, image_to_rgb8, quiet_libraries
+from csdtex.io.gltf_data import GltfData, decode_draco, read_container
+from csdtex.mesh.types import Material, Mesh, unique_name
+from csdtex.sampling import TextureSampler, TextureTransform
+
+__all__ = ["GLTF_EXTENSIONS", "IGNORABLE_EXTENSIONS", "read_gltf_file"]
+
+GLTF_EXTENSIONS: dict[str, str] = {
+    "KHR_draco_mesh_compression": "Draco-compressed geometry, decoded with DracoPy (extra 'compressed')",
+    "EXT_meshopt_compression": "meshoptimizer-compressed buffers, decoded with meshopt (extra 'compressed')",
+    "KHR_meshopt_compression": "meshoptimizer-compressed buffers, decoded with meshopt (extra 'compressed')",
+    "KHR_mesh_quantization": "integer (quantized) positions, UVs and colours",
+    "KHR_texture_transform": "applied when sampling input textures; not written to painted outputs",
+    "EXT_mesh_gpu_instancing": "instances expanded into triangles",
+    "EXT_texture_webp": "WebP base-colour images (decoded with Pillow)",
+}
+"""glTF extensions csdtex applies, with how."""
+
+IGNORABLE_EXTENSIONS: dict[str, str] = {
+    "KHR_texture_basisu": "KTX2 images are not decoded (a PNG/JPEG fallback source is used when present)",
+    "KHR_materials_unlit": "only the base colour is read",
+    "KHR_materials_emissive_strength": "only the base colour is read",
+    "KHR_materials_ior": "only the base colour is read",
+    "KHR_materials_specular": "only the base colour is read",
+    "KHR_materials_transmission": "only the base colour is read",
+    "KHR_materials_volume": "only the base colour is read",
+    "KHR_materials_clearcoat": "only the base colour is read",
+    "KHR_materials_sheen": "only the base colour is read",
+    "KHR_materials_iridescence": "only the base colour is read",
+    "KHR_materials_anisotropy": "only the base colour is read",
+    "KHR_materials_dispersion": "only the base colour is read",
+    "KHR_materials_pbrSpecularGlossiness": "its diffuse texture is not read",
+    "KHR_materials_variants": "the default material of each primitive is used",
+    "KHR_lights_punctual": "lights are not used",
+    "EXT_lights_image_based": "lights are not used",
+    "KHR_animation_pointer": "animations are not used",
+    "KHR_xmp_json_ld": "metadata only",
+    "KHR_xmp": "metadata only",
+}
+"""glTF extensions csdtex ignores without harm (the file still loads when they are required), with what is lost."""
+
+_MODE_NAMES = {0: "points", 1: "lines", 2: "line loops", 3: "line strips", 4: "triangles", 5: "triangle strips",
+               6: "triangle fans"}
+
+
+def read_gltf_file(path: Path) -> Mesh:
+    """Read a ``.glb`` / ``.gltf`` file (see the module docstring).
+
+    Returns:
+        an unvalidated :class:`~csdtex.mesh.Mesh` (``source`` not set): vertices float64 [V, 3] in world space (every
+        node instance of every primitive, concatenated), faces int64 [F, 3], uvs float64 [T, 2] with (0, 0) =
+        bottom-left (or None), uv_faces int64 [F, 3] (rows of -1 for primitives without UVs), face_materials int64
+        [F] (one material per glTF material; primitives without one get one per glTF mesh, named after it),
+        vertex_colors float32 [V, 3] or None, ``extensions`` = ``extensionsUsed`` -> applied or not.
+    Raises:
+        ParseError: malformed JSON / GLB / accessors. ReadError: a required resource could not be read, a required
+        extension is not supported, or a decoder is missing. MeshError: no triangles in the scene.
+    """
+    document, binary = read_container(path)
+    version = str((document.get("asset") or {}).get("version", ""))
+    if not version.startswith("2"):
+        raise ParseError(f"asset.version is {version or 'missing'}; csdtex reads glTF 2.0")
+    used = [str(name) for name in document.get("extensionsUsed") or []]
+    required = [str(name) for name in document.get("extensionsRequired") or []]
+    refused = [name for name in required if name not in GLTF_EXTENSIONS and name not in IGNORABLE_EXTENSIONS]
+    if refused:
+        raise ReadError(f"it requires the glTF extension {', '.join(refused)}, which csdtex does not support; "
+                        "convert the file without it (e.g. re-export it from Blender)")
+    warnings: list[str] = []
+    reader = _Reader(document, GltfData(document, binary, path, warnings), path, warnings)
+    with quiet_libraries():
+        mesh = reader.build()
+    mesh.extensions = {name: name in GLTF_EXTENSIONS for name in dict.fromkeys(used + required)}
+    return mesh
+
+
+def _node_matrix(node: dict) -> np.ndarray:
+    """A node's local transform as float64 [4, 4] (``matrix`` is column-major; else T * R * S)."""
+    if "matrix" in node:
+        values = np.asarray(node["matrix"], dtype=np.float64)
+        if values.size != 16:
+            raise ParseError("a node matrix does not have 16 numbers")
+        return values.reshape(4, 4).T
+    matrix = np.eye(4)
+    x, y, z, w = (float(v) for v in node.get("rotation", (0.0, 0.0, 0.0, 1.0)))
+    norm = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
+    x, y, z, w = x / norm, y / norm, z / norm, w / norm
+    rotation = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+    matrix[:3, :3] = rotation * np.asarray(node.get("scale", (1.0, 1.0, 1.0)), dtype=np.float64)[None, :]
+    matrix[:3, 3] = np.asarray(node.get("translation", (0.0, 0.0, 0.0)), dtype=np.float64)
+    return matrix
+
+
+def _triangles(indices: np.ndarray, mode: int) -> np.ndarray:
+    """Triangle corner indices int64 [F, 3] of a primitive's index list in mode 4, 5 or 6 (glTF 2.0, 3.7.2.1)."""
+    indices = indices.reshape(-1).astype(np.int64)
+    if mode == 4:
+        return indices[: len(indices) // 3 * 3].reshape(-1, 3)
+    count = len(indices) - 2
+    if count <= 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    i = np.arange(count)
+    if mode == 5:  # strips: p_i = (v_i, v_{i + 1 + i % 2}, v_{i + 2 - i % 2})
+        faces = np.stack([indices[i], indices[i + 1 + i % 2], indices[i + 2 - i % 2]], axis=1)
+        restart = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
+        return faces[~restart]
+    return np.stack([indices[i + 1], indices[i + 2], np.full(count, indices[0])], axis=1)  # fans
+
+
+class _Reader:
+    def __init__(self, document: dict, data: GltfData, path: Path, warnings: list[str]) -> None:
+        self.document, self.data, self.path, self.warnings = document, data, path, warnings
+        self.materials: list[Material] = []
+        self.material_index: dict[object, int] = {}
+        self.uv_sets: dict[object, int] = {}
+        self.taken: set[str] = set()
+        self.geometry_cache: dict[tuple[int, int], tuple] = {}
+        self.skipped_modes: set[str] = set()
+
+    # -- scene -------------------------------------------------------------------------------------------------------
+
+    def instances(self) -> list[tuple[np.ndarray, int]]:
+        """(world matrix float64 [4, 4], mesh index) of every mesh instance of the default scene."""
+        nodes = self.document.get("nodes") or []
+        scenes = self.document.get("scenes") or []
+        if not nodes:
+            return [(np.eye(4), m) for m in range(len(self.document.get("meshes") or []))]
+        scene_index = self.document.get("scene", 0)
+        if scenes and isinstance(scene_index, int) and 0 <= scene_index < len(scenes):
+            roots = list(scenes[scene_index].get("nodes") or [])
+        else:
+            children = {c for node in nodes for c in (node.get("children") or [])}
+            roots = [n for n in range(len(nodes)) if n not in children]
+        result: list[tuple[np.ndarray, int]] = []
+        stack = [(root, np.eye(4), frozenset()) for root in reversed(roots)]
+        while stack:
+            index, parent, ancestors = stack.pop()
+            if not isinstance(index, int) or not 0 <= index < len(nodes) or index in ancestors:
+                raise ParseError(f"node {index} does not exist or is its own ancestor")
+            node = nodes[index]
+            world = parent @ _node_matrix(node)
+            if "mesh" in node:
+                for matrix in self.gpu_instances(node):
+                    result.append((world @ matrix, int(node["mesh"])))
+            for child in reversed(node.get("children") or []):
+                stack.append((child, world, ancestors | {index}))
+        return result
+
+    def gpu_instances(self, node: dict) -> list[np.ndarray]:
+        """Local instance matrices of ``EXT_mesh_gpu_instancing`` (one identity without the extension)."""
+        extension = (node.get("extensions") or {}).get("EXT_mesh_gpu_instancing")
+        if not extension:
+            return [np.eye(4)]
+        attributes = extension.get("attributes") or {}
+        parts = {name: self.data.accessor(index) for name, index in attributes.items()
+                 if name in ("TRANSLATION", "ROTATION", "SCALE")}
+        count = max((len(values) for values in parts.values()), default=0)
+        matrices = []
+        for k in range(count):
+            trs = {}
+            if "TRANSLATION" in parts:
+                trs["translation"] = parts["TRANSLATION"][k, :3]
+            if "ROTATION" in parts:
+                trs["rotation"] = parts["ROTATION"][k, :4]
+            if "SCALE" in parts:
+                trs["scale"] = parts["SCALE"][k, :3]
+            matrices.append(_node_matrix(trs))
+        return matrices or [np.eye(4)]
+
+    # -- geometry ----------------------------------------------------------------------------------------------------
+
+    def geometry(self, mesh_index: int, primitive_index: int, primitive: dict, uv_set: int):
+        """(positions [N, 3], faces [F, 3], uvs [N, 2] or None, colours [N, 3] or None), cached per primitive."""
+        key = (mesh_index, primitive_index)
+        if key not in self.geometry_cache:
+            mode = int(primitive.get("mode", 4))
+            attributes_info = primitive.get("attributes") or {}
+            if "KHR_draco_mesh_compression" in (primitive.get("extensions") or {}):
+                faces, attributes = decode_draco(self.data, primitive)
+                if mode != 4:
+                    raise ParseError("a Draco-compressed primitive is not in TRIANGLES mode")
+            else:
+                attributes = {name: self.data.accessor(index) for name, index in attributes_info.items()
+                              if name == "POSITION" or name.startswith("TEXCOORD_") or name == "COLOR_0"}
+                if "POSITION" not in attributes:
+                    raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
+                count = len(attributes["POSITION"])
+                if "indices" in primitive:
+                    indices = self.data.accessor(primitive["indices"], normalize=False).reshape(-1)
+                else:
+                    indices = np.arange(count)
+                faces = _triangles(indices, mode)
+                if len(faces) and (faces.min() < 0 or faces.max() >= count):
+                    raise ParseError(f"mesh {mesh_index} primitive {primitive_index} indexes past its {count} "
+                                     "vertices")
+            if "POSITION" not in attributes:
+                raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
+            positions = attributes["POSITION"][:, :3]
+            uv_name = f"TEXCOORD_{uv_set}" if f"TEXCOORD_{uv_set}" in attributes else "TEXCOORD_0"
+            uvs = attributes.get(uv_name)
+            if uvs is not None:
+                uvs = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1)  # glTF (0, 0) = top-left -> bottom-left
+            colors = attributes.get("COLOR_0")
+            if colors is not None:
+                colors = np.clip(colors[:, :3], 0.0, 1.0)
+            self.geometry_cache[key] = (positions, faces, uvs, colors)
+        return self.geometry_cache[key]
+
+    # -- materials ---------------------------------------------------------------------------------------------------
+
+    def material_for(self, primitive: dict, mesh_index: int, mesh_name: str | None) -> tuple[int, int]:
+        """(csdtex material index, texture coordinate set) of a primitive; materials are made on first use."""
+        gltf_index = primitive.get("material")
+        key: object = gltf_index if isinstance(gltf_index, int) else ("mesh", mesh_index)
+        if key not in self.material_index:
+            source = self.document.get("materials", [])[gltf_index] if isinstance(gltf_index, int) else {}
+            fallback = mesh_name or f"material_{len(self.materials)}"
+            material = Material(unique_name(str(source.get("name") or fallback), self.taken))
+            self.uv_sets[key] = self.read_material(source, material)
+            self.material_index[key] = len(self.materials)
+            self.materials.append(material)
+        return self.material_index[key], self.uv_sets[key]
+
+    def read_material(self, source: dict, material: Material) -> int:
+        """Fill base colour, texture, sampler and transform; return the texture coordinate set to use."""
+        pbr = source.get("pbrMetallicRoughness") or {}
+        factor = pbr.get("baseColorFactor")
+        if isinstance(factor, list) and len(factor) >= 3:
+            rgb = np.clip(np.asarray(factor[:3], dtype=np.float64), 0.0, 1.0)
+            material.base_color = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+        info = pbr.get("baseColorTexture")
+        if not isinstance(info, dict):
+            return 0
+        uv_set = int(info.get("texCoord", 0))
+        transform = (info.get("extensions") or {}).get("KHR_texture_transform")
+        if isinstance(transform, dict):
+            uv_set = int(transform.get("texCoord", uv_set))
+            material.texture_transform = TextureTransform.from_gltf(
+                transform.get("offset", (0.0, 0.0)), transform.get("rotation", 0.0), transform.get("scale", (1.0, 1.0)))
+        try:
+            texture = self.document.get("textures", [])[int(info["index"])]
+            sampler_index = texture.get("sampler")
+            samplers = self.document.get("samplers") or []
+            material.sampler = TextureSampler.from_gltf(
+                samplers[sampler_index] if isinstance(sampler_index, int) and sampler_index < len(samplers) else None)
+            image_index = self.image_source(texture)
+        except (IndexError, KeyError, TypeError, ValueError):
+            self.warnings.append(f"{self.path.name}: material '{material.name}' names a texture that does not exist; "
+                                 "ignored")
+            return uv_set
+        if image_index is None:
+            self.warnings.append(f"{self.path.name}: the texture of material '{material.name}' has no image csdtex "
+                                 "can decode (KTX2/Basis); it is shown in its base colour")
+            return uv_set
+        try:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(self.data.image_bytes(image_index))) as image:
+                material.texture = image_to_rgb8(image)
+            material.texture_source = self.path
+        except (ReadError, ParseError) as err:
+            self.warnings.append(str(err) if str(err).startswith(self.path.name) else f"{self.path.name}: {err}")
+        except Exception as err:  # PIL decoding errors
+            self.warnings.append(f"{self.path.name}: texture of material '{material.name}' could not be decoded "
+                                 f"({error_text(err)}); ignored")
+        return uv_set
+
+    def image_source(self, texture: dict) -> int | None:
+        extensions = texture.get("extensions") or {}
+        webp = extensions.get("EXT_texture_webp")
+        if isinstance(webp, dict) and isinstance(webp.get("source"), int):
+            return webp["source"]
+        source = texture.get("source")
+        return source if isinstance(source, int) else None
+
+    # -- assembly ----------------------------------------------------------------------------------------------------
+
+    def build(self) -> Mesh:
+        meshes = self.document.get("meshes") or []
+        parts_v, parts_f, parts_uv, parts_uvf, parts_m, parts_c = [], [], [], [], [], []
+        v_offset = uv_offset = 0
+        for world, mesh_index in self.instances():
+            if not 0 <= mesh_index < len(meshes):
+                raise ParseError(f"a node refers to mesh {mesh_index}, which does not exist")
+            mesh = meshes[mesh_index]
+            for primitive_index, primitive in enumerate(mesh.get("primitives") or []):
+                mode = int(primitive.get("mode", 4))
+                if mode not in (4, 5, 6):
+                    self.skipped_modes.add(_MODE_NAMES.get(mode, f"mode {mode}"))
+                    continue
+                material, uv_set = self.material_for(primitive, mesh_index, mesh.get("name"))
+                positions, faces, uvs, colors = self.geometry(mesh_index, primitive_index, primitive, uv_set)
+                if len(faces) == 0:
+                    continue
+                vertices = positions @ world[:3, :3].T + world[:3, 3]
+                if np.linalg.det(world[:3, :3]) < 0:
+                    faces = faces[:, [0, 2, 1]]  # a mirroring node flips the winding (glTF 2.0, 3.7.4)
+                parts_v.append(vertices)
+                parts_f.append(faces + v_offset)
+                parts_m.append(np.full(len(faces), material, dtype=np.int64))
+                parts_c.append(colors)
+                if uvs is not None:
+                    parts_uv.append(uvs)
+                    parts_uvf.append(faces + uv_offset)
+                    uv_offset += len(uvs)
+                else:
+                    parts_uvf.append(np.full_like(faces, -1))
+                v_offset += len(vertices)
+        if self.skipped_modes:
+            self.warnings.append(f"{self.path.name}: ignored non-triangle primitives "
+                                 f"({', '.join(sorted(self.skipped_modes))})")
+        if not parts_f:
+            what = f" (it holds only {', '.join(sorted(self.skipped_modes))})" if self.skipped_modes else ""
+            raise MeshError(f"mesh file '{self.path}' contains no triangle faces{what}: export the surface as a "
+                            "triangle mesh")
+        vertex_colors = None
+        if any(c is not None for c in parts_c):
+            vertex_colors = np.concatenate([c if c is not None else np.ones((len(v), 3))
+                                            for c, v in zip(parts_c, parts_v)])
+        return Mesh(
+            vertices=np.concatenate(parts_v),
+            faces=np.concatenate(parts_f),
+            uvs=np.concatenate(parts_uv) if parts_uv else None,
+            uv_faces=np.concatenate(parts_uvf) if parts_uv else None,
+            face_materials=np.concatenate(parts_m),
+            materials=self.materials,
+            warnings=self.warnings,
+            vertex_colors=vertex_colors,
+        )

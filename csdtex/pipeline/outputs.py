@@ -1,0 +1,160 @@
+"""Who owns an output folder: one asset's outputs per folder, replaced as a whole by a rerun.
+
+A run's outputs are ``<name>.obj``, ``<name>.mtl``, its PNG textures, ``<name>.glb``, its previews and ``run.json``
+(the record of the run, written last). Before any long work, :func:`claim_output_folder` finds the outputs already in
+the folder:
+
+- outputs of the *same* asset (same output name) are replaced by the new run: files the new run writes again are
+  renamed over atomically; files it does not write again (a texture of a material that no longer exists, say) are
+  removed once the new outputs are complete (:func:`remove_replaced_outputs`, called after ``run.json`` is written);
+- outputs of *another* asset (``run.json`` names another output set, or a csdtex GLB of another name is there) make
+  the run fail at once with one line, unless ``overwrite`` is set: then they are removed likewise, only after the new
+  outputs are complete, so an interrupted run leaves the old outputs as they were.
+
+A file counts as replaced only if it is still the file seen at the start (same inode and modification time), so a
+file the new run has written is never removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+from pathlib import Path
+
+from csdtex.errors import ConfigError
+
+__all__ = ["PREVIEW_SUFFIXES", "claim_output_folder", "remove_replaced_outputs", "stale_outputs"]
+
+PREVIEW_SUFFIXES = ("_turntable.gif", "_turntable.mp4", "_views.png", "_before_after.gif", "_before_after.png")
+"""Suffixes (after the asset name) of the preview files paint and edit write."""
+
+RUN_RECORD = "run.json"
+
+FileStamp = tuple[int, int]
+
+
+def _stamp(path: Path) -> FileStamp | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns)
+
+
+def _recorded_outputs(out_dir: Path) -> tuple[str | None, set[str]]:
+    """(asset name, file names) from ``run.json``; (None, empty) when there is no readable record."""
+    try:
+        record = json.loads((out_dir / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, set()
+    outputs = record.get("outputs") if isinstance(record, dict) else None
+    if not isinstance(outputs, dict):
+        return None, set()
+    names: set[str] = set()
+    for value in outputs.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item and Path(item).name == item:
+                names.add(item)
+    edit = record.get("edit")
+    if isinstance(edit, dict) and isinstance(edit.get("before_after"), str):
+        names.add(Path(edit["before_after"]).name)
+    main = outputs.get("glb") or outputs.get("obj")
+    stem = Path(main).stem if isinstance(main, str) and main else None
+    return stem, names
+
+
+def _is_csdtex_glb(path: Path) -> bool:
+    """True for a GLB whose ``asset.generator`` is csdtex's (reads only the JSON chunk's start)."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(20)
+            if len(header) < 20 or header[:4] != b"glTF":
+                return False
+            length = struct.unpack_from("<I", header, 12)[0]
+            document = json.loads(handle.read(min(length, 1 << 24)).decode("utf-8"))
+    except (OSError, ValueError, struct.error):
+        return False
+    return isinstance(document, dict) and (document.get("asset") or {}).get("generator") == "csdtex"
+
+
+def _asset_files(out_dir: Path, stem: str) -> set[str]:
+    """The csdtex output files of asset ``stem`` present in ``out_dir``: model files, the MTL's textures, previews."""
+    names = {f"{stem}{suffix}" for suffix in (".obj", ".mtl", ".glb", ".png", *PREVIEW_SUFFIXES)}
+    mtl = out_dir / f"{stem}.mtl"
+    with contextlib.suppress(OSError):
+        for line in mtl.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and parts[0].lower() == "map_kd" and Path(parts[1].strip()).name == parts[1].strip():
+                names.add(parts[1].strip())
+    return {name for name in names if (out_dir / name).is_file()}
+
+
+def claim_output_folder(out_dir: str | os.PathLike, name: str, overwrite: bool = False) -> dict[str, FileStamp]:
+    """Check that ``out_dir`` may receive the outputs of asset ``name``; list the earlier outputs the run replaces.
+
+    Args:
+        out_dir: the output folder (need not exist).
+        name: the new run's output name (:func:`csdtex.export.safe_asset_name` of the mesh file's stem).
+        overwrite: replace the outputs of another asset instead of refusing.
+    Returns:
+        file name -> (inode, mtime_ns) of every earlier output in the folder (of this asset, and of another one
+        when ``overwrite``), to give to :func:`remove_replaced_outputs` once the new outputs are complete.
+    Raises:
+        ConfigError: the folder holds another asset's outputs and ``overwrite`` is False (one line, naming them).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return {}
+    recorded_stem, recorded = _recorded_outputs(out_dir)
+    others: dict[str, set[str]] = {}
+    if recorded_stem is not None and recorded_stem != name:
+        others[recorded_stem] = recorded | _asset_files(out_dir, recorded_stem) | {RUN_RECORD}
+    for glb in sorted(out_dir.glob("*.glb")):
+        if glb.stem != name and glb.stem not in others and _is_csdtex_glb(glb):
+            others[glb.stem] = _asset_files(out_dir, glb.stem)
+    if others and not overwrite:
+        first = next(iter(others))
+        shown = ", ".join(sorted(others[first]))[:160]
+        more = f" (and of {len(others) - 1} more)" if len(others) > 1 else ""
+        raise ConfigError(
+            f"output folder {out_dir} holds the outputs of another asset '{first}' ({shown}){more}: choose another "
+            "--out, or pass --overwrite to replace them"
+        )
+    replaced = set().union(*others.values()) if others else set()
+    if recorded_stem == name:
+        replaced |= recorded
+    replaced |= _asset_files(out_dir, name)
+    stamps = {}
+    for file_name in sorted(replaced):
+        stamp = _stamp(out_dir / file_name)
+        if stamp is not None:
+            stamps[file_name] = stamp
+    return stamps
+
+
+def stale_outputs(out_dir: str | os.PathLike, replaced: dict[str, FileStamp]) -> list[str]:
+    """The names in ``replaced`` whose file is still the one seen at the claim (not written again by the new run)."""
+    out_dir = Path(out_dir)
+    return [name for name, stamp in replaced.items() if _stamp(out_dir / name) == stamp]
+
+
+def remove_replaced_outputs(out_dir: str | os.PathLike, replaced: dict[str, FileStamp]) -> list[str]:
+    """Remove the earlier outputs listed by :func:`claim_output_folder` that the new run did not write again.
+
+    Call it only after every new output (``run.json`` last) is in place. A file is removed only when it is still the
+    one seen at the claim (same inode and mtime); files the new run renamed into place are kept.
+
+    Returns:
+        the names of the removed files.
+    """
+    out_dir = Path(out_dir)
+    removed = []
+    for file_name, stamp in replaced.items():
+        path = out_dir / file_name
+        if _stamp(path) == stamp and not path.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(file_name)
+    return removed

@@ -1,0 +1,566 @@
+"""Real-world asset cases (issue #9), each on a small file the test writes itself: tiled UVs, samplers and wrap modes,
+sparse accessors, triangle strips and fans, Draco and meshopt compression, KHR_texture_transform, vertex colours,
+glTF extensions in ``csdtex info``, unwritable render outputs, output-folder ownership, Unicode names."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from csdtex.bake import bake_texture
+from csdtex.cli import main
+from csdtex.config import PaintConfig
+from csdtex.errors import ConfigError, MeshError
+from csdtex.export import export_all
+from csdtex.mesh import analyze_mesh, load_mesh
+from csdtex.mesh.analysis import shared_texel_fractions
+from csdtex.painting import paint
+from csdtex.pipeline.finalize import UnpaintedTextureError, check_painted
+from csdtex.preview import input_texture_model
+from csdtex.sampling import (
+    CLAMP_TO_EDGE,
+    MIRRORED_REPEAT,
+    REPEAT,
+    TextureSampler,
+    TextureTransform,
+    baked_samplers,
+    sample_texture,
+    wrap_uv_triangles,
+)
+from gltf_files import (
+    CLAMP_TO_EDGE as GL_CLAMP,
+    NEAREST,
+    REPEAT as GL_REPEAT,
+    USHORT,
+    GltfBuilder,
+    box_faces,
+    quad,
+    read_glb,
+)
+
+FAST = PaintConfig(steps=2, views_per_step=1, texture_size=32, preview_frames=2, preview_size=32, device="cpu")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def halves_image(size: int = 8) -> np.ndarray:
+    """Left half red, right half blue."""
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    image[:, : size // 2] = (255, 0, 0)
+    image[:, size // 2:] = (0, 0, 255)
+    return image
+
+
+class PositionField(torch.nn.Module):
+    """Colour = a smooth function of the 3D position (ignores UVs)."""
+
+    uses_uvs = False
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, points, uvs=None, materials=None):
+        return (0.5 + 0.45 * torch.sin(2.5 * points * self.scale)).clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# sampling: one function, exact glTF wrap and filter modes
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def reference_sample(image: np.ndarray, u: float, v: float, wrap_s: str, wrap_t: str) -> np.ndarray:
+    """Bilinear lookup written out texel by texel, OpenGL's wrap rules (image row 0 = top, v up)."""
+    height, width = image.shape[:2]
+
+    def wrap(i: int, n: int, mode: str) -> int:
+        if mode == REPEAT:
+            return i % n
+        if mode == MIRRORED_REPEAT:
+            m = i % (2 * n)
+            return m if m < n else 2 * n - 1 - m
+        return min(max(i, 0), n - 1)
+
+    x, y = u * width - 0.5, (1.0 - v) * height - 0.5
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    value = np.zeros(image.shape[2])
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            value += wx * wy * image[wrap(y0 + dy, height, wrap_t), wrap(x0 + dx, width, wrap_s)]
+    return value
+
+
+@pytest.mark.parametrize("wrap_s, wrap_t", [(REPEAT, REPEAT), (MIRRORED_REPEAT, CLAMP_TO_EDGE),
+                                            (CLAMP_TO_EDGE, MIRRORED_REPEAT)])
+def test_sample_texture_matches_opengl_wrap_rules(wrap_s, wrap_t):
+    image = np.random.default_rng(0).random((5, 7, 3))
+    uvs = np.random.default_rng(1).uniform(-3.0, 4.0, size=(200, 2))
+    got = sample_texture(torch.as_tensor(image).permute(2, 0, 1), torch.as_tensor(uvs),
+                         TextureSampler(wrap_s, wrap_t)).numpy()
+    expected = np.stack([reference_sample(image, u, v, wrap_s, wrap_t) for u, v in uvs])
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_sample_texture_nearest_transform_and_border_default():
+    image = torch.arange(4.0).view(1, 2, 2)  # rows: [0, 1] (top), [2, 3] (bottom)
+    nearest = TextureSampler(REPEAT, REPEAT, "nearest")
+    uvs = torch.tensor([[0.25, 0.75], [1.25, 0.75], [0.75, 0.25], [-0.25, -0.25]])
+    assert sample_texture(image, uvs, nearest)[:, 0].tolist() == [0.0, 0.0, 3.0, 1.0]
+    shift = TextureTransform.from_obj(offset=(0.5, 0.0))
+    assert sample_texture(image, uvs[:1], nearest, shift)[:, 0].tolist() == [1.0]
+    # no sampler = clamp to edge, exactly grid_sample's border mode
+    grid_reference = torch.nn.functional.grid_sample(image[None], torch.tensor([[[[3.0, -3.0]]]]),
+                                                     padding_mode="border", align_corners=False)
+    assert torch.allclose(sample_texture(image, torch.tensor([[2.0, 2.0]]))[0], grid_reference.reshape(1))
+
+
+def test_gltf_texture_transform_is_converted_to_bottom_left_uvs():
+    # glTF offset (0.5, 0) and scale (0.5, 0.5): glTF uv' = 0.5 uv + (0.5, 0); in csdtex UVs v = 1 - v_gltf.
+    transform = TextureTransform.from_gltf(offset=(0.5, 0.0), scale=(0.5, 0.5))
+    uv = np.array([[0.2, 0.3]])
+    gltf = np.array([0.2, 0.7]) * 0.5 + np.array([0.5, 0.0])
+    np.testing.assert_allclose(transform.apply(uv)[0], [gltf[0], 1.0 - gltf[1]])
+    rotated = TextureTransform.from_gltf(rotation=np.pi / 2)  # glTF (1, 0) -> (cos, -sin) = (0, -1)
+    np.testing.assert_allclose(rotated.apply(np.array([[1.0, 1.0]]))[0], [0.0, 2.0], atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1. tiled UVs: bake by the wrap rule, warn about shared texels, never finish unpainted
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def tiled_obj(folder: Path, v_offset: float = 1.0, extra: str = "", mtl_options: str = "") -> Path:
+    """A textured quad whose UVs all lie in v in [v_offset, v_offset + 1] (one tile up)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(halves_image()).save(folder / "tex.png")
+    write_text(folder / "tiled.mtl", f"newmtl stone\nKd 1 1 1\nmap_Kd {mtl_options}tex.png\n")
+    o = v_offset
+    return write_text(folder / "tiled.obj", (
+        "mtllib tiled.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n"
+        f"vt 0 {o}\nvt 1 {o}\nvt 1 {o + 1}\nvt 0 {o + 1}\nusemtl stone\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n" + extra))
+
+
+def test_tiled_uvs_bake_through_the_wrap_rule_and_export_a_repeat_sampler(tmp_path):
+    mesh = load_mesh(tiled_obj(tmp_path / "in"))
+    assert mesh.materials[0].sampler == TextureSampler(REPEAT, REPEAT)
+    samplers = baked_samplers(mesh)
+    assert (samplers[0].wrap_s, samplers[0].wrap_t) == (CLAMP_TO_EDGE, REPEAT)  # u in [0, 1], v tiled
+    baked = bake_texture(mesh, PositionField(), size=32)
+    assert baked.coverage[0].mean() > 0.9 and baked.images[0].std() > 5  # painted, not flat grey
+    # the texture sampled as the exported sampler says reproduces the field on the surface
+    field = PositionField()
+    render = mesh.to_render()
+    bary = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    faces = torch.tensor([0, 1])
+    points = (render.positions[render.faces.long()[faces]] * bary[..., None]).sum(1)
+    uvs = (render.uvs[render.uv_faces.long()[faces]] * bary[..., None]).sum(1)
+    image = torch.as_tensor(baked.images[0]).permute(2, 0, 1).float() / 255
+    np.testing.assert_allclose(sample_texture(image, uvs, samplers[0]).numpy(), field(points).detach().numpy(),
+                               atol=0.03)
+    files = export_all(mesh, baked.images, tmp_path / "out", "tiled")
+    document, _ = read_glb(files.glb)
+    assert document["samplers"] == [{"magFilter": 9729, "minFilter": 9987, "wrapS": GL_CLAMP, "wrapT": GL_REPEAT}]
+
+
+def test_wrap_rule_places_straddling_and_mirrored_triangles():
+    triangle = np.array([[[0.5, 0.2], [1.5, 0.2], [0.5, 0.8]]])  # straddles u = 1
+    copies, source = wrap_uv_triangles(triangle, TextureSampler(REPEAT, REPEAT))
+    assert source.tolist() == [0, 0] and copies[:, 0, 0].tolist() == [0.5, -0.5]
+    copies, _ = wrap_uv_triangles(np.array([[[1.2, 0.1], [1.8, 0.1], [1.2, 0.9]]]),
+                                  TextureSampler(MIRRORED_REPEAT, CLAMP_TO_EDGE))
+    np.testing.assert_allclose(copies[0, :, 0], [0.8, 0.2, 0.8])  # tile 1 is mirrored
+    np.testing.assert_allclose(copies[0, :, 1], [0.1, 0.1, 0.9])
+
+
+def test_shared_texels_are_measured_after_the_wrap_rule(tmp_path):
+    # a second quad with the same UVs one tile lower: both regions share every texel
+    path = tiled_obj(tmp_path / "in", extra="v 0 0 1\nv 1 0 1\nv 1 1 1\nv 0 1 1\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+                                           "f 5/5 6/6 7/7\nf 5/5 7/7 8/8\n")
+    mesh = load_mesh(path)
+    [(name, fraction)] = shared_texel_fractions(mesh)
+    assert name == "stone" and fraction > 0.95
+    assert shared_texel_fractions(load_mesh(tiled_obj(tmp_path / "single")))[0][1] < 0.01
+    report = analyze_mesh(mesh)
+    assert any("shared by more than one surface region" in p for p in report.problems)
+
+
+def test_paint_warns_once_about_shared_texels_and_paints_tiled_uvs(tmp_path):
+    path = tiled_obj(tmp_path / "in", extra="v 0 0 1\nv 1 0 1\nv 1 1 1\nv 0 1 1\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+                                           "f 5/5 6/6 7/7\nf 5/5 7/7 8/8\n")
+    warnings: list[str] = []
+    result = paint(path, "a red wall", FAST, out_dir=tmp_path / "out", show_progress=False, warn=warnings.append)
+    shared = [w for w in warnings if "share the same texels" in w]
+    assert len(shared) == 1 and "'stone'" in shared[0] and "--unwrap" in shared[0] and "\n" not in shared[0]
+    texture = np.asarray(Image.open(result.files.textures[0]))
+    assert (texture != 128).any()  # not the unpainted fill
+    document, _ = read_glb(result.files.glb)
+    assert document["samplers"][0]["wrapT"] == GL_REPEAT
+    record = json.loads(result.run_json.read_text())
+    assert record["samplers"][0]["wrapT"] == GL_REPEAT and any("share" in n for n in record["input_notes"])
+
+
+def test_unpainted_bake_fails_in_one_line_and_writes_nothing(tmp_path):
+    # UVs in [2, 3] under a clamping sampler (map_Kd -clamp on): no texel centre is covered
+    path = tiled_obj(tmp_path / "in", v_offset=2.0, mtl_options="-clamp on ")
+    mesh = load_mesh(path)
+    assert mesh.materials[0].sampler.wrap_t == CLAMP_TO_EDGE
+    with pytest.raises(UnpaintedTextureError) as info:
+        check_painted([np.zeros((4, 4), dtype=bool)], mesh)
+    assert "\n" not in str(info.value) and "nothing was written" in str(info.value)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["paint", str(path), "a wall", "--out", str(out), "--steps", "1",
+                                       "--texture-size", "16", "--quiet"])
+    assert result.exit_code != 0 and "error: the bake painted no texel" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() or not [p for p in out.iterdir() if p.suffix in (".glb", ".obj", ".png", ".json")
+                                    and p.name != "checkpoint.json"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 2. render honours samplers (REPEAT box with u in [0, 6])
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def repeating_box(path: Path, wrap: int) -> Path:
+    builder = GltfBuilder()
+    positions, faces, uvs = box_faces()
+    texture = builder.texture(halves_image(), {"wrapS": wrap, "wrapT": wrap, "magFilter": NEAREST})
+    material = builder.material("logo", texture)
+    builder.mesh([builder.primitive(positions, faces, uvs, material=material)], name="box")
+    return builder.write_glb(path)
+
+
+def test_render_repeats_the_texture_like_viewers(tmp_path):
+    colours = {}
+    for name, wrap in (("repeat", GL_REPEAT), ("clamp", GL_CLAMP)):
+        path = repeating_box(tmp_path / f"{name}.glb", wrap)
+        mesh = load_mesh(path)
+        assert mesh.materials[0].sampler.mag_filter == "nearest"
+        out = tmp_path / f"{name}.png"
+        result = invoke("render", str(path), "--out", str(out), "--frames", "1", "--size", "48", "--shading",
+                        "albedo")
+        assert result.exit_code == 0, result.output
+        pixels = np.asarray(Image.open(out)).reshape(-1, 3).astype(int)
+        colours[name] = (int(((pixels[:, 0] > 200) & (pixels[:, 2] < 60)).sum()),
+                         int(((pixels[:, 2] > 200) & (pixels[:, 0] < 60)).sum()))
+    red, blue = colours["repeat"]
+    assert red > 50 and blue > 50  # both halves on every face: the texture repeats
+    red, blue = colours["clamp"]
+    assert blue > 10 * max(red, 1)  # clamped: u in [1, 6] reads the right edge (blue)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3-4. sparse accessors, strips and fans
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_sparse_position_accessor_is_applied(tmp_path):
+    # the glTF specification's SimpleSparseAccessor idea: a flat grid, three vertices lifted by sparse values
+    grid = np.array([[x, y, 0.0] for y in range(3) for x in range(4)], dtype=np.float32)
+    faces = []
+    for y in range(2):
+        for x in range(3):
+            a = y * 4 + x
+            faces += [[a, a + 1, a + 5], [a, a + 5, a + 4]]
+    builder = GltfBuilder()
+    lifted = np.array([[1, 1, 2], [2, 1, 3], [1, 2, 4]], dtype=np.float32)
+    position = builder.accessor(grid, min_max=True)
+    sparse_indices = builder.view(np.array([5, 6, 9], dtype=np.uint16).tobytes())
+    sparse_values = builder.view(lifted.tobytes())
+    builder.doc["accessors"][position]["sparse"] = {
+        "count": 3, "indices": {"bufferView": sparse_indices, "componentType": USHORT},
+        "values": {"bufferView": sparse_values}}
+    builder.doc["accessors"][position]["max"] = [3.0, 2.0, 4.0]
+    indices = builder.accessor(np.array(faces).reshape(-1), dtype=np.uint16)
+    builder.mesh([{"attributes": {"POSITION": position}, "indices": indices}])
+    mesh = load_mesh(builder.write_glb(tmp_path / "sparse.glb"))
+    expected = grid.copy()
+    expected[[5, 6, 9]] = lifted
+    np.testing.assert_array_equal(mesh.vertices, expected)
+    report = analyze_mesh(mesh)
+    np.testing.assert_array_equal(report.bbox_max, [3.0, 2.0, 4.0])
+    # a sparse accessor without a bufferView starts from zeros
+    builder.doc["accessors"][position].pop("bufferView")
+    mesh = load_mesh(builder.write_glb(tmp_path / "sparse_zero.glb"))
+    assert (mesh.vertices[[0, 1, 11]] == 0).all() and (mesh.vertices[[5, 6, 9]] == lifted).all()
+
+
+@pytest.mark.parametrize("mode, indices, expected", [
+    (6, [0, 1, 2, 3], [[1, 2, 0], [2, 3, 0]]),  # fan: (v_i+1, v_i+2, v_0)
+    (5, [0, 1, 3, 2], [[0, 1, 3], [1, 2, 3]]),  # strip: odd triangles swap to keep the winding
+    (4, [0, 1, 2, 0, 2, 3], [[0, 1, 2], [0, 2, 3]]),
+])
+def test_triangle_fans_and_strips_are_triangles(tmp_path, mode, indices, expected):
+    builder = GltfBuilder()
+    positions, _ = quad()
+    builder.mesh([builder.primitive(positions, np.array(indices), mode=mode)])
+    mesh = load_mesh(builder.write_glb(tmp_path / f"mode{mode}.glb"))
+    np.testing.assert_array_equal(mesh.faces, expected)
+    normals = np.cross(mesh.vertices[mesh.faces[:, 1]] - mesh.vertices[mesh.faces[:, 0]],
+                       mesh.vertices[mesh.faces[:, 2]] - mesh.vertices[mesh.faces[:, 0]])
+    assert (normals[:, 2] > 0).all()  # every triangle faces +Z, as in the file
+
+
+def test_points_only_gltf_is_refused_in_one_line(tmp_path):
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(quad()[0], mode=0)])
+    with pytest.raises(MeshError, match=r"no triangle faces \(it holds only points\)"):
+        load_mesh(builder.write_glb(tmp_path / "points.glb"))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 5. Draco and meshopt
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_draco_glb_decodes_silently(tmp_path, capfd):
+    DracoPy = pytest.importorskip("DracoPy")
+    positions, faces, uvs = box_faces()
+    stream = DracoPy.encode(positions, faces.astype(np.uint32), tex_coord=np.stack([uvs[:, 0], 1 - uvs[:, 1]], 1),
+                            preserve_order=True, quantization_bits=16)
+    decoded = DracoPy.decode(stream)
+    ids = {a["attribute_type"]: a["unique_id"] for a in decoded.attributes}  # 0 = position, 3 = tex coord
+    builder = GltfBuilder()
+    builder.use_extension("KHR_draco_mesh_compression", required=True)
+    view = builder.view(stream)
+    position = builder.accessor(np.zeros((0, 3)), min=[-0.5] * 3, max=[0.5] * 3)
+    builder.doc["accessors"][position]["count"] = len(positions)
+    texcoord = builder.accessor(np.zeros((0, 2)))
+    builder.doc["accessors"][texcoord]["count"] = len(positions)
+    builder.doc["meshes"].append({"primitives": [{
+        "attributes": {"POSITION": position, "TEXCOORD_0": texcoord}, "mode": 4,
+        "extensions": {"KHR_draco_mesh_compression": {"bufferView": view,
+                                                     "attributes": {"POSITION": ids[0], "TEXCOORD_0": ids[3]}}}}]})
+    builder.doc["nodes"].append({"mesh": 0})
+    builder.doc["scenes"][0]["nodes"].append(0)
+    path = builder.write_glb(tmp_path / "draco.glb")
+    capfd.readouterr()
+    mesh = load_mesh(path)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert mesh.num_faces == 12
+    np.testing.assert_allclose(mesh.vertices[mesh.faces], positions[faces], atol=1e-4)
+    np.testing.assert_allclose(mesh.uvs[mesh.uv_faces], uvs[faces], atol=1e-3)
+    assert mesh.extensions == {"KHR_draco_mesh_compression": True}
+
+    # without the decoder: one line naming the extension and the remedy
+    sys.modules["DracoPy"] = None
+    try:
+        with pytest.raises(MeshError) as info:
+            load_mesh(path)
+    finally:
+        sys.modules["DracoPy"] = DracoPy
+    message = str(info.value)
+    assert "KHR_draco_mesh_compression" in message and "pip install" in message and "\n" not in message
+
+
+def test_meshopt_quantized_glb_decodes(tmp_path):
+    meshopt = pytest.importorskip("meshopt")
+    positions, faces, uvs = box_faces()
+    quantized = np.round((positions + 0.5) * 1000).astype(np.uint16)  # integers, scaled back by the node
+    packed_positions = np.concatenate([quantized, np.zeros((len(quantized), 1), np.uint16)], 1)  # 8-byte rows
+    texcoords = np.round(np.stack([uvs[:, 0] / 6.0, 1 - uvs[:, 1]], 1) * 65535).astype(np.uint16)
+    builder = GltfBuilder()
+    for name in ("EXT_meshopt_compression", "KHR_mesh_quantization", "KHR_texture_transform"):
+        builder.use_extension(name, required=name != "KHR_texture_transform")
+    builder.doc["buffers"] = [{}, {"byteLength": 4096, "extensions": {"EXT_meshopt_compression": {"fallback": True}}}]
+
+    def compressed_view(data: np.ndarray, mode: str, stride: int, count: int, target: int) -> int:
+        encoded = meshopt.encode_gltf_buffer(data, mode)
+        view = builder.view(encoded)
+        view_record = builder.doc["bufferViews"][view]
+        builder.doc["bufferViews"][view] = {
+            "buffer": 1, "byteLength": stride * count, "byteStride": stride if mode == "ATTRIBUTES" else None,
+            "target": target, "extensions": {"EXT_meshopt_compression": {
+                "buffer": 0, "byteOffset": view_record["byteOffset"], "byteLength": view_record["byteLength"],
+                "byteStride": stride, "count": count, "mode": mode}}}
+        if mode != "ATTRIBUTES":
+            del builder.doc["bufferViews"][view]["byteStride"]
+        return view
+
+    position_view = compressed_view(packed_positions, "ATTRIBUTES", 8, len(positions), 34962)
+    uv_view = compressed_view(texcoords, "ATTRIBUTES", 4, len(positions), 34962)
+    index_view = compressed_view(faces.reshape(-1).astype(np.uint32), "TRIANGLES", 4, faces.size, 34963)
+    builder.doc["accessors"] += [
+        {"bufferView": position_view, "componentType": USHORT, "count": len(positions), "type": "VEC3",
+         "min": quantized.min(0).tolist(), "max": quantized.max(0).tolist()},
+        {"bufferView": uv_view, "componentType": USHORT, "normalized": True, "count": len(positions), "type": "VEC2"},
+        {"bufferView": index_view, "componentType": 5125, "count": faces.size, "type": "SCALAR"},
+    ]
+    texture = builder.texture(halves_image(), {"wrapS": GL_REPEAT, "wrapT": GL_REPEAT})
+    material = builder.material("logo", texture, transform={"scale": [6.0, 1.0]})  # dequantizes u
+    builder.doc["meshes"].append({"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "indices": 2,
+                                                  "material": material}]})
+    builder.doc["nodes"].append({"mesh": 0, "scale": [0.001] * 3, "translation": [-0.5] * 3})
+    builder.doc["scenes"][0]["nodes"].append(0)
+    path = builder.write_glb(tmp_path / "meshopt.glb")
+    mesh = load_mesh(path)
+    np.testing.assert_allclose(mesh.vertices[mesh.faces], positions[faces], atol=1e-6)
+    transformed = mesh.materials[0].texture_transform.apply(mesh.uvs[mesh.uv_faces])
+    np.testing.assert_allclose(transformed, uvs[faces], atol=1e-4)
+    assert set(mesh.extensions) == {"EXT_meshopt_compression", "KHR_mesh_quantization", "KHR_texture_transform"}
+
+
+def test_unsupported_required_extension_is_refused_and_info_lists_extensions(tmp_path):
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(*quad())])
+    builder.use_extension("KHR_materials_clearcoat")
+    builder.use_extension("KHR_materials_unlit", required=True)
+    path = builder.write_glb(tmp_path / "ext.glb")
+    result = invoke("info", str(path))
+    assert result.exit_code == 0
+    assert "glTF extensions:" in result.output and "not supported, ignored: KHR_materials_clearcoat" in result.output
+    report = json.loads(invoke("info", str(path), "--json").output)
+    assert report["gltf_extensions"] == {"KHR_materials_clearcoat": "ignored", "KHR_materials_unlit": "ignored"}
+    builder.use_extension("EXT_made_up_geometry", required=True)
+    result = CliRunner().invoke(main, ["info", str(builder.write_glb(tmp_path / "req.glb"))])
+    assert result.exit_code != 0 and "EXT_made_up_geometry" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 6. KHR_texture_transform and vertex colours
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_texture_transform_and_vertex_colours_are_read_and_rendered(tmp_path):
+    builder = GltfBuilder()
+    positions, faces = quad()
+    uvs = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64)
+    texture = builder.texture(halves_image(), {"wrapS": GL_CLAMP, "wrapT": GL_CLAMP, "magFilter": NEAREST})
+    # offset 0.5 along u, scale 0.5: the quad shows only the right (blue) half of the image
+    material = builder.material("tile", texture, transform={"offset": [0.5, 0.0], "scale": [0.5, 1.0]})
+    colors = np.array([[1, 1, 1], [1, 1, 1], [0, 1, 0], [0, 1, 0]], dtype=np.float32)
+    builder.mesh([builder.primitive(positions, faces, uvs, material=material, colors=colors)])
+    path = builder.write_glb(tmp_path / "transformed.glb")
+    mesh = load_mesh(path)
+    assert mesh.materials[0].texture_transform is not None
+    np.testing.assert_allclose(mesh.vertex_colors, colors)
+    model = input_texture_model(mesh)
+    sampled = model(None, torch.tensor([[0.1, 0.5], [0.9, 0.5]]))
+    assert (sampled[:, 2] > 0.9).all() and (sampled[:, 0] < 0.1).all()  # blue everywhere: the transform applies
+    out = tmp_path / "render.png"
+    assert invoke("render", str(path), "--out", str(out), "--frames", "1", "--size", "32", "--shading",
+                  "albedo").exit_code == 0
+    pixels = np.asarray(Image.open(out)).reshape(-1, 3).astype(int)
+    red = (pixels[:, 0] > pixels[:, 2] + 60) & (pixels[:, 0] > pixels[:, 1] + 60)
+    blue = (pixels[:, 2] > pixels[:, 0] + 60) & (pixels[:, 2] > pixels[:, 1] + 60)
+    dark = pixels.max(1) < 40  # blue times green vertex colours
+    assert not red.any() and blue.any() and dark.any()
+    # paint reports the vertex colours and records the dropped transform
+    warnings: list[str] = []
+    result = paint(path, "a blue tile", FAST, out_dir=tmp_path / "out", show_progress=False, warn=warnings.append)
+    assert any("vertex colours" in w for w in warnings)
+    notes = json.loads(result.run_json.read_text())["input_notes"]
+    assert any("KHR_texture_transform" in n and "no texture transform" in n for n in notes)
+    document, _ = read_glb(result.files.glb)
+    assert "KHR_texture_transform" not in json.dumps(document)
+
+
+def test_obj_map_options_and_vertex_colours(tmp_path):
+    path = tiled_obj(tmp_path / "in", v_offset=0.0, mtl_options="-o 0.5 0 -s 2 2 ")
+    text = path.read_text().replace("v 0 0 0\n", "v 0 0 0 1 0 0\n").replace("v 1 0 0\n", "v 1 0 0 0 1 0\n")
+    text = text.replace("v 1 1 0\n", "v 1 1 0 0 0 1\n").replace("v 0 1 0\n", "v 0 1 0 1 1 1\n")
+    path.write_text(text)
+    mesh = load_mesh(path)
+    transform = mesh.materials[0].texture_transform
+    np.testing.assert_allclose(transform.apply(np.array([[0.25, 0.25]])), [[1.0, 0.5]])
+    np.testing.assert_allclose(mesh.vertex_colors, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 7. render into an unwritable place
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_render_unwritable_output_is_one_line(tmp_path, monkeypatch):
+    path = repeating_box(tmp_path / "box.glb", GL_REPEAT)
+    (tmp_path / "file").write_text("not a folder")
+    result = CliRunner().invoke(main, ["render", str(path), "--out", str(tmp_path / "file" / "x.png"), "--frames", "1",
+                                       "--size", "16"])
+    assert result.exit_code != 0 and result.output.startswith("error: cannot write to output folder")
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # what a read-only folder does to the temporary file
+    result = CliRunner().invoke(main, ["render", str(path), "--out", str(tmp_path / "ro" / "x.png"), "--frames", "1",
+                                       "--size", "16"])
+    assert result.exit_code != 0 and "Permission denied" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "ro" / "x.png").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 8-9. output folders hold one asset; Unicode names stay readable
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def two_material_obj(folder: Path, name: str, materials: int = 2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["v 0 0 0", "v 1 0 0", "v 1 1 0", "v 0 1 0", "v 2 0 0", "v 2 1 0",
+             "vt 0 0", "vt 1 0", "vt 1 1", "vt 0 1"]
+    lines += ["usemtl a", "f 1/1 2/2 3/3", "f 1/1 3/3 4/4", f"usemtl {'b' if materials == 2 else 'a'}",
+              "f 2/1 5/2 6/3", "f 2/1 6/3 3/4"]
+    return write_text(folder / f"{name}.obj", "\n".join(lines) + "\n")
+
+
+def test_output_folder_holds_one_asset(tmp_path):
+    out = tmp_path / "out"
+    first = paint(two_material_obj(tmp_path / "in", "chair"), "red", FAST, out_dir=out, show_progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["chair.obj", "chair.mtl", "chair_a.png", "chair_b.png", "chair.glb", "chair_turntable.gif",
+         "chair_views.png", "run.json"])
+    # another asset into the same folder: refused before any work, one line
+    other = two_material_obj(tmp_path / "in", "модель", materials=1)
+    result = CliRunner().invoke(main, ["paint", str(other), "blue", "--out", str(out), "--steps", "1", "--quiet"])
+    assert result.exit_code != 0 and "another asset 'chair'" in result.output and "--overwrite" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and first.files.glb.exists()
+    # --overwrite replaces them: only the new asset's outputs remain, with its readable Unicode name
+    result = CliRunner().invoke(main, ["paint", str(other), "blue", "--out", str(out), "--steps", "1",
+                                       "--texture-size", "16", "--quiet", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["модель.obj", "модель.mtl", "модель.png", "модель.glb", "модель_turntable.gif",
+                            "модель_views.png", "run.json"])
+    record = json.loads((out / "run.json").read_text())
+    assert record["outputs"]["glb"] == "модель.glb" and "chair.glb" in record["replaced_outputs"]
+    # a rerun of the same asset replaces its own outputs, stale ones included
+    again = two_material_obj(tmp_path / "in2", "модель", materials=2)
+    paint(again, "green", FAST, out_dir=out, show_progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["модель.obj", "модель.mtl", "модель_a.png", "модель_b.png", "модель.glb", "модель_turntable.gif",
+         "модель_views.png", "run.json"])
+
+
+def test_claim_refuses_foreign_csdtex_glb_without_record(tmp_path):
+    from csdtex.pipeline.outputs import claim_output_folder
+
+    out = tmp_path / "out"
+    mesh = load_mesh(two_material_obj(tmp_path / "in", "table"))
+    export_all(mesh, [np.zeros((4, 4, 3), np.uint8)] * 2, out, "table")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="another asset 'table'"):
+        claim_output_folder(out, "chair")
+    replaced = claim_output_folder(out, "chair", overwrite=True)
+    assert sorted(replaced) == ["table.glb", "table.mtl", "table.obj", "table_a.png", "table_b.png"]
+    assert claim_output_folder(out, "table") and "notes.txt" not in claim_output_folder(out, "table")
