@@ -91,7 +91,11 @@ def _field_textures(run, model, size: int, methods: Sequence[str]) -> dict[str, 
 
     model.eval()
     out: dict[str, list[np.ndarray]] = {}
-    baked = bake_texture(run.render_mesh, model, size=size, backend=run.backend, seam_erasure=False)
+    from csdtex.sampling import baked_samplers
+
+    # as csdtex.pipeline.finalize bakes (tiled UVs placed by the exported samplers), erasure applied below
+    baked = bake_texture(run.render_mesh, model, size=size, backend=run.backend, samplers=baked_samplers(run.mesh),
+                         seam_erasure=False)
     erased = None
     if "field-erase" in methods or ("field" in methods and _erasure_default(inspect.signature(bake_texture))):
         erased = erase_seams_render(run.render_mesh, baked.images, baked.coverage)
