@@ -179,6 +179,7 @@ def bake_texture(
     chunk_size: int = 2**18,
     device: torch.device | str | None = None,
     samplers: list[TextureSampler | None] | None = None,
+    seam_erasure: bool = True,
 ) -> BakedTexture:
     """Bake ``model`` into one texture per material of ``mesh``'s UV layout (see module docstring).
 
@@ -194,6 +195,8 @@ def bake_texture(
         samplers: per material, the wrap rule that places UV triangles (see the module docstring); None = for a
             :class:`Mesh`, :func:`csdtex.sampling.baked_samplers` (what the exporter writes); for a
             :class:`RenderMesh`, no placement (UVs outside [0, 1] paint nothing).
+        seam_erasure: post-process the images with :func:`csdtex.seam_erasure.erase_seams_render` (texel values near
+            UV seams adjusted so both sides agree at mip levels 0..3).
     Returns:
         :class:`BakedTexture`.
     """
@@ -224,6 +227,10 @@ def bake_texture(
         images.append(image)
         coverages.append(coverage)
         filled_masks.append(filled)
+    if seam_erasure:
+        from csdtex.seam_erasure import erase_seams_render
+
+        images = erase_seams_render(render_mesh, images, coverages)
     return BakedTexture(images=images, coverage=coverages, filled=filled_masks)
 
 

@@ -33,6 +33,13 @@ class MeshReport:
         num_seam_edges: edges shared by exactly two faces in 3D (after welding equal positions) whose two sides do
             not use the same UV coordinates at both ends (or belong to different materials); None without UVs.
             The edges themselves: :func:`csdtex.mesh.seams.seam_edges`.
+        seam_length: total 3D length of the seam edges (input units); None without UVs.
+        seam_length_fraction: seam_length / total length of all welded edges, in [0, 1]; None without UVs.
+        density_ratio_median: texel-density ratio across seams (texels per unit 3D length along the edge, larger side
+            over smaller, assuming equally sized textures for all materials), the length-weighted median; None
+            without seams. 1 = both sides equally dense.
+        density_mismatch_share: share of the seam length whose density ratio is 2 or more, in [0, 1]; None without
+            seams. A large share is a risky layout: mipmapped seams show (fine detail on one side only).
         problems: human-readable findings (degenerate faces, UVs outside [0, 1], overlapping UVs, non-manifold
             edges, duplicate faces, faces without UVs, loader warnings); empty when nothing was found.
         source: the mesh file, if any.
@@ -51,6 +58,10 @@ class MeshReport:
     num_seam_edges: int | None
     problems: list[str] = field(default_factory=list)
     source: str | None = None
+    seam_length: float | None = None
+    seam_length_fraction: float | None = None
+    density_ratio_median: float | None = None
+    density_mismatch_share: float | None = None
     extensions: dict[str, bool] = field(default_factory=dict)
     vertex_colors: bool = False
     textures: list[str] = field(default_factory=list)
@@ -67,6 +78,11 @@ class MeshReport:
             "bbox_min": [float(x) for x in self.bbox_min],
             "bbox_max": [float(x) for x in self.bbox_max],
             "num_seam_edges": None if self.num_seam_edges is None else int(self.num_seam_edges),
+            "seam_length": None if self.seam_length is None else float(self.seam_length),
+            "seam_length_fraction": None if self.seam_length_fraction is None else float(self.seam_length_fraction),
+            "density_ratio_median": None if self.density_ratio_median is None else float(self.density_ratio_median),
+            "density_mismatch_share": (None if self.density_mismatch_share is None
+                                       else float(self.density_mismatch_share)),
             "problems": list(self.problems),
             "gltf_extensions": {name: ("supported" if applied else "ignored")
                                 for name, applied in self.extensions.items()},
@@ -89,6 +105,11 @@ class MeshReport:
             ("UVs", "yes" if self.has_uvs else ("partial" if self.num_charts else "no")),
             ("UV charts", "-" if self.num_charts is None else str(self.num_charts)),
             ("UV seam edges", "-" if self.num_seam_edges is None else str(self.num_seam_edges)),
+            ("seam length", "-" if self.seam_length is None else
+             f"{self.seam_length:.6g} ({100.0 * (self.seam_length_fraction or 0.0):.1f}% of all edge length)"),
+            ("density ratio", "-" if self.density_ratio_median is None else
+             f"median {self.density_ratio_median:.2f}x across seams; {100.0 * self.density_mismatch_share:.0f}% of "
+             "the seam length at 2x or more"),
             ("bbox min", vec(self.bbox_min)),
             ("bbox max", vec(self.bbox_max)),
             ("bbox size", vec(size)),
@@ -146,12 +167,21 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
             problems.append(f"{duplicates} duplicate faces (same three corners as another face)")
 
     num_charts = num_seams = None
+    seam_stats: dict[str, float | None] = {}
     if mesh.uv_faces is not None:
         uv_faces = mesh.uv_faces
         with_uv = (uv_faces >= 0).all(axis=1)
         cuv = _canonical_uv_faces(mesh)  # bit-identical coordinates are the same UV vertex
         num_charts = _count_charts(cuv, mesh.face_materials, with_uv, len(mesh.uvs))
-        num_seams = len(_seam_edges(mesh, edges, cuv))
+        seams = _seam_edges(mesh, edges, cuv)
+        num_seams = len(seams)
+        seam_stats = _seam_statistics(mesh, edges, seams)
+        share = seam_stats["density_mismatch_share"]
+        if share is not None and share > 0.25:
+            problems.append(
+                f"texel density differs 2x or more across {100.0 * share:.0f}% of the seam length: mipmapped seams "
+                "may show (fine detail on one side only); --unwrap gives every chart the same density"
+            )
 
         missing = int((~with_uv).sum())
         if missing:
@@ -189,6 +219,7 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
         extensions=dict(mesh.extensions),
         vertex_colors=mesh.vertex_colors is not None,
         textures=[_texture_summary(material) for material in mesh.materials],
+        **seam_stats,
     )
 
 
@@ -228,6 +259,27 @@ def shared_texel_fractions(mesh: Mesh, resolution: int = 256) -> list[tuple[str,
         placed, _ = wrap_uv_triangles(mesh.uvs[mesh.uv_faces[selected]], sampler)
         result.append((material.name, uv_overlap_fraction(placed, resolution)))
     return result
+
+
+def _seam_statistics(mesh: Mesh, edges: _WeldedEdges, seams) -> dict[str, float | None]:
+    """Seam length, its share of all welded edge length, and the length-weighted texel-density ratio across seams
+    (UV segment lengths of the two sides, larger over smaller; equal texture sizes assumed)."""
+    half = edges.ids[edges.first]
+    starts, ends = edges.starts[half], edges.ends[half]
+    total = float(np.linalg.norm(mesh.vertices[ends] - mesh.vertices[starts], axis=1).sum())
+    length = float(seams.lengths.sum())
+    stats: dict[str, float | None] = {"seam_length": length,
+                                      "seam_length_fraction": length / total if total > 0 else 0.0,
+                                      "density_ratio_median": None, "density_mismatch_share": None}
+    if len(seams) and length > 0:
+        uv_len = np.linalg.norm(seams.uvs[:, :, 1] - seams.uvs[:, :, 0], axis=-1)  # [S, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.nan_to_num(uv_len.max(axis=1) / uv_len.min(axis=1), nan=1.0, posinf=np.inf)
+        order = np.argsort(ratio)
+        cumulative = np.cumsum(seams.lengths[order]) / length
+        stats["density_ratio_median"] = float(ratio[order][min(np.searchsorted(cumulative, 0.5), len(order) - 1)])
+        stats["density_mismatch_share"] = float(seams.lengths[ratio >= 2.0].sum() / length)
+    return stats
 
 
 def _count_charts(cuv: np.ndarray, face_materials: np.ndarray, with_uv: np.ndarray, num_uvs: int) -> int:

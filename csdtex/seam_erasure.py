@@ -1,0 +1,241 @@
+"""Seam erasure across mip levels: a sparse least-squares correction of baked texel values (:func:`erase_seams`).
+
+After Liu, Ferguson, Jacobson, Gingold, "Seamless: seam erasure and seam-aware decoupling of shape from mesh
+resolution" (2017), extended to mipmaps: the texel values ``x`` (all materials' images, 8-bit units, per channel)
+minimize::
+
+    sum_L w_L * sum_s (len3d_s / n_s) * sum_i || T_L(side 0, t_i) - T_L(side 1, t_i) ||^2      (seam energy)
+      + lam * sum_texels c_j * || x_j - x0_j ||^2                                                (stay close)
+      + keep * sum_s,k (len3d_s / n_s) * sum_i || D_k(x, t_i) - D_k(x0, t_i) ||^2                (keep the border)
+
+with ``D_k(x, t) = T_0(side k, t) - T_0(side k, t + one texel into its triangle)``,
+
+where ``T_L`` is the bilinear lookup at mip level L (2x2 box-averaged mips, texel centres at ``u * W_L - 0.5``, as in
+:mod:`csdtex.metrics.seams`), which is linear in the level-0 texels, so the whole energy is a sparse quadratic. The
+seam terms are normalized by the mean 3D length of a level-0 texel along the seam so that ``lam`` is unitless. Only
+texels that some seam lookup reads are free; ``c_j`` is 1 on covered texels and ``gutter_weight`` on gutter texels
+(which no surface point shows at level 0, so they may move freely to serve the coarser levels).
+
+On a layout whose charts have different texel densities across a seam, the solution band-limits the signal near
+the seam (both sides agree at every level), touching only texels within about 1.5 * 2^max_level texels of a seam.
+Solved for the three channels at once by conjugate gradients on the normal equations (Jacobi preconditioner),
+scipy.sparse.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["erase_seams", "erase_seams_render", "DEFAULT_LEVEL_WEIGHTS"]
+
+DEFAULT_LEVEL_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+
+
+def _lookup_rows(uv: np.ndarray, material: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+                 level: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse weights of the level-``level`` bilinear lookup in terms of level-0 texels.
+
+    Returns (columns int64 [N, K], weights float64 [N, K]) with K = 4 * 4^level: global texel ids (``offsets[m] +
+    row * W + col``) and weights summing to 1 per point.
+    """
+    block = 2**level
+    width, height = sizes[material, 0], sizes[material, 1]
+    wl, hl = width // block, height // block
+    x = uv[:, 0] * wl - 0.5
+    y = (1.0 - uv[:, 1]) * hl - 0.5
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = x - x0, y - y0
+    cols, weights = [], []
+    by, bx = np.meshgrid(np.arange(block), np.arange(block), indexing="ij")
+    by, bx = by.reshape(-1), bx.reshape(-1)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            mx = np.clip(x0 + dx, 0, wl - 1)
+            my = np.clip(y0 + dy, 0, hl - 1)
+            rows = my[:, None] * block + by[None]  # [N, block^2] level-0 rows
+            cc = mx[:, None] * block + bx[None]
+            cols.append(offsets[material][:, None] + rows * width[:, None] + cc)
+            weights.append(np.repeat((wy * wx)[:, None] / block**2, block**2, axis=1))
+    return np.concatenate(cols, axis=1), np.concatenate(weights, axis=1)
+
+
+def _select(seams, keep: np.ndarray):
+    """The seam edges ``keep`` (bool [S]) selects, as a new :class:`csdtex.mesh.SeamEdges`."""
+    import dataclasses
+
+    return dataclasses.replace(seams, **{f.name: getattr(seams, f.name)[keep] for f in dataclasses.fields(seams)})
+
+
+def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.ndarray, iterations: int,
+              rtol: float = 1e-5) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients on every column of ``rhs`` [n, k] at once (independent systems)."""
+    x = start.copy()
+    r = rhs - apply(x)
+    z = inverse_diagonal[:, None] * r
+    p = z.copy()
+    rz = (r * z).sum(0)
+    stop = rtol * np.linalg.norm(rhs, axis=0)
+    for _ in range(iterations):
+        if (np.linalg.norm(r, axis=0) <= stop).all():
+            break
+        ap = apply(p)
+        alpha = rz / np.maximum((p * ap).sum(0), 1e-30)
+        x += alpha * p
+        r -= alpha * ap
+        z = inverse_diagonal[:, None] * r
+        rz_new = (r * z).sum(0)
+        p = z + (rz_new / np.maximum(rz, 1e-30)) * p
+        rz = rz_new
+    return x
+
+
+def _keep_rows(mesh, seams, offsets: np.ndarray, sizes: np.ndarray, texel_len: np.ndarray, texel_3d: float,
+               samples_per_texel: float, total: int):
+    """Sparse [R, total]: level-0 ``T(p) - T(p + n_in)`` on both sides of every seam (p on the seam, n_in one texel
+    into the side's own triangle), weighted like the seam rows; the solve keeps these differences as baked."""
+    from scipy.sparse import csr_matrix
+
+    from csdtex.metrics.seams import third_corner_uvs
+
+    third = third_corner_uvs(mesh, seams)  # [S, 2, 2]
+    n = np.maximum(8, np.ceil(samples_per_texel * texel_len.max(axis=1))).astype(np.int64)
+    edge = np.repeat(np.arange(len(seams)), n)
+    t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[edge]
+    weight = np.sqrt(seams.lengths[edge] / n[edge] / max(texel_3d, 1e-12))
+    rows, cols, vals = [], [], []
+    for side in range(2):
+        material = seams.materials[edge, side]
+        size = sizes[material].astype(np.float64)  # (W, H)
+        scale = np.stack([size[:, 0], -size[:, 1]], axis=-1)  # UV -> texel offsets (y down)
+        a_uv, b_uv = seams.uvs[edge, side, 0], seams.uvs[edge, side, 1]
+        uv = a_uv * (1 - t[:, None]) + b_uv * t[:, None]
+        seg = (b_uv - a_uv) * scale
+        normal = np.stack([-seg[:, 1], seg[:, 0]], axis=-1) / np.maximum(np.linalg.norm(seg, axis=-1, keepdims=True),
+                                                                          1e-12)
+        inward = np.sign((((third[edge, side] - a_uv) * scale) * normal).sum(-1, keepdims=True))
+        inner = uv + normal * inward / scale
+        c0, w0 = _lookup_rows(uv, material, offsets, sizes, 0)
+        c1, w1 = _lookup_rows(inner, material, offsets, sizes, 0)
+        c = np.concatenate([c0, c1], axis=1)
+        w = np.concatenate([w0, -w1], axis=1) * weight[:, None]
+        base = side * len(edge)
+        rows.append(np.repeat(np.arange(base, base + len(edge)), c.shape[1]))
+        cols.append(c.reshape(-1))
+        vals.append(w.reshape(-1))
+    return csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(2 * len(edge), total))
+
+
+def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarray] | None = None,
+                level_weights: Sequence[float] = DEFAULT_LEVEL_WEIGHTS, lam: float = 0.5,
+                gutter_weight: float = 0.01, keep_weight: float = 1.0, samples_per_texel: float = 2.0,
+                iterations: int = 100) -> list[np.ndarray]:
+    """Seam-erased copies of ``images`` (module docstring).
+
+    Args:
+        mesh: a :class:`csdtex.mesh.Mesh` with UVs (its seam edges are found with :func:`csdtex.mesh.seam_edges`);
+            seam edges with a UV outside [0, 1] (tiled UVs) are left alone.
+        images: uint8 [H, W, 3] per material (row 0 = top, v = 1); levels whose 2^L does not divide H and W are
+            skipped.
+        coverage: bool [H, W] per material (texels inside a UV triangle); None = every texel counts as covered.
+        level_weights: w_L for mip levels 0..len-1.
+        lam: weight of staying close to the input (per covered texel; larger = smaller changes).
+        gutter_weight: c_j of gutter texels.
+        keep_weight: weight of keeping the baked level-0 difference between each seam point and the point one texel
+            inside its own triangle (without it, the gutter and border texels drift together and a line shows
+            along the seam at level 0: the bleed of :mod:`csdtex.metrics.seams`).
+        samples_per_texel: seam samples per level-L texel of the longer side at level L (>= 8 per edge).
+        iterations: conjugate-gradient iterations (at most).
+    Returns:
+        uint8 [H, W, 3] per material; unchanged copies when the mesh has no seams.
+    """
+    from scipy.sparse import csr_matrix
+
+    from csdtex.mesh.seams import seam_edges
+
+    images = [np.ascontiguousarray(np.asarray(image)[..., :3]) for image in images]
+    seams = seam_edges(mesh)
+    # tiled UVs (outside [0, 1]) are read through a wrap rule that these clamp-to-edge lookups do not model: skip them
+    inside = ((seams.uvs >= 0.0) & (seams.uvs <= 1.0)).all(axis=(1, 2, 3))
+    if not inside.all():
+        seams = _select(seams, inside)
+    if len(seams) == 0:
+        return [image.copy() for image in images]
+    sizes = np.array([[image.shape[1], image.shape[0]] for image in images], dtype=np.int64)  # (W, H)
+    counts = sizes[:, 0] * sizes[:, 1]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    total = int(counts.sum())
+
+    side_sizes = sizes[seams.materials].astype(np.float64)  # [S, 2, 2]
+    texel_len = np.linalg.norm((seams.uvs[:, :, 1] - seams.uvs[:, :, 0]) * side_sizes, axis=-1)  # [S, 2]
+    # 3D length of a level-0 texel along the seam (the finer side), to make the seam energy per texel
+    texel_3d = float(np.sum(seams.lengths) / np.maximum(texel_len.max(axis=1), 1e-12).sum())
+
+    rows, cols, vals = [], [], []
+    row_count = 0
+    for level, weight in enumerate(level_weights):
+        block = 2**level
+        if weight <= 0 or (sizes % block).any():
+            continue
+        # samples_per_texel per level-L texel: the lookups at level L vary on that scale
+        n = np.maximum(8, np.ceil(samples_per_texel * texel_len.max(axis=1) / block)).astype(np.int64)
+        edge = np.repeat(np.arange(len(seams)), n)
+        t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[edge]
+        sample_weight = seams.lengths[edge] / n[edge] / max(texel_3d, 1e-12)
+        parts = []
+        for side, sign in ((0, 1.0), (1, -1.0)):
+            uv = seams.uvs[edge, side, 0] * (1 - t[:, None]) + seams.uvs[edge, side, 1] * t[:, None]
+            c, w = _lookup_rows(uv, seams.materials[edge, side], offsets, sizes, level)
+            parts.append((c, sign * w))
+        c = np.concatenate([parts[0][0], parts[1][0]], axis=1)
+        w = np.concatenate([parts[0][1], parts[1][1]], axis=1) * np.sqrt(weight * sample_weight)[:, None]
+        rows.append(np.repeat(np.arange(row_count, row_count + len(edge)), c.shape[1]))
+        cols.append(c.reshape(-1))
+        vals.append(w.reshape(-1))
+        row_count += len(edge)
+    if row_count == 0:
+        return [image.copy() for image in images]
+    matrix = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                        shape=(row_count, total))
+    keep = _keep_rows(mesh, seams, offsets, sizes, texel_len, texel_3d, samples_per_texel, total) * np.sqrt(
+        keep_weight)
+    used = np.asarray(abs(matrix).sum(axis=0)).reshape(-1) > 0
+    active = np.flatnonzero(used)
+    a = matrix[:, active].tocsr()
+    at = a.T.tocsr()
+    b = keep[:, active].tocsr()
+    bt = b.T.tocsr()
+
+    covered = np.concatenate([
+        (np.ones(image.shape[:2], dtype=bool) if coverage is None else np.asarray(cov, dtype=bool)).reshape(-1)
+        for image, cov in zip(images, coverage if coverage is not None else [None] * len(images))
+    ])
+    closeness = lam * np.where(covered[active], 1.0, gutter_weight)
+    x0_all = np.concatenate([image.reshape(-1, 3).astype(np.float64) for image in images])  # [total, 3]
+    x0 = x0_all[active]
+    diagonal = (np.asarray(a.multiply(a).sum(axis=0)).reshape(-1) + np.asarray(b.multiply(b).sum(axis=0)).reshape(-1)
+                + closeness)
+    rhs = bt @ (b @ x0) + closeness[:, None] * x0
+    solution = _block_cg(lambda v: at @ (a @ v) + bt @ (b @ v) + closeness[:, None] * v, rhs, x0, 1.0 / diagonal,
+                         iterations)
+    result = x0_all.copy()
+    result[active] = solution
+    out = np.clip(np.rint(result), 0, 255).astype(np.uint8)
+    pieces = np.split(out, np.cumsum(counts)[:-1])
+    return [piece.reshape(image.shape) for piece, image in zip(pieces, images)]
+
+
+def erase_seams_render(render_mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarray] | None = None,
+                       **options) -> list[np.ndarray]:
+    """:func:`erase_seams` for a :class:`csdtex.mesh.RenderMesh` (its normalized positions weld like the input's)."""
+    from csdtex.mesh.types import Material, Mesh
+
+    mesh = Mesh(
+        render_mesh.positions.detach().cpu().double().numpy(), render_mesh.faces.cpu().long().numpy(),
+        uvs=render_mesh.uvs.detach().cpu().double().numpy(), uv_faces=render_mesh.uv_faces.cpu().long().numpy(),
+        face_materials=render_mesh.face_materials.cpu().long().numpy(),
+        materials=[Material(f"material_{i}") for i in range(render_mesh.num_materials)],
+    )
+    return erase_seams(mesh, images, coverage, **options)
