@@ -80,6 +80,9 @@ class PaintConfig:
     the original method optimize geometry only, which csdtex keeps fixed, so they are not offered."""
     view_dependent_prompt: bool = True
     """Append ", front view" / ", side view" / ", back view" / ", overhead view" per camera."""
+    seam_erasure: bool = True
+    """After baking, adjust the texels next to UV seams so both sides agree at mip levels 0-3
+    (:mod:`csdtex.seam_erasure`, a sparse least-squares solve); ``csdtex bench seams`` measures the effect."""
     checkpoint_every: int = 200
     """Save a resumable checkpoint every N steps (0 disables)."""
     metrics_every: int = 10

@@ -21,12 +21,15 @@ def test_paint_path_never_imports_the_training_package(tmp_path):
     """Load the built-in prior and compute the unknown-word warning in a fresh process: csdtex.tinyprior stays out."""
     code = (
         "import sys\n"
-        "import csdtex, csdtex.cli, csdtex.paint_loop\n"
+        "import csdtex, csdtex.cli\n"
         "from csdtex.guidance import load_prior\n"
         "from csdtex.guidance.vocabulary import unknown_words_message\n"
         "prior = load_prior('tiny', 'cpu')\n"
         "message = unknown_words_message('a blue bronze vase', prior.vocabulary)\n"
         "assert message and \"'bronze', 'vase'\" in message, message\n"
+        "config = csdtex.PaintConfig(steps=2, texture_size=32, preview_frames=1, preview_size=32)\n"
+        f"csdtex.paint({str(ROOT / 'assets' / 'meshes' / 'vase.obj')!r}, 'a blue bronze vase', config,\n"
+        "             out_dir='out', show_progress=False, prior=prior, warn=lambda message: None)\n"
         "print(csdtex.__file__)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['csdtex', 'tinyprior']))\n"
     )

@@ -33,7 +33,7 @@ import torch
 from csdtex.errors import ConfigError
 from csdtex.fileio import write_bytes_atomic, write_text_atomic
 from csdtex.mesh import Mesh
-from csdtex.metrics.seams import SeamReport, interior_edges, seam_metrics
+from csdtex.metrics.seams import interior_edges, seam_metrics
 from csdtex.mesh.seams import seam_edges
 
 __all__ = ["METHODS", "BenchSettings", "run_seam_bench", "fill_nearest", "parse_methods"]

@@ -95,7 +95,7 @@ def bake_and_export(run: PreparedRun, model: TextureModel) -> tuple[list[np.ndar
     model.eval()
     samplers = baked_samplers(run.mesh)
     baked = run.timings.run("bake", bake_texture, run.render_mesh, model, size=run.config.texture_size,
-                            backend=run.backend, samplers=samplers)
+                            backend=run.backend, samplers=samplers, seam_erasure=run.config.seam_erasure)
     check_painted(baked.coverage, run.mesh)
     files = run.timings.run("export", export_all, run.mesh, baked.images, run.out_dir, run.name)
     return baked.images, files
