@@ -38,16 +38,18 @@ class PipeProgress:
         self.total, self._sent_at = 0, 0.0
 
     def start(self, total: int, initial: int) -> None:
+        """The run has ``total`` steps, ``initial`` of them done: tell the runner."""
         self.total = total
         self._send(initial)
 
     def update(self, done: int, metrics: dict[str, float] | None) -> None:
+        """``done`` steps finished: tell the runner (throttled); exit when the runner is gone."""
         exit_if_orphaned(self.parent_pid)
         if done == self.total or time.monotonic() - self._sent_at >= self.interval:
             self._send(done)
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
     def _send(self, done: int) -> None:
         self._sent_at = time.monotonic()
@@ -124,7 +126,6 @@ class _Worker:
     ready: bool = False
     task: AssetTask | None = None
     model: str | None = None
-    load_seconds: float | None = None
 
 
 class LocalBackend:
@@ -187,18 +188,19 @@ class LocalBackend:
         return self._events.popleft()
 
     def close(self) -> None:
-        """Stop every worker: ask them to exit, then terminate those that do not within a few seconds."""
+        """Stop every worker: idle ones are asked to exit, busy or still starting ones are terminated; any left
+        after a few seconds are killed."""
         live = [w for w in self._workers if w is not None]
         for worker in live:
             try:
-                if worker.task is None:
+                if worker.ready and worker.task is None:
                     worker.conn.send(None)
+                else:
+                    worker.process.terminate()
             except (OSError, ValueError):
                 pass
         deadline = time.monotonic() + 5.0
         for worker in live:
-            if worker.task is not None:
-                worker.process.terminate()
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()

@@ -10,7 +10,8 @@ Formats
   a cell is taken as written when the option accepts it, else read as JSON (``12``, ``0.5``, ``true``, ``[30, 40]``).
 - **JSONL** (``.jsonl`` / ``.ndjson``): one JSON object per line with the same keys; options may also be nested
   objects (``{"field": {"log2_hashmap_size": 14}}``). Blank lines are skipped.
-- **Folder**: every mesh file under it (recursively, hidden entries and the output folder skipped). A
+- **Folder**: every mesh file under it (recursively; hidden entries, the output folder and csdtex output folders
+  skipped). A
   ``prompts.csv`` in the folder is a CSV manifest for it (``mesh`` relative to the folder); meshes it does not list
   take ``--prompt``, and without ``--prompt`` every mesh must be listed.
 
@@ -239,12 +240,19 @@ def _folder_rows(folder: Path, reader: "_RowReader", prompt: str | None,
 
 
 def find_meshes(folder: Path, skip: Iterable[Path] = ()) -> Iterable[Path]:
-    """Mesh files (:data:`csdtex.mesh.SUPPORTED_EXTENSIONS`) under ``folder``, recursively, in sorted order;
-    hidden files and folders (``.name``) and the folders in ``skip`` are left out."""
+    """Mesh files (:data:`csdtex.mesh.SUPPORTED_EXTENSIONS`) under ``folder``, recursively, in sorted order.
+
+    Left out: hidden files and folders (``.name``), the folders in ``skip``, and csdtex's own output folders (those
+    holding a ``run.json`` or ``batch.json``), so painted results are never painted again.
+    """
     skipped = [_resolved(path) for path in skip]
+
+    def wanted(path: Path) -> bool:
+        return (not path.name.startswith(".") and _resolved(path) not in skipped
+                and not (path / "run.json").exists() and not (path / "batch.json").exists())
+
     for directory, subdirs, files in os.walk(folder):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")
-                            and _resolved(Path(directory) / d) not in skipped)
+        subdirs[:] = sorted(d for d in subdirs if wanted(Path(directory) / d))
         for name in sorted(files):
             if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_EXTENSIONS:
                 yield Path(directory) / name

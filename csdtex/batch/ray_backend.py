@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csdtex.batch.tasks import AssetTask, Event, Finished, Started, WorkerState, crash_result, execute_task
-from csdtex.errors import CsdtexError
+from csdtex.errors import CsdtexError, one_line
 
 INSTALL_HINT = "--ray needs Ray: pip install csdtex[cluster]"
 
@@ -161,8 +161,8 @@ class RayBackend:
             try:
                 result = self.ray.get(ref)
             except self.ray.exceptions.RayActorError as error:
-                how = type(error).__name__
-                self._events.append(Finished(crash_result(task, f"ray actor {actor.index}", f"Ray: {how}")))
+                how = f"Ray {type(error).__name__}: {one_line(error, 160)}"
+                self._events.append(Finished(crash_result(task, f"ray actor {actor.index}", how)))
                 self._actors[actor.index] = self._new_actor(actor.index)
             except self.ray.exceptions.RayTaskError as error:  # execute_task does not raise; a bug of ours
                 raise error.as_instanceof_cause() from None

@@ -40,7 +40,7 @@ def asset_entry(row: AssetRow, status: str, out_dir: Path, result: TaskResult | 
         (paths relative to ``out_dir``), ``thumbnail`` and ``views`` (relative paths or None), and
         ``stale_outputs`` (a failed asset whose folder still holds the outputs of other settings).
     """
-    source = result if result is not None else None
+    source = result
     entry: dict[str, Any] = {
         "name": row.name, "status": status, "where": row.where, "task": row.task, "mesh": str(row.mesh),
         "prompt": row.prompt, "options": row.options,

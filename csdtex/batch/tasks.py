@@ -115,13 +115,20 @@ class Backend(Protocol):
     shows_steps: bool
     """Whether :class:`StepProgress` events come."""
 
-    def start(self) -> None: ...
+    def start(self) -> None:
+        """Start the workers (each loads the prior)."""
 
-    def submit(self, task: AssetTask) -> None: ...
+    def submit(self, task: AssetTask) -> None:
+        """Queue ``task`` for the next idle worker."""
 
-    def next_event(self, timeout: float) -> Event | None: ...
+    def next_event(self, timeout: float) -> Event | None:
+        """The next event, or None when none came within ``timeout`` seconds."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop the workers."""
+
+    def pid_of(self, worker: int) -> int | None:
+        """Process id of worker ``worker`` (None when unknown)."""
 
 
 class WorkerState:
