@@ -178,8 +178,8 @@ def paint(mesh_path: Path, prompt: str, out_dir: Path | None, resume: bool, conf
 @click.option("--prompt", default=None,
               help="For a folder of meshes: the prompt of every mesh that its prompts.csv does not list.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes (Ray actors with --ray), each loading the prior once [default: one per GPU; 1 "
-                   "on the CPU].")
+              help="Worker processes (Ray actors with --ray), each loading the prior once [default: one per GPU; on "
+                   "the CPU one per core, at most 8].")
 @click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
               help="More attempts for an asset whose worker died or that failed unexpectedly (user errors such as "
                    "a corrupt mesh are not retried).")

@@ -203,7 +203,7 @@ def test_resume_after_a_killed_batch_redoes_nothing_finished(tmp_path, fast_toml
                                                        os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "csdtex.cli", *args], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 300
     while not (out / "first" / "run.json").exists():
         assert process.poll() is None and time.monotonic() < deadline, "the batch ended before its first asset"
         time.sleep(0.05)

@@ -47,6 +47,7 @@ class BatchDisplay:
                                       dynamic_ncols=True, leave=False, bar_format="{desc} {bar} {n_fmt}/{total_fmt} "
                                       "[{elapsed}<{remaining}]") for i in range(slots)]
             self._refresh_counts()
+            self._overall.refresh()
 
     def _label(self, worker: int, name: str) -> str:
         prefix = f"  worker {worker + 1}" if self._multi else "  asset"
@@ -67,7 +68,7 @@ class BatchDisplay:
         if self._overall is not None:
             left = self.total - self.done - self.failed
             counts = f"done={self.done} failed={self.failed} left={left}"
-            self._overall.set_postfix_str(counts + (f" skipped={self.skipped}" if self.skipped else ""))
+            self._overall.set_postfix_str(counts + (f" skipped={self.skipped}" if self.skipped else ""), refresh=False)
 
     def started(self, event: Started) -> None:
         """A worker began an asset: its step bar starts over with the asset's name."""
@@ -99,8 +100,8 @@ class BatchDisplay:
             self.failed += 1
             self._write(f"failed  {result.name}: {result.error}", True)
         if self._overall is not None:
-            self._overall.update(1)
             self._refresh_counts()
+            self._overall.update(1)
 
     def close(self) -> None:
         """Remove the worker bars and close the overall bar."""

@@ -79,7 +79,7 @@ class RayBackend:
     """Runs tasks on Ray actors (see the module docstring).
 
     Args:
-        workers: actors; None = one per GPU of the cluster, else one per 2 CPUs (at least 1).
+        workers: actors; None = one per GPU of the cluster, else one per CPU (one torch thread each).
         address: the cluster to join (``ray.init(address=...)``); None = ``RAY_ADDRESS`` or a new local Ray. A Ray
             already initialized in this process (``ray.init`` by the caller) is used as it is.
         preload: the model every actor loads when it starts.
@@ -110,14 +110,19 @@ class RayBackend:
         if not ray.is_initialized():
             import logging
 
-            ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            try:
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            except Exception as error:  # noqa: BLE001 - connection refused, bad address, version mismatch, ...
+                where = f"at {self.address}" if self.address else "(RAY_ADDRESS or a new local Ray)"
+                raise CsdtexError(f"cannot start or join Ray {where}: {one_line(error)}; check --ray-address and that "
+                                  "the cluster runs the same Ray version") from None
             self._owns_ray = True
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
         if self.device == "cuda" and not gpus:
             raise CsdtexError("--device cuda with --ray, but the Ray cluster has no GPUs: use --device cpu or auto")
         use_gpu = gpus > 0 and self.device != "cpu"
-        self.slots = self.requested or (gpus if use_gpu else max(1, cpus // 2))
+        self.slots = self.requested or (gpus if use_gpu else cpus)
         threads = None if use_gpu else max(1, cpus // self.slots)
         self._options = {"num_gpus": 1} if use_gpu else {"num_cpus": min(threads, cpus)}
         self._device = "cuda" if use_gpu else "cpu"

@@ -214,11 +214,11 @@ tr.not-run td:first-child { box-shadow: inset 4px 0 0 #98a2b3; }
 .placeholder { display: flex; align-items: center; justify-content: center; font-size: 30px; color: #98a2b3; }
 .placeholder.failed { color: var(--bad); background: var(--badbg); border-color: #f6d0cd; }
 .assetcell { min-width: 190px; max-width: 280px; }
-.name { font-weight: 600; word-break: break-all; }
+.name { font-weight: 600; overflow-wrap: anywhere; }
 .chips { margin-top: 6px; }
 .chip { display: inline-block; font-size: 11.5px; color: var(--muted); background: var(--skipbg); border-radius: 5px;
   padding: 1px 7px; margin: 0 4px 4px 0; font-variant-numeric: tabular-nums; }
-.sub { color: var(--muted); font-size: 12px; word-break: break-all; margin-top: 2px; }
+.sub { color: var(--muted); font-size: 12px; overflow-wrap: anywhere; margin-top: 2px; }
 .pill { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 12px; font-weight: 600;
   white-space: nowrap; }
 .pill.done { color: var(--ok); background: var(--okbg); }

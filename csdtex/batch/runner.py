@@ -47,6 +47,7 @@ MARKER = "batch.json"
 NOT_SETTINGS = ("device", "checkpoint_every", "metrics_every")
 """Options that do not change an asset's outputs; changing them does not redo finished assets."""
 SUMMARY_EVERY_S = 5.0
+MAX_DEFAULT_CPU_WORKERS = 8
 
 
 @dataclass
@@ -55,7 +56,7 @@ class BatchOptions:
 
     Attributes:
         out_dir: output folder (created).
-        workers: worker processes / actors; None = one per GPU, or 1 on a CPU-only machine.
+        workers: worker processes / actors; None = one per GPU, or one per core (at most 8) on the CPU.
         retries: extra attempts for an asset whose attempt crashed or failed unexpectedly.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``: where the workers run.
         ray: run on Ray (``ray_address``: an existing cluster; None = ``RAY_ADDRESS`` or a local Ray).
@@ -242,9 +243,15 @@ def make_backend(options: BatchOptions, todo: list[PlannedAsset]) -> Backend:
 
 
 def local_devices(device: str, workers: int | None) -> tuple[list[str], int | None]:
-    """One device per local worker and the torch threads of each: on CUDA one worker per GPU by default
-    (``workers`` round-robin over the GPUs, or all on ``cuda:N``); on the CPU ``workers`` (default 1) processes
-    sharing the cores. Raises :class:`~csdtex.errors.DeviceError` for CUDA without a GPU."""
+    """One device per local worker and the torch threads of each.
+
+    On CUDA: one worker per GPU by default (``workers`` round-robin over the GPUs, or all on ``cuda:N``). On the
+    CPU: ``workers`` processes (default one per core, at most :data:`MAX_DEFAULT_CPU_WORKERS`) splitting the cores
+    between them (``cores // workers`` torch threads each, at least 1): small steps of the built-in prior scale
+    better over processes than over threads, and a torch thread pool wider than the CPU time it gets (a busy
+    machine) is many times slower (benchmarks/README.md). Raises :class:`~csdtex.errors.DeviceError` for CUDA
+    without a GPU.
+    """
     import torch
 
     from csdtex.devices import resolve_device
@@ -257,8 +264,8 @@ def local_devices(device: str, workers: int | None) -> tuple[list[str], int | No
             f"cuda:{i}" for i in range(torch.cuda.device_count())]
         count = workers or len(gpus)
         return [gpus[i % len(gpus)] for i in range(count)], None
-    count = workers or 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    count = workers or min(cores, MAX_DEFAULT_CPU_WORKERS)
     return ["cpu"] * count, max(1, cores // count)
 
 
