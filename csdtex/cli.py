@@ -14,7 +14,7 @@ import click
 from csdtex import __version__
 from csdtex.config import GUIDANCE_METHODS
 from csdtex.devices import DEVICE_CHOICES
-from csdtex.errors import CsdtexError
+from csdtex.errors import CsdtexError, user_message
 from csdtex.render import BACKENDS
 from csdtex.render.views import SHADINGS
 
@@ -22,29 +22,21 @@ DEVICE_HELP = f"{', '.join(DEVICE_CHOICES)} or cuda:N"
 
 
 class CsdtexGroup(click.Group):
-    """A click group that turns csdtex's user errors (and a few environment failures) into one-line messages."""
+    """A click group that turns csdtex's user errors (and a few environment failures) into one-line messages
+    (:func:`csdtex.errors.user_message`, shared with ``csdtex batch``'s per-asset failures)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except CsdtexError as error:
-            click.echo(f"error: {error}", err=True)
-            ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted; no partial outputs were kept", err=True)
             ctx.exit(130)
-        except MemoryError:
-            click.echo("error: out of memory: lower --texture-size, --resolution or the number of views", err=True)
-            ctx.exit(3)
-        except Exception as error:  # CUDA OOM and friends, recognised without importing torch eagerly
-            if type(error).__name__ == "OutOfMemoryError":
-                click.echo(
-                    "error: the GPU ran out of memory: lower --views-per-step, --resolution or --texture-size, "
-                    "or use --device cpu",
-                    err=True,
-                )
-                ctx.exit(3)
-            raise
+        except Exception as error:  # CsdtexError, out of memory (CUDA's recognised without importing torch)
+            message = user_message(error)
+            if message is None:
+                raise
+            click.echo(message[0], err=True)
+            ctx.exit(message[1])
 
 
 @click.group(cls=CsdtexGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,12 +100,12 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
     click.echo(f"wrote {out_path} ({frames} frames, {size}x{size})")
 
 
-def _run_options(*, paint: bool):
-    """The options ``csdtex paint`` and ``csdtex edit`` share (``paint=True`` adds the paint-only ones); each maps to
-    one :class:`csdtex.config.PaintConfig` field of the same name, applied over ``--config`` by :func:`_run_config`."""
+def _run_options(*, paint: bool, single_run: bool = True):
+    """The options ``csdtex paint``, ``edit`` and ``batch`` share; each maps to one :class:`csdtex.config.PaintConfig`
+    field of the same name, applied over ``--config`` by :func:`_run_config`. ``paint=True`` adds the paint-only
+    ones (a batch's rows default to them); ``single_run=True`` adds ``--out``, ``--resume`` and ``--quiet`` of a
+    one-asset command (a batch has its own)."""
     options = [
-        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-                     help="Output folder (default: csdtex-out/<mesh name>)."),
         click.option("--model", default=None,
                      help="Prior: an alias from `csdtex models`, a local diffusers folder or a hub id [default: tiny, "
                           "the built-in prior: offline, CPU-friendly, flat colours and simple patterns only]."),
@@ -127,13 +119,17 @@ def _run_options(*, paint: bool):
         click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto]."),
         click.option("--renderer", type=click.Choice(BACKENDS), default=None,
                      help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch]."),
-        click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder."),
         click.option("--overwrite", is_flag=True, default=None,
                      help="Replace another asset's outputs in the output folder (removed once the new ones are complete)."),
         click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
                      help="TOML file of options (command-line options override it)."),
-        click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
+    if single_run:
+        options = [click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+                                help="Output folder (default: csdtex-out/<mesh name>)."),
+                   *options,
+                   click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder."),
+                   click.option("--quiet", is_flag=True, help="No progress bar.")]
     if paint:
         options += [
             click.option("--negative", "negative_prompt", default=None,
@@ -222,6 +218,44 @@ def edit(mesh_path: Path, prompt: str, source: str, mask: Path | None, materials
                f"{metrics['changed_outside']} outside")
     click.echo(f"run record:    {result.run_json}")
     click.echo("timings:       " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+
+
+@main.command()
+@click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder, one subfolder per asset (default: csdtex-out/<manifest name>).")
+@click.option("--task", type=click.Choice(["paint", "edit"]), default="paint", show_default=True,
+              help="What to do with each row (edit rows need a source column).")
+@click.option("--prompt", default=None,
+              help="For a folder of meshes: the prompt of every mesh that its prompts.csv does not list.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (Ray actors with --ray), each loading the prior once [default: one per GPU; on "
+                   "the CPU one per core, at most 8].")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="More attempts for an asset whose worker died or that failed unexpectedly (user errors such as "
+                   "a corrupt mesh are not retried).")
+@click.option("--root", "roots", multiple=True, type=click.Path(path_type=Path),
+              help="Another folder that manifest paths may point into (repeatable; the manifest's folder always is).")
+@click.option("--ray", "use_ray", is_flag=True, help="Run on Ray, one actor per GPU (pip install csdtex[cluster]).")
+@click.option("--ray-address", default=None, help="Address of the Ray cluster to join (implies --ray).")
+@click.option("--dry-run", is_flag=True, help="List the assets and what would be done with each; run nothing.")
+@_run_options(paint=True, single_run=False)
+@click.option("--quiet", is_flag=True, help="No progress bars: one log line per finished asset.")
+def batch(manifest_path: Path, out_dir: Path | None, task: str, prompt: str | None, workers: int | None,
+          retries: int, roots: tuple[Path, ...], use_ray: bool, ray_address: str | None, dry_run: bool,
+          config_file: Path | None, quiet: bool, **options) -> None:
+    """Paint every asset of MANIFEST: a .csv / .jsonl file (columns mesh, prompt, out, and any paint option) or a
+    folder of meshes (prompts from its prompts.csv or --prompt). Finished assets are skipped on a rerun."""
+    from csdtex.batch.command import run_batch_command
+    from csdtex.config import PaintConfig
+
+    config = _run_config(PaintConfig, {**options, "config_file": config_file})
+    code = run_batch_command(
+        manifest_path, config, out_dir=out_dir, task=task, prompt=prompt, workers=workers, retries=retries,
+        roots=roots, use_ray=use_ray or bool(ray_address), ray_address=ray_address, dry_run=dry_run, quiet=quiet,
+        echo=click.echo,
+    )
+    click.get_current_context().exit(code)
 
 
 @main.command()

@@ -36,3 +36,21 @@ def one_line(error: BaseException, limit: int = 240) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def user_message(error: BaseException) -> tuple[str, int] | None:
+    """The one line (``"error: ..."``) and exit code the command line shows for ``error``, or None for a bug.
+
+    Covers :class:`CsdtexError` (its own message and ``exit_code``), :class:`MemoryError` and CUDA out-of-memory
+    errors (recognised by type name, so torch is not imported here). ``csdtex paint`` and ``csdtex batch`` share it,
+    so a failed asset in a batch records exactly the line the single-asset command prints. KeyboardInterrupt and
+    other exceptions give None.
+    """
+    if isinstance(error, CsdtexError):
+        return f"error: {error}", error.exit_code
+    if isinstance(error, MemoryError):
+        return "error: out of memory: lower --texture-size, --resolution or the number of views", 3
+    if type(error).__name__ == "OutOfMemoryError":
+        return ("error: the GPU ran out of memory: lower --views-per-step, --resolution or --texture-size, "
+                "or use --device cpu"), 3
+    return None

@@ -1,0 +1,74 @@
+"""The body of ``csdtex batch``: read the manifest, run (or list) the assets, print the outcome."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+from csdtex.batch.manifest import ManifestError, load_manifest
+from csdtex.batch.runner import BatchOptions, plan_batch, run_batch
+from csdtex.config import PaintConfig
+from csdtex.export import safe_asset_name
+
+
+def default_out_dir(manifest_path: Path) -> Path:
+    """``csdtex-out/<manifest file stem or folder name>`` (made safe)."""
+    path = Path(os.path.abspath(manifest_path))
+    return Path("csdtex-out") / safe_asset_name(path.name if path.is_dir() else path.stem)
+
+
+def run_batch_command(
+    manifest_path: Path,
+    config: PaintConfig,
+    *,
+    out_dir: Path | None = None,
+    task: str = "paint",
+    prompt: str | None = None,
+    workers: int | None = None,
+    retries: int = 1,
+    roots: Sequence[Path] = (),
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    dry_run: bool = False,
+    quiet: bool = False,
+    echo: Callable[..., None] = print,
+) -> int:
+    """Run ``csdtex batch`` and return its exit code (0: every asset done; 1: some failed).
+
+    Args:
+        manifest_path: a ``.csv`` / ``.jsonl`` manifest or a folder of meshes.
+        config: the batch's options (command line and ``--config``); each row starts from it.
+        out_dir: output folder (default :func:`default_out_dir`).
+        task, prompt, roots: see :func:`csdtex.batch.manifest.load_manifest`.
+        workers, retries, use_ray, ray_address: see :class:`csdtex.batch.runner.BatchOptions`.
+        dry_run: list each asset with what a run would do (new / changed / done) and run nothing.
+        quiet: no progress bars; one line per finished asset on stderr.
+        echo: ``click.echo``-like printer (``err=True`` for stderr).
+    Raises:
+        csdtex.errors.CsdtexError: bad input (one line; nothing written).
+    """
+    if prompt is not None and not Path(manifest_path).is_dir():
+        raise ManifestError("--prompt is for a folder of meshes; a manifest gives each row its prompt")
+    out_dir = Path(out_dir) if out_dir else default_out_dir(manifest_path)
+    manifest = load_manifest(manifest_path, task=task, config=config, prompt=prompt, roots=roots, out_dir=out_dir)
+    if dry_run:
+        planned = plan_batch(manifest.rows, out_dir)
+        width = max(len(asset.row.name) for asset in planned)
+        for asset in planned:
+            echo(f"{asset.status:8s} {asset.row.name.ljust(width)}  {asset.row.mesh}  {asset.row.prompt!r}")
+        todo = sum(asset.status != "done" for asset in planned)
+        echo(f"{len(planned)} assets in {manifest.description}: {todo} to run, {len(planned) - todo} done; "
+             f"output folder {out_dir}")
+        return 0
+    options = BatchOptions(
+        out_dir=out_dir, workers=workers, retries=retries, device=config.device, ray=use_ray, ray_address=ray_address,
+        show_progress=not quiet, log=(lambda line: echo(line, err=True)) if quiet else None,
+    )
+    outcome = run_batch(manifest, options)
+    counts = outcome.counts
+    parts = [f"{counts.get(status, 0)} {status}" for status in ("done", "failed", "skipped") if counts.get(status)]
+    if counts.get("not run"):
+        parts.append(f"{counts['not run']} not run")
+    echo(f"{len(outcome.entries)} assets: {', '.join(parts) or 'nothing to do'}; report: {outcome.summary_html}")
+    return outcome.exit_code

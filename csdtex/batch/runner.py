@@ -1,0 +1,410 @@
+"""Running a batch: plan (what is done already), execute on a backend with retries, commit, report.
+
+Output folder layout::
+
+    <out>/<name>/                 one finished asset: the files of csdtex paint, run.json, batch.json
+    <out>/summary.json, summary.html
+    <out>/.staging/               attempts in progress (removed at the end and when a batch starts)
+    <out>/.csdtex-batch.lock      held while a batch writes here (a second batch into the same folder is refused)
+
+Every attempt writes into its own ``.staging/<name>.<token>/`` folder; only a complete attempt is renamed to
+``<out>/<name>`` (one ``rename``), after ``batch.json`` (the hash of the row's settings) was written into it. A batch
+killed at any moment therefore leaves finished asset folders and staging leftovers, never a half-written asset
+folder. A rerun skips every asset whose ``batch.json`` hash matches its row (settings and mesh file contents),
+redoes the rest (replacing changed ones), and retries failed attempts up to ``retries`` times when retrying can help
+(a crashed worker, an unexpected error; a user error such as a corrupt mesh is final at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from csdtex import __version__
+from csdtex.batch.display import BatchDisplay
+from csdtex.batch.manifest import AssetRow, Manifest
+from csdtex.batch.report import asset_entry, write_summary
+from csdtex.batch.tasks import (EDIT_UNAVAILABLE, AssetTask, Backend, Event, Finished, Started, StepProgress,
+                                TaskResult, edit_available)
+from csdtex.config import to_dict
+from csdtex.errors import ConfigError, CsdtexError, one_line
+from csdtex.fileio import write_text_atomic
+
+STAGING = ".staging"
+LOCK_FILE = ".csdtex-batch.lock"
+MARKER = "batch.json"
+"""Written into every finished asset folder: the row's settings, their hash, how the asset was made."""
+NOT_SETTINGS = ("device", "checkpoint_every", "metrics_every")
+"""Options that do not change an asset's outputs; changing them does not redo finished assets."""
+SUMMARY_EVERY_S = 5.0
+MAX_DEFAULT_CPU_WORKERS = 8
+
+
+@dataclass
+class BatchOptions:
+    """How to run a batch (what to run is the :class:`~csdtex.batch.manifest.Manifest`).
+
+    Attributes:
+        out_dir: output folder (created).
+        workers: worker processes / actors; None = one per GPU, or one per core (at most 8) on the CPU.
+        retries: extra attempts for an asset whose attempt crashed or failed unexpectedly.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``: where the workers run.
+        ray: run on Ray (``ray_address``: an existing cluster; None = ``RAY_ADDRESS`` or a local Ray).
+        show_progress: tqdm bars (overall, and each worker's current asset where the backend reports steps).
+        log: receives one line per finished, failed or retried asset (None: only failures, above the bars).
+    """
+
+    out_dir: Path
+    workers: int | None = None
+    retries: int = 1
+    device: str = "auto"
+    ray: bool = False
+    ray_address: str | None = None
+    show_progress: bool = True
+    log: Callable[[str], None] | None = None
+
+
+@dataclass
+class PlannedAsset:
+    """A row and its state before the run: ``status`` ``"done"`` (finished with these settings: skipped),
+    ``"changed"`` (finished with other settings: redone) or ``"new"``; ``settings`` and their ``settings_hash``."""
+
+    row: AssetRow
+    status: str
+    settings: dict[str, Any]
+    settings_hash: str
+    mesh_stat: list[int] | None
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch did: one summary ``entries`` row per asset (manifest order), the counts per status, the
+    summary files, and the exit code (0 when no asset failed, 1 otherwise)."""
+
+    entries: list[dict[str, Any]]
+    counts: dict[str, int]
+    summary_json: Path
+    summary_html: Path
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every asset is done (or skipped as done), else 1."""
+        return 1 if self.counts.get("failed", 0) or self.counts.get("not run", 0) else 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plan
+
+
+def row_settings(row: AssetRow, mesh_sha256: str | None) -> dict[str, Any]:
+    """The settings that decide an asset's outputs: task, prompt, options (without :data:`NOT_SETTINGS`), the
+    mesh file's name and SHA-256, the edit columns. JSON-ready."""
+    config = to_dict(row.config)
+    for name in NOT_SETTINGS:
+        config.pop(name, None)
+    settings = {"task": row.task, "prompt": row.prompt, "mesh": row.mesh.name, "mesh_sha256": mesh_sha256,
+                "config": config}
+    if row.task == "edit":
+        settings.update(source=str(row.source), source_sha256=file_sha256(row.source), mask=str(row.mask)
+                        if row.mask else None, mask_sha256=file_sha256(row.mask), material=row.material)
+    return json.loads(json.dumps(settings, default=str))
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """SHA-256 (hex) of ``settings`` as canonical JSON."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: Path | None) -> str | None:
+    """SHA-256 (hex) of a file's bytes, or None when it is missing or unreadable."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The ``batch.json`` of a finished asset folder, or None when there is none (or it is unreadable)."""
+    try:
+        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
+    """The state of each row in ``out_dir`` (see :class:`PlannedAsset`).
+
+    A mesh file is hashed only when its size or modification time differ from what the asset's ``batch.json``
+    recorded. Raises :class:`ConfigError` when an asset's folder exists but was not made by a batch (no
+    ``batch.json``): csdtex never replaces a folder it did not write.
+    """
+    planned = []
+    for row in rows:
+        folder = out_dir / row.name
+        marker = read_marker(folder) if folder.is_dir() else None
+        if folder.exists() and marker is None:
+            raise ConfigError(f"{folder} exists but was not written by csdtex batch (no {MARKER}): move it away or "
+                              "choose another --out")
+        stat = _stat(row.mesh)
+        known = marker and marker.get("mesh_stat") == stat and marker.get("settings", {}).get("mesh") == row.mesh.name
+        digest = marker["settings"].get("mesh_sha256") if known else file_sha256(row.mesh)
+        settings = row_settings(row, digest)
+        key = settings_hash(settings)
+        status = "new" if marker is None else "done" if marker.get("settings_hash") == key else "changed"
+        planned.append(PlannedAsset(row=row, status=status, settings=settings, settings_hash=key, mesh_stat=stat))
+    return planned
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run
+
+
+def run_batch(manifest: Manifest, options: BatchOptions, observer: Callable[[Event, Backend], None] | None = None,
+              ) -> BatchOutcome:
+    """Run every asset of ``manifest`` that is not done yet; write ``summary.json`` and ``summary.html``.
+
+    Args:
+        manifest: validated rows (:func:`~csdtex.batch.manifest.load_manifest`).
+        options: :class:`BatchOptions`.
+        observer: called with every backend event and the backend (tests use it to kill a worker mid-asset).
+    Returns:
+        :class:`BatchOutcome`; failed assets are in it, never raised.
+    Raises:
+        CsdtexError: the batch cannot run at all (output folder not writable or not ours, no CUDA for
+            ``--device cuda``, Ray missing, ``--task edit`` without ``csdtex.editing``); nothing is written then.
+        KeyboardInterrupt: after stopping the workers, cleaning the staging folders and writing the summary.
+    """
+    from csdtex.pipeline.prepare import check_writable
+
+    out_dir = Path(options.out_dir)
+    if options.retries < 0:
+        raise ConfigError(f"--retries must be 0 or more (got {options.retries})")
+    if any(row.task == "edit" for row in manifest.rows) and not edit_available():
+        raise CsdtexError(EDIT_UNAVAILABLE)
+    check_writable(out_dir)
+    planned = plan_batch(manifest.rows, out_dir)
+    todo = [asset for asset in planned if asset.status != "done"]
+    backend = make_backend(options, todo) if todo else None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, TaskResult] = {}
+    started = time.time()
+    with _locked(out_dir):
+        _clean_staging(out_dir)
+        summary = _SummaryWriter(manifest, planned, out_dir, results, started)
+        try:
+            if backend is not None:
+                _execute(todo, backend, options, out_dir, results, summary, observer, len(planned) - len(todo))
+        finally:
+            _clean_staging(out_dir)
+            entries, paths = summary.write()
+    counts = Counter(entry["status"] for entry in entries)
+    return BatchOutcome(entries=entries, counts=dict(counts), summary_json=paths[0], summary_html=paths[1])
+
+
+def make_backend(options: BatchOptions, todo: list[PlannedAsset]) -> Backend:
+    """The local process pool or the Ray backend for ``options`` (checks the device / Ray before anything runs)."""
+    models = Counter(asset.row.config.model for asset in todo)
+    preload = models.most_common(1)[0][0] if models else None
+    if options.ray:
+        from csdtex.batch.ray_backend import RayBackend
+
+        return RayBackend(workers=options.workers, address=options.ray_address, preload=preload,
+                          device=options.device)
+    from csdtex.batch.local import LocalBackend
+
+    devices, threads = local_devices(options.device, options.workers)
+    return LocalBackend(devices, threads=threads, preload=preload)
+
+
+def local_devices(device: str, workers: int | None) -> tuple[list[str], int | None]:
+    """One device per local worker and the torch threads of each.
+
+    On CUDA: one worker per GPU by default (``workers`` round-robin over the GPUs, or all on ``cuda:N``). On the
+    CPU: ``workers`` processes (default one per core, at most :data:`MAX_DEFAULT_CPU_WORKERS`) splitting the cores
+    between them (``cores // workers`` torch threads each, at least 1): small steps of the built-in prior scale
+    better over processes than over threads, and a torch thread pool wider than the CPU time it gets (a busy
+    machine) is many times slower (benchmarks/README.md). Raises :class:`~csdtex.errors.DeviceError` for CUDA
+    without a GPU.
+    """
+    import torch
+
+    from csdtex.devices import resolve_device
+
+    resolved = resolve_device(device)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {workers})")
+    if resolved.type == "cuda":
+        gpus = [f"cuda:{resolved.index}"] if resolved.index is not None else [
+            f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        count = workers or len(gpus)
+        return [gpus[i % len(gpus)] for i in range(count)], None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    count = workers or min(cores, MAX_DEFAULT_CPU_WORKERS)
+    return ["cpu"] * count, max(1, cores // count)
+
+
+def _execute(todo: list[PlannedAsset], backend: Backend, options: BatchOptions, out_dir: Path,
+             results: dict[str, TaskResult], summary: "_SummaryWriter",
+             observer: Callable[[Event, Backend], None] | None, skipped: int) -> None:
+    by_name = {asset.row.name: asset for asset in todo}
+    tasks: dict[str, AssetTask] = {}
+
+    def submit(asset: PlannedAsset, attempt: int) -> None:
+        token = uuid.uuid4().hex[:12]
+        task = AssetTask(row=asset.row, staging=out_dir / STAGING / f"{asset.row.name}.{token}", attempt=attempt,
+                         token=token)
+        tasks[token] = task
+        backend.submit(task)
+
+    left = len(todo)
+    display = None
+    try:
+        backend.start()
+        display = BatchDisplay(len(todo), backend.slots, steps=backend.shows_steps, bars=options.show_progress,
+                               log=options.log, skipped=skipped)
+        for asset in todo:
+            submit(asset, 1)
+        while left:
+            event = backend.next_event(0.5)
+            if event is None:
+                summary.maybe_write()
+                continue
+            if observer is not None:
+                observer(event, backend)
+            if isinstance(event, Started):
+                display.started(event)
+            elif isinstance(event, StepProgress):
+                display.step(event)
+            elif isinstance(event, Finished):
+                result = event.result
+                task = tasks.pop(result.token)
+                asset = by_name[result.name]
+                if result.ok:
+                    result = _commit(task, asset, result, out_dir)
+                else:
+                    shutil.rmtree(task.staging, ignore_errors=True)
+                if not result.ok and result.retryable and result.attempt <= options.retries:
+                    display.retrying(result, options.retries + 1)
+                    submit(asset, result.attempt + 1)
+                    continue
+                results[result.name] = result
+                left -= 1
+                display.finished(result)
+                summary.maybe_write()
+    finally:
+        if display is not None:
+            display.close()
+        backend.close()
+
+
+def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: Path) -> TaskResult:
+    """Write ``batch.json`` into the staging folder and rename it to ``<out>/<name>`` (replacing an older one)."""
+    final = out_dir / asset.row.name
+    marker = {
+        "name": asset.row.name, "where": asset.row.where, "settings_hash": asset.settings_hash,
+        "settings": asset.settings, "mesh_stat": asset.mesh_stat, "mesh_path": str(asset.row.mesh),
+        "options": asset.row.options, "seconds": round(result.seconds, 3), "attempts": result.attempt,
+        "worker": result.worker, "warnings": result.warnings, "csdtex": __version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        write_text_atomic(task.staging / MARKER, json.dumps(marker, indent=2))
+        old = None
+        if final.exists():
+            old = out_dir / STAGING / f"{asset.row.name}.old-{task.token}"
+            os.replace(final, old)
+        os.replace(task.staging, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as error:
+        shutil.rmtree(task.staging, ignore_errors=True)
+        return dataclasses.replace(result, ok=False, retryable=False, exit_code=2,
+                                   error=f"error: cannot move the finished asset into {final} ({one_line(error)}): "
+                                         "check the output folder")
+    return result
+
+
+def _clean_staging(out_dir: Path) -> None:
+    shutil.rmtree(out_dir / STAGING, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(out_dir: Path) -> Iterator[None]:
+    """Hold ``<out>/.csdtex-batch.lock`` (an advisory ``flock``; released when the process ends, however it ends)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    with open(out_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CsdtexError(f"another csdtex batch is writing to {out_dir}: wait for it to finish or choose "
+                              "another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class _SummaryWriter:
+    """Writes summary.json / summary.html from the plan and the results so far (at most every few seconds while
+    the batch runs, and at the end)."""
+
+    def __init__(self, manifest: Manifest, planned: list[PlannedAsset], out_dir: Path,
+                 results: dict[str, TaskResult], started: float) -> None:
+        self.manifest, self.planned, self.out_dir, self.results = manifest, planned, out_dir, results
+        self.started, self.written_at = started, 0.0
+
+    def entries(self) -> list[dict[str, Any]]:
+        entries = []
+        for asset in self.planned:
+            result = self.results.get(asset.row.name)
+            if asset.status == "done":
+                status = "skipped"
+            elif result is None:
+                status = "not run"
+            else:
+                status = "done" if result.ok else "failed"
+            entries.append(asset_entry(asset.row, status, self.out_dir, result,
+                                       read_marker(self.out_dir / asset.row.name) if status != "not run" else None))
+        return entries
+
+    def maybe_write(self) -> None:
+        if time.monotonic() - self.written_at >= SUMMARY_EVERY_S:
+            self.write()
+
+    def write(self) -> tuple[list[dict[str, Any]], tuple[Path, Path]]:
+        self.written_at = time.monotonic()
+        entries = self.entries()
+        meta = {"manifest": self.manifest.description, "out_dir": str(self.out_dir), "csdtex": __version__,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+                "wall_seconds": round(time.time() - self.started, 1)}
+        return entries, write_summary(self.out_dir, entries, meta)

@@ -1,0 +1,343 @@
+"""`csdtex batch`: local workers and Ray with a corrupt asset and a killed worker, resume after a killed batch,
+output names, bad manifests, folders of meshes, and the HTML report in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from csdtex.batch import BatchOptions, load_manifest, plan_batch, run_batch
+from csdtex.batch.manifest import ManifestError
+from csdtex.batch.tasks import Started
+from csdtex.cli import main
+from csdtex.config import PaintConfig, apply_overrides
+from csdtex.guidance.random_priors import build_tiny_pixel_folder
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "meshes"
+FAST = {"steps": 2, "views_per_step": 1, "texture_size": 32, "preview_frames": 2, "preview_size": 32}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_error_line(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory) -> Path:
+    return build_tiny_pixel_folder(tmp_path_factory.mktemp("batch_prior") / "pixel")
+
+
+@pytest.fixture(scope="module")
+def fast_toml(tmp_path_factory, prior) -> Path:
+    path = tmp_path_factory.mktemp("batch_config") / "fast.toml"
+    path.write_text("".join(f"{key} = {value}\n" for key, value in FAST.items()) + f'model = "{prior}"\n')
+    return path
+
+
+def make_assets(folder: Path) -> Path:
+    """a/chair.obj, b/chair.obj (the same file name in two folders), crate.obj, broken.obj (corrupt)."""
+    for relative in ("a/chair.obj", "b/chair.obj", "crate.obj"):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ASSETS / "crate.obj", folder / relative)
+    (folder / "broken.obj").write_text("v 1 2\nf 1 2 x\n")
+    manifest = folder / "jobs.csv"
+    manifest.write_text("mesh,prompt,seed\na/chair.obj,a red object,\nb/chair.obj,a blue object,3\n"
+                        "crate.obj,a green object,\nbroken.obj,a yellow object,\n")
+    return manifest
+
+
+def killer(victim: str):
+    """An observer that SIGKILLs the worker process running the first attempt at ``victim``."""
+    killed = []
+
+    def observe(event, backend) -> None:
+        if isinstance(event, Started) and event.name == victim and event.attempt == 1:
+            pid = backend.pid_of(event.worker)
+            assert pid and pid != os.getpid()
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    observe.killed = killed
+    return observe
+
+
+def check_outcome(outcome, out: Path, paint_line: str, killed: list[int]) -> None:
+    by_name = {entry["name"]: entry for entry in outcome.entries}
+    assert list(by_name) == ["a_chair", "b_chair", "crate", "broken"]
+    assert outcome.counts == {"done": 3, "failed": 1} and outcome.exit_code == 1
+    assert by_name["broken"]["error"] == paint_line and by_name["broken"]["attempts"] == 1  # user errors: no retry
+    assert killed and by_name["crate"]["status"] == "done" and by_name["crate"]["attempts"] == 2
+    for name in ("a_chair", "b_chair", "crate"):
+        record = json.loads((out / name / "run.json").read_text())
+        assert record["metrics"]["steps_run"] == 2 and (out / name / "batch.json").exists()
+    assert json.loads((out / "b_chair" / "run.json").read_text())["seed"] == 3
+    assert not (out / "broken").exists() and not (out / ".staging").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["failed"] == 1 and summary["assets"][3]["error"] == paint_line
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, fast_toml):
+    """4 assets (one corrupt) on 2 local worker processes; the worker painting 'crate' is killed mid-asset."""
+    root = tmp_path_factory.mktemp("local_batch")
+    manifest = make_assets(root)
+    from csdtex.config import load_config_file
+
+    out = root / "out"
+    observe = killer("crate")
+    outcome = run_batch(load_manifest(manifest, config=load_config_file(fast_toml)),
+                        BatchOptions(out_dir=out, workers=2, retries=1, device="cpu", show_progress=False),
+                        observer=observe)
+    return root, out, outcome, observe.killed
+
+
+def test_local_workers_isolate_failures_and_retry_a_killed_worker(local_run, fast_toml):
+    root, out, outcome, killed = local_run
+    paint = invoke("paint", root / "broken.obj", "a yellow object", "--config", fast_toml, "--out", root / "single")
+    assert paint.exit_code == 2
+    check_outcome(outcome, out, one_error_line(paint), killed)
+
+
+def test_changed_rows_are_redone_and_the_rest_skipped(local_run, fast_toml):
+    root, out, _, _ = local_run
+    from csdtex.config import load_config_file
+
+    manifest = root / "changed.csv"
+    manifest.write_text((root / "jobs.csv").read_text().replace("a blue object,3", "a blue object,4"))
+    planned = {p.row.name: p.status for p in plan_batch(load_manifest(manifest, config=load_config_file(fast_toml))
+                                                        .rows, out)}
+    assert planned == {"a_chair": "done", "b_chair": "changed", "crate": "done", "broken": "new"}
+    # device and checkpoint frequency do not change outputs: still done
+    config = apply_overrides(load_config_file(fast_toml), {"checkpoint_every": 7, "device": "cpu"})
+    planned = {p.row.name: p.status for p in plan_batch(load_manifest(root / "jobs.csv", config=config).rows, out)}
+    assert planned["a_chair"] == "done"
+
+
+def test_summary_html_in_headless_chromium(local_run, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    _, out, _, _ = local_run
+    page = (out / "summary.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<link" not in page  # self-contained
+    probe = out / "_probe.html"  # beside summary.html, so relative links resolve the same way
+    script = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+              "document.body.dataset.images = imgs.length;"
+              "document.body.dataset.loaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length; });</script>")
+    probe.write_text(page.replace("</body>", script + "</body>"))
+    try:
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+             "--window-size=1280,4000", "--dump-dom", probe.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        ).stdout
+    finally:
+        probe.unlink()
+    assert 'data-images="3"' in dom and 'data-loaded="3"' in dom, dom[:400]
+    failed_row = dom.index('<tr class="failed">')
+    assert failed_row < dom.index('<tr class="done">')  # failures on top
+    assert "is not a valid OBJ file" in dom[failed_row:dom.index("</tr>", failed_row)]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install csdtex[cluster])")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_backend_isolates_failures_and_retries_a_dead_actor(ray_session, tmp_path, fast_toml):
+    from csdtex.config import load_config_file
+
+    manifest = make_assets(tmp_path)
+    out = tmp_path / "out"
+    observe = killer("crate")
+    outcome = run_batch(load_manifest(manifest, config=load_config_file(fast_toml)),
+                        BatchOptions(out_dir=out, workers=2, retries=1, device="cpu", ray=True, show_progress=False),
+                        observer=observe)
+    paint = invoke("paint", tmp_path / "broken.obj", "a yellow object", "--config", fast_toml, "--out", tmp_path / "s")
+    check_outcome(outcome, out, one_error_line(paint), observe.killed)
+    assert ray_session.is_initialized()  # a Ray the caller started is left running
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def test_resume_after_a_killed_batch_redoes_nothing_finished(tmp_path, fast_toml):
+    for relative in ("first.obj", "second.obj", "third.obj"):
+        shutil.copy(ASSETS / "crate.obj", tmp_path / relative)
+    (tmp_path / "zbroken.obj").write_text("not a mesh\n")
+    manifest = tmp_path / "jobs.jsonl"
+    rows = [{"mesh": "first.obj", "prompt": "a red object"}, {"mesh": "second.obj", "prompt": "a blue object"},
+            {"mesh": "third.obj", "prompt": "a green object", "seed": 5},
+            {"mesh": "zbroken.obj", "prompt": "a gray object"}]
+    manifest.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    out = tmp_path / "out"
+    args = ["batch", str(manifest), "--out", str(out), "--config", str(fast_toml), "--workers", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "csdtex.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "first" / "run.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the batch ended before its first asset"
+        time.sleep(0.05)
+    workers = _children(process.pid) if Path("/proc").is_dir() else []
+    process.kill()
+    process.wait()
+    finished = {p.parent.name: (p.stat().st_mtime_ns, (p.parent / "batch.json").read_text())
+                for p in out.glob("*/run.json")}
+    assert "first" in finished
+    for folder in (p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        assert (folder / "run.json").exists() and (folder / "batch.json").exists()  # nothing half-written
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):  # workers die with the batch
+        assert time.monotonic() < deadline, "a worker outlived the killed batch"
+        time.sleep(0.1)
+
+    result = invoke(*args)
+    assert result.exit_code == 1  # zbroken failed
+    assert "failed  zbroken: error: mesh file" in result.output
+    assert f"{len(finished)} skipped" in result.output
+    for name, (mtime, marker) in finished.items():
+        assert (out / name / "run.json").stat().st_mtime_ns == mtime and (out / name / "batch.json").read_text() == marker
+    assert sorted(p.name for p in out.iterdir()) == [".csdtex-batch.lock", "first", "second", "summary.html",
+                                                     "summary.json", "third"]
+
+
+def test_output_names_are_safe_unique_and_deterministic(tmp_path):
+    for relative in ("x/a/chair.obj", "y/a/chair.obj", "Chair.obj", "lamp.obj", "summary.json.obj"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("v 0 0 0\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("mesh,prompt,out\nx/a/chair.obj,p,\ny/a/chair.obj,p,\nChair.obj,p,\nlamp.obj,p,\n"
+                        "lamp.obj,q,\nx/a/chair.obj,p,chair\nsummary.json.obj,p,\n")
+    names = [row.name for row in load_manifest(manifest).rows]
+    assert names == ["x_a_chair", "y_a_chair", "Chair-2", "lamp", "lamp-2", "chair", "summary.json-2"]
+    assert names == [row.name for row in load_manifest(manifest).rows]
+    assert len({name.lower() for name in names}) == len(names)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("prompt,seed\na red object,1\n", "jobs.csv line 2 has no mesh"),
+        ("mesh,prompt\ncrate.obj,\n", "jobs.csv line 2 has no prompt"),
+        ("mesh,prompt,stepz\ncrate.obj,a red object,3\n", "unknown column 'stepz'"),
+        ("mesh,prompt,steps\ncrate.obj,a red object,many\n", "option 'steps' in jobs.csv line 2 must be int"),
+        ("mesh,prompt,steps\ncrate.obj,a red object,0\n", "jobs.csv line 2: steps must be at least 1"),
+        ("mesh,prompt\n../outside.obj,a red object\n", "is outside the allowed folders"),
+        ("mesh,prompt\n/etc/hosts.obj,a red object\n", "is outside the allowed folders"),
+        ("mesh,prompt,out\ncrate.obj,a red object,../x\n", "must be a plain folder name"),
+        ("mesh,prompt,out\ncrate.obj,a red object,/tmp/x\n", "must be a plain folder name"),
+        ("mesh,prompt,out\ncrate.obj,a,x\ncrate.obj,b,X\n", "out 'X' is already used by jobs.csv line 2"),
+        ("mesh,prompt,device\ncrate.obj,a red object,cpu\n", "device is set for the whole batch"),
+        ("mesh,prompt,source\ncrate.obj,a red object,tex.png\n", "column 'source' is for --task edit"),
+        ("mesh,prompt\n", "has no rows"),
+        ("", "is empty"),
+    ],
+)
+def test_bad_manifests_give_one_line_and_write_nothing(tmp_path, content, message):
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    (tmp_path / "jobs.csv").write_text(content)
+    result = invoke("batch", tmp_path / "jobs.csv", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in one_error_line(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_bad_inputs_give_one_line_and_write_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    (tmp_path / "bad.jsonl").write_text('{"mesh": "crate.obj", "prompt": "x"}\n{"mesh": \n')
+    (tmp_path / "wrongtype.jsonl").write_text('{"mesh": "crate.obj", "prompt": "x", "unwrap": "yes"}\n')
+    (tmp_path / "latin1.csv").write_bytes("mesh,prompt\ncrate.obj,caf\xe9\n".encode("latin-1"))
+    (tmp_path / "edit.csv").write_text("mesh,prompt\ncrate.obj,a red object\n")
+    (tmp_path / "edit_ok.csv").write_text("mesh,prompt,source\ncrate.obj,a red object,crate.obj\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "noprompts").mkdir()
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "noprompts" / "crate.obj")
+    cases = [
+        (["batch", tmp_path / "missing.csv"], "manifest", "does not exist"),
+        (["batch", tmp_path / "bad.jsonl"], "", "bad.jsonl line 2 is not valid JSON"),
+        (["batch", tmp_path / "wrongtype.jsonl"], "", "option 'unwrap' in wrongtype.jsonl line 1 must be bool"),
+        (["batch", tmp_path / "latin1.csv"], "", "is not UTF-8 text"),
+        (["batch", tmp_path / "crate.obj"], "", "unsupported extension '.obj'"),
+        (["batch", tmp_path / "empty", "--prompt", "x"], "", "holds no mesh files"),
+        (["batch", tmp_path / "noprompts"], "", "has no prompts.csv: pass --prompt"),
+        (["batch", tmp_path / "edit.csv", "--task", "edit"], "", "line 2 has no source"),
+        (["batch", tmp_path / "edit.csv", "--prompt", "x"], "", "--prompt is for a folder of meshes"),
+        (["batch", tmp_path / "edit.csv", "--root", tmp_path / "nowhere"], "", "is not a folder"),
+        (["batch", tmp_path / "edit.csv", "--device", "tpu"], "", "unknown device"),
+    ]
+    import importlib.util
+
+    if importlib.util.find_spec("csdtex.editing") is None:
+        cases.append((["batch", tmp_path / "edit_ok.csv", "--task", "edit"], "",
+                      "csdtex edit is not available in this version"))
+    for args, _, message in cases:
+        result = invoke(*args, "--out", out)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in one_error_line(result), (args, result.output)
+        assert not out.exists(), args
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    result = invoke("batch", tmp_path / "edit.csv", "--ray", "--out", out)
+    assert result.exit_code == 2 and "pip install csdtex[cluster]" in one_error_line(result)
+    assert not out.exists()
+
+
+def test_folder_with_prompts_csv_and_with_prompt(tmp_path):
+    folder = tmp_path / "props"
+    for relative in ("crate.obj", "sub/crate.obj", "lamp.glb", ".hidden/x.obj"):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ASSETS / "crate.obj", folder / relative)
+    (folder / "notes.txt").write_text("not a mesh")
+    rows = load_manifest(folder, prompt="a gray object").rows
+    assert [(row.name, row.prompt) for row in rows] == [
+        ("crate", "a gray object"), ("lamp", "a gray object"), ("sub_crate", "a gray object")]
+
+    (folder / "prompts.csv").write_text("mesh,prompt,steps\ncrate.obj,a red crate,12\nsub/crate.obj,a blue crate,\n")
+    with pytest.raises(ManifestError, match=r"1 mesh\(es\) in .* have no row in prompts.csv \(lamp.glb\)"):
+        load_manifest(folder)
+    rows = load_manifest(folder, prompt="a gray object", config=PaintConfig(steps=3)).rows
+    assert [(row.name, row.prompt, row.config.steps) for row in rows] == [
+        ("crate", "a red crate", 12), ("sub_crate", "a blue crate", 3), ("lamp", "a gray object", 3)]
+
+    result = invoke("batch", folder, "--prompt", "a gray object", "--dry-run", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "3 assets in folder" in result.output and "3 to run" in result.output
+    assert "new      sub_crate" in result.output and not (tmp_path / "out").exists()
+
+
+def test_batch_output_folder_not_written_by_batch_is_refused(tmp_path):
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    (tmp_path / "jobs.csv").write_text("mesh,prompt\ncrate.obj,a red object\n")
+    (tmp_path / "out" / "crate").mkdir(parents=True)
+    result = invoke("batch", tmp_path / "jobs.csv", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "was not written by csdtex batch" in one_error_line(result)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["crate"]
