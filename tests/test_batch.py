@@ -249,6 +249,7 @@ def test_output_names_are_safe_unique_and_deterministic(tmp_path):
         ("prompt,seed\na red object,1\n", "jobs.csv line 2 has no mesh"),
         ("mesh,prompt\ncrate.obj,\n", "jobs.csv line 2 has no prompt"),
         ("mesh,prompt,stepz\ncrate.obj,a red object,3\n", "unknown column 'stepz'"),
+        ("mesh,prompt,stepz\ncrate.obj,a red object,\n", "jobs.csv line 1: unknown column 'stepz'"),
         ("mesh,prompt,steps\ncrate.obj,a red object,many\n", "option 'steps' in jobs.csv line 2 must be int"),
         ("mesh,prompt,steps\ncrate.obj,a red object,0\n", "jobs.csv line 2: steps must be at least 1"),
         ("mesh,prompt\n../outside.obj,a red object\n", "is outside the allowed folders"),

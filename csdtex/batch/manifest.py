@@ -145,7 +145,7 @@ def load_manifest(
         if kind is None:
             raise ManifestError(f"manifest {path} has an unsupported extension {path.suffix or '(none)'!r}: use "
                                 f".csv, .jsonl or a folder of meshes")
-        records = _read_csv(path) if kind == "csv" else _read_jsonl(path)
+        records = reader.checked_csv(path) if kind == "csv" else _read_jsonl(path)
         rows = [reader.row(record, where, path.parent) for where, record in records]
         if not rows:
             raise ManifestError(f"manifest {path} has no rows: add one asset per row (columns mesh, prompt)")
@@ -167,7 +167,8 @@ def _read_text(path: Path) -> str:
         raise ManifestError(f"cannot read manifest {path}: {error.strerror or error}") from None
 
 
-def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+    """(column names, [(where, {column: non-empty cell})]) of a CSV file with a header row."""
     text = _read_text(path)
     reader = csv.reader(text.splitlines(keepends=True), strict=True)
     try:
@@ -190,7 +191,7 @@ def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
             records.append((where, {name: cell for name, cell in zip(names, cells) if cell.strip() != ""}))
     except csv.Error as error:
         raise ManifestError(f"cannot read manifest {path}: line {reader.line_num} is not valid CSV ({error})") from None
-    return records
+    return names, records
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -215,7 +216,7 @@ def _folder_rows(folder: Path, reader: "_RowReader", prompt: str | None,
     listed: dict[Path, list[AssetRow]] = {}
     prompts_file = folder / PROMPTS_FILE
     if prompts_file.is_file():
-        for where, record in _read_csv(prompts_file):
+        for where, record in reader.checked_csv(prompts_file):
             row = reader.row(record, where, folder)
             listed.setdefault(_resolved(row.mesh), []).append(row)
     elif not meshes:
@@ -273,6 +274,25 @@ class _RowReader:
         self.task, self.config, self.allowed = task, config, allowed
         self.option_names = {f.name for f in dataclasses.fields(PaintConfig)}
 
+    def checked_csv(self, path: Path) -> list[tuple[str, dict[str, Any]]]:
+        """The records of CSV file ``path``, after checking every column name of its header (also of columns
+        whose cells are all empty)."""
+        names, records = _read_csv(path)
+        for name in names:
+            if name not in ROW_COLUMNS + EDIT_COLUMNS:
+                self._check_option(name, f"{path.name} line 1")
+        return records
+
+    def _check_option(self, key: str, where: str) -> None:
+        top = key.split(".", 1)[0]
+        if top not in self.option_names:
+            columns = ", ".join(ROW_COLUMNS + (EDIT_COLUMNS if self.task == "edit" else ()))
+            raise ManifestError(f"{where}: unknown column {key!r}: columns are {columns} and the options of "
+                                f"csdtex paint ({', '.join(sorted(self.option_names))})")
+        if top in BATCH_LEVEL_OPTIONS:
+            raise ManifestError(f"{where}: {top} is set for the whole batch ({BATCH_LEVEL_OPTIONS[top]}), not "
+                                "per row; remove the column")
+
     def row(self, record: dict[str, Any], where: str, base: Path) -> AssetRow:
         for column in ("mesh", "prompt"):
             value = record.get(column)
@@ -305,14 +325,7 @@ class _RowReader:
     def _apply(self, options: dict[str, Any], where: str) -> tuple[PaintConfig, dict[str, Any]]:
         config, given = self.config, {}
         for key, value in options.items():
-            top = key.split(".", 1)[0]
-            if top not in self.option_names:
-                columns = ", ".join(ROW_COLUMNS + (EDIT_COLUMNS if self.task == "edit" else ()))
-                raise ManifestError(f"{where}: unknown column {key!r}: columns are {columns} and the options of "
-                                    f"csdtex paint ({', '.join(sorted(self.option_names))})")
-            if top in BATCH_LEVEL_OPTIONS:
-                raise ManifestError(f"{where}: {top} is set for the whole batch ({BATCH_LEVEL_OPTIONS[top]}), not "
-                                    "per row; remove the column")
+            self._check_option(key, where)
             config, value = _apply_cell(config, key, value, where)
             _nest(given, key, value)
         if not config.model:
