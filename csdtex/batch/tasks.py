@@ -198,8 +198,9 @@ def edit_available() -> bool:
 
 
 def run_edit_row(task: AssetTask, state: WorkerState, progress: Progress, warn: Notify, notify: Notify) -> None:
-    """``--task edit``: ``csdtex.editing.edit(mesh, prompt, source, config, out_dir, prior=, progress=, warn=,
-    notify=)`` of the row into ``task.staging``, plus ``mask=`` / ``material=`` when the row has them.
+    """``--task edit``: ``csdtex.editing.edit(mesh, prompt, source, EditConfig, out_dir, mask=, materials=, prior=,
+    progress=, warn=, notify=)`` of the row into ``task.staging`` (the row's paint options as an EditConfig; its
+    ``material`` column as a one-material selection).
 
     This is the batch's edit hook: ``csdtex.editing`` is imported here, lazily, so a csdtex without it still runs
     paint batches; without it every edit row fails with :data:`EDIT_UNAVAILABLE` (and the runner refuses an edit
