@@ -532,6 +532,7 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: parse ``argv`` and run :func:`run_benchmark`; or, with ``--merge A.json B.json
     ...``, merge finished parts (:func:`merge_results`) into ``--out``/``--name``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
     from common import run_or_merge
 
     return run_or_merge(argv, script="fidelity.py", default_name="fidelity", run_benchmark=run_benchmark,
