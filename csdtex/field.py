@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ __all__ = [
     "ResidualField",
     "UVTexture",
     "query_texture",
+    "seeded_model",
 ]
 
 
@@ -163,6 +164,14 @@ class ResidualField(ImplicitTextureField):
             raise ValueError(f"points must have shape [N, 3], got {tuple(points.shape)}")
         points01 = ((points + 1.0) * 0.5).clamp(0.0, 1.0)
         return torch.tanh(self.mlp(self.encoding(points01)))
+
+
+def seeded_model(seed: int, build: Callable[[], nn.Module], device: torch.device | str) -> nn.Module:
+    """``build()`` on ``device``, its parameters drawn from a forked copy of the global RNG seeded with ``seed``: the
+    model depends on ``seed`` alone and the global RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build().to(device)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from csdtex.config import PaintConfig
-from csdtex.field import FieldConfig, ImplicitTextureField
+from csdtex.field import FieldConfig, ImplicitTextureField, seeded_model
 from csdtex.mesh import Mesh
 from csdtex.pipeline.finalize import PaintResult, finalize
 from csdtex.pipeline.objectives import ScoreObjective
@@ -30,9 +30,7 @@ def seeded_field(config: FieldConfig, seed: int, device: torch.device | str) -> 
     The parameters are drawn from a forked copy of the global RNG, seeded with ``seed``, so the global RNG state is
     left as it was and the field does not depend on what ran before in the process.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return ImplicitTextureField(config).to(device)
+    return seeded_model(seed, lambda: ImplicitTextureField(config), device)
 
 
 def paint(

@@ -21,6 +21,7 @@ import torch
 from csdtex.bake import bake_material_values
 from csdtex.config import DEFAULT_PRESERVE, EditConfig
 from csdtex.export import ExportedFiles, export_all
+from csdtex.field import seeded_model
 from csdtex.mesh import Mesh, load_mesh
 from csdtex.editing.region import EditRegion, check_edit_prompts, edit_region, texture_records
 from csdtex.editing.texture import EditableTexture, OriginalTextureView
@@ -133,11 +134,10 @@ def edit(
     run = prepare_run(mesh, prompt, config, out_dir, prior=prior, resume=resume, notify=notify, warn=warn)
 
     images = material_texture_images(run.mesh)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(run.config.seed)
-        samplers = [(m.sampler or TextureSampler()) if m.texture is not None else None for m in run.mesh.materials]
-        model = EditableTexture(images, region.weights, run.config.field, samplers,
-                                texel_learning_rate_scale=run.config.texel_learning_rate_scale).to(run.device)
+    samplers = [(m.sampler or TextureSampler()) if m.texture is not None else None for m in run.mesh.materials]
+    model = seeded_model(run.config.seed, lambda: EditableTexture(
+        images, region.weights, run.config.field, samplers,
+        texel_learning_rate_scale=run.config.texel_learning_rate_scale), run.device)
     fit_max, fit_rms = _fit_error(model, images, region)
     reference = OriginalTextureView(model)
     preserve = DEFAULT_PRESERVE if config.preserve is None else config.preserve

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from csdtex.errors import ConfigError
 from csdtex.fileio import write_bytes_atomic, write_text_atomic
@@ -120,13 +119,11 @@ def _erasure_default(signature) -> bool:
 
 
 def _uv_textures(run, size: int) -> list[np.ndarray]:
-    from csdtex.field import UVTexture
+    from csdtex.field import UVTexture, seeded_model
     from csdtex.pipeline.objectives import ScoreObjective
     from csdtex.pipeline.optimize import optimize
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(run.config.seed)
-        model = UVTexture(run.render_mesh.num_materials, size).to(run.device)
+    model = seeded_model(run.config.seed, lambda: UVTexture(run.render_mesh.num_materials, size), run.device)
     optimize(run, model, ScoreObjective(run.prior, run.guidance, run.embeddings))
     return [fill_nearest(im, c) for im, c in zip(model.to_images(), _coverages(run, size))]
 
