@@ -145,11 +145,12 @@ class ImplicitTextureField(TextureModel):
 
 
 class ResidualField(ImplicitTextureField):
-    """A colour *change* as a function of the surface position: the same hash grid and MLP as
-    :class:`ImplicitTextureField`, with ``tanh`` instead of ``sigmoid`` and the last layer initialised to zero, so it
-    starts as exactly 0 everywhere (an edit with zero steps reproduces its input).
+    """A colour *change* in logit space as a function of the surface position: the same hash grid and MLP as
+    :class:`ImplicitTextureField`, without the output ``sigmoid`` and with the last layer initialised to zero, so it
+    starts as exactly 0 everywhere (an edit with zero steps reproduces its input). An edit adds it to the logit of the
+    input colour (``sigmoid(logit(c) + r)``), so no colour is ever clamped and every texel keeps a gradient.
 
-    Shapes: ``forward(points float32 [N, 3], uvs=None, materials=None) -> float32 [N, 3]`` in (-1, 1).
+    Shapes: ``forward(points float32 [N, 3], uvs=None, materials=None) -> float32 [N, 3]`` (unbounded logits).
     """
 
     def __init__(self, config: FieldConfig | None = None) -> None:
@@ -159,11 +160,11 @@ class ResidualField(ImplicitTextureField):
         nn.init.zeros_(last.bias)
 
     def forward(self, points: Tensor, uvs: Tensor | None = None, materials: Tensor | None = None) -> Tensor:
-        """Colour change float32 [N, 3] in (-1, 1) at ``points`` float32 [N, 3] in [-1, 1]^3."""
+        """Logit change float32 [N, 3] at ``points`` float32 [N, 3] in [-1, 1]^3."""
         if points.ndim != 2 or points.shape[-1] != 3:
             raise ValueError(f"points must have shape [N, 3], got {tuple(points.shape)}")
         points01 = ((points + 1.0) * 0.5).clamp(0.0, 1.0)
-        return torch.tanh(self.mlp(self.encoding(points01)))
+        return self.mlp(self.encoding(points01))
 
 
 def seeded_model(seed: int, build: Callable[[], nn.Module], device: torch.device | str) -> nn.Module:

@@ -24,7 +24,7 @@ from csdtex.export import ExportedFiles, export_all
 from csdtex.field import seeded_model
 from csdtex.mesh import Mesh, load_mesh
 from csdtex.editing.region import EditRegion, check_edit_prompts, edit_region, texture_records
-from csdtex.editing.texture import EditableTexture, OriginalTextureView
+from csdtex.editing.texture import EditableTexture, OriginalTextureView, apply_logit_change
 from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.finalize import write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
@@ -174,8 +174,8 @@ def edit(
 @torch.no_grad()
 def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
               originals: list[np.ndarray]) -> list[np.ndarray]:
-    """The edited textures, uint8 [H_m, W_m, 3] per material at the input textures' sizes: ``clamp(E_m + M_m *
-    R(p_texel))`` inside the region (``R`` baked with the gutter rule of :mod:`csdtex.bake`), the input bytes
+    """The edited textures, uint8 [H_m, W_m, 3] per material at the input textures' sizes: ``sigmoid(logit(E_m) +
+    M_m * R(p_texel))`` inside the region (``R`` baked with the gutter rule of :mod:`csdtex.bake`), the input bytes
     wherever the weight is 0."""
     model.eval()
     samplers = baked_samplers(run.mesh)
@@ -189,7 +189,7 @@ def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
                                               backend=run.backend, sampler=samplers[material])
         texels = model.texels(material)[0].permute(1, 2, 0)  # [H, W, 3]
         weights = model.weight(material)[0, 0, :, :, None]
-        edited = texels if residual is None else texels + weights * residual
+        edited = texels if residual is None else apply_logit_change(texels, weights * residual)
         edited_u8 = (edited.clamp(0.0, 1.0) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
         textures.append(np.where(weight[..., None] > 0, edited_u8, original).astype(np.uint8))
     return textures

@@ -5,12 +5,16 @@ For material ``m`` with input texture ``O_m`` (float [3, H, W] in [0, 1]), edita
 ``O_m``, the colour of a surface point ``p`` with texture coordinate ``uv`` is::
 
     E_m     = O_m + M_m * (L_m - O_m)                          (texel values; = O_m wherever M_m = 0)
-    colour  = clamp(bilinear(E_m, uv) + bilinear(M_m, uv) * R(p), 0, 1)
+    colour  = sigmoid(logit(bilinear(E_m, uv)) + bilinear(M_m, uv) * R(p))
 
 where ``bilinear`` is :func:`csdtex.sampling.sample_texture` with the material's own sampler (wrap and filter modes,
-as glTF viewers read the input), and ``R`` is a :class:`~csdtex.field.ResidualField` on the surface (0 at the start, continuous across UV seams, so an
-edit stays coherent where charts meet). Baking writes ``clamp(E_m + M_m * R(p_texel))`` at every texel of the input
-texture's own size; texels with ``M_m = 0`` keep their input bytes exactly.
+as glTF viewers read the input), ``logit`` clamps its argument to [1/1020, 1 - 1/1020] (a quarter of an 8-bit level,
+so 0 and 255 round back to themselves), and ``R`` is a :class:`~csdtex.field.ResidualField` on the surface: a change
+of the colour's logit, 0 at the start, continuous across UV seams (an edit stays coherent where charts meet). In logit
+space no colour is clamped, so no texel loses its gradient by saturating (with an additive change clamped to [0, 1],
+texels pushed past 0 or 1 stop receiving a gradient and freeze as saturated blotches). Baking writes
+``sigmoid(logit(E_m) + M_m * R(p_texel))`` at every texel of the input texture's own size; texels with ``M_m = 0``
+keep their input bytes exactly.
 """
 
 from __future__ import annotations
@@ -117,7 +121,14 @@ class EditableTexture(TextureModel):
             return sample_texture(self.original(material), uvs, sampler)
         color = sample_texture(self.texels(material), uvs, sampler)
         weight = sample_texture(self.weight(material), uvs, sampler)
-        return (color + weight * residual).clamp(0.0, 1.0)
+        return apply_logit_change(color, weight * residual)
+
+
+def apply_logit_change(colors: Tensor, logit_change: Tensor) -> Tensor:
+    """``sigmoid(logit(colors) + logit_change)``: colours float32 [..., 3] in [0, 1] changed by float32 [..., 3]
+    logits (broadcasting); the colours are clamped to [eps, 1 - eps] (a quarter of an 8-bit level) before the logit,
+    so a zero change returns every colour within a quarter level (the same byte after rounding)."""
+    return torch.sigmoid(torch.logit(colors.clamp(_COLOR_EPS, 1.0 - _COLOR_EPS)) + logit_change)
 
 
 class OriginalTextureView(TextureModel):
