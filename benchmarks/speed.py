@@ -97,7 +97,7 @@ def profile_phases(model: str, args: argparse.Namespace, out_dir: Path) -> dict:
         views = optimize_module.sample_step_views(run, generator)
         mark(1)
         fragments = rasterize(views.cameras.project(run.render_mesh.positions), run.render_mesh.faces, resolution,
-                              backend=run.backend)
+                              backend=run.backend, candidate_budget=run.candidate_budget)  # as render_step_views
         samples = surface_samples(run.render_mesh, fragments, need_normals=False, need_uvs=False)
         mark(2)
         colors = field(samples.points, None, samples.materials)

@@ -11,8 +11,9 @@ import trimesh
 
 from csdtex.cameras import make_cameras, orbit_cameras
 from csdtex.mesh import Mesh
-from csdtex.render import interpolate, rasterize, resolve_backend
+from csdtex.render import CandidateBudget, interpolate, rasterize, resolve_backend
 from csdtex.errors import ConfigError
+from host_reads import HostReadCounter
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -155,6 +156,105 @@ def test_chunked_rasterization_matches_single_pass():
     chunked = rasterize_torch(clip, render_mesh.faces, 64, 64, max_candidates=97)
     assert torch.equal(whole.face_id, chunked.face_id)
     assert torch.equal(whole.bary, chunked.bary)
+
+
+def _sphere_clip(subdivisions: int = 3, views: int = 3, device: str = "cpu"):
+    """(clip float32 [views, V, 4], faces int32 [F, 3]) of an icosphere seen from an orbit, on ``device``."""
+    sphere = trimesh.creation.icosphere(subdivisions)
+    render_mesh = Mesh(sphere.vertices, sphere.faces).to_render(device)
+    return orbit_cameras(views, device=device).project(render_mesh.positions), render_mesh.faces
+
+
+def _assert_identical(fragments, reference) -> None:
+    for name in ("face_id", "bary", "depth", "pixel_index"):
+        assert torch.equal(getattr(fragments, name), getattr(reference, name)), name
+
+
+def test_pixel_index_lists_the_covered_pixels_in_row_major_order():
+    clip, faces = _sphere_clip()
+    fragments = rasterize(clip, faces, 48)
+    assert fragments.pixel_index.dtype == torch.int64
+    assert torch.equal(fragments.pixel_index, torch.nonzero(fragments.mask.reshape(-1)).squeeze(1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_candidate_budget_gives_the_exact_result_whether_it_fits_or_overflows(device):
+    from csdtex.render.torch_raster import _triangle_setup, rasterize_torch
+
+    clip, faces = _sphere_clip(device=device)
+    needed = int(_triangle_setup(clip, faces.long(), 64, 64)[1].sum())  # candidate pairs of the three views
+    exact = rasterize_torch(clip, faces, 64, 64)
+
+    learner = CandidateBudget(headroom=1.0)
+    _assert_identical(rasterize_torch(clip, faces, 64, 64, candidate_budget=learner), exact)
+    assert (learner.capacity, learner.overflows) == (needed, 1)  # the first call has no guess: completed, learnt
+    _assert_identical(rasterize_torch(clip, faces, 64, 64, candidate_budget=learner), exact)
+    assert (learner.capacity, learner.overflows) == (needed, 1)  # now it fits
+
+    # (capacity, max_candidates, overflows): one slot short, exact, roomy; in one run or in many runs of slots.
+    for capacity, max_candidates, overflows in [(needed - 1, None, 1), (needed, None, 0), (3 * needed + 5, None, 0),
+                                             (needed // 2, 997, 1), (needed, 997, 0), (2 * needed, 4099, 0)]:
+        budget = CandidateBudget(capacity=capacity)
+        fragments = rasterize_torch(clip, faces, 64, 64, max_candidates=max_candidates, candidate_budget=budget)
+        _assert_identical(fragments, exact)
+        assert budget.overflows == overflows, (capacity, max_candidates)
+        assert budget.capacity == (math.ceil(needed * budget.headroom) if overflows else capacity)
+    with pytest.raises(ValueError, match="headroom"):
+        CandidateBudget(headroom=0.5)
+
+
+@pytest.mark.gpu
+def test_a_cuda_rasterization_with_a_learnt_candidate_budget_synchronizes_once():
+    import warnings
+
+    clip, faces = _sphere_clip(device="cuda")
+    budget = CandidateBudget()
+    rasterize(clip, faces, 64, candidate_budget=budget)  # learns the budget (two synchronizations)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fragments = rasterize(clip, faces, 64, candidate_budget=budget)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, syncs
+    assert budget.overflows == 1
+    assert torch.equal(fragments.pixel_index, torch.nonzero(fragments.mask.reshape(-1)).squeeze(1))
+
+
+def test_candidate_budget_with_nothing_to_draw():
+    behind = torch.tensor([[[-0.5, -0.5, 0.0, -1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]]])
+    culled = rasterize(behind, torch.tensor([[0, 1, 2]]), 16, candidate_budget=CandidateBudget(capacity=50))
+    assert not culled.mask.any() and culled.pixel_index.shape == (0,)
+    budget = CandidateBudget(capacity=50)
+    empty = rasterize(torch.zeros(2, 0, 4), torch.zeros(0, 3, dtype=torch.int64), 8, candidate_budget=budget)
+    assert empty.face_id.shape == (2, 8, 8) and empty.pixel_index.shape == (0,)
+    assert (budget.capacity, budget.overflows) == (50, 0)
+
+
+def test_a_render_with_a_learnt_candidate_budget_reads_the_host_once():
+    from csdtex.render.views import render_views
+
+    sphere = trimesh.creation.icosphere(3)
+    render_mesh = Mesh(sphere.vertices, sphere.faces).to_render()
+    budget = CandidateBudget()
+    first = orbit_cameras(4, elevation_deg=10.0)
+    reference = render_views(render_mesh, None, first, 48, shading="lit")
+    with HostReadCounter() as reads:
+        learning = render_views(render_mesh, None, first, 48, shading="lit", candidate_budget=budget)
+    assert reads.names == ["tolist", "__int__"]  # no guess yet: both counts, then the covered pixels again
+    assert torch.equal(learning.image, reference.image)
+    with HostReadCounter() as reads:
+        learnt = render_views(render_mesh, None, orbit_cameras(4, elevation_deg=-20.0), 48, shading="lit",
+                              candidate_budget=budget)
+    assert reads.names == ["tolist"]  # the one read: candidates needed and pixels covered, together
+    assert torch.equal(learnt.image, render_views(render_mesh, None, orbit_cameras(4, elevation_deg=-20.0), 48,
+                                                  shading="lit").image)
+    with HostReadCounter() as reads:
+        render_views(render_mesh, None, first, 48, shading="lit")
+    assert reads.names == ["__int__", "__int__"]  # without a budget: the exact count first, then the covered pixels
 
 
 def test_triangles_behind_the_camera_are_culled_and_empty_input_is_fine():

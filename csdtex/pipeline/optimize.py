@@ -3,8 +3,8 @@
 One step: B random cameras and backgrounds (drawn on the CPU from the run's generator, so a seed gives the same views
 on every device) -> render the texture model at the prior's resolution -> objective (CSD by default) -> Adam.
 The step's metrics stay on the device and are read back every ``config.metrics_every`` steps, so a step costs no
-host synchronization beyond the rasterizer's own. A checkpoint every ``config.checkpoint_every`` steps makes the run
-resumable bit-exactly.
+host synchronization beyond the rasterizer's one (the number of covered pixels). A checkpoint every
+``config.checkpoint_every`` steps makes the run resumable bit-exactly.
 """
 
 from __future__ import annotations
@@ -78,10 +78,11 @@ def sample_step_views(run: PreparedRun, generator: torch.Generator) -> StepViews
 
 def render_step_views(run: PreparedRun, model: TextureModel, views: StepViews) -> torch.Tensor:
     """float32 [B, H, W, 3] in [0, 1]: ``model`` rendered from ``views`` (their backgrounds and shading) at the
-    run's render resolution; differentiable w.r.t. the model's parameters."""
+    run's render resolution; differentiable w.r.t. the model's parameters. Costs one host synchronization (the
+    rasterizer's covered-pixel count; see ``PreparedRun.candidate_budget``)."""
     rendered = render_views(
         run.render_mesh, model, views.cameras, run.config.render_resolution, background=views.backgrounds,
-        shading="lit" if views.lit else "albedo", backend=run.backend,
+        shading="lit" if views.lit else "albedo", backend=run.backend, candidate_budget=run.candidate_budget,
     )
     return rendered.image
 

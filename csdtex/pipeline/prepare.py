@@ -15,7 +15,7 @@ from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
 from csdtex.mesh.analysis import shared_texel_fractions
 from csdtex.pipeline.outputs import claim_output_folder
 from csdtex.pipeline.run import PhaseTimer, PreparedRun
-from csdtex.render import resolve_backend
+from csdtex.render import CandidateBudget, resolve_backend
 
 Notify = Callable[[str], None]
 
@@ -134,6 +134,7 @@ def prepare_run(
         name=name, prompt=prompt, out_dir=out_dir, config=config, guidance=guidance, prior=prior, device=device,
         backend=backend, mesh=textured_mesh, render_mesh=textured_mesh.to_render(device), embeddings=embeddings,
         timings=timer, replaced_outputs=replaced, notes=notes,
+        candidate_budget=CandidateBudget() if device.type == "cuda" else None,
     )
 
 

@@ -13,6 +13,7 @@ from csdtex.config import PaintConfig
 from csdtex.guidance.prompts import PromptEmbeddings
 from csdtex.guidance.scores import GuidanceConfig
 from csdtex.mesh import Mesh, RenderMesh
+from csdtex.render import CandidateBudget
 
 T = TypeVar("T")
 
@@ -57,6 +58,9 @@ class PreparedRun:
             (:func:`csdtex.pipeline.outputs.claim_output_folder`); removed after ``run.json`` is written.
         notes: one-line facts about the input that ``run.json`` records under ``"input_notes"`` (e.g. a dropped
             ``KHR_texture_transform``, vertex colours not carried over).
+        candidate_budget: the torch rasterizer's candidate budget for the step renders (same mesh, size and batch
+            every step), which keeps them at one host synchronization each on CUDA; None on the CPU, where reading
+            the exact number costs nothing (see :class:`csdtex.render.CandidateBudget`).
     """
 
     name: str
@@ -73,3 +77,4 @@ class PreparedRun:
     timings: PhaseTimer
     replaced_outputs: dict[str, tuple[int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    candidate_budget: CandidateBudget | None = None

@@ -9,6 +9,10 @@ image conventions). Backends:
 - ``nvdiffrast``: CUDA only, optional (``pip install csdtex[cuda]``), imported lazily.
 - ``auto``: nvdiffrast on CUDA when it is installed, else torch.
 
+Every backend costs one host synchronization per call, for the number of covered pixels (``Fragments.pixel_index``);
+the torch backends need a :class:`CandidateBudget` from the caller for that (without one they read the number of
+candidate pairs first, a second synchronization on CUDA).
+
 :class:`RenderMesh` (render/mesh.py) is the renderer's input, made by :meth:`csdtex.mesh.Mesh.to_render`.
 """
 
@@ -19,10 +23,12 @@ import torch
 from csdtex.errors import ConfigError
 from csdtex.render.fragments import Fragments, gather_pixels, interpolate
 from csdtex.render.mesh import RenderMesh
+from csdtex.render.torch_raster import CandidateBudget
 
 BACKENDS = ("auto", "torch", "torch-compiled", "nvdiffrast")
 
-__all__ = ["BACKENDS", "Fragments", "RenderMesh", "interpolate", "gather_pixels", "rasterize", "resolve_backend"]
+__all__ = ["BACKENDS", "CandidateBudget", "Fragments", "RenderMesh", "interpolate", "gather_pixels", "rasterize",
+           "resolve_backend"]
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
@@ -43,6 +49,7 @@ def rasterize(
     height: int,
     width: int | None = None,
     backend: str = "torch",
+    candidate_budget: CandidateBudget | None = None,
 ) -> Fragments:
     """Rasterize a batch of triangle meshes given in clip space.
 
@@ -52,9 +59,12 @@ def rasterize(
         faces: int [F, 3] vertex indices, counter-clockwise or not (both windings are drawn).
         height, width: image size in pixels (width defaults to height).
         backend: one of :data:`BACKENDS`.
+        candidate_budget: for the torch backends, the caller's :class:`CandidateBudget` for this call site (renders
+            of the same mesh at the same size): the call then costs one host synchronization instead of two on CUDA.
+            Ignored by nvdiffrast. The result does not depend on it.
     Returns:
-        Fragments with face_id int32 [B, H, W] (-1 background), bary float32 [B, H, W, 3], depth float32 [B, H, W];
-        image row 0 is the top (y_ndc = +1).
+        Fragments with face_id int32 [B, H, W] (-1 background), bary float32 [B, H, W, 3], depth float32 [B, H, W],
+        pixel_index int64 [N] of the covered pixels; image row 0 is the top (y_ndc = +1).
     """
     width = height if width is None else width
     if clip_positions.dim() == 2:
@@ -66,4 +76,5 @@ def rasterize(
         return rasterize_nvdiffrast(clip_positions, faces, height, width)
     from csdtex.render.torch_raster import rasterize_torch
 
-    return rasterize_torch(clip_positions, faces, height, width, compiled=chosen == "torch-compiled")
+    return rasterize_torch(clip_positions, faces, height, width, compiled=chosen == "torch-compiled",
+                           candidate_budget=candidate_budget)

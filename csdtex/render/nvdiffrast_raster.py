@@ -50,7 +50,8 @@ def _context(device_index: int):
 def rasterize_nvdiffrast(clip_positions: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> Fragments:
     """Rasterize with nvdiffrast; same arguments and result as :func:`csdtex.render.torch_raster.rasterize_torch`.
 
-    ``clip_positions`` must be a CUDA tensor [B, V, 4]; faces with negative indices are dropped.
+    ``clip_positions`` must be a CUDA tensor [B, V, 4]; faces with negative indices are dropped. Costs one host
+    synchronization: listing the covered pixels (``Fragments.pixel_index``).
     """
     if clip_positions.device.type != "cuda":
         raise DeviceError("the nvdiffrast renderer needs a CUDA device; use --renderer torch on the CPU")
@@ -75,4 +76,5 @@ def rasterize_nvdiffrast(clip_positions: torch.Tensor, faces: torch.Tensor, heig
             faces.long().clamp(min=0)[face_id.clamp(min=0)],
         ]
         depth = (bary * corner_w).sum(-1) * covered
-    return Fragments(face_id=face_id.to(torch.int32), bary=bary.float(), depth=depth.float())
+        pixel_index = torch.nonzero(covered.reshape(-1)).squeeze(1)  # the one host synchronization
+    return Fragments(face_id=face_id.to(torch.int32), bary=bary.float(), depth=depth.float(), pixel_index=pixel_index)

@@ -2,15 +2,21 @@
 
 Algorithm (no per-pixel Python loops):
 1. Project vertices to pixel coordinates; every triangle gets its pixel bounding box.
-2. All (triangle, pixel-in-bounding-box) candidate pairs are enumerated with ``repeat_interleave``, in chunks of at
-   most ``max_candidates`` pairs to bound memory.
+2. All (triangle, pixel-in-bounding-box) candidate pairs are laid out in flat slots (triangle by triangle, each
+   triangle's box row by row); the triangle of each slot is found with ``searchsorted`` over the cumulative counts,
+   in runs of at most ``max_candidates`` slots to bound memory. Nothing here needs the number of pairs on the host:
+   with a :class:`CandidateBudget` the slots are provisioned from a guess, and the guess is checked in the same
+   host read that counts the covered pixels (in the rare case it was too small, the pairs that had no slot are
+   added afterwards, at the cost of a second read).
 3. Coverage uses edge functions evaluated with each edge's endpoints in a canonical order (lower vertex index first),
    so the two triangles sharing an edge compute bit-identical values of opposite sign: the inclusive inside test
    leaves no cracks between adjacent triangles. Both windings are drawn (no back-face culling).
 4. An exact z-buffer: depth (NDC z mapped to [0, 1], whose float32 bit pattern orders like the value) is packed
    with the face index into one int64 key and reduced per pixel with ``scatter_reduce(amin)``. Ties go to the lower
    face index, so results are deterministic.
-5. Barycentrics of the winning triangle are recomputed for covered pixels only and made perspective-correct.
+5. Barycentrics of the winning triangle are recomputed (densely, every pixel at once) and made
+   perspective-correct.
+6. The covered pixels are listed once (``Fragments.pixel_index``) with ``nonzero_static``, sized by the host read.
 
 Triangles with a vertex at or behind the near plane (clip w <= 1e-6) are culled rather than clipped; csdtex's
 cameras keep the normalized mesh well in front of the camera.
@@ -19,6 +25,8 @@ cameras keep the normalized mesh well in front of the camera.
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 
 import torch
 
@@ -76,6 +84,40 @@ def _evaluate_edges(edge_table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) 
     return sign * (dx * (y.unsqueeze(-1) - ay) - dy * (x.unsqueeze(-1) - ax))
 
 
+@dataclass
+class CandidateBudget:
+    """How many (triangle, pixel) candidate slots one call site provisions before it knows how many it needs.
+
+    The rasterizer's buffers are sized by the number of candidate pairs, which is only known on the device; reading
+    it is a host synchronization on CUDA. With a budget, :func:`rasterize_torch` provisions ``capacity`` slots
+    instead, and reads the number it needed together with the number of covered pixels: one read per call. A call
+    that needed more than ``capacity`` goes on to process the pairs that had no slot (the same result, one more
+    read) and ``capacity`` grows to ``headroom`` times what it needed. It never shrinks: a budget belongs to one call
+    site whose renders are alike (same mesh, image size and batch size, random cameras), such as a run's training
+    renders, and after its first calls such a site no longer overflows. Owned by the caller; never shared between
+    unrelated call sites.
+
+    Attributes:
+        capacity: candidate slots the next call provisions (0 before the first call, which then costs two reads).
+        headroom: growth factor (>= 1) over the largest number of candidates needed so far.
+        overflows: calls that needed more than their capacity and read the host twice (the first call included).
+    """
+
+    capacity: int = 0
+    headroom: float = 1.25
+    overflows: int = 0
+
+    def __post_init__(self) -> None:
+        if self.capacity < 0 or not self.headroom >= 1.0:
+            raise ValueError(f"CandidateBudget needs capacity >= 0 and headroom >= 1, got {self.capacity}, "
+                             f"{self.headroom}")
+
+    def record(self, needed: int) -> None:
+        """Note that a call needed ``needed`` candidate slots; grow ``capacity`` when that is more than it has."""
+        if needed > self.capacity:
+            self.capacity = math.ceil(needed * self.headroom)
+
+
 def rasterize_torch(
     clip_positions: torch.Tensor,
     faces: torch.Tensor,
@@ -83,6 +125,7 @@ def rasterize_torch(
     width: int,
     max_candidates: int | None = None,
     compiled: bool = False,
+    candidate_budget: CandidateBudget | None = None,
 ) -> Fragments:
     """Rasterize triangles with an exact z-buffer (see module docstring).
 
@@ -92,9 +135,13 @@ def rasterize_torch(
         height, width: output size in pixels.
         max_candidates: bound on (triangle, pixel) pairs processed at once; default 2^22 on CPU, 2^25 on CUDA.
         compiled: run the three stages through ``torch.compile(dynamic=True)`` (see :func:`compiled_kernels`).
+        candidate_budget: provision this many candidate slots instead of reading the exact number first, and update
+            it (see :class:`CandidateBudget`); None reads the exact number (free on the CPU, a second host read on
+            CUDA). The result is the same either way.
     Returns:
-        :class:`Fragments` with [B, height, width] images; no gradient (visibility is piecewise constant).
-        The common case costs a single host synchronization (the candidate count).
+        :class:`Fragments` with [B, height, width] images and the covered pixels' ``pixel_index``; no gradient
+        (visibility is piecewise constant). With a ``candidate_budget`` that is large enough, the call costs a single
+        host synchronization: the number of covered pixels and the number of candidates needed, read together.
     """
     if clip_positions.dim() != 3 or clip_positions.shape[-1] != 4:
         raise ValueError(f"clip_positions must be [B, V, 4], got {tuple(clip_positions.shape)}")
@@ -106,24 +153,51 @@ def rasterize_torch(
         clip = clip_positions.float()
         batch = clip.shape[0]
         faces = faces.long().to(device)
-        num_faces = faces.shape[0]
         table, counts, edges, corner_w = kernels["setup"](clip, faces, height, width)
         ends = torch.cumsum(counts, 0)
+        needed = counts.sum()  # int64 scalar on the device: candidate pairs of all triangles (= ends[-1])
         z_buffer = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
-        total = int(ends[-1]) if ends.numel() else 0  # the one host sync of the single-chunk case
-        if total <= max_candidates:
-            chunks = [(0, len(counts), 0, total)] if total else []
+
+        def add_candidates(first_slot: int, stop_slot: int) -> None:
+            _add_candidates(z_buffer, kernels, first_slot, stop_slot, max_candidates, table, counts, ends,
+                            faces.shape[0], height, width)
+
+        if candidate_budget is None:
+            add_candidates(0, int(needed))  # the exact number: a host read
+            covered = int((z_buffer != _EMPTY_KEY).sum())  # a second one
         else:
-            chunks = _chunk_bounds(ends.cpu(), max_candidates)
-        for first_triangle, stop_triangle, base, chunk_total in chunks:
-            tri = torch.repeat_interleave(
-                torch.arange(first_triangle, stop_triangle, device=device), counts[first_triangle:stop_triangle],
-                output_size=chunk_total,
-            )
-            pixel, key = kernels["chunk"](tri, base, table, counts, ends, num_faces, height, width)
-            z_buffer.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
+            capacity = candidate_budget.capacity
+            add_candidates(0, capacity)
+            # The call's one host read: candidates needed and pixels covered, together.
+            needed_count, covered = torch.stack([needed, (z_buffer != _EMPTY_KEY).sum()]).tolist()
+            if needed_count > capacity:  # some pairs had no slot: add them (amin does not care about the order)
+                candidate_budget.overflows += 1
+                add_candidates(capacity, needed_count)
+                covered = int((z_buffer != _EMPTY_KEY).sum())
+            candidate_budget.record(needed_count)
         face_id, bary, depth = kernels["resolve"](z_buffer.view(batch, height, width), edges, corner_w)
-    return Fragments(face_id=face_id, bary=bary, depth=depth)
+        # The covered count is known on the host, so the compaction needs no further synchronization.
+        pixel_index = torch.nonzero_static(face_id.reshape(-1) >= 0, size=covered).squeeze(1)
+    return Fragments(face_id=face_id, bary=bary, depth=depth, pixel_index=pixel_index)
+
+
+def _add_candidates(z_buffer: torch.Tensor, kernels: dict, first_slot: int, stop_slot: int, max_candidates: int,
+                    table: torch.Tensor, counts: torch.Tensor, ends: torch.Tensor, num_faces: int, height: int,
+                    width: int) -> None:
+    """Reduce the depth keys of candidate slots ``first_slot .. stop_slot - 1`` into ``z_buffer`` int64 [B*H*W].
+
+    Slot s holds the s-th (triangle, pixel) candidate pair of all triangles in flat order; slots at or past the number
+    of pairs (``ends[-1]``) are empty, so any range may be given: the caller compares it with ``ends[-1]``. Slots are
+    processed in runs of at most ``max_candidates``, all on the device (no host read). ``table``, ``counts`` and
+    ``ends`` are the per-triangle table float [B*F, 21], candidate counts int64 [B*F] and their inclusive cumulative
+    sum int64 [B*F].
+    """
+    if table.shape[0] == 0:  # no triangles: nothing to draw
+        return
+    for run_start in range(first_slot, stop_slot, max_candidates):
+        slot_count = min(max_candidates, stop_slot - run_start)
+        pixel, key = kernels["chunk"](run_start, slot_count, table, counts, ends, num_faces, height, width)
+        z_buffer.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
 
 
 def _triangle_setup(clip: torch.Tensor, faces: torch.Tensor, height: int, width: int):
@@ -157,47 +231,36 @@ def _triangle_setup(clip: torch.Tensor, faces: torch.Tensor, height: int, width:
     return table, counts, edges, corner_w
 
 
-def _chunk_bounds(ends_host: torch.Tensor, max_candidates: int) -> list[tuple[int, int, int, int]]:
-    """Split triangles (in flat order) into runs of at most ``max_candidates`` candidate pairs.
-
-    Returns (first_triangle, stop_triangle, candidates_before_first, candidates_in_run) tuples; a single triangle
-    with more candidates than the bound gets a run of its own.
-    """
-    bounds, start, count = [], 0, len(ends_host)
-    while start < count:
-        base = int(ends_host[start - 1]) if start > 0 else 0
-        stop = int(torch.searchsorted(ends_host, base + max_candidates, right=True))
-        stop = min(max(stop, start + 1), count)
-        run_total = int(ends_host[stop - 1]) - base
-        if run_total:
-            bounds.append((start, stop, base, run_total))
-        start = stop
-    return bounds
-
-
-def _chunk_keys(tri, base, table, counts, ends, num_faces, height, width):
-    """Depth keys of one run of candidate pairs.
+def _chunk_keys(first_slot, slot_count, table, counts, ends, num_faces, height, width):
+    """Depth keys of candidate slots ``first_slot .. first_slot + slot_count - 1`` (see :func:`_add_candidates`).
 
     Args:
-        tri: int64 [N], flat (image * F + face) index of the triangle of each candidate pair, in order.
-        base: number of candidates before this run.
+        first_slot, slot_count: the run of slots.
+        table: float [B*F, 21] per-triangle data (see :func:`_triangle_setup`).
+        counts: int64 [B*F] candidate pairs per triangle; ends: int64 [B*F], their inclusive cumulative sum.
+        num_faces, height, width: F and the image size.
     Returns:
-        (pixel int64 [N] flat pixel index, key int64 [N] = depth bits << 32 | face, or the empty key when the pixel
-        centre is outside the triangle or the depth range).
+        (pixel int64 [slot_count] flat pixel index, key int64 [slot_count] = depth bits << 32 | face, or the empty
+        key when the pixel centre is outside the triangle or the depth range, or the slot is past the last pair; such
+        slots point at pixel 0, which the empty key leaves unchanged).
     """
-    offset = torch.arange(tri.shape[0], device=tri.device) + base - (ends - counts)[tri]
+    slot = torch.arange(slot_count, device=table.device) + first_slot
+    tri = torch.searchsorted(ends, slot, right=True)  # the triangle whose run of pairs holds the slot
+    real = tri < ends.shape[0]  # False past the last pair (slot >= ends[-1])
+    tri = tri.clamp(max=ends.shape[0] - 1)
+    offset = slot - (ends - counts)[tri]
     data = table[tri]  # [N, 21]: one gather of everything the test needs
-    box_w = data[:, _BOX_W].long().clamp(min=1)  # never 0 for a real candidate; the clamp guards vector lanes
+    box_w = data[:, _BOX_W].long().clamp(min=1)  # never 0 for a real candidate; the clamp guards the others
     px = data[:, _BOX_X].long() + offset % box_w
     py = data[:, _BOX_Y].long() + torch.div(offset, box_w, rounding_mode="floor")
     edges = _evaluate_edges(data[:, _EDGES].view(-1, 3, 5), px.float(), py.float())
     total_edge = edges.sum(-1)
     inside = ((edges >= 0).all(-1) | (edges <= 0).all(-1)) & (total_edge != 0)
     depth01 = ((edges * data[:, _CORNER_Z]).sum(-1) / torch.where(inside, total_edge, 1.0) + 1.0) * 0.5
-    inside &= (depth01 >= 0) & (depth01 <= 1)  # NDC z is affine in screen space; clip to [near, far]
+    inside &= (depth01 >= 0) & (depth01 <= 1) & real  # NDC z is affine in screen space; clip to [near, far]
     depth_bits = depth01.clamp(0.0, 1.0).view(torch.int32).long()
     key = torch.where(inside, (depth_bits << 32) | (tri % num_faces), _EMPTY_KEY)
-    pixel = ((tri // num_faces) * height + py) * width + px
+    pixel = torch.where(real, ((tri // num_faces) * height + py) * width + px, 0)
     return pixel, key
 
 

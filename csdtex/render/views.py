@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from csdtex.cameras import Cameras
 from csdtex.mesh import RenderMesh
-from csdtex.render import Fragments, rasterize
+from csdtex.render import CandidateBudget, Fragments, rasterize
 
 SHADINGS = ("albedo", "lit", "normals")
 
@@ -22,8 +22,8 @@ class SurfaceSamples:
     """Surface quantities at the covered pixels of some fragments, in row-major (b, i, j) order.
 
     Attributes:
-        pixel_index: int64 [N] flat index ``(b * H + i) * W + j`` of each covered pixel (the one compaction of a
-            render: everything else indexes with it instead of the boolean mask).
+        pixel_index: int64 [N] flat index ``(b * H + i) * W + j`` of each covered pixel (``Fragments.pixel_index``,
+            the one compaction of a render: everything else indexes with it instead of the boolean mask).
         points: float32 [N, 3] positions in the normalized render space.
         normals: float32 [N, 3] unit smooth normals (interpolated vertex normals, renormalized), or None.
         uvs: float32 [N, 2] texture coordinates (0 where the face has no UVs), or None.
@@ -59,10 +59,10 @@ def surface_samples(
     """Interpolate positions, normals and UVs at every covered pixel of ``fragments`` (no gradient needed here:
     the geometry is fixed; the gradient flows through the texture model evaluated at these samples).
 
-    ``need_normals`` / ``need_uvs`` False skip that work and leave the field None. The covered pixels are found once
-    (one host synchronization, for their count).
+    ``need_normals`` / ``need_uvs`` False skip that work and leave the field None. The covered pixels are the ones
+    the rasterizer listed (``fragments.pixel_index``), so this costs no host synchronization.
     """
-    pixel_index = torch.nonzero(fragments.mask.reshape(-1)).squeeze(1)
+    pixel_index = fragments.pixel_index
     face = fragments.face_id.reshape(-1).index_select(0, pixel_index).long()
     weights = fragments.bary.reshape(-1, 3).index_select(0, pixel_index).unsqueeze(-1)  # [N, 3, 1]
     corners = render_mesh.faces.long()[face]
@@ -90,10 +90,11 @@ def headlight_factor(normals: torch.Tensor, fragments: Fragments, cameras: Camer
                      view_index: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`lambert_shading` with the light at each covered pixel's camera: normals float [N, 3] -> [N, 1].
 
-    ``view_index`` int64 [N] (:meth:`SurfaceSamples.view_index`) avoids finding the covered pixels again.
+    ``view_index`` int64 [N] (:meth:`SurfaceSamples.view_index`), when the caller has it, saves a division.
     """
     if view_index is None:
-        view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
+        _, height, width = fragments.shape
+        view_index = torch.div(fragments.pixel_index, height * width, rounding_mode="floor")
     light = F.normalize(cameras.positions, dim=-1)[view_index]
     return lambert_shading(normals, light)
 
@@ -127,6 +128,7 @@ def render_views(
     shading: str = "albedo",
     backend: str = "torch",
     supersample: int = 1,
+    candidate_budget: CandidateBudget | None = None,
 ) -> RenderOutput:
     """Render ``model`` on ``render_mesh`` from every camera.
 
@@ -142,13 +144,17 @@ def render_views(
             headlight diffuse term, for previews) or 'normals' (normal map colours (n + 1) / 2, "textureless" views).
         backend: rasterizer backend ('torch', 'nvdiffrast', 'auto').
         supersample: render at ``resolution * supersample`` and box-filter down (anti-aliasing for previews).
+        candidate_budget: the torch rasterizer's :class:`~csdtex.render.CandidateBudget` for a call site that
+            renders this mesh at this size again and again (one host synchronization per render on CUDA instead of
+            two); None for one-off renders. The result does not depend on it.
     Returns:
         :class:`RenderOutput`; ``image`` is differentiable with respect to the model's parameters.
     """
     if shading not in SHADINGS:
         raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}")
     size = resolution * supersample
-    fragments = rasterize(cameras.project(render_mesh.positions), render_mesh.faces, size, size, backend=backend)
+    fragments = rasterize(cameras.project(render_mesh.positions), render_mesh.faces, size, size, backend=backend,
+                          candidate_budget=candidate_budget)
     samples = surface_samples(
         render_mesh, fragments, need_normals=shading != "albedo", need_uvs=bool(getattr(model, "uses_uvs", True))
     )

@@ -148,10 +148,10 @@ def render_objects(
         samples = surface_samples(combined, fragments, need_normals=need_normals, need_uvs=False)
         colors = texture(samples.points, None, samples.materials)
         if need_normals:
-            view_index = torch.nonzero(fragments.mask, as_tuple=True)[0]
-            factor = headlight_factor(samples.normals, fragments, cameras)
+            view_index = samples.view_index(resolution, resolution)
+            factor = headlight_factor(samples.normals, fragments, cameras, view_index=view_index)
             colors = torch.where(lit[view_index].unsqueeze(-1), colors * factor, colors)
-        image = composite_on_background(colors, fragments.mask, background)
+        image = composite_on_background(colors, fragments.mask, background, pixel_index=samples.pixel_index)
     return image, fragments.mask
 
 
