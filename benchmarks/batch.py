@@ -48,7 +48,6 @@ def _probe(conn, started: float, model: str, device: str) -> None:
     entered = time.time()
     import csdtex.painting  # noqa: F401 - what a worker imports before its first asset
     from csdtex.guidance import load_prior
-    from csdtex.guidance.priors import asset_roots  # noqa: F401
     import diffusers  # noqa: F401
     import transformers  # noqa: F401
 
