@@ -48,7 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         run = prepare_run(args.mesh, "a red object", config, work)
     model = seeded_field(run.config.field, 0, run.device)
-    objective = ScoreObjective(run.prior, run.guidance, run.embeddings)
+    objective = ScoreObjective(run.prior, run.guidance, run.embeddings, run.plan)
     optimizer = optimize_module.make_optimizer(model, run.config.learning_rate)
     generator = torch.Generator().manual_seed(0)
 

@@ -119,6 +119,9 @@ def _run_options(*, paint: bool, single_run: bool = True):
         click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto]."),
         click.option("--renderer", type=click.Choice(BACKENDS), default=None,
                      help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch]."),
+        click.option("--low-vram", "low_vram", is_flag=True, default=None,
+                     help="Use less GPU memory, more slowly, with the same result: smaller UNet batches, VAE-encoder "
+                          "activations recomputed one view at a time, no CUDA graphs, text encoder kept off the GPU."),
         click.option("--overwrite", is_flag=True, default=None,
                      help="Replace another asset's outputs in the output folder (removed once the new ones are complete)."),
         click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,

@@ -67,6 +67,10 @@ class PaintConfig:
     """'auto', 'cpu' or 'cuda' (or 'cuda:N')."""
     renderer: str = "auto"
     """Rasterizer backend (:data:`csdtex.render.BACKENDS`): 'auto', 'torch', 'torch-compiled' or 'nvdiffrast'."""
+    low_vram: bool = False
+    """Use less GPU memory at some speed, with the same result (:data:`csdtex.guidance.priors.LOW_VRAM_PLAN`): UNet
+    calls of at most 4 samples, the VAE encoder's activations recomputed one view at a time in the backward pass, no
+    CUDA graphs, and the text encoder in CPU memory except while it encodes (docs/design.md, section 7)."""
     unwrap: bool = False
     """Re-unwrap the mesh with xatlas even when it has UVs (meshes without UVs are always unwrapped)."""
     overwrite: bool = False

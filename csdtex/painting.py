@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from csdtex.config import PaintConfig
+from csdtex.errors import call_with_gpu_memory_errors
 from csdtex.field import FieldConfig, ImplicitTextureField, seeded_model
 from csdtex.mesh import Mesh
 from csdtex.pipeline.finalize import PaintResult, finalize
@@ -64,13 +65,17 @@ def paint(
     Returns:
         :class:`PaintResult`.
     Raises:
-        csdtex.errors.CsdtexError: a one-line user error (bad option, prompt, mesh, model, device, output folder).
+        csdtex.errors.CsdtexError: a one-line user error (bad option, prompt, mesh, model, device, output folder; a
+            GPU out-of-memory error becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``).
     """
-    run = prepare_run(mesh, prompt, config or PaintConfig(), out_dir, prior=prior, resume=resume, notify=notify,
-                      warn=warn)
-    model = seeded_field(run.config.field, run.config.seed, run.device)
-    objective = ScoreObjective(run.prior, run.guidance, run.embeddings)
-    if progress is None:
-        progress = TqdmProgress("painting") if show_progress else None
-    optimized = optimize(run, model, objective, resume=resume, progress=progress)
-    return finalize(run, model, optimized)
+    config = config or PaintConfig()
+
+    def run_paint() -> PaintResult:
+        run = prepare_run(mesh, prompt, config, out_dir, prior=prior, resume=resume, notify=notify, warn=warn)
+        model = seeded_field(run.config.field, run.config.seed, run.device)
+        objective = ScoreObjective(run.prior, run.guidance, run.embeddings, run.plan)
+        bar = progress if progress is not None else TqdmProgress("painting") if show_progress else None
+        optimized = optimize(run, model, objective, resume=resume, progress=bar)
+        return finalize(run, model, optimized)
+
+    return call_with_gpu_memory_errors(run_paint, low_vram=config.low_vram)

@@ -626,7 +626,7 @@ def test_same_seed_same_step(latent_prior):
 
 
 def test_sampled_timesteps_stay_in_range(pixel_prior, monkeypatch):
-    monkeypatch.setattr(pixel_prior, "predict_noise", lambda x_t, t, e: torch.zeros_like(x_t))  # only t matters here
+    monkeypatch.setattr(pixel_prior, "predict_noise", lambda x_t, t, e, plan=None: torch.zeros_like(x_t))  # t matters
     sd = ScoreDistillation(pixel_prior, pixel_guidance_config())
     gen = torch.Generator().manual_seed(0)
     x = torch.zeros(1, 3, 8, 8)
@@ -637,7 +637,7 @@ def test_sampled_timesteps_stay_in_range(pixel_prior, monkeypatch):
 
 def test_non_finite_gradient_raises(latent_prior, monkeypatch):
     images, embeddings = _step_inputs(latent_prior)
-    monkeypatch.setattr(latent_prior, "predict_noise", lambda x_t, t, e: torch.full_like(x_t, float("nan")))
+    monkeypatch.setattr(latent_prior, "predict_noise", lambda x_t, t, e, plan=None: torch.full_like(x_t, float("nan")))
     sd = ScoreDistillation(latent_prior, latent_guidance_config())
     with pytest.raises(RuntimeError, match="NaN"):
         sd(latent_prior.encode_images(images), embeddings, 0.0, torch.Generator().manual_seed(0))

@@ -234,7 +234,7 @@ def test_a_non_finite_gradient_stops_the_run_with_a_clear_error(tmp_path, priors
     from csdtex.guidance import priors as priors_module
 
     monkeypatch.setattr(priors_module.Prior, "predict_noise",
-                        lambda self, x_t, t, e: torch.full_like(x_t, float("nan")), raising=False)
+                        lambda self, x_t, t, e, plan=None: torch.full_like(x_t, float("nan")), raising=False)
     config = PaintConfig(model=str(priors["latent"]), steps=3, views_per_step=1, texture_size=32)
     with pytest.raises(RuntimeError, match="NaN/Inf"):
         csdtex.paint(ball, "a ball", config, out_dir=tmp_path / "out", show_progress=False)

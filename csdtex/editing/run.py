@@ -20,6 +20,7 @@ import torch
 
 from csdtex.bake import bake_material_values
 from csdtex.config import DEFAULT_PRESERVE, EditConfig
+from csdtex.errors import call_with_gpu_memory_errors
 from csdtex.export import ExportedFiles, export_all
 from csdtex.field import seeded_model
 from csdtex.mesh import Mesh, load_mesh
@@ -123,9 +124,21 @@ def edit(
         :class:`EditResult`.
     Raises:
         csdtex.errors.CsdtexError: one-line user errors (no texture, unknown material, bad mask, empty or identical
-            prompts, ...), before any long work.
+            prompts, ...), before any long work; a GPU out-of-memory error becomes
+            :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``.
     """
     config = config or EditConfig()
+    return call_with_gpu_memory_errors(
+        lambda: _edit(mesh, prompt, source, config, out_dir, mask, materials, resume, show_progress, prior, notify,
+                      warn, progress),
+        low_vram=config.low_vram, texture_option=False)
+
+
+def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig, out_dir: str | Path,
+          mask: str | Path | None, materials: tuple[str, ...] | list[str], resume: bool, show_progress: bool, prior,
+          notify: Callable[[str], None] | None, warn: Callable[[str], None] | None,
+          progress: Progress | None) -> EditResult:
+    """The body of :func:`edit` (same arguments, ``config`` given)."""
     config.validate()
     prompt, source = check_edit_prompts(prompt, source)
     mesh = mesh if isinstance(mesh, Mesh) else load_mesh(mesh)
@@ -141,7 +154,7 @@ def edit(
     fit_max, fit_rms = _fit_error(model, images, region)
     reference = OriginalTextureView(model)
     preserve = DEFAULT_PRESERVE if config.preserve is None else config.preserve
-    objective = EditObjective(ScoreObjective(run.prior, run.guidance, run.embeddings), preserve,
+    objective = EditObjective(ScoreObjective(run.prior, run.guidance, run.embeddings, run.plan), preserve,
                               lambda views: render_step_views(run, reference, views))
     sources = texture_records(run.mesh)
     identity = {"edit.source_textures": [r["sha256"] for r in sources], "edit.materials": region.materials,

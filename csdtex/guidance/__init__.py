@@ -5,7 +5,8 @@ Modules (one role each):
 - :mod:`csdtex.guidance.aliases`: the short model names (``tiny``, ``sd21``, ``sd15``, ``if``) of ``--model``.
 - :mod:`csdtex.guidance.loading`: load a prior (Stable Diffusion 1.x/2.x latent layout or DeepFloyd IF stage I pixel
   layout) from an alias, a local diffusers folder or a hub id, with one-line errors.
-- :mod:`csdtex.guidance.priors`: the loaded prior: encode text and images, predict noise.
+- :mod:`csdtex.guidance.priors`: the loaded prior: encode text and images, predict noise; ``MemoryPlan`` (how its
+  networks run: the default or ``--low-vram``).
 - :mod:`csdtex.guidance.vocabulary`: closed vocabularies of tiny priors and the unknown-word warning.
 - :mod:`csdtex.guidance.prompts`: view-dependent prompt suffixes and the once-per-run text-embedding cache.
 - :mod:`csdtex.guidance.scores`: pure CSD / SDS update directions, the guidance config and presets, and
@@ -30,7 +31,16 @@ from __future__ import annotations
 
 from csdtex.guidance.aliases import MODEL_ALIASES, list_model_aliases
 from csdtex.guidance.loading import load_prior, load_prior_from_folder
-from csdtex.guidance.priors import LatentPrior, PixelPrior, Prior, eps_from_prediction
+from csdtex.guidance.priors import (
+    DEFAULT_PLAN,
+    LOW_VRAM_PLAN,
+    LatentPrior,
+    MemoryPlan,
+    PixelPrior,
+    Prior,
+    eps_from_prediction,
+    memory_plan,
+)
 from csdtex.guidance.prompts import DEFAULT_NEGATIVE_PROMPT, VIEW_SUFFIXES, PromptEmbeddings, view_suffix, wrap_azimuth
 from csdtex.guidance.scores import (
     GuidanceConfig,
@@ -48,6 +58,9 @@ from csdtex.guidance.scores import (
 
 __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
+    "DEFAULT_PLAN",
+    "LOW_VRAM_PLAN",
+    "MemoryPlan",
     "MODEL_ALIASES",
     "VIEW_SUFFIXES",
     "GuidanceConfig",
@@ -65,6 +78,7 @@ __all__ = [
     "list_model_aliases",
     "load_prior",
     "load_prior_from_folder",
+    "memory_plan",
     "normalize_per_sample",
     "pixel_guidance_config",
     "sds_direction",

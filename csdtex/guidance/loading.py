@@ -233,7 +233,9 @@ def _load_tokenizer(tokenizer_dir: Path, text_model_type: str) -> Any:
     return _load_component(cls, tokenizer_dir)
 
 
-def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str = "cpu", dtype: Any = None) -> Prior:
+def load_prior_from_folder(
+    folder: str | os.PathLike, device: torch.device | str = "cpu", dtype: Any = None, *, low_vram: bool = False
+) -> Prior:
     """Load a prior from a local diffusers pipeline folder (no network access).
 
     Args:
@@ -243,6 +245,10 @@ def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str
         device: where to put the networks (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device; see
             :func:`csdtex.devices.resolve_device`).
         dtype: network dtype (torch dtype or "fp16" / "bf16" / "fp32"); default fp16 on CUDA, fp32 on CPU.
+        low_vram: keep the text encoder in CPU memory (moved to ``device`` only while it encodes,
+            :meth:`Prior.offload_text_encoder`) and the UNet and VAE encoder there until their first use
+            (:meth:`Prior.defer_placement`), so the text encoder never shares the device with them. Without it every
+            network used is moved to ``device`` now. The VAE decoder is never used and always stays in CPU memory.
 
     Returns:
         A :class:`LatentPrior` or :class:`PixelPrior`, frozen and in eval mode.
@@ -340,7 +346,13 @@ def load_prior_from_folder(folder: str | os.PathLike, device: torch.device | str
             prior.preset = "tiny"
             prior.vocabulary = _tiny_prior_vocabulary(folder / TINY_PRIOR_CONFIG_NAME, tokenizer)
     for module in modules:
-        module.eval().requires_grad_(False).to(device)
+        module.eval().requires_grad_(False)
+    prior.defer_placement()  # everything is in CPU memory so far
+    if low_vram:
+        prior.offload_text_encoder()  # on the device only while it encodes; the UNet / VAE follow at first use
+    else:
+        text_encoder.to(device)
+        prior.place_networks()
     return prior
 
 
@@ -475,6 +487,7 @@ def load_prior(
     dtype: torch.dtype | str | None = None,
     *,
     cache_dir: str | os.PathLike | None = None,
+    low_vram: bool = False,
 ) -> Prior:
     """Load a diffusion prior from an alias, a local diffusers folder or a Hugging Face Hub id.
 
@@ -488,6 +501,7 @@ def load_prior(
             :func:`csdtex.devices.resolve_device`).
         dtype: network dtype; default fp16 on CUDA (pass ``torch.bfloat16`` / ``"bf16"`` for bf16) and fp32 on CPU.
         cache_dir: Hugging Face cache folder for hub ids (default: the standard HF cache, ``HF_HUB_CACHE``).
+        low_vram: where the networks wait (see :func:`load_prior_from_folder`).
 
     Returns:
         A frozen :class:`LatentPrior` (SD 1.x/2.x layout) or :class:`PixelPrior` (IF stage I layout).
@@ -503,11 +517,11 @@ def load_prior(
         raise ModelError("no model given: pass an alias (csdtex models), a local diffusers folder or a hub id")
     alias = MODEL_ALIASES.get(name.lower())
     if alias is not None and alias.builtin:
-        return load_prior_from_folder(builtin_prior_folder(), device, dtype)
+        return load_prior_from_folder(builtin_prior_folder(), device, dtype, low_vram=low_vram)
     if alias is not None:
         repo_id = alias.repo_id
     elif Path(name).expanduser().exists():
-        return load_prior_from_folder(name, device, dtype)
+        return load_prior_from_folder(name, device, dtype, low_vram=low_vram)
     elif _looks_like_path(name):
         raise ModelError(f"model folder {name} does not exist: pass an existing diffusers folder, a hub id or an alias")
     elif name.count("/") != 1:
@@ -521,4 +535,4 @@ def load_prior(
     resolved_dtype = _resolve_dtype(dtype, resolved_device)
     variant = "fp16" if resolved_dtype in (torch.float16, torch.bfloat16) else None
     folder = _download(repo_id, variant, cache_dir)
-    return load_prior_from_folder(folder, resolved_device, resolved_dtype)
+    return load_prior_from_folder(folder, resolved_device, resolved_dtype, low_vram=low_vram)

@@ -17,6 +17,14 @@ Conventions
 - Timesteps are integer indices in ``[0, num_train_timesteps)``; ``alphas_cumprod[t]`` is abar_t of the DDPM forward
   process ``x_t = sqrt(abar_t) x + sqrt(1 - abar_t) noise``.
 
+Memory
+------
+How the networks run in a training step (batch splitting, activation recomputation, CUDA graphs) is a
+:class:`MemoryPlan` passed to :meth:`Prior.encode_images` and :meth:`Prior.predict_noise`; every plan computes the
+same ``x``, eps and gradients up to floating-point rounding. :data:`DEFAULT_PLAN` is what ``csdtex paint`` uses,
+:data:`LOW_VRAM_PLAN` what ``--low-vram`` uses (:func:`memory_plan`). Where the weights live is decided at load time
+(:func:`csdtex.guidance.load_prior`'s ``low_vram``) or later with :meth:`Prior.offload_text_encoder`.
+
 The built-in prior (alias :data:`~csdtex.guidance.aliases.BUILTIN_MODEL`, csdtex's own small pixel prior, built by
 :mod:`csdtex.tinyprior`) is an ordinary IF-layout :class:`PixelPrior`; like any folder with a
 ``tiny_prior_config.json`` it gets ``Prior.preset = "tiny"`` and its closed word list in ``Prior.vocabulary``
@@ -25,7 +33,10 @@ The built-in prior (alias :data:`~csdtex.guidance.aliases.BUILTIN_MODEL`, csdtex
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +45,8 @@ from csdtex.errors import ModelError
 from csdtex.guidance.aliases import BUILTIN_MODEL  # re-exported: csdtex.config imports it from here
 from csdtex.guidance.vocabulary import Vocabulary
 
-__all__ = ["BUILTIN_MODEL", "LatentPrior", "PixelPrior", "PredictionType", "Prior", "PriorKind", "eps_from_prediction"]
+__all__ = ["BUILTIN_MODEL", "DEFAULT_PLAN", "LOW_VRAM_PLAN", "LatentPrior", "MemoryPlan", "PixelPrior",
+           "PredictionType", "Prior", "PriorKind", "eps_from_prediction", "memory_plan"]
 
 PriorKind = Literal["latent", "pixel"]
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
@@ -68,6 +80,60 @@ def eps_from_prediction(
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a prior runs its networks in a training step: GPU memory against speed, never the maths.
+
+    Every plan gives the same ``x``, eps and gradients up to floating-point rounding (kernels picked for another batch
+    size may round differently); ``tests/test_low_vram.py`` checks every plan against :data:`DEFAULT_PLAN`.
+    Peak memory of one SD-2.1-base step (4 views at 512^2, fp16) is dominated by what the VAE encoder keeps for its
+    backward pass: about 6.2 GiB when it keeps everything (docs/design.md, section 7).
+    """
+
+    unet_batch: int | None = None
+    """Most samples per UNet forward; the stacked batch (views x conditions) is split into calls of at most this many
+    samples. None = one call for the whole batch."""
+
+    encode_views: int | None = None
+    """Latent priors: views per VAE-encoder pass. None = one pass over every view whose activations are kept until
+    the backward pass. k = the encoder's forward keeps only its input, and the backward pass runs it again k views at
+    a time (activation checkpointing at the encoder boundary: one more encoder forward per step, the activations of
+    only k views at once)."""
+
+    recompute_elementwise: bool = True
+    """Latent priors, one encoder pass over all views (``encode_views`` None): inside each block of the VAE encoder
+    keep only the convolution, matmul and attention outputs for the backward pass and recompute the group norms,
+    activations and additions from them, block by block (selective activation checkpointing,
+    :func:`encoder_recompute_policy`; torch >= 2.4, ignored before). Estimated 6.2 -> 3.9 GiB for 4 views at 512^2
+    for re-running those memory-bound element-wise kernels once. Ignored with ``encode_views``: the outer
+    checkpoint already keeps nothing, and nested selective checkpoints would keep their saved outputs through the
+    first pass."""
+
+    cuda_graphs: bool = True
+    """Replay the UNet forward from CUDA graphs (:mod:`csdtex.guidance.graphs`) when the prior's
+    ``use_cuda_graphs`` allows it; the graphs' private memory pool stays reserved for the run."""
+
+    def __post_init__(self) -> None:
+        for name in ("unet_batch", "encode_views"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"MemoryPlan.{name} must be None or at least 1 (got {value})")
+
+
+DEFAULT_PLAN = MemoryPlan()
+"""The default: one UNet call per step replayed from a CUDA graph, one encoder pass over all views that keeps only
+its convolution / matmul outputs."""
+
+LOW_VRAM_PLAN = MemoryPlan(unet_batch=4, encode_views=1, recompute_elementwise=False, cuda_graphs=False)
+"""``--low-vram``: UNet calls of at most 4 samples (one condition of 4 views), the encoder's activations of one view
+at a time (recomputed in the backward pass), no CUDA graphs (their memory pool would stay reserved)."""
+
+
+def memory_plan(low_vram: bool) -> MemoryPlan:
+    """:data:`LOW_VRAM_PLAN` when ``low_vram`` (``PaintConfig.low_vram``, ``--low-vram``), else :data:`DEFAULT_PLAN`."""
+    return LOW_VRAM_PLAN if low_vram else DEFAULT_PLAN
+
+
 class Prior:
     """A frozen text-conditioned diffusion model seen through the few operations score distillation needs.
 
@@ -84,7 +150,9 @@ class Prior:
         prediction_type: what the UNet predicts (``"epsilon"``, ``"v_prediction"`` or ``"sample"``); converted to eps
             by :meth:`predict_noise`.
         source: where the weights came from (folder path), for messages.
-        unet, text_encoder, tokenizer: the underlying diffusers / transformers objects.
+        unet, text_encoder, tokenizer: the underlying diffusers / transformers objects. The networks sit on ``device``
+            except an offloaded text encoder (CPU memory between calls, :meth:`offload_text_encoder`) and, for a
+            prior loaded with ``low_vram``, the UNet and VAE encoder until their first use.
         max_text_length: tokens per prompt (prompts are padded / truncated to it), i.e. L in [B, L, D].
         preset: name of the paint-settings preset that suits it (:data:`csdtex.config.PRESETS`): ``kind``, or
             ``"tiny"`` for csdtex's tiny priors.
@@ -137,6 +205,43 @@ class Prior:
         """Replay the UNet's forward from CUDA graphs (:mod:`csdtex.guidance.graphs`; on by default on CUDA)."""
         self._graphed_unet = None
         self.vocabulary: Vocabulary | frozenset[str] | None = None
+        self._text_encoder_offloaded = False
+        self._placed = True
+
+    def _device_modules(self) -> list[torch.nn.Module]:
+        """The networks a training step runs on ``device`` (the text encoder is handled apart)."""
+        return [self.unet]
+
+    def defer_placement(self) -> None:
+        """Leave the UNet (and the VAE encoder) where they are, in CPU memory after loading, until the first
+        :meth:`encode_images` or :meth:`predict_noise` (or :meth:`place_networks`), so that the text encoder can run
+        on the device without them (:func:`csdtex.guidance.load_prior` with ``low_vram``)."""
+        self._placed = False
+
+    def place_networks(self) -> None:
+        """Move the UNet (and the VAE encoder) to ``device`` if they are not there yet."""
+        if not self._placed:
+            for module in self._device_modules():
+                module.to(self.device)
+            self._placed = True
+
+    def offload_text_encoder(self) -> None:
+        """Keep the text encoder in CPU memory from now on: :meth:`encode_text` moves it to ``device`` for each call
+        and back (a few hundred ms for CLIP, a few s for T5-XXL), so that it never shares the GPU with a training
+        step. No effect on a CPU prior or a released text encoder."""
+        self._text_encoder_offloaded = True
+        if self.text_encoder is not None and self.device.type != "cpu":
+            self.text_encoder.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def release_cuda_graphs(self) -> None:
+        """Drop the captured CUDA graphs of the UNet and their memory pool (they are captured again when a later call
+        asks for graphs)."""
+        if self._graphed_unet is not None:
+            self._graphed_unet = None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def __repr__(self) -> str:
         return (
@@ -172,15 +277,31 @@ class Prior:
         )
         input_ids = tokens.input_ids.to(self.device)
         attention_mask = tokens.attention_mask.to(self.device) if self._text_uses_attention_mask else None
-        hidden = self.text_encoder(input_ids, attention_mask=attention_mask)[0]
+        with self._text_encoder_on_device():
+            hidden = self.text_encoder(input_ids, attention_mask=attention_mask)[0]
         return hidden.to(self.dtype)
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+    @contextlib.contextmanager
+    def _text_encoder_on_device(self) -> Iterator[None]:
+        """Move an offloaded text encoder to ``device`` for the ``with`` block and back to the CPU after it."""
+        if not self._text_encoder_offloaded or self.device.type == "cpu":
+            yield
+            return
+        self.text_encoder.to(self.device)
+        try:
+            yield
+        finally:
+            self.text_encoder.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def encode_images(self, images: torch.Tensor, plan: MemoryPlan = DEFAULT_PLAN) -> torch.Tensor:
         """Map rendered images to the prior's input space ``x``, differentiably.
 
         Args:
             images: float [B, 3, H, W] in [-1, 1]; resized (bilinear, antialiased when shrinking) to
                 ``render_resolution`` if H or W differ.
+            plan: how to run the image encoder (latent priors; :class:`MemoryPlan`); the result is the same.
 
         Returns:
             x: float32 [B, C, h, w] with gradient w.r.t. ``images``: the latent (C=4, h=w=render_resolution/8 for SD)
@@ -198,13 +319,16 @@ class Prior:
         return images
 
     @torch.no_grad()
-    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, text_embeddings: torch.Tensor,
+                      plan: MemoryPlan = DEFAULT_PLAN) -> torch.Tensor:
         """Predict the noise in ``x_t`` at timesteps ``t`` under the given text conditioning (no grad).
 
         Args:
             x_t: float [N, C, h, w] noisy inputs in the prior's space (any float dtype; cast to ``self.dtype``).
             t: int64 [N] timesteps in ``[0, num_train_timesteps)``.
             text_embeddings: [N, L, D] from :meth:`encode_text`.
+            plan: how to run the UNet (:class:`MemoryPlan`: calls of at most ``plan.unet_batch`` samples, CUDA graphs
+                or not); the result is the same.
 
         Returns:
             eps: float32 [N, C, h, w]. Learned-variance channels (IF's out_channels = 2 * in_channels) are dropped and
@@ -215,22 +339,26 @@ class Prior:
             raise ValueError(
                 f"batch mismatch: x_t {tuple(x_t.shape)}, t {tuple(t.shape)}, text {tuple(text_embeddings.shape)}"
             )
+        self.place_networks()
         t = t.to(self.device, dtype=torch.long)
         x_in = x_t.to(self.device, dtype=self.dtype)
         embeddings = text_embeddings.to(self.device, dtype=self.dtype)
-        if self.use_cuda_graphs and self.device.type == "cuda":
+        forward = self._unet_forward
+        if plan.cuda_graphs and self.use_cuda_graphs and self.device.type == "cuda":
             if self._graphed_unet is None:
                 from csdtex.guidance.graphs import GraphedForward
 
                 self._graphed_unet = GraphedForward(self._unet_forward)
-            out = self._graphed_unet(x_in, t, embeddings)
+            forward = self._graphed_unet
+        if plan.unet_batch is None or n <= plan.unet_batch:
+            out = forward(x_in, t, embeddings)
         else:
-            out = self._unet_forward(x_in, t, embeddings)
+            size = plan.unet_batch
+            out = torch.cat([forward(*parts) for parts in zip(x_in.split(size), t.split(size), embeddings.split(size))])
         if out.shape[1] != self._in_channels:
             out = out[:, : self._in_channels]
         x_t32 = x_t.to(self.device).float()
         return eps_from_prediction(out.float(), x_t32, self.alphas_cumprod[t], self.prediction_type)
-
 
     def _unet_forward(self, x: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, encoder_hidden_states=embeddings, return_dict=False)[0]
@@ -261,7 +389,15 @@ class LatentPrior(Prior):
         shift = getattr(vae.config, "shift_factor", None)
         self._shift_factor = float(shift) if shift is not None else 0.0
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+    def _device_modules(self) -> list[torch.nn.Module]:
+        """The UNet and the encoder half of the VAE; the decoder is never used (renders are encoded, never decoded)
+        and stays in CPU memory."""
+        modules = [self.unet, self.vae.encoder]
+        if getattr(self.vae, "quant_conv", None) is not None:
+            modules.append(self.vae.quant_conv)
+        return modules
+
+    def encode_images(self, images: torch.Tensor, plan: MemoryPlan = DEFAULT_PLAN) -> torch.Tensor:
         """Encode renders to latents through the VAE encoder, keeping the graph back to ``images``.
 
         Uses the mean of the VAE posterior (not a sample), so ``x`` is a deterministic function of the render; the SD
@@ -269,13 +405,31 @@ class LatentPrior(Prior):
 
         Args:
             images: float [B, 3, H, W] in [-1, 1]; resized to ``render_resolution`` (512 for SD) if needed.
+            plan: ``plan.encode_views`` = views per encoder pass, recomputed in the backward pass (None = all views
+                in one pass); ``plan.recompute_elementwise`` = keep only the encoder blocks' convolution / matmul
+                outputs for the backward pass of a single pass. Both only matter when gradients are recorded; the
+                values are the same.
 
         Returns:
             float32 [B, 4, render_resolution / 8, render_resolution / 8]:
             ``(vae.encode(images).latent_dist.mean - shift_factor) * scaling_factor``.
         """
+        self.place_networks()
         images = self._resize(images).to(self.device, dtype=self.dtype)
-        posterior = self.vae.encode(images).latent_dist
+        if plan.encode_views is None or not (torch.is_grad_enabled() and images.requires_grad):
+            return self._latents(images, plan.recompute_elementwise)
+        from torch.utils.checkpoint import checkpoint
+
+        # The encoder is deterministic (posterior mean, no dropout in eval mode): no RNG state to stash.
+        encode = functools.partial(self._latents, recompute_elementwise=False)
+        parts = [checkpoint(encode, part, use_reentrant=False, preserve_rng_state=False)
+                 for part in images.split(plan.encode_views)]
+        return torch.cat(parts)
+
+    def _latents(self, images: torch.Tensor, recompute_elementwise: bool) -> torch.Tensor:
+        """float32 [B, 4, h, w] scaled posterior means of ``images`` (on the device, in ``self.dtype``)."""
+        with _selective_recompute(self.vae.encoder, recompute_elementwise):
+            posterior = self.vae.encode(images).latent_dist
         return ((posterior.mean - self._shift_factor) * self._scaling_factor).float()
 
 
@@ -284,13 +438,79 @@ class PixelPrior(Prior):
 
     kind: PriorKind = "pixel"
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, images: torch.Tensor, plan: MemoryPlan = DEFAULT_PLAN) -> torch.Tensor:
         """Return the renders themselves as ``x``.
 
         Args:
             images: float [B, 3, H, W] in [-1, 1]; resized to ``render_resolution`` (64 for IF-I) if needed.
+            plan: unused (there is no image encoder); accepted like :meth:`LatentPrior.encode_images`.
 
         Returns:
             float32 [B, 3, render_resolution, render_resolution], differentiable w.r.t. ``images``.
         """
         return self._resize(images).to(self.device).float()
+
+
+def _save_op_packets() -> frozenset:
+    """The aten operators whose outputs :func:`encoder_recompute_policy` keeps: convolutions, matrix products and
+    attention kernels (the arithmetic-heavy ones); the attention kernels missing from this torch build are skipped."""
+    names = ("convolution", "mm", "addmm", "bmm", "baddbmm", "_scaled_dot_product_flash_attention",
+             "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+             "_scaled_dot_product_flash_attention_for_cpu", "_efficient_attention_forward", "_flash_attention_forward")
+    return frozenset(getattr(torch.ops.aten, name) for name in names if hasattr(torch.ops.aten, name))
+
+
+_SAVE_OPS = _save_op_packets()
+
+
+def selective_recompute_available() -> bool:
+    """Whether this torch has selective activation checkpointing in eager mode (torch >= 2.4). Without it
+    ``MemoryPlan.recompute_elementwise`` has no effect: the encoder keeps all its activations (more memory, same
+    values)."""
+    import torch.utils.checkpoint as checkpoint_module
+
+    return hasattr(checkpoint_module, "create_selective_checkpoint_contexts") and hasattr(
+        checkpoint_module, "CheckpointPolicy")
+
+
+def encoder_recompute_policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+    """Selective-checkpointing policy (``torch.utils.checkpoint.create_selective_checkpoint_contexts``): keep the
+    outputs of convolutions, matrix products and attention kernels, recompute everything else (group norms,
+    activations, additions, casts) in the backward pass. Recomputing an operator on the same inputs gives the same
+    values, so the gradient is unchanged."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    if op.overloadpacket in _SAVE_OPS:
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _checkpoint_block(module: torch.nn.Module, *args: Any) -> Any:
+    """Run one encoder block under non-reentrant checkpointing with :func:`encoder_recompute_policy` (the
+    ``gradient_checkpointing_func`` diffusers' ``Encoder`` calls per down block and for the mid block)."""
+    from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+
+    context = functools.partial(create_selective_checkpoint_contexts, encoder_recompute_policy)
+    return checkpoint(module.__call__, *args, use_reentrant=False, preserve_rng_state=False, context_fn=context)
+
+
+@contextlib.contextmanager
+def _selective_recompute(encoder: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """While the block runs, make a diffusers ``Encoder`` checkpoint each of its blocks with
+    :func:`_checkpoint_block` (its own ``gradient_checkpointing`` switch, which it consults only when gradients are
+    recorded); the encoder's previous settings are restored afterwards. Encoders without that switch run as they
+    are."""
+    if not enabled or not hasattr(encoder, "gradient_checkpointing") or not selective_recompute_available():
+        yield
+        return
+    saved = (encoder.gradient_checkpointing, encoder.__dict__.get("_gradient_checkpointing_func"))
+    encoder.gradient_checkpointing = True
+    encoder._gradient_checkpointing_func = _checkpoint_block
+    try:
+        yield
+    finally:
+        encoder.gradient_checkpointing = saved[0]
+        if saved[1] is None:
+            encoder.__dict__.pop("_gradient_checkpointing_func", None)
+        else:
+            encoder._gradient_checkpointing_func = saved[1]

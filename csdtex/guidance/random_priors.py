@@ -13,6 +13,9 @@ path as Stable Diffusion and DeepFloyd IF folders.
   the weights); renders at 512 px.
 - :func:`build_tiny_pixel_folder`: IF stage I layout (unet with 3 -> 6 channels and IF's block types, T5 encoder +
   tokenizer, DDPM scheduler with learned variance); renders at 8 px, text embeddings [B, 77, 16].
+- :func:`build_random_if_i_xl_folder`: the real DeepFloyd IF-I-XL UNet architecture (4.3B parameters) with random
+  weights and a one-layer stand-in for its T5-XXL text encoder that has T5-XXL's output width (embeddings
+  [B, 77, 4096]), for speed and memory benchmarks of a pixel prior; renders at 64 px.
 """
 
 from __future__ import annotations
@@ -177,6 +180,24 @@ def build_tiny_latent_folder(folder: Path, *, prediction_type: str = "epsilon") 
         return folder
 
 
+SD21_BASE_UNET_CONFIG: dict = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+)  # fmt: skip
+"""``UNet2DConditionModel`` arguments of stabilityai/stable-diffusion-2-1-base's UNet (865M parameters)."""
+
+SD21_BASE_VAE_CONFIG: dict = dict(
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    scaling_factor=0.18215,
+)  # fmt: skip
+"""``AutoencoderKL`` arguments of stabilityai/stable-diffusion-2-1-base's VAE."""
+
+
 def build_random_sd21_base_folder(folder: Path, dtype: torch.dtype = torch.float16) -> Path:
     """Write a Stable Diffusion 2.1-base-architecture pipeline folder with random weights and return it.
 
@@ -198,21 +219,48 @@ def build_random_sd21_base_folder(folder: Path, dtype: torch.dtype = torch.float
                            num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
                            bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
         ).to(dtype).save_pretrained(folder / "text_encoder")
-        UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-            block_out_channels=(320, 640, 1280, 1280),
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-        ).to(dtype).save_pretrained(folder / "unet", safe_serialization=True)
-        AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            scaling_factor=0.18215,
-        ).to(dtype).save_pretrained(folder / "vae", safe_serialization=True)
+        UNet2DConditionModel(**SD21_BASE_UNET_CONFIG).to(dtype).save_pretrained(
+            folder / "unet", safe_serialization=True)
+        AutoencoderKL(**SD21_BASE_VAE_CONFIG).to(dtype).save_pretrained(folder / "vae", safe_serialization=True)
         _write_sd_scheduler_and_index(folder, "epsilon")
         return folder
+
+
+def _write_t5_tokenizer(folder: Path) -> int:
+    """Write a small unigram T5 tokenizer (letters, a few whole words) and return its vocabulary size."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz,."]
+    pieces += [("▁" + w, -1.0) for w in ("a", "red", "chair", "front", "side", "back", "overhead", "view")]
+    T5Tokenizer(vocab=pieces, extra_ids=0).save_pretrained(folder)
+    return len(pieces)
+
+
+def _write_if_scheduler_and_index(folder: Path) -> None:
+    """DeepFloyd IF stage I's noise schedule (squared-cosine betas, learned variance, epsilon) and an IFPipeline
+    index."""
+    from diffusers import DDPMScheduler
+
+    DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        variance_type="learned_range",
+        prediction_type="epsilon",
+    ).save_pretrained(folder / "scheduler")
+    _write_model_index(
+        folder,
+        "IFPipeline",
+        {
+            "scheduler": ("diffusers", "DDPMScheduler"),
+            "text_encoder": ("transformers", "T5EncoderModel"),
+            "tokenizer": ("transformers", "T5Tokenizer"),
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "safety_checker": (None, None),
+            "feature_extractor": (None, None),
+            "watermarker": (None, None),
+        },
+    )
 
 
 def build_tiny_pixel_folder(folder: Path) -> Path:
@@ -221,20 +269,16 @@ def build_tiny_pixel_folder(folder: Path) -> Path:
     The UNet mirrors IF-I's architecture choices at toy size (ResnetDownsample / SimpleCrossAttn blocks, text
     projection of the T5 states, ``addition_embed_type="text"``, 3 input and 6 output channels).
     """
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+    from diffusers import UNet2DConditionModel
+    from transformers import T5Config, T5EncoderModel
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _seeded(0):  # the global RNG state is restored afterwards
-        pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-        pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz,."]
-        pieces += [("▁" + w, -1.0) for w in ("a", "red", "chair", "front", "side", "back", "overhead", "view")]
-        tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
-        tokenizer.save_pretrained(folder / "tokenizer")
+        vocab_size = _write_t5_tokenizer(folder / "tokenizer")
         text_encoder = T5EncoderModel(
             T5Config(
-                vocab_size=len(pieces),
+                vocab_size=vocab_size,
                 d_model=TEXT_DIM,
                 d_kv=8,
                 d_ff=32,
@@ -266,23 +310,53 @@ def build_tiny_pixel_folder(folder: Path) -> Path:
             act_fn="gelu",
         )
         unet.save_pretrained(folder / "unet", safe_serialization=True)
-        DDPMScheduler(
-            num_train_timesteps=1000,
-            beta_schedule="squaredcos_cap_v2",
-            variance_type="learned_range",
-            prediction_type="epsilon",
-        ).save_pretrained(folder / "scheduler")
-        _write_model_index(
-            folder,
-            "IFPipeline",
-            {
-                "scheduler": ("diffusers", "DDPMScheduler"),
-                "text_encoder": ("transformers", "T5EncoderModel"),
-                "tokenizer": ("transformers", "T5Tokenizer"),
-                "unet": ("diffusers", "UNet2DConditionModel"),
-                "safety_checker": (None, None),
-                "feature_extractor": (None, None),
-                "watermarker": (None, None),
-            },
-        )
+        _write_if_scheduler_and_index(folder)
+        return folder
+
+
+IF_I_XL_UNET_CONFIG: dict = dict(
+    sample_size=64, in_channels=3, out_channels=6, layers_per_block=3,
+    block_out_channels=(704, 1408, 2112, 2816),
+    down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D",
+                      "SimpleCrossAttnDownBlock2D"),
+    mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+    up_block_types=("SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D",
+                    "ResnetUpsampleBlock2D"),
+    cross_attention_dim=2816, encoder_hid_dim=4096, encoder_hid_dim_type="text_proj", attention_head_dim=64,
+    addition_embed_type="text", addition_embed_type_num_heads=64, cross_attention_norm="group_norm",
+    resnet_time_scale_shift="scale_shift", act_fn="gelu", norm_num_groups=32, norm_eps=1e-5,
+)  # fmt: skip
+"""``UNet2DConditionModel`` arguments of DeepFloyd/IF-I-XL-v1.0's ``unet/config.json``: the original IF config's
+model_channels 704 x channel_mult (1, 2, 3, 4), 3 residual blocks per level, attention at 32/16/8 px with 64-channel
+heads, T5-XXL states (4096) projected to 2816, 64-head attention pooling, scale-shift norm, GELU; 4.30B parameters,
+the published 4.3B."""
+
+T5_XXL_WIDTH = 4096
+"""Width of T5-XXL's hidden states, i.e. of IF's text embeddings [B, 77, 4096]."""
+
+
+def build_random_if_i_xl_folder(folder: Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write a DeepFloyd-IF-I-XL-architecture pipeline folder with random weights and return it.
+
+    The UNet is :data:`IF_I_XL_UNET_CONFIG` (the cost of the real model does not depend on its weights). The text
+    encoder is not T5-XXL (4.8B parameters, 9 GiB in fp16) but a one-layer T5 encoder with T5-XXL's width, so the
+    UNet sees text embeddings of the real shape [B, 77, 4096]; csdtex encodes the prompts once and (in a paint run)
+    frees the text encoder before the first step, so the stand-in changes the load time and the memory while the
+    prompts are encoded, not the optimization. The tokenizer is the small one of :func:`build_tiny_pixel_folder`,
+    the schedule IF's. Weights are saved in ``dtype``; building needs about 26 GB of RAM (fp32 initialisation).
+    """
+    from diffusers import UNet2DConditionModel
+    from transformers import T5Config, T5EncoderModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _seeded(0):  # the global RNG state is restored afterwards
+        vocab_size = _write_t5_tokenizer(folder / "tokenizer")
+        T5EncoderModel(
+            T5Config(vocab_size=vocab_size, d_model=T5_XXL_WIDTH, d_kv=64, d_ff=256, num_layers=1, num_heads=8,
+                     feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1)
+        ).to(dtype).save_pretrained(folder / "text_encoder")
+        UNet2DConditionModel(**IF_I_XL_UNET_CONFIG).to(dtype).save_pretrained(
+            folder / "unet", safe_serialization=True)
+        _write_if_scheduler_and_index(folder)
         return folder

@@ -13,8 +13,9 @@ own ``g`` scaled by 1 / B, i.e. the gradient of the batch mean of the per-sample
 ``0.5 ||x_i - sg(x_i - g_i)||^2``.
 
 The pure functions (:func:`csd_direction`, :func:`sds_direction`, :func:`timestep_weights`, :func:`add_noise`,
-:func:`distillation_loss`) hold the maths; :class:`ScoreDistillation` wires them to a prior with one stacked UNet call
-per step, and :class:`GuidanceConfig` carries the options with presets for latent (SD) and pixel (IF-like) priors.
+:func:`distillation_loss`) hold the maths; :class:`ScoreDistillation` wires them to a prior with one stacked UNet batch
+per step (one call, or several smaller ones under a low-memory :class:`~csdtex.guidance.priors.MemoryPlan`), and
+:class:`GuidanceConfig` carries the options with presets for latent (SD) and pixel (IF-like) priors.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 
 from csdtex.devices import to_device
 from csdtex.errors import ConfigError
+from csdtex.guidance.priors import DEFAULT_PLAN, MemoryPlan
 from csdtex.guidance.prompts import DEFAULT_NEGATIVE_PROMPT
 
 Method = Literal["csd", "sds"]
@@ -285,15 +287,18 @@ class ScoreDistillation:
     Args:
         prior: a loaded :class:`~csdtex.guidance.priors.Prior`.
         config: the guidance options; see :func:`default_guidance_config` for the per-kind presets.
+        plan: how the prior runs its UNet (:class:`~csdtex.guidance.priors.MemoryPlan`; default
+            :data:`~csdtex.guidance.priors.DEFAULT_PLAN`); the loss and its gradient do not depend on it.
 
     Randomness: timesteps and noise are drawn from the ``generator`` passed to :meth:`__call__`, on that generator's
     device, then moved to the prior's device. Pass a CPU ``torch.Generator`` for results that are identical across
     devices (CUDA generators draw different streams); with ``generator=None`` the global CPU RNG is used.
     """
 
-    def __init__(self, prior, config: GuidanceConfig) -> None:
+    def __init__(self, prior, config: GuidanceConfig, plan: MemoryPlan = DEFAULT_PLAN) -> None:
         self.prior = prior
         self.config = config
+        self.plan = plan
 
     def timestep_bounds(self, progress: float) -> tuple[int, int]:
         """Inclusive integer timestep range ``(lo, hi)`` at ``progress``, clamped to [0, T - 1].
@@ -345,7 +350,7 @@ class ScoreDistillation:
         if use_negative:
             conditions.append(e_neg)
         k = len(conditions)
-        eps = prior.predict_noise(torch.cat([x_t] * k), t.repeat(k), torch.cat(conditions)).chunk(k)
+        eps = prior.predict_noise(torch.cat([x_t] * k), t.repeat(k), torch.cat(conditions), plan=self.plan).chunk(k)
 
         if cfg.method == "csd":
             direction = csd_direction(eps[0], eps[1], eps[2] if use_negative else None, cfg.w1, w2)

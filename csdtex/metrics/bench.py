@@ -124,7 +124,7 @@ def _uv_textures(run, size: int) -> list[np.ndarray]:
     from csdtex.pipeline.optimize import optimize
 
     model = seeded_model(run.config.seed, lambda: UVTexture(run.render_mesh.num_materials, size), run.device)
-    optimize(run, model, ScoreObjective(run.prior, run.guidance, run.embeddings))
+    optimize(run, model, ScoreObjective(run.prior, run.guidance, run.embeddings, run.plan))
     return [fill_nearest(im, c) for im, c in zip(model.to_images(), _coverages(run, size))]
 
 
@@ -188,7 +188,7 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
         textures: dict[str, list[np.ndarray]] = {}
         if any(m.startswith("field") for m in methods):
             model = seeded_field(run.config.field or FieldConfig(), run.config.seed, run.device)
-            optimize(run, model, ScoreObjective(run.prior, run.guidance, run.embeddings))
+            optimize(run, model, ScoreObjective(run.prior, run.guidance, run.embeddings, run.plan))
             textures.update(_field_textures(run, model, run.config.texture_size, methods))
         if "uv" in methods:
             textures["uv"] = _uv_textures(run, run.config.texture_size)

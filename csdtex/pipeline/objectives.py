@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 
 from csdtex.cameras import Cameras
+from csdtex.guidance.priors import DEFAULT_PLAN, MemoryPlan
 from csdtex.guidance.prompts import PromptEmbeddings
 from csdtex.guidance.scores import GuidanceConfig, ScoreDistillation
 
@@ -62,15 +63,19 @@ class ScoreObjective:
         prior: a loaded prior (``encode_images`` [B, 3, H, W] in [-1, 1] -> x; ``predict_noise``).
         guidance: the complete guidance options of the run.
         embeddings: the run's text embeddings (prompt with view suffixes, empty prompt, negative prompt).
+        plan: how the prior's networks run (:func:`csdtex.guidance.priors.memory_plan` of the run's ``low_vram``);
+            the loss and its gradient do not depend on it.
     """
 
-    def __init__(self, prior, guidance: GuidanceConfig, embeddings: PromptEmbeddings) -> None:
+    def __init__(self, prior, guidance: GuidanceConfig, embeddings: PromptEmbeddings,
+                 plan: MemoryPlan = DEFAULT_PLAN) -> None:
         self.prior = prior
         self.embeddings = embeddings
-        self.distillation = ScoreDistillation(prior, guidance)
+        self.plan = plan
+        self.distillation = ScoreDistillation(prior, guidance, plan)
 
     def __call__(
         self, images: torch.Tensor, views: StepViews, progress: float, generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = self.prior.encode_images(images.permute(0, 3, 1, 2) * 2.0 - 1.0)
+        x = self.prior.encode_images(images.permute(0, 3, 1, 2) * 2.0 - 1.0, plan=self.plan)
         return self.distillation.step(x, self.embeddings.for_rows(views.prompt_rows), progress, generator)

@@ -72,7 +72,10 @@ def prepare_run(
         out_dir: output folder; must be creatable and writable (nothing is written here), and must not hold another
             asset's outputs unless ``config.overwrite`` (:func:`csdtex.pipeline.outputs.claim_output_folder`).
         prior: an already loaded prior (kept whole for later runs); default: load ``config.model`` (None =
-            :data:`DEFAULT_MODEL`), whose text encoder is released once the prompts are encoded.
+            :data:`DEFAULT_MODEL`; with ``config.low_vram`` its text encoder waits in CPU memory and the UNet / VAE
+            reach the device after the text encoding), whose text encoder is released once the prompts are encoded.
+            With ``config.low_vram`` a given prior's text encoder moves to CPU memory for good (it comes to the
+            device only to encode) and its captured CUDA graphs are dropped.
         resume: the run will continue from ``out_dir``'s checkpoint, which must exist.
         notify: receives one-line notices worth showing before the long part (UV unwrapping).
         warn: receives one-line warnings (mesh problems, texels shared by several surface regions, vertex colours
@@ -106,7 +109,10 @@ def prepare_run(
     if owns_prior:
         from csdtex.guidance import load_prior
 
-        prior = timer.run("load_prior", load_prior, config.model, device)
+        prior = timer.run("load_prior", load_prior, config.model, device, low_vram=config.low_vram)
+    elif config.low_vram:
+        prior.offload_text_encoder()
+        prior.release_cuda_graphs()
     config = resolve_for_prior(config, prior.preset, prior.render_resolution)
     guidance = resolve_guidance(config, prior.preset)
 

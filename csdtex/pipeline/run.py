@@ -10,6 +10,7 @@ from typing import Callable, TypeVar
 import torch
 
 from csdtex.config import PaintConfig
+from csdtex.guidance.priors import MemoryPlan, memory_plan
 from csdtex.guidance.prompts import PromptEmbeddings
 from csdtex.guidance.scores import GuidanceConfig
 from csdtex.mesh import Mesh, RenderMesh
@@ -78,3 +79,9 @@ class PreparedRun:
     replaced_outputs: dict[str, tuple[int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     candidate_budget: CandidateBudget | None = None
+
+    @property
+    def plan(self) -> MemoryPlan:
+        """How the prior's networks run in this run's steps (:func:`csdtex.guidance.priors.memory_plan` of
+        ``config.low_vram``)."""
+        return memory_plan(self.config.low_vram)
