@@ -138,6 +138,16 @@ DEFAULT_PRESERVE = 0.0
 """Default weight of an edit's anchor to the original texture (:attr:`EditConfig.preserve`)."""
 
 
+EDIT_GUIDANCE: dict[str, float] = {"w2_start": 1.0, "w2_end": 0.0}
+"""An edit's schedule of the negative prompt (its source description): ``w2`` falls linearly from 1 to 0. The
+term ``-w2 * (eps(e_source) - eps(e_0))`` pushes away from the source colour; it never fades by itself (it does not
+vanish once the texture stopped looking like the source), so with the presets' ``w2`` (latent 1 -> 0.5, pixel 0 -> 1)
+edits overshoot past the target to the source's complement (purple -> gray came out olive green). Falling to 0,
+the target's own score has the last word. Measured on the built-in prior's edit benchmark (CSD, 36 edits): pixel
+schedule 52.8% target colour read, 1 -> 0 61.1%, 0.5 -> 0 52.8%, no source term 44.4%
+(``benchmarks/README.md``)."""
+
+
 @dataclass
 class EditConfig(PaintConfig):
     """Options of an edit run (``csdtex edit`` / :func:`csdtex.edit`): every paint option, plus the anchor weight.
@@ -145,6 +155,11 @@ class EditConfig(PaintConfig):
     The edited texture keeps the input's UV layout and texture resolution, so ``texture_size`` and ``unwrap`` do not
     apply; the negative prompt of an edit is its source description (``csdtex.edit``'s ``source``).
     """
+
+    guidance: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(EDIT_GUIDANCE))
+    """Schedule options of the score distillation (as :attr:`PaintConfig.guidance`), starting from
+    :data:`EDIT_GUIDANCE`: the source description's weight ``w2`` falls from 1 to 0 over the run. A ``[guidance]``
+    table or ``--set guidance.KEY=VALUE`` changes only the keys it names."""
 
     preserve: float | None = None
     """Weight W of the L2 anchor ``W * mean((render - render_of_the_original)^2)`` over every rendered pixel, which

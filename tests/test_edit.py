@@ -228,3 +228,22 @@ def test_builtin_prior_edit_moves_red_to_blue_and_a_half_mask_moves_only_its_hal
     assert is_blue(mean_hue(half.textures[0], left)[0]), mean_hue(half.textures[0], left)
     assert np.array_equal(half.textures[0][right], before[right])
     assert is_red(mean_hue(half.textures[0], right)[0])
+
+
+def test_edit_schedule_lets_the_source_term_fade_and_merges_with_user_tables(tmp_path):
+    from csdtex.batch.tasks import edit_config
+    from csdtex.config import EDIT_GUIDANCE, apply_overrides, load_config_file, resolve_guidance
+
+    guidance = resolve_guidance(EditConfig(), "tiny")
+    assert (guidance.w2_start, guidance.w2_end) == (1.0, 0.0)
+    assert resolve_guidance(PaintConfig(), "tiny").w2_end == 1.0  # paint keeps the prior preset's schedule
+    # A [guidance] table or an override changes only the keys it names.
+    changed = apply_overrides(EditConfig(), {"guidance": {"t_max_end": 0.4}})
+    assert changed.guidance == {**EDIT_GUIDANCE, "t_max_end": 0.4}
+    table = tmp_path / "edit.toml"
+    table.write_text("[guidance]\nw2_end = 0.25\n")
+    loaded = resolve_guidance(load_config_file(table, EditConfig()), "latent")
+    assert (loaded.w2_start, loaded.w2_end) == (1.0, 0.25)
+    # A batch's edit row: the row's paint options, the edit schedule under the row's own guidance keys.
+    row = edit_config(PaintConfig(steps=7, guidance={"t_max_end": 0.3}))
+    assert row.steps == 7 and row.guidance == {**EDIT_GUIDANCE, "t_max_end": 0.3}

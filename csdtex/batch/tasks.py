@@ -17,11 +17,14 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Protocol, Union
 
 from csdtex.batch.manifest import AssetRow
 from csdtex.errors import CsdtexError, one_line, user_message
 from csdtex.pipeline.progress import Progress, SilentProgress
+
+if TYPE_CHECKING:
+    from csdtex.config import EditConfig, PaintConfig
 
 EDIT_UNAVAILABLE = "csdtex edit is not available in this version"
 
@@ -212,14 +215,22 @@ def run_edit_row(task: AssetTask, state: WorkerState, progress: Progress, warn: 
         if error.name not in ("csdtex.editing", "csdtex"):
             raise
         raise CsdtexError(EDIT_UNAVAILABLE) from None
-    from csdtex.config import EditConfig, PaintConfig
-
     row = task.row
-    paint_config = worker_config(row, state)
-    config = EditConfig(**{f.name: getattr(paint_config, f.name) for f in dataclasses.fields(PaintConfig)})
+    config = edit_config(worker_config(row, state))
     materials = (row.material,) if isinstance(row.material, str) else tuple(row.material or ())
     edit(row.mesh, row.prompt, row.source, config, task.staging, mask=row.mask, materials=materials,
          prior=state.prior(row.config.model), progress=progress, warn=warn, notify=notify)
+
+
+def edit_config(paint_config: PaintConfig) -> EditConfig:
+    """The :class:`EditConfig` of an edit row from the row's paint options: every paint field carried over, the
+    guidance schedule starting from the edit's own (:data:`csdtex.config.EDIT_GUIDANCE`) with the row's
+    ``guidance`` keys on top, the edit-only options at their defaults."""
+    from csdtex.config import EDIT_GUIDANCE, EditConfig, PaintConfig
+
+    values = {f.name: getattr(paint_config, f.name) for f in dataclasses.fields(PaintConfig)}
+    values["guidance"] = {**EDIT_GUIDANCE, **paint_config.guidance}
+    return EditConfig(**values)
 
 
 TASK_FUNCTIONS: dict[str, TaskFunction] = {"paint": run_paint_row, "edit": run_edit_row}
