@@ -287,25 +287,40 @@ def bench() -> None:
 @click.option("--steps", type=click.IntRange(1, 100000), default=60, show_default=True, help="Optimization steps.")
 @click.option("--texture-size", type=click.IntRange(16, 16384), default=256, show_default=True,
               help="Texture size in texels.")
-@click.option("--methods", default="field,field-nofill,uv", show_default=True,
-              help="Comma-separated: field, field-noerase, field-erase, field-nofill, field-dilate, uv.")
+@click.option("--methods", default="field,field-noerase,field-nofill,uv", show_default=True,
+              help="Comma-separated: field, field-noerase, field-erase, field-nofill, field-dilate, uv, reference "
+                   "(reference: --target procedural only).")
 @click.option("--device", default="auto", show_default=True, help=f"{DEVICE_HELP}.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (the same for every method).")
+@click.option("--target", type=click.Choice(["prompt", "procedural"]), default="prompt", show_default=True,
+              help="prompt: score distillation of the prior for --prompt; procedural: photometric fit of a known "
+                   "detailed 3D texture (checker and noise bands), no prior in the loss.")
+@click.option("--feature-texels", type=click.FloatRange(0.5, 256), default=4.0, show_default=True,
+              help="Procedural target: checker cell size in mean texels of the UV layout.")
+@click.option("--render-resolution", type=click.IntRange(16, 2048), default=None,
+              help="Render size in pixels [default: the prior's (prompt), half the texture size (procedural)].")
+@click.option("--uv-lr", "uv_learning_rate", type=click.FloatRange(0, min_open=True), default=None,
+              help="Adam learning rate of the uv baseline (texel logits) [default: 0.1].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("csdtex-bench/seams"),
               show_default=True, help="Output folder (textures, seams.json, seams.md, seams.png).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Where to write the JSON results [default: OUT/seams.json].")
 def bench_seams(meshes: tuple[str, ...], model: str | None, prompt: str, steps: int, texture_size: int, methods: str,
-                device: str, seed: int, out_dir: Path, json_path: Path | None) -> None:
-    """Paint each MESH (files, or proc:mismatch / proc:xatlas) with several methods and measure their UV seams.
+                device: str, seed: int, target: str, feature_texels: float, render_resolution: int | None,
+                uv_learning_rate: float | None, out_dir: Path, json_path: Path | None) -> None:
+    """Texture each MESH (files, or proc:mismatch / proc:xatlas) with several methods and measure their UV seams.
 
     Reports seam RMS / interior RMS (the texture's own one-texel variation) at mip levels 0-3, bleed and the
-    texel-density ratio across seams; see csdtex.metrics.seams for the definitions.
+    texel-density ratio across seams; see csdtex.metrics.seams for the definitions. Every method gets the same
+    target, steps, views and seed: the prompt through the prior, or (--target procedural) a known detailed texture.
     """
     from csdtex.metrics.bench import BenchSettings, parse_methods, run_seam_bench
 
     settings = BenchSettings(model=model, prompt=prompt, steps=steps, texture_size=texture_size,
-                             methods=parse_methods(methods), device=device, seed=seed)
+                             methods=parse_methods(methods), device=device, seed=seed, target=target,
+                             feature_texels=feature_texels, render_resolution=render_resolution)
+    if uv_learning_rate is not None:
+        settings.uv_learning_rate = uv_learning_rate
     payload = run_seam_bench(list(meshes), settings, out_dir, json_path, log=_echo("done"), warn=_echo("warning"))
     click.echo(payload["table"])
     click.echo(f"results: {json_path or out_dir / 'seams.json'}, {out_dir / 'seams.md'}, {out_dir / 'seams.png'}")

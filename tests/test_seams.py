@@ -280,3 +280,145 @@ def test_seam_erasure_on_mismatched_layout_keeps_interiors():
     assert after.interior_rms[0] > 0.97 * before.interior_rms[0]
     default = bake_texture(mesh, Stripes(), size=128)  # erasure is on by default
     assert seam_metrics(mesh, default.images).seam_rms[0] == pytest.approx(after.seam_rms[0], rel=0.05)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Procedural target (csdtex bench seams --target procedural)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_mean_texel_size_of_a_known_layout():
+    from csdtex.metrics.targets import mean_texel_size
+
+    # a 2 x 2 square mapped onto the lower-left quarter of the UV square: 64 x 64 texels of a 128 texture
+    positions = np.array([[0, 0, 0], [2, 0, 0], [2, 2, 0], [0, 2, 0]], dtype=np.float64)
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    uvs = np.array([[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]])
+    assert mean_texel_size(positions, faces, uvs, faces, 128) == pytest.approx(2 / 64)
+    with pytest.raises(ValueError, match="faces with UVs"):
+        mean_texel_size(positions, faces, uvs, np.full_like(faces, -1), 128)
+
+
+def test_procedural_texture_is_detailed_and_deterministic():
+    from csdtex.metrics.targets import ProceduralTexture
+
+    points = torch.rand(4000, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    texture = ProceduralTexture(0.05, 4.0, seed=1)
+    colors = texture(points)
+    assert colors.shape == (4000, 3) and colors.dtype == torch.float32
+    assert colors.min() >= 0.08 - 1e-6 and colors.max() <= 0.92 + 1e-6
+    assert torch.equal(colors, ProceduralTexture(0.05, 4.0, seed=1)(points))
+    assert not torch.equal(colors, ProceduralTexture(0.05, 4.0, seed=2)(points))
+    assert colors.std(dim=0).min() > 0.2  # every channel uses most of its range
+    # detail at the feature size (0.05), smooth far below it (no aliasing at a fraction of a texel)
+    far = (texture(points + torch.tensor([0.05, 0.0, 0.0])) - colors).abs().mean(dim=0)
+    near = (texture(points + torch.tensor([0.0025, 0.0, 0.0])) - colors).abs().mean(dim=0)
+    assert far.min() > 0.3 and near.max() < 0.05, (far, near)
+    assert not list(texture.parameters())  # nothing to optimize; buffers only
+    with pytest.raises(ValueError, match="positive"):
+        ProceduralTexture(0.0)
+
+
+def test_photometric_objective():
+    from csdtex.cameras import make_cameras
+    from csdtex.pipeline.objectives import PhotometricObjective, StepViews
+
+    reference = torch.rand(2, 8, 8, 3)
+    views = StepViews(cameras=make_cameras([0, 0], [0, 90], 2.0, 50.0), prompt_rows=torch.zeros(2, dtype=torch.int64),
+                      backgrounds=torch.ones(2, 3), lit=False)
+    objective = PhotometricObjective(lambda v: reference)
+    images = reference.clone().requires_grad_(True)
+    loss, metrics = objective(images, views, 0.0, torch.Generator())
+    assert float(loss.detach()) == 0 and float(metrics["finite"]) == 1 and float(metrics["grad_norm"]) == 0
+    images = (reference + 0.1).requires_grad_(True)
+    loss, metrics = objective(images, views, 0.5, torch.Generator())
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(0.01) and float(metrics["rmse"]) == pytest.approx(0.1)
+    assert float(metrics["grad_norm"]) == pytest.approx(float(images.grad[0].norm()), rel=1e-5)
+    assert set(metrics) >= {"grad_norm", "t", "finite"}
+    with pytest.raises(ValueError, match="reference renders have shape"):
+        PhotometricObjective(lambda v: reference[:, :4])(images, views, 0.0, torch.Generator())
+
+
+def test_field_fits_the_procedural_target(tmp_path):
+    """A short photometric fit: the field's renders of unseen views correlate with the reference's."""
+    from csdtex.cameras import CameraRanges, orbit_cameras
+    from csdtex.config import PaintConfig
+    from csdtex.field import FieldConfig
+    from csdtex.metrics.bench import procedural_reference
+    from csdtex.metrics.meshes import mismatch_sphere
+    from csdtex.painting import seeded_field
+    from csdtex.pipeline.objectives import PhotometricObjective
+    from csdtex.pipeline.optimize import optimize, render_step_views
+    from csdtex.pipeline.prepare import prepare_run
+    from csdtex.render.views import render_views
+
+    config = PaintConfig(steps=40, texture_size=64, render_resolution=64, device="cpu", checkpoint_every=0,
+                         field=FieldConfig(log2_hashmap_size=12, max_resolution=128), learning_rate=3e-2,
+                         cameras=CameraRanges(elevation_deg=(-85.0, 85.0)))
+    run = prepare_run(mismatch_sphere(grid=4), "a red object", config, tmp_path / "run", warn=lambda m: None)
+    reference, feature = procedural_reference(run, 4.0, seed=0)
+    assert feature > 0
+    model = seeded_field(run.config.field, 0, "cpu")
+    result = optimize(run, model, PhotometricObjective(lambda views: render_step_views(run, reference, views)))
+    assert result.history["loss"][-1] < 0.5 * result.history["loss"][0]
+    cameras = orbit_cameras(3, elevation_deg=20.0, start_azimuth_deg=17.0)
+    with torch.no_grad():
+        fitted = render_views(run.render_mesh, model, cameras, 64)
+        truth = render_views(run.render_mesh, reference, cameras, 64)
+    mask = truth.mask
+    correlation = torch.corrcoef(torch.stack([fitted.image[mask].reshape(-1), truth.image[mask].reshape(-1)]))[0, 1]
+    assert float(correlation) > 0.8, float(correlation)
+
+
+def test_bench_procedural_small_run(tmp_path):
+    from csdtex.metrics.bench import UV_LEARNING_RATE
+
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "seams", "proc:mismatch", "--target", "procedural", "--steps", "2",
+                                       "--texture-size", "64", "--device", "cpu", "--methods",
+                                       "field,field-noerase,uv,reference", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "seams.json").read_text())
+    settings = payload["settings"]
+    assert settings["target"] == "procedural" and settings["render_resolution"] == 64
+    assert settings["uv_learning_rate"] == UV_LEARNING_RATE and settings["camera_elevation_deg"] == [-85.0, 85.0]
+    mesh = payload["meshes"]["mismatch"]
+    assert mesh["feature_size"] > 0 and set(mesh["optimization"]) == {"field", "uv"}
+    assert mesh["density_ratio"]["max"] == pytest.approx(1 / 0.35, rel=1e-3)
+    fits = {method: mesh["methods"][method]["fit_rms"] for method in ("field", "field-noerase", "uv", "reference")}
+    assert fits["reference"] < 0.5 * fits["uv"]  # the reference is the target (changed by seam erasure only); 2 uv
+    # steps leave a grey texture
+    assert payload["aggregate"]["field"]["fit_rms"] == fits["field"]
+    assert len(payload["aggregate"]["uv"]["interior_change_vs_reference_per_mip"]) == 4
+    assert "fit RMS" in (out / "seams.md").read_text() and (out / "seams.png").stat().st_size > 0
+    assert f"[default: {UV_LEARNING_RATE}]" in CliRunner().invoke(main, ["bench", "seams", "--help"]).output
+
+
+def test_bench_reference_needs_procedural_target(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "seams", "proc:mismatch", "--methods", "field,reference",
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "--target procedural" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_seam_closeup_shows_a_planted_seam(baked_cube):
+    """The figure's close-up across a seam: uniform where the bake is seamless, split where a discontinuity is
+    planted (brightening side 0's cell changes one half of the view only)."""
+    from csdtex.metrics.figure import seam_closeup
+
+    mesh, baked = baked_cube
+    seams = seam_edges(mesh)
+    edge = int(np.flatnonzero((seams.faces // 2 == 0).any(axis=1))[0])  # a seam edge of side 0
+    image = baked.images[0].astype(np.int16)
+    image[64:, :43] += 60
+    planted = np.clip(image, 0, 255).astype(np.uint8)
+    halves = []
+    for texture in (baked.images[0], planted):
+        view = seam_closeup(mesh, seams, edge, [texture], size=64)
+        assert view.shape == (64, 64, 3) and view.dtype == np.uint8
+        view = view.astype(np.float64)
+        halves.append(abs(view[8:56, 8:28].mean() - view[8:56, 36:56].mean()))
+    assert halves[0] < 10 and halves[1] > 25, halves
+    with pytest.raises(ValueError, match="square textures"):
+        seam_closeup(mesh, seams, edge, [baked.images[0][:, :100]])
