@@ -128,12 +128,13 @@ def test_guidance_table_refuses_the_top_level_options_and_checks_types(tmp_path)
 
 
 def test_edit_configs_take_the_same_tables(tmp_path):
-    from csdtex.config import EditConfig
+    from csdtex.config import EDIT_GUIDANCE, EditConfig
 
     path = tmp_path / "edit.toml"
     path.write_text("preserve = 2\ntexel_learning_rate_scale = 0.5\n[guidance]\nw2_end = 0.25\n")
     config = load_config_file(path, EditConfig())
-    assert isinstance(config, EditConfig) and config.preserve == 2.0 and config.guidance == {"w2_end": 0.25}
+    assert isinstance(config, EditConfig) and config.preserve == 2.0
+    assert config.guidance == {**EDIT_GUIDANCE, "w2_end": 0.25}  # the table extends the edit's own schedule
 
 
 def test_guidance_resolution_per_prior_kind():
