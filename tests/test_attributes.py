@@ -3,9 +3,7 @@ benchmarks/fidelity.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +13,13 @@ from PIL import Image
 
 from csdtex import tinyprior as S
 from csdtex.tinyprior import attributes as A
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _fidelity_module():
-    name = "csdtex_benchmarks_fidelity"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "fidelity.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark("fidelity")
 
 
 # ------------------------------------------------------------------------------------------------ shipped classifier

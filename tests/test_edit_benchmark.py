@@ -3,9 +3,7 @@ random prior (structure only: the random prior's accuracies mean nothing)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +11,12 @@ import pytest
 from PIL import Image
 
 from csdtex.tinyprior.vocabulary import COLORS, VOCABULARY, caption_words
+from benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _edit_benchmark():
-    name = "csdtex_benchmarks_edit"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "edit.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark("edit")
 
 
 def test_pairs_cover_every_colour_once_as_source_and_once_as_target():

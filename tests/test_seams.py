@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -426,14 +425,10 @@ def test_seam_closeup_shows_a_planted_seam(baked_cube):
 
 
 def test_erasure_benchmark_measures_both_bakes_of_the_reference(tmp_path):
-    import importlib.util
+    from benchmark_scripts import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "seams_erasure.py"
-    spec = importlib.util.spec_from_file_location("csdtex_benchmarks_seams_erasure", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     out = tmp_path / "erasure.json"
-    module.main(["--meshes", "xatlas", "--sizes", "64", "--json", str(out)])
+    load_benchmark("seams_erasure").main(["--meshes", "xatlas", "--sizes", "64", "--json", str(out)])
     (row,) = json.loads(out.read_text())["rows"]
     assert row["texture_size"] == 64 and len(row["ratio_erase"]) == len(row["interior_change_pct"]) == 4
     # Erasure lowers the seam error of a detailed texture at mip 0 and changes interiors only a little.

@@ -3,26 +3,18 @@ numbers mean nothing), and the IF-I-XL configuration it benchmarks on the GPU.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import torch
+from benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--device", "cpu", "--toy", "--steps", "1", "--views", "1", "--texture-size", "32", "--warmup", "1",
         "--profile-steps", "1"]
 
 
 def _speed_benchmark():
-    name = "csdtex_benchmarks_speed"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "speed.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_benchmark("speed")
 
 
 def _fast_config(tmp_path: Path) -> Path:
@@ -71,11 +63,7 @@ def test_if_i_xl_configuration_has_the_published_size():
 
 def test_memory_estimate_orders_the_plans(tmp_path):
     """benchmarks/memory_estimate.py on the meta device: the real SD-2.1-base architecture, no memory used."""
-    path = ROOT / "benchmarks" / "memory_estimate.py"
-    spec = importlib.util.spec_from_file_location("csdtex_benchmarks_memory", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    report = module.main(["--prior", "sd21", "--views", "4", "--json", str(tmp_path / "memory.json")])
+    report = load_benchmark("memory_estimate").main(["--prior", "sd21", "--views", "4", "--json", str(tmp_path / "memory.json")])
     peaks = {name: entry["step_peak_with_weights_gib"] for name, entry in report["estimates"].items()}
     assert peaks["low-vram"] < 6.0 and peaks["default"] < 8.0  # the issue's targets, before the field's share
     assert peaks["low-vram"] < peaks["default"] < peaks["keep-all"]
