@@ -110,3 +110,26 @@ def run_or_merge(argv, *, script: str, default_name: str, run_benchmark, parse_a
         merged = merger.parse_args(argv[1:])
         return merge_results(merged.parts, merged.out, merged.name)
     return run_benchmark(parse_args(argv))
+
+
+def stack_part_grids(records, out: Path, name: str) -> Path:
+    """The grids of benchmark parts stacked top to bottom into ``<out>/<name>_grid.png`` (written atomically).
+
+    ``records``: (JSON path, record) per part; each part's grid PNG is ``record["files"]["grid"]`` beside its JSON.
+    Narrower grids are padded with white on the right.
+    """
+    from PIL import Image
+
+    from csdtex.fileio import atomic_path
+
+    grids = [Image.open(path.parent / record["files"]["grid"]).convert("RGB") for path, record in records]
+    canvas = Image.new("RGB", (max(g.width for g in grids), sum(g.height for g in grids)), "white")
+    y = 0
+    for grid in grids:
+        canvas.paste(grid, (0, y))
+        y += grid.height
+    out.mkdir(parents=True, exist_ok=True)
+    grid_path = out / f"{name}_grid.png"
+    with atomic_path(grid_path) as temporary:
+        canvas.save(temporary, format="PNG")
+    return grid_path

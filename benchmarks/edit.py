@@ -77,7 +77,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fidelity  # noqa: E402  (benchmarks/fidelity.py: meshes, turntable, grid, per-process setup)
 
-from csdtex.fileio import atomic_path, write_text_atomic  # noqa: E402
+from csdtex.fileio import write_text_atomic  # noqa: E402
 from csdtex.tinyprior import attributes  # noqa: E402
 from csdtex.tinyprior.vocabulary import COLORS, GENERIC_NOUN  # noqa: E402
 
@@ -568,7 +568,7 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
     Returns:
         The merged record, also written to ``<out>/<name>.json`` with ``<out>/<name>_grid.png``.
     """
-    from PIL import Image
+    from common import stack_part_grids
 
     records = [(Path(part), json.loads(Path(part).read_text())) for part in parts]
     runs = [r for _, record in records for r in record["runs"]]
@@ -576,17 +576,8 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
         raise SystemExit("the parts overlap: the same (method, mesh, pair) was run twice")
     methods = list(dict.fromkeys(m for _, record in records for m in record["settings"]["methods"]))
     meshes = list(dict.fromkeys(m for _, record in records for m in record["settings"]["meshes"]))
-    grids = [Image.open(path.parent / record["files"]["grid"]).convert("RGB") for path, record in records]
-    canvas = Image.new("RGB", (max(g.width for g in grids), sum(g.height for g in grids)), "white")
-    y = 0
-    for grid in grids:
-        canvas.paste(grid, (0, y))
-        y += grid.height
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    grid_path = out / f"{name}_grid.png"
-    with atomic_path(grid_path) as temporary:
-        canvas.save(temporary, format="PNG")
+    grid_path = stack_part_grids(records, out, name)
     summary = summarize(runs, methods)
     targets = check_targets(summary, runs)
     settings = {**records[0][1]["settings"], "meshes": meshes, "methods": methods,

@@ -59,6 +59,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 
 from csdtex.fileio import atomic_path, write_text_atomic  # noqa: E402
 from csdtex.tinyprior import attributes  # noqa: E402
@@ -493,7 +494,7 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
     Returns:
         The merged record, also written to ``<out>/<name>.json`` with ``<out>/<name>_grid.png``.
     """
-    from PIL import Image
+    from common import stack_part_grids
 
     records = [(Path(part), json.loads(Path(part).read_text())) for part in parts]
     keys = {(r["method"], r["mesh"], r["prompt_index"]) for _, record in records for r in record["runs"]}
@@ -503,18 +504,8 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
     methods = list(dict.fromkeys(m for _, record in records for m in record["settings"]["methods"]))
     summary = summarize(runs, methods)
     targets = check_targets(summary)
-    grids = [Image.open(path.parent / record["files"]["grid"]).convert("RGB") for path, record in records]
-    width = max(g.width for g in grids)
-    canvas = Image.new("RGB", (width, sum(g.height for g in grids)), "white")
-    y = 0
-    for grid in grids:
-        canvas.paste(grid, (0, y))
-        y += grid.height
+    grid_path = stack_part_grids(records, Path(out), name)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    grid_path = out / f"{name}_grid.png"
-    with atomic_path(grid_path) as tmp:
-        canvas.save(tmp, format="PNG")
     settings = dict(records[0][1]["settings"])
     settings["meshes"] = list(dict.fromkeys(m for _, record in records for m in record["settings"]["meshes"]))
     settings["parts"] = [{"json": path.name, "command": record["settings"]["command"],
