@@ -552,12 +552,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "markdown": markdown_table(summary, mesh_names, settings),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    json_path = write_text_atomic(out / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
-    print(format_table(summary, targets, mesh_names))
-    print()
-    print(record["markdown"])
-    print(f"wrote {json_path} and {grid_path} ({record['seconds']} s)")
-    return record
+    return _write_record(record, out / f"{args.name}.json", grid_path, mesh_names)
 
 
 def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> dict[str, Any]:
@@ -592,11 +587,16 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
                         "grid_columns": records[0][1]["files"]["grid_columns"]},
               "markdown": markdown_table(summary, meshes, settings),
               "seconds": round(sum(r["seconds"] for _, r in records), 1)}  # fmt: skip
-    json_path = write_text_atomic(out / f"{name}.json", json.dumps(record, indent=2) + "\n")
-    print(format_table(summary, targets, meshes))
+    return _write_record(record, out / f"{name}.json", grid_path, meshes)
+
+
+def _write_record(record: dict[str, Any], json_path: Path, grid_path: Path, meshes: Sequence[str]) -> dict[str, Any]:
+    """Write ``record`` to ``json_path`` (atomically), print its table and Markdown, and return it."""
+    write_text_atomic(json_path, json.dumps(record, indent=2) + "\n")
+    print(format_table(record["summary"], record["targets_met"], meshes))
     print()
     print(record["markdown"])
-    print(f"wrote {json_path} and {grid_path}")
+    print(f"wrote {json_path} and {grid_path} ({record['seconds']} s)")
     return record
 
 
