@@ -44,6 +44,7 @@ __all__ = [
     "UVTexture",
     "query_texture",
     "seeded_model",
+    "color_logits",
 ]
 
 
@@ -185,7 +186,9 @@ def seeded_model(seed: int, build: Callable[[], nn.Module], device: torch.device
 _COLOR_EPS = 0.25 / 255.0
 
 
-def _logit(colors: Tensor) -> Tensor:
+def color_logits(colors: Tensor) -> Tensor:
+    """``logit`` of colours float [...] in [0, 1], clamped to [eps, 1 - eps] first (eps = a quarter of an 8-bit
+    level, see above), so 0 and 255 give finite logits whose sigmoid rounds back to the same byte."""
     return torch.logit(colors.clamp(_COLOR_EPS, 1.0 - _COLOR_EPS))
 
 
@@ -224,7 +227,7 @@ class UVTexture(TextureModel):
         color = torch.as_tensor(tuple(init_color), dtype=torch.float32)
         if color.shape != (3,):
             raise ValueError(f"init_color must be 3 numbers, got {init_color!r}")
-        self.logits = nn.Parameter(_logit(color).view(1, 3, 1, 1).repeat(num_materials, 1, size, size))
+        self.logits = nn.Parameter(color_logits(color).view(1, 3, 1, 1).repeat(num_materials, 1, size, size))
         self.samplers: list[TextureSampler | None] = _per_material(samplers, num_materials, "samplers")
         self.transforms: list[TextureTransform | None] = _per_material(transforms, num_materials, "transforms")
 
@@ -262,7 +265,7 @@ class UVTexture(TextureModel):
         stacked = np.stack([_resize_rgb(array, int(size)) for array in arrays])  # [M, S, S, 3] uint8
         colors = torch.from_numpy(stacked).to(torch.float32).div_(255.0).permute(0, 3, 1, 2)
         with torch.no_grad():
-            texture.logits.copy_(_logit(colors))
+            texture.logits.copy_(color_logits(colors))
         return texture
 
     def colors(self) -> Tensor:

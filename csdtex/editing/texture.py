@@ -25,11 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from csdtex.field import FieldConfig, ResidualField, TextureModel
+from csdtex.field import FieldConfig, ResidualField, TextureModel, color_logits
 from csdtex.sampling import TextureSampler, sample_texture
-
-# A quarter of an 8-bit level keeps the logits of 0 and 255 finite and rounds back to the same byte.
-_COLOR_EPS = 0.25 / 255.0
 
 
 class EditableTexture(TextureModel):
@@ -69,7 +66,7 @@ class EditableTexture(TextureModel):
             self.register_buffer(f"original_{index}", original[None], persistent=False)
             self.register_buffer(f"weight_{index}", torch.from_numpy(weight.astype(np.float32))[None, None],
                                  persistent=False)
-            self.logits.append(nn.Parameter(torch.logit(original.clamp(_COLOR_EPS, 1 - _COLOR_EPS))[None]))
+            self.logits.append(nn.Parameter(color_logits(original)[None]))
         self.residual = ResidualField(field)
 
     def optimizer_groups(self, learning_rate: float) -> list[dict]:
@@ -128,7 +125,7 @@ def apply_logit_change(colors: Tensor, logit_change: Tensor) -> Tensor:
     """``sigmoid(logit(colors) + logit_change)``: colours float32 [..., 3] in [0, 1] changed by float32 [..., 3]
     logits (broadcasting); the colours are clamped to [eps, 1 - eps] (a quarter of an 8-bit level) before the logit,
     so a zero change returns every colour within a quarter level (the same byte after rounding)."""
-    return torch.sigmoid(torch.logit(colors.clamp(_COLOR_EPS, 1.0 - _COLOR_EPS)) + logit_change)
+    return torch.sigmoid(color_logits(colors) + logit_change)
 
 
 class OriginalTextureView(TextureModel):
