@@ -212,6 +212,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other EditConfig option, e.g. texel_learning_rate_scale=0.1 or guidance.w2_end=0.5 "
                         "(values parsed as JSON, else text; repeatable)")
+    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="LABEL:KEY=VALUE[;KEY=VALUE]",
+                   help="also edit every start with these EditConfig overrides (on top of --set), once per method; "
+                        "reported as METHOD+LABEL beside METHOD (same starts, a paired comparison), e.g. "
+                        "m05:saturation_margin=0.05 or hot:guidance.t_min_start=0.5;steps=400")
     p.add_argument("--lr", type=float, default=None, help="paint and edit learning rate (default: the preset's)")
     p.add_argument("--frames", type=int, default=8, help="turntable views classified per result")
     p.add_argument("--grid-views", type=int, default=4, help="views per column in the PNG grid")
@@ -229,6 +233,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     if not args.methods or set(args.methods) - set(EDIT_METHODS):
         p.error(f"--methods: choose from {EDIT_METHODS}, got {args.methods}")
+    variants = []
+    for text in args.variants:
+        label, _, items = text.partition(":")
+        items = [item.strip() for item in items.split(";") if item.strip()]
+        if not label.strip() or not items or any("=" not in item for item in items):
+            p.error(f"--variant {text!r}: expected LABEL:KEY=VALUE[;KEY=VALUE]")
+        variants.append((label.strip(), items))
+    args.variants = variants
     if not 1 <= args.pairs <= len(PAIRS):
         p.error(f"--pairs must be in 1..{len(PAIRS)}")
     if args.steps < 1 or (args.edit_steps is not None and args.edit_steps < 1):
@@ -245,6 +257,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             p.error(f"--model is required ({DEFAULT_MODEL.relative_to(ROOT)} does not exist)")
         args.model = str(DEFAULT_MODEL)
     return args
+
+
+def edit_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """The edits of every start: ``(label, method, overrides)``, each method as given, then each ``--variant`` of
+    each method (label ``METHOD+LABEL``)."""
+    runs = [(method, method, []) for method in args.methods]
+    runs += [(f"{method}+{label}", method, items) for label, items in args.variants for method in args.methods]
+    return runs
 
 
 def _rate(flags: Sequence[bool]) -> float | None:
@@ -418,18 +438,19 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
     locked, locked_record = make_locked_mask(start_render, size, args.locked_fraction, w["backend"],
                                              work / "mask.png")
 
-    for method in args.methods:
+    for label, method, extra in edit_runs(args):
         started = time.perf_counter()
         config = EditConfig(model=str(args.model), guidance_method=method, steps=args.edit_steps,
                             views_per_step=args.views_per_step, seed=args.seed, device=str(device),
                             preserve=args.preserve, **quiet)  # fmt: skip
-        config = apply_overrides(config, parse_overrides(args.overrides), source="--set")
-        result = edit(painted.files.obj, target, source, config, out_dir=work / method, mask=work / "mask.png",
+        config = apply_overrides(config, parse_overrides(list(args.overrides) + list(extra)), source="--set")
+        result = edit(painted.files.obj, target, source, config, out_dir=work / label, mask=work / "mask.png",
                       prior=w["prior"], show_progress=False, warn=lambda message: None)  # fmt: skip
         frames, prediction = _classify(result.mesh.to_render(device), result.textures)
         b_read = attributes.colors_correct(prediction.color_probs, [color_b])
         runs.append({
-            "method": method, **common, "prompt": target, "source": source, "b_read": b_read,
+            "method": label, **common, "prompt": target, "source": source, "b_read": b_read, "steps": config.steps,
+            "overrides": list(extra),
             "a_read": attributes.colors_correct(prediction.color_probs, [color_a]), "start_a_read": start_a_read,
             "predicted_colors": list(prediction.top_colors(3)), "probabilities": prediction.to_dict(),
             "changed_outside": changed_texels(before, result.textures, locked),
@@ -439,7 +460,7 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
             "seconds": round(time.perf_counter() - started, 3),
             "timings": {k: round(v, 3) for k, v in result.timings.items()},
         })  # fmt: skip
-        row[_column(method)] = {"frames": frames, "color_correct": b_read, "pattern_correct": b_read}
+        row[_column(label)] = {"frames": frames, "color_correct": b_read, "pattern_correct": b_read}
     return mesh_index, pair_index, runs, row, locked_record
 
 
@@ -451,6 +472,7 @@ def _settings(args: argparse.Namespace, mesh_names: list[str]) -> dict[str, Any]
     return {
         "command": "python benchmarks/edit.py" + "".join(f" {shlex.quote(a)}" for a in args.argv),
         "model": args.model, "methods": args.methods, "paint_method": PAINT_METHOD, "workers": args.workers,
+        "variants": {label: items for label, items in args.variants},
         "steps": args.steps, "edit_steps": args.edit_steps, "views_per_step": args.views_per_step,
         "texture_size": args.texture_size or "prior preset (512 for the built-in prior)",
         "learning_rate": args.lr, "preserve": args.preserve, "overrides": args.overrides, "pairs": args.pairs,
@@ -496,7 +518,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     mesh_names = [fidelity.benchmark_mesh_path(m.strip()).stem for m in args.meshes.split(",") if m.strip()]
     jobs = [(m, p) for m in range(len(mesh_names)) for p in range(args.pairs)]
     results: dict[tuple[int, int], tuple[list[dict], dict[str, Any], dict[str, Any]]] = {}
-    total = len(jobs) * (1 + len(args.methods))
+    labels = [label for label, _, _ in edit_runs(args)]
+    total = len(jobs) * (1 + len(labels))
     done = 0
 
     def report(runs: list[dict]) -> None:
@@ -534,10 +557,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     runs = [run for job in jobs for run in results[job][0]]
     locked_region = {mesh_names[m]: results[(m, 0)][2] for m in range(len(mesh_names))}
-    columns = [_column("start")] + [_column(m) for m in args.methods]
+    columns = [_column("start")] + [_column(label) for label in labels]
     grid_path = fidelity.write_grid(out / f"{args.name}_grid.png", [results[job][1] for job in jobs], columns,
                                     args.grid_views)
-    summary = summarize(runs, args.methods)
+    summary = summarize(runs, labels)
     targets = check_targets(summary, runs)
     settings = _settings(args, mesh_names)
     record = {

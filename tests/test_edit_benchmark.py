@@ -57,6 +57,7 @@ def test_edit_benchmark_smoke_runs_end_to_end(tmp_path):
     record = bench.main([
         "--model", str(prior), "--pairs", "2", "--meshes", "crate", "--steps", "2", "--views-per-step", "1",
         "--texture-size", "32", "--frames", "2", "--grid-views", "2", "--device", "cpu", "--out", str(out),
+        "--variant", "short:steps=1;guidance.w2_end=0.5",
     ])
     data = json.loads((out / "edit.json").read_text())
     assert record["summary"] == data["summary"]
@@ -65,7 +66,11 @@ def test_edit_benchmark_smoke_runs_end_to_end(tmp_path):
     assert data["pairs"] == [list(p) for p in bench.PAIRS[:2]]
 
     runs = data["runs"]
-    assert len(runs) == 6 and [r["method"] for r in runs] == ["start", "csd", "sds"] * 2
+    assert len(runs) == 10 and [r["method"] for r in runs] == ["start", "csd", "sds", "csd+short", "sds+short"] * 2
+    assert data["settings"]["variants"] == {"short": ["steps=1", "guidance.w2_end=0.5"]}
+    for run in (r for r in runs if r["method"] != "start"):
+        assert run["steps"] == (1 if run["method"].endswith("+short") else 2)
+        assert run["overrides"] == (["steps=1", "guidance.w2_end=0.5"] if "+" in run["method"] else [])
     for run in runs:
         assert run["mesh"] == "crate" and (run["color_a"], run["color_b"]) == bench.PAIRS[run["pair_index"]]
         assert set(run["probabilities"]["color_probs"]) == set(COLORS) and run["seconds"] > 0
@@ -83,7 +88,7 @@ def test_edit_benchmark_smoke_runs_end_to_end(tmp_path):
     assert 0.10 <= locked["locked_covered_fraction"] < 0.5
 
     summary = data["summary"]
-    assert summary.keys() == {"start", "csd", "sds"}
+    assert summary.keys() == {"start", "csd", "sds", "csd+short", "sds+short"}
     assert summary["start"]["n"] == 2 and 0.0 <= summary["start"]["a_read_rate"] <= 1.0
     for method in ("csd", "sds"):
         entry = summary[method]
@@ -92,14 +97,14 @@ def test_edit_benchmark_smoke_runs_end_to_end(tmp_path):
         assert set(entry["per_pair"]) == {bench.pair_label(p) for p in bench.PAIRS[:2]}
     assert data["targets_met"]["changed_outside==0"] is True
     assert set(data["targets_met"]) == {"csd_b_read_rate>=0.85", "changed_outside==0"}
-    assert "| CSD edit A -> B | 2 |" in data["markdown"]
+    assert "| CSD edit A -> B | 2 |" in data["markdown"] and "| CSD+SHORT edit A -> B | 2 |" in data["markdown"]
 
     grid = np.asarray(Image.open(out / data["files"]["grid"]))
     rows = data["files"]["grid_rows"]
     assert rows == 2 and data["files"]["grid_columns"][0].startswith("start")
     tile = 128  # 64 px views at scale 2
     assert rows * tile <= grid.shape[0] < (rows + 1) * tile  # one row per (mesh, pair), plus the header
-    assert grid.shape[1] >= 3 * 2 * tile
+    assert grid.shape[1] >= 5 * 2 * tile
 
 
 def test_merge_recomputes_the_summary_and_refuses_overlaps(tmp_path):
