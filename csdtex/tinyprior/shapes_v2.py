@@ -35,8 +35,9 @@ Public API: :class:`PartMesh`, :data:`FAMILIES_V2`, :data:`FAMILY_WEIGHTS_V2`, :
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -672,7 +673,7 @@ def held_out_mesh(name: str, seed: int = 0) -> PartMesh:
     Raises:
         ValueError: unknown name.
     """
-    key = name[5:] if name.startswith("proc:") else name
+    key = name.removeprefix("proc:")
     if "-" in key:
         key, _, suffix = key.partition("-")
         seed = int(suffix)
