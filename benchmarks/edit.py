@@ -515,7 +515,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     keep = Path(args.keep_outputs) if args.keep_outputs else None
     temporary = None if keep else tempfile.TemporaryDirectory(prefix="csdtex_edit_benchmark_")
     work = str(keep if keep else temporary.name)
-    mesh_names = [fidelity.benchmark_mesh_path(m.strip()).stem for m in args.meshes.split(",") if m.strip()]
+    mesh_names = [fidelity.benchmark_mesh_name(m.strip()) for m in args.meshes.split(",") if m.strip()]
     jobs = [(m, p) for m in range(len(mesh_names)) for p in range(args.pairs)]
     results: dict[tuple[int, int], tuple[list[dict], dict[str, Any], dict[str, Any]]] = {}
     labels = [label for label, _, _ in edit_runs(args)]

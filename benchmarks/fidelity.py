@@ -2,7 +2,9 @@
 
 For every prompt of :data:`PROMPTS` (36 prompts over the synthetic vocabulary: 6 patterns x 6 colour choices) on
 every benchmark mesh (``assets/meshes`` vase, duck, crate: none of them is a mesh the prior or the classifier was
-trained on; those use trimesh primitives, :data:`csdtex.tinyprior.vocabulary.SHAPES`), and for every method:
+trained on; those use trimesh primitives, :data:`csdtex.tinyprior.vocabulary.SHAPES`; plus the irregular procedural
+``proc:quadruped`` and ``proc:teapot`` of :data:`IRREGULAR_MESHES`, a shape family held out of every split of the
+synthetic data, versions 1 and 2), and for every method:
 
 - ``csd`` / ``sds``: :func:`csdtex.paint` with ``guidance_method`` = the method and otherwise identical
   settings (same steps, views per step, seed, texture size, prior loaded once);
@@ -30,7 +32,7 @@ classifier, not the painting, would have capped its pattern score.
 
 Examples::
 
-    # the full benchmark (36 prompts x 3 meshes x {csd, sds, reference}) with the built-in prior, on a GPU
+    # the full benchmark (36 prompts x 5 meshes x {csd, sds, reference}) with the built-in prior, on a GPU
     python benchmarks/fidelity.py --device cuda --steps 300
     # how well the classifier reads ground-truth textures on the benchmark meshes (no prior needed)
     python benchmarks/fidelity.py --methods reference
@@ -72,6 +74,11 @@ DEFAULT_MODEL = ROOT / "assets" / "priors" / "tiny"
 MESH_DIR = ROOT / "assets" / "meshes"
 BENCHMARK_MESHES: tuple[str, ...] = ("vase", "duck", "crate")
 """Mesh names (``assets/meshes/<name>.obj``): none is one of the synthetic training shapes."""
+
+IRREGULAR_MESHES: tuple[str, ...] = ("proc:quadruped", "proc:teapot")
+"""Procedural irregular meshes (thin legs, handle, spout) of a family that no synthetic-data split contains
+(:func:`csdtex.tinyprior.shapes_v2.held_out_mesh`; issue #15); reported under the names ``quadruped`` and
+``teapot``. The default ``--meshes`` is :data:`BENCHMARK_MESHES` + these."""
 
 METHODS: tuple[str, ...] = ("csd", "sds", "reference")
 TARGETS: dict[str, float] = {"csd_color_accuracy": 0.80, "csd_pattern_accuracy": 0.60}
@@ -157,10 +164,25 @@ def benchmark_mesh_path(name_or_path: str) -> Path:
     return path
 
 
+def benchmark_mesh_name(name_or_path: str) -> str:
+    """The name of a benchmark mesh in the results: ``proc:NAME`` -> ``NAME``, a file -> its stem."""
+    if name_or_path.startswith("proc:"):
+        return name_or_path.removeprefix("proc:")
+    return benchmark_mesh_path(name_or_path).stem
+
+
 def load_benchmark_mesh(name_or_path: str):
-    """A benchmark mesh by name or path (see :func:`benchmark_mesh_path`): (name, Mesh)."""
+    """A benchmark mesh by name or path (see :func:`benchmark_mesh_path`), or a held-out procedural mesh
+    ``proc:quadruped`` / ``proc:teapot`` (:func:`csdtex.tinyprior.shapes_v2.held_out_mesh`): (name, Mesh)."""
     from csdtex.mesh import load_mesh
 
+    if name_or_path.startswith("proc:"):
+        from csdtex.tinyprior.shapes_v2 import held_out_mesh
+
+        try:
+            return benchmark_mesh_name(name_or_path), held_out_mesh(name_or_path).to_mesh()
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     path = benchmark_mesh_path(name_or_path)
     return path.stem, load_mesh(path)
 
@@ -181,7 +203,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texture-size", type=int, default=None,
                    help="baked texture size (default: the prior's preset, 512 for the built-in prior)")
     p.add_argument("--prompts", type=int, default=len(PROMPTS), help="use the first N prompts (smoke tests)")
-    p.add_argument("--meshes", default=",".join(BENCHMARK_MESHES), help="comma-separated mesh names or paths")
+    p.add_argument("--meshes", default=",".join(BENCHMARK_MESHES + IRREGULAR_MESHES),
+                   help="comma-separated mesh names (assets/meshes stems or proc:quadruped / proc:teapot) or paths")
     p.add_argument("--noun", choices=("object", "mesh"), default="object",
                    help="prompt noun: 'object' (in the built-in prior's vocabulary) or the mesh's name (vase, ...)")
     p.add_argument("--frames", type=int, default=8, help="turntable views classified per result")
@@ -419,7 +442,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     keep = Path(args.keep_paint_outputs) if args.keep_paint_outputs else None
     temporary = None if keep else tempfile.TemporaryDirectory(prefix="csdtex_fidelity_")
     work = str(keep if keep else temporary.name)
-    mesh_names = [benchmark_mesh_path(m.strip()).stem for m in args.meshes.split(",") if m.strip()]
+    mesh_names = [benchmark_mesh_name(m.strip()) for m in args.meshes.split(",") if m.strip()]
     jobs = [(m, p) for m in range(len(mesh_names)) for p in range(args.prompts)]
     results: dict[tuple[int, int], tuple[list[dict], dict[str, Any]]] = {}
     total = len(jobs) * len(args.methods)

@@ -56,11 +56,19 @@ if __package__ in (None, ""):
 from csdtex.cameras import CameraRanges  # noqa: E402
 from csdtex.fileio import write_text_atomic  # noqa: E402
 from csdtex.tinyprior import attributes, synthetic  # noqa: E402
-from csdtex.tinyprior.vocabulary import PATTERNS  # noqa: E402
 
 CLASSIFIER_CAMERAS = CameraRanges(elevation_deg=(-10.0, 75.0), distance=(1.5, 2.8))
 """Camera ranges of the classifier's data: the synthetic data's ranges with the distance widened to 2.8 so that the
 benchmark's turntable distance (2.6) is inside them."""
+
+CLASSIFIER_CAMERAS_V2 = CameraRanges(elevation_deg=(-25.0, 75.0), distance=(1.5, 2.8))
+"""Camera ranges with ``--data-version 2``: data version 2's elevations
+(:data:`csdtex.tinyprior.synthetic_v2.DATA_CAMERAS_V2`), distance widened to 2.8 as above."""
+
+
+def classifier_cameras(data_version: int) -> CameraRanges:
+    """The camera ranges of the classifier's data of ``data_version`` (1 or 2)."""
+    return CLASSIFIER_CAMERAS if data_version == 1 else CLASSIFIER_CAMERAS_V2
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -83,6 +91,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--time-limit-minutes", type=float, default=10.0, help="safety stop of the training loop")
     p.add_argument("--data-cache", default=None, help="folder for .npz shards of the generated data (reused)")
+    p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
+                   help="synthetic data version and label set: 1 = the shipped classifier's (6 patterns), 2 = issue "
+                        "#15's shapes, materials and 10 patterns (attributes.LABEL_SETS)")
     return p.parse_args(argv)
 
 
@@ -92,17 +103,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def make_split_data(num_images: int, seed: int, split: str, lit_probability: float, views_per_object: int,
-                    cache: Path | None) -> tuple[np.ndarray, list[dict]]:
+                    cache: Path | None, data_version: int = 1) -> tuple[np.ndarray, list[dict]]:
     """Renders and metadata of one split: (uint8 [N, 64, 64, 3], N metadata dicts), from the cache when present."""
     if num_images == 0:
         return np.zeros((0, 64, 64, 3), np.uint8), []
     name = f"attributes_{split}_seed{seed}_n{num_images}_v{views_per_object}_lit{lit_probability:g}.npz"
+    if data_version != 1:
+        name = name.replace(".npz", f"_dv{data_version}.npz")
     if cache is not None and (cache / name).exists():
         images, _, metadata = synthetic.load_shard(cache / name)
         return images, metadata
     images, captions, metadata = synthetic.generate_dataset(
-        num_images, seed=seed, split=split, views_per_object=views_per_object, cameras=CLASSIFIER_CAMERAS,
-        lit_probability=lit_probability, empty_caption_probability=0.0,
+        num_images, seed=seed, split=split, views_per_object=views_per_object,
+        cameras=classifier_cameras(data_version), lit_probability=lit_probability, empty_caption_probability=0.0,
+        data_version=data_version,
     )
     if cache is not None:
         synthetic.save_shard(cache / name, images, captions, metadata)
@@ -110,20 +124,21 @@ def make_split_data(num_images: int, seed: int, split: str, lit_probability: flo
 
 
 def make_data(num_images: int, seed: int, held_out_share: float, lit_probability: float, views_per_object: int,
-              cache: Path | None) -> dict[str, Any]:
+              cache: Path | None, data_version: int = 1) -> dict[str, Any]:
     """``test`` + ``held_out`` renders with labels: dict of ``images`` uint8 [N, 64, 64, 3], ``colors`` float32
     multi-hot [N, 12], ``patterns`` int64 [N], ``color_sets`` (list of N tuples of words), ``meta`` (split,
     object id, white background, lit, coverage per image)."""
     held = int(round(num_images * held_out_share))
-    parts = [make_split_data(num_images - held, seed, "test", lit_probability, views_per_object, cache),
-             make_split_data(held, seed, "held_out", lit_probability, views_per_object, cache)]
+    parts = [make_split_data(num_images - held, seed, "test", lit_probability, views_per_object, cache, data_version),
+             make_split_data(held, seed, "held_out", lit_probability, views_per_object, cache, data_version)]
+    labels = attributes.LABEL_SETS[data_version]
     images = np.concatenate([p[0] for p in parts])
     metadata = [m for p in parts for m in p[1]]
     color_sets = [tuple(m["texture"]["colors"]) for m in metadata]
     return {
         "images": images,
         "colors": attributes.color_targets(color_sets),
-        "patterns": np.array([PATTERNS.index(m["texture"]["pattern"]) for m in metadata], np.int64),
+        "patterns": np.array([labels.index(m["texture"]["pattern"]) for m in metadata], np.int64),
         "color_sets": color_sets,
         "meta": [{"split": m["split"], "object": (m["split"], m["object"]), "white": m["background"] == [1.0] * 3,
                   "lit": m["lit"], "coverage": m["coverage"]} for m in metadata],
@@ -163,9 +178,10 @@ def evaluate(model: attributes.AttributeClassifier, data: dict[str, Any]) -> dic
     shading / pattern, per-colour recall, and per object (probabilities of its 2 views averaged)."""
     color_probs, pattern_probs = attributes.predict_probabilities(data["images"], model)
     meta, sets = data["meta"], data["color_sets"]
-    patterns = [PATTERNS[i] for i in data["patterns"]]
+    labels = tuple(model.patterns)
+    patterns = [labels[i] for i in data["patterns"]]
     color_ok = np.array([attributes.colors_correct(c, s) for c, s in zip(color_probs, sets)])
-    pattern_ok = np.array([attributes.pattern_correct(p, t) for p, t in zip(pattern_probs, patterns)])
+    pattern_ok = np.array([attributes.pattern_correct(p, t, labels) for p, t in zip(pattern_probs, patterns)])
 
     def block(mask: np.ndarray) -> dict[str, Any]:
         return {"n": int(mask.sum()), "color": float(color_ok[mask].mean()) if mask.any() else None,
@@ -178,7 +194,7 @@ def evaluate(model: attributes.AttributeClassifier, data: dict[str, Any]) -> dic
                                "colored": block(np.array([not m["white"] for m in meta]))}
     report["by_shading"] = {"albedo": block(np.array([not m["lit"] for m in meta])),
                             "lit": block(np.array([m["lit"] for m in meta]))}
-    report["by_pattern"] = {p: block(np.array([q == p for q in patterns])) for p in PATTERNS}
+    report["by_pattern"] = {p: block(np.array([q == p for q in patterns])) for p in labels}
     recall = {}
     for c in attributes.COLOR_NAMES:  # share of objects showing colour c whose top-k colours include c
         rows = [i for i, s in enumerate(sets) if c in s]
@@ -190,7 +206,8 @@ def evaluate(model: attributes.AttributeClassifier, data: dict[str, Any]) -> dic
     for i, m in enumerate(meta):
         objects.setdefault(tuple(m["object"]), []).append(i)
     obj_color = [attributes.colors_correct(color_probs[ix].mean(0), sets[ix[0]]) for ix in objects.values()]
-    obj_pattern = [attributes.pattern_correct(pattern_probs[ix].mean(0), patterns[ix[0]]) for ix in objects.values()]
+    obj_pattern = [attributes.pattern_correct(pattern_probs[ix].mean(0), patterns[ix[0]], labels)
+                   for ix in objects.values()]
     report["per_object"] = {"n": len(objects), "color": float(np.mean(obj_color)),
                             "pattern": float(np.mean(obj_pattern))}
     return report
@@ -210,7 +227,8 @@ def train(args: argparse.Namespace, train_data: dict[str, Any], eval_data: dict[
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     channels = tuple(int(c) for c in args.channels.split(","))
-    model = attributes.AttributeClassifier(channels, args.hidden).to(memory_format=torch.channels_last)
+    model = attributes.AttributeClassifier(channels, args.hidden, patterns=attributes.LABEL_SETS[args.data_version])
+    model = model.to(memory_format=torch.channels_last)
     images = torch.from_numpy(train_data["images"]).permute(0, 3, 1, 2).contiguous()  # uint8 [N, 3, 64, 64]
     colors = torch.from_numpy(train_data["colors"])
     patterns = torch.from_numpy(train_data["patterns"])
@@ -282,8 +300,9 @@ def write_readme(path: Path, record: dict[str, Any], weights_bytes: int) -> Path
 A small CNN (`csdtex.tinyprior.attributes.AttributeClassifier`, {record['parameters']:,} parameters,
 {weights_bytes / 1024:.0f} KiB of float16 safetensors) that reads a 64x64 render of one textured object and predicts
 which of the 12 colour words of `csdtex.tinyprior.vocabulary.COLORS` it shows (multi-label sigmoids) and which of
-the 6 patterns of `csdtex.tinyprior.vocabulary.PATTERNS` (softmax). Used by `benchmarks/fidelity.py` to score painted
-textures against their prompts.
+the {len(record['patterns'])} patterns {', '.join(record['patterns'])} (softmax; label set {record['data_version']}
+of `csdtex.tinyprior.attributes.LABEL_SETS`). Used by `benchmarks/fidelity.py` to score painted textures against
+their prompts.
 
 - `attributes.safetensors`: the weights. `attributes.json`: architecture, vocabulary and this training record.
 - Load with `csdtex.tinyprior.attributes.load_classifier()`; classify an object's turntable with
@@ -339,8 +358,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cache = Path(args.data_cache) if args.data_cache else None
     print(f"generating {args.train_images} training + {args.eval_images} evaluation renders ...", flush=True)
     train_data = make_data(args.train_images, args.seed, args.held_out_share, args.lit_probability,
-                           args.views_per_object, cache)
-    eval_data = make_data(args.eval_images, args.eval_seed, args.held_out_share, args.lit_probability, 2, cache)
+                           args.views_per_object, cache, args.data_version)
+    eval_data = make_data(args.eval_images, args.eval_seed, args.held_out_share, args.lit_probability, 2, cache,
+                          args.data_version)
     data_seconds = time.perf_counter() - start
     print(f"data ready in {data_seconds:.0f} s", flush=True)
 
@@ -358,15 +378,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {
         "command": command,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "data_version": args.data_version,
+        "patterns": list(model.patterns),
         "threads": args.threads,
         "platform": f"{platform.machine()}, torch {torch.__version__}",
         "data": {"train": {"seed": args.seed, **_split_counts(train_data)},
                  "eval": {"seed": args.eval_seed, **_split_counts(eval_data)},
                  "lit_probability": args.lit_probability,
                  "views_per_object": {"train": args.views_per_object, "eval": 2},
-                 "cameras": {"elevation_deg": list(CLASSIFIER_CAMERAS.elevation_deg),
-                             "distance": list(CLASSIFIER_CAMERAS.distance),
-                             "fov_deg": list(CLASSIFIER_CAMERAS.fov_deg)}},
+                 "cameras": {"elevation_deg": list(classifier_cameras(args.data_version).elevation_deg),
+                             "distance": list(classifier_cameras(args.data_version).distance),
+                             "fov_deg": list(classifier_cameras(args.data_version).fov_deg)}},
         "epochs": args.epochs, "epochs_run": len(log), "stopped_by_time_limit": stopped, "batch": args.batch,
         "lr": args.lr, "weight_decay": args.weight_decay, "log": log,
         "evaluation": evaluation,

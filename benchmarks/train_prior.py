@@ -27,6 +27,9 @@ Examples::
     python benchmarks/train_prior.py --device cuda --out assets/priors/tiny --images 200000 --time-limit-minutes 8.75
     # CPU smoke test (well under a minute)
     python benchmarks/train_prior.py --out out/tiny_smoke --device cpu --images 256 --steps 20 --batch 16
+    # issue #15's data (shape families, materials, word-order captions; its own VOCABULARY_V2 tokenizer)
+    python benchmarks/train_prior.py --device cuda --out out/tiny_v2 --images 200000 --time-limit-minutes 9 \
+        --data-version 2
 
 On CUDA the data is rendered by ``--data-workers`` processes (chunks of one deterministic dataset, identical to a
 single-process render) and every training step after three warm-up steps is the replay of one captured CUDA graph
@@ -62,6 +65,7 @@ from csdtex.tinyprior import model as tiny_prior  # noqa: E402
 from csdtex.tinyprior import synthetic  # noqa: E402
 from csdtex.tinyprior.report import draw_loss_curve, image_grid, readme_text  # noqa: E402
 from csdtex.tinyprior.training import CaptionTable, ema_update, heldout_loss, images_to_model, learning_rate  # noqa: E402
+from csdtex.tinyprior.vocabulary import nouns_for, vocabulary_for  # noqa: E402
 
 DEFAULT_SAMPLE_PROMPTS: tuple[str, ...] = (
     "a solid red sphere, front view",
@@ -77,6 +81,25 @@ DEFAULT_SAMPLE_PROMPTS: tuple[str, ...] = (
 )
 """Prompts of the sample grid; "a yellow and black checkered torus" and "a solid purple sphere" are held-out
 combinations (never in the training split); "" is the unconditional model."""
+
+DEFAULT_SAMPLE_PROMPTS_V2: tuple[str, ...] = (
+    "a solid red sphere, front view",
+    "a yellow object with black dots, side view",
+    "a black object with yellow dots, side view",
+    "a table with a red top and a blue bottom, side view",
+    "a table with a blue top and a red bottom, side view",
+    "a cup with black and white vertical stripes, front view",
+    "a cup with black and white horizontal stripes, front view",
+    "a vase with an orange to blue gradient, side view",
+    "a brown wooden box, front view",
+    "a white marble vase, side view",
+    "a red brick object, front view",
+    "a green camouflage creature, side view",
+    "a yellow and black checkered torus, side view",
+    "",
+)
+"""Sample prompts with ``--data-version 2``: word-order pairs (dots, halves, stripe direction), the new nouns and
+materials, a held-out combination (checkered torus) and the unconditional model."""
 
 
 SAVE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -132,6 +155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--guidance-scale", type=float, default=4.0, help="classifier-free guidance scale of the samples")
     p.add_argument("--log-every", type=int, default=50, help="progress line every N steps")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
+                   help="synthetic data version: 1 = the shipped prior's data and vocabulary, 2 = issue #15's shapes, "
+                        "materials, role-bearing captions and contrasting pairs (VOCABULARY_V2 tokenizer)")
     return p.parse_args(argv)
 
 
@@ -140,18 +166,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # ======================================================================================================================
 
 
-def _render_chunk(job: tuple[int, int, int, str, str, int | None]) -> tuple[int, np.ndarray, list[str]]:
+def _render_chunk(job: tuple[int, int, int, str, str, int | None, int]) -> tuple[int, np.ndarray, list[str]]:
     """Worker of :func:`generate_parallel`: images ``[first, first + count)`` of ``split`` (seed ``seed``)."""
-    first, count, seed, split, device, render_batch = job
+    first, count, seed, split, device, render_batch, data_version = job
     torch.set_num_threads(1)
     images, captions, _ = synthetic.generate_dataset(
-        count, seed=seed, device=device, batch=render_batch, split=split, first_image=first
+        count, seed=seed, device=device, batch=render_batch, split=split, first_image=first, data_version=data_version
     )
     return first, images, captions
 
 
 def generate_parallel(
-    count: int, seed: int, split: str, device: torch.device, render_batch: int | None, workers: int, verbose: bool
+    count: int, seed: int, split: str, device: torch.device, render_batch: int | None, workers: int, verbose: bool,
+    data_version: int = 1,
 ) -> tuple[np.ndarray, list[str]]:
     """Images uint8 [count, 64, 64, 3] and captions of ``split``, rendered in chunks by ``workers`` processes (all on
     ``device``; several processes keep one GPU busy because data generation is bound by per-object Python work).
@@ -160,13 +187,14 @@ def generate_parallel(
     views = 4  # synthetic.generate_dataset's views_per_object
     if workers <= 1 or count < 64 * views:
         images, captions, _ = synthetic.generate_dataset(
-            count, seed=seed, device=device, batch=render_batch, split=split, progress=verbose
+            count, seed=seed, device=device, batch=render_batch, split=split, progress=verbose,
+            data_version=data_version,
         )
         return images, captions
     import multiprocessing
 
     chunk = max(views, -(-count // (workers * 6)) // views * views)  # ~6 chunks per worker balances the load
-    jobs = [(first, min(chunk, count - first), seed, split, str(device), render_batch)
+    jobs = [(first, min(chunk, count - first), seed, split, str(device), render_batch, data_version)
             for first in range(0, count, chunk)]  # fmt: skip
     images = np.zeros((count, 64, 64, 3), dtype=np.uint8)
     captions: list[str] = [""] * count
@@ -183,7 +211,7 @@ def generate_parallel(
 
 def load_or_generate(
     count: int, seed: int, split: str, device: torch.device, cache: str | None, render_batch: int | None,
-    verbose: bool, workers: int = 1,
+    verbose: bool, workers: int = 1, data_version: int = 1,
 ) -> tuple[np.ndarray, list[str], dict]:
     """Images uint8 [N, 64, 64, 3] and captions of ``split``, from ``cache`` (if it exists and holds ``count`` images)
     or freshly generated by ``workers`` processes (then written to ``cache``). Returns (images, captions, info) with
@@ -196,9 +224,10 @@ def load_or_generate(
             return images[:count], captions[:count], info
         if verbose:
             print(f"{cache} holds {len(images)} images, fewer than {count}: regenerating", flush=True)
-    images, captions = generate_parallel(count, seed, split, device, render_batch, workers, verbose)
+    images, captions = generate_parallel(count, seed, split, device, render_batch, workers, verbose, data_version)
     seconds = time.perf_counter() - start
     info = {"source": "generated", "seconds": round(seconds, 2), "images": count, "workers": workers,
+            "data_version": data_version,
             "images_per_second": round(count / max(seconds, 1e-9), 1)}  # fmt: skip
     if cache:
         synthetic.save_shard(cache, images, captions)
@@ -258,19 +287,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     eval_np = None
     if args.eval_images > 0:
         eval_np, eval_captions, eval_info = load_or_generate(
-            args.eval_images, args.seed, "test", device, None, args.render_batch, False
+            args.eval_images, args.seed, "test", device, None, args.render_batch, False, data_version=args.data_version
         )
     workers = args.data_workers or (min(8, max(1, (os.cpu_count() or 2) - 2)) if cuda else 1)
     log(f"data: {args.images} training images on {device} ({workers} worker processes)")
     images_np, captions, train_info = load_or_generate(
-        args.images, args.seed, "train", device, args.data_cache, args.render_batch, verbose, workers
+        args.images, args.seed, "train", device, args.data_cache, args.render_batch, verbose, workers,
+        args.data_version,
     )
     log(f"data ready ({train_info['seconds']} s, {train_info['source']})")
-    components = tiny_prior.build_tiny_prior(None, seed=args.seed)
-    table = CaptionTable(components.tokenizer, captions, device)
+    components = tiny_prior.build_tiny_prior(None, seed=args.seed, words=vocabulary_for(args.data_version))
+    nouns = nouns_for(args.data_version)
+    table = CaptionTable(components.tokenizer, captions, device, nouns)
     images = torch.as_tensor(images_np).to(device)
     if eval_np is not None:
-        eval_table = CaptionTable(components.tokenizer, eval_captions, device)
+        eval_table = CaptionTable(components.tokenizer, eval_captions, device, nouns)
         eval_images = torch.as_tensor(eval_np).to(device)
 
     # --------------------------------------------------------------------------------------------------------- model
@@ -446,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     checkpoint(final=True)
     exported = tiny_prior.load_components(out, device)  # round trip through the saved files
     t_samples = time.perf_counter()
-    prompts = list(DEFAULT_SAMPLE_PROMPTS)
+    prompts = list(DEFAULT_SAMPLE_PROMPTS if args.data_version == 1 else DEFAULT_SAMPLE_PROMPTS_V2)
     samples = tiny_prior.sample_images(
         exported, prompts, num_per_prompt=per_prompt, steps=sample_steps, guidance_scale=args.guidance_scale,
         seed=args.seed, device=device,

@@ -27,7 +27,13 @@ Input convention: RGB images [N, H, W, 3] (row 0 = top), uint8 in [0, 255] or fl
 image on any background (the training data has white and random uniform backgrounds, albedo and lit shading); images
 of another size are resized to 64x64 (area interpolation).
 
-Public API: :class:`AttributeClassifier`, :class:`AttributePrediction`, :func:`default_weights_path`,
+Label sets: the shipped classifier knows version 1's 6 patterns; a classifier trained on data version 2
+(``benchmarks/train_attribute_classifier.py --data-version 2``) has the 10 patterns of label set 2 (the six, then the
+materials wood, marble, brick, camouflage; :data:`LABEL_SETS`). Both load with :func:`load_classifier`; predictions
+carry the classifier's own pattern words.
+
+Public API: :class:`AttributeClassifier`, :class:`AttributePrediction`, :func:`default_weights_path`, :data:`LABEL_SETS`,
+:func:`label_version`,
 :func:`load_classifier`, :func:`save_classifier`, :func:`predict_probabilities`, :func:`classify_views`,
 :func:`colors_correct`, :func:`pattern_correct`, :func:`color_targets`.
 """
@@ -46,11 +52,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from csdtex.assets import CLASSIFIER_PARTS, find_asset_file
-from csdtex.tinyprior.vocabulary import COLORS, PATTERNS
+from csdtex.tinyprior.vocabulary import COLORS, PATTERNS, PATTERNS_V2
 
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
 """The colour words in the order of the colour head's outputs (the order of
 :data:`csdtex.tinyprior.vocabulary.COLORS`)."""
+
+LABEL_SETS: dict[int, tuple[str, ...]] = {1: tuple(PATTERNS), 2: tuple(PATTERNS_V2)}
+"""Pattern label sets by version: 1 = the 6 patterns of :data:`csdtex.tinyprior.vocabulary.PATTERNS` (the shipped
+classifier), 2 = data version 2's 10 (:data:`csdtex.tinyprior.vocabulary.PATTERNS_V2`: the same 6 in the same order,
+then wood, marble, brick, camouflage). The colour head is the same in both. A saved classifier's version is read from
+its ``architecture.patterns`` (:func:`label_version`)."""
+
+
+def label_version(patterns: Sequence[str]) -> int:
+    """The label-set version (a key of :data:`LABEL_SETS`) of a pattern head's words; ValueError for another list."""
+    for version, names in LABEL_SETS.items():
+        if tuple(patterns) == names:
+            return version
+    raise ValueError(f"pattern labels {tuple(patterns)} are not one of csdtex.tinyprior's label sets; retrain")
 
 INPUT_SIZE = 64
 """Side in pixels of the classifier's input images."""
@@ -209,10 +229,11 @@ def load_classifier(path: str | os.PathLike | None = None, device: torch.device 
             in the same folder.
         device: where to put the network.
     Returns:
-        :class:`AttributeClassifier` in eval mode, gradients off.
+        :class:`AttributeClassifier` in eval mode, gradients off; its ``patterns`` are the stored label set
+        (version 1 or 2 of :data:`LABEL_SETS`).
     Raises:
         FileNotFoundError: the weights or the JSON config are missing (the message names the training script).
-        ValueError: the stored vocabulary differs from :mod:`csdtex.tinyprior.vocabulary`'s.
+        ValueError: the stored colours differ from :data:`COLOR_NAMES` or the patterns from every label set.
     """
     from safetensors.torch import load_file
 
@@ -228,7 +249,7 @@ def load_classifier(path: str | os.PathLike | None = None, device: torch.device 
             )
     config = json.loads(config_path.read_text(encoding="utf-8"))
     architecture = config["architecture"]
-    if tuple(architecture["colors"]) != COLOR_NAMES or tuple(architecture["patterns"]) != tuple(PATTERNS):
+    if tuple(architecture["colors"]) != COLOR_NAMES or tuple(architecture["patterns"]) not in LABEL_SETS.values():
         raise ValueError(f"{config_path} was trained for another vocabulary than csdtex.tinyprior's; retrain it")
     model = AttributeClassifier(architecture["channels"], architecture["hidden"], architecture["colors"],
                                 architecture["patterns"])
@@ -347,19 +368,22 @@ class AttributePrediction:
     Attributes:
         color_probs: float32 [12] in [0, 1], mean over views of the per-view sigmoid probabilities, in
             :data:`COLOR_NAMES` order.
-        pattern_probs: float32 [6] in [0, 1] summing to 1, mean over views of the per-view softmax, in
-            :data:`csdtex.tinyprior.vocabulary.PATTERNS` order.
+        pattern_probs: float32 [P] in [0, 1] summing to 1, mean over views of the per-view softmax, in ``patterns``
+            order (P = 6 for the shipped classifier).
         num_views: how many views were averaged.
+        patterns: the pattern words of the classifier's head (default :data:`csdtex.tinyprior.vocabulary.PATTERNS`;
+            a label-set-2 classifier has :data:`csdtex.tinyprior.vocabulary.PATTERNS_V2`).
     """
 
     color_probs: np.ndarray
     pattern_probs: np.ndarray
     num_views: int
+    patterns: tuple[str, ...] = tuple(PATTERNS)
 
     @property
     def pattern(self) -> str:
         """The most probable pattern word."""
-        return PATTERNS[int(np.argmax(self.pattern_probs))]
+        return self.patterns[int(np.argmax(self.pattern_probs))]
 
     def top_colors(self, k: int) -> tuple[str, ...]:
         """The ``k`` most probable colour words, most probable first."""
@@ -375,7 +399,7 @@ class AttributePrediction:
         k = len(set(target_colors))
         return {
             "color_correct": colors_correct(self.color_probs, target_colors),
-            "pattern_correct": pattern_correct(self.pattern_probs, target_pattern),
+            "pattern_correct": pattern_correct(self.pattern_probs, target_pattern, self.patterns),
             "predicted_colors": list(self.top_colors(k)),
             "predicted_pattern": self.pattern,
         }
@@ -384,7 +408,7 @@ class AttributePrediction:
         """JSON-ready dict: colour and pattern probabilities by name (rounded to 4 decimals) and ``num_views``."""
         return {
             "color_probs": {c: round(float(p), 4) for c, p in zip(COLOR_NAMES, self.color_probs)},
-            "pattern_probs": {p: round(float(v), 4) for p, v in zip(PATTERNS, self.pattern_probs)},
+            "pattern_probs": {p: round(float(v), 4) for p, v in zip(self.patterns, self.pattern_probs)},
             "num_views": self.num_views,
         }
 
@@ -400,9 +424,11 @@ def classify_views(
         classifier: the network (default: the shipped one on the CPU, loaded once).
     Returns:
         :class:`AttributePrediction` with the colour probabilities (float32 [12]) and pattern probabilities
-        (float32 [6]) averaged over the N views.
+        (float32 [P], P = 6 or 10 by the classifier's label set) averaged over the N views.
     """
     if len(frames) == 0:
         raise ValueError("classify_views needs at least one frame")
-    color_probs, pattern_probs = predict_probabilities(frames, classifier)
-    return AttributePrediction(color_probs.mean(axis=0), pattern_probs.mean(axis=0), int(len(frames)))
+    model = classifier if classifier is not None else _default_classifier("cpu")
+    color_probs, pattern_probs = predict_probabilities(frames, model)
+    return AttributePrediction(color_probs.mean(axis=0), pattern_probs.mean(axis=0), int(len(frames)),
+                               tuple(model.patterns))

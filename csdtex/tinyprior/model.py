@@ -219,7 +219,10 @@ def _build_scheduler(config: TinyPriorConfig):
 
 
 def build_tiny_prior(
-    folder: str | os.PathLike | None = None, seed: int = 0, config: TinyPriorConfig | None = None
+    folder: str | os.PathLike | None = None,
+    seed: int = 0,
+    config: TinyPriorConfig | None = None,
+    words: Sequence[str] | None = None,
 ) -> TinyPriorComponents:
     """Build the untrained tiny prior (random weights from ``seed``), optionally saving it as a pipeline folder.
 
@@ -228,13 +231,16 @@ def build_tiny_prior(
         seed: seed of the weight initialization; the same seed gives the same weights, and the caller's global RNG
             state is left unchanged (the weights are drawn from the CPU generator inside ``fork_rng``).
         config: architecture (default :class:`TinyPriorConfig`).
+        words: the tokenizer's vocabulary (default :data:`csdtex.tinyprior.vocabulary.VOCABULARY`; data version 2
+            uses :data:`csdtex.tinyprior.vocabulary.VOCABULARY_V2`, see
+            :func:`csdtex.tinyprior.vocabulary.vocabulary_for`).
     Returns:
         :class:`TinyPriorComponents` on the CPU in float32, in train mode.
     """
     from diffusers import UNet2DConditionModel
 
     config = config or TinyPriorConfig()
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(words)
     with torch.random.fork_rng(devices=[]):  # CUDA generators are not touched: the networks are built on the CPU
         torch.default_generator.manual_seed(seed)
         text_encoder = _build_text_encoder(config, vocab_size=len(tokenizer))

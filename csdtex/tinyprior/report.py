@@ -18,7 +18,16 @@ import numpy as np
 
 from csdtex.fileio import atomic_path
 from csdtex.tinyprior.synthetic import HELD_OUT_COMBOS
-from csdtex.tinyprior.vocabulary import COLORS, PATTERNS, SHAPES, STRIPE_DIRECTIONS, VOCABULARY
+from csdtex.tinyprior.vocabulary import (
+    COLORS,
+    PATTERNS,
+    PATTERNS_V2,
+    SHAPE_NOUNS_V2,
+    SHAPES,
+    STRIPE_DIRECTIONS,
+    VOCABULARY,
+    VOCABULARY_V2,
+)
 
 
 def _font(size: int = 12):
@@ -166,9 +175,15 @@ def _wrapped(draw, text: str, x: int, y: int, width: int, font, max_lines: int) 
 def readme_text(record: dict[str, Any]) -> str:
     """The model card written to ``<out>/README.md`` from the training record (see :func:`main`)."""
     cfg = record["model"]["config"]
+    data_version = int(record.get("args", {}).get("data_version", 1) or 1)
     colors = ", ".join(f"{name} {tuple(round(v, 2) for v in rgb)}" for name, rgb in COLORS.items())
+    combos, vocabulary, patterns, shapes = HELD_OUT_COMBOS, VOCABULARY, PATTERNS, SHAPES
+    if data_version == 2:
+        from csdtex.tinyprior.synthetic_v2 import HELD_OUT_COMBOS_V2
+
+        combos, vocabulary, patterns, shapes = HELD_OUT_COMBOS_V2, VOCABULARY_V2, PATTERNS_V2, SHAPES + SHAPE_NOUNS_V2
     held = "; ".join(
-        " x ".join(x if x is not None else "any" for x in combo) for combo in HELD_OUT_COMBOS
+        " x ".join(x if x is not None else "any" for x in combo) for combo in combos
     )
     t = record["training"]
     d = record["data"]
@@ -203,12 +218,12 @@ def readme_text(record: dict[str, Any]) -> str:
         "",
         "## Vocabulary",
         "",
-        f"{len(VOCABULARY)} words, one token each (anything else becomes `<unk>`):"
-        f" {' '.join(f'`{w}`' for w in VOCABULARY)}.",
+        f"{len(vocabulary)} words, one token each (anything else becomes `<unk>`):"
+        f" {' '.join(f'`{w}`' for w in vocabulary)}.",
         "",
         f"- Colours: {colors}.",
-        f"- Patterns: {', '.join(PATTERNS)}; stripes {', '.join(STRIPE_DIRECTIONS)}.",
-        f"- Shapes: {', '.join(SHAPES)} (or `object`).",
+        f"- Patterns: {', '.join(patterns)}; stripes {', '.join(STRIPE_DIRECTIONS)}.",
+        f"- Shapes: {', '.join(shapes)} (or `object`).",
         "- Caption forms: `a red sphere`, `a solid red sphere`, `a red and blue striped box`, `a box with red and blue"
         " vertical stripes`, `a red and blue checkered cone`, `a cone with a red and blue checkerboard pattern`,"
         " `a red torus with blue dots`, `a red and blue dotted torus`, `a cylinder with a red to blue gradient` (red"
@@ -216,6 +231,13 @@ def readme_text(record: dict[str, Any]) -> str:
         " that is red on top and blue on the bottom`; optionally followed by `, front view` / `, side view` /"
         " `, back view` / `, overhead view` (the rule of `docs/design.md`). ~15% of the training captions are"
         " empty.",
+        *([
+            ("- Data version 2 (issue #15) adds: `a brown wooden box`, `a box made of brown wood`, `a white marble"
+             " vase`, `a red brick table`, `a green camouflage creature`, `blue dots on a red cup`, `a tube with a blue"
+             " bottom and a red top`, `a bowl with a blue to red gradient from bottom to top`, `vertical red and blue"
+             " stripes on a chair`; multi-part shape families (`csdtex/tinyprior/shapes_v2.py`), patterns scaled to"
+             " each part's size, contrasting pairs of role-swapped textures."),
+        ] if data_version == 2 else []),
         f"- Held out of the training split (for the fidelity benchmark): {held}.",
         "",
         "## Training record",

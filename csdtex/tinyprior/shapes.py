@@ -129,12 +129,15 @@ class PoolMesh:
         faces: int64 [F, 3] vertex indices (counter-clockwise seen from outside).
         normals: float64 [V, 3] unit vertex normals.
         info: JSON-ready description from :func:`make_shape_mesh` (shape, deformation parameters).
+        face_parts: int64 [F] part label of each face (data version 2's multi-part meshes,
+            :func:`csdtex.tinyprior.shapes_v2.pool_mesh_v2`), or None for a single part (version 1).
     """
 
     positions: np.ndarray
     faces: np.ndarray
     normals: np.ndarray
     info: dict
+    face_parts: np.ndarray | None = None
 
 
 def pool_mesh(seed: int, split_code: int, index: int) -> PoolMesh:

@@ -49,15 +49,20 @@ class CaptionTable:
 
     Attributes (on ``device``):
         ids, mask: int64 [U, 77] token ids / attention masks of the U distinct captions.
-        ids_unk: int64 [U, 77], ``ids`` with every shape word (and "object") replaced by ``<unk>``.
+        ids_unk: int64 [U, 77], ``ids`` with every shape word of ``nouns`` (default
+            :data:`csdtex.tinyprior.vocabulary.SHAPES`; data version 2:
+            :func:`csdtex.tinyprior.vocabulary.nouns_for` (2)) and "object" replaced by ``<unk>``.
         index: int64 [N], distinct-caption row of every image.
         empty: int, the row of the empty caption ``""``.
     """
 
-    def __init__(self, tokenizer, captions: Sequence[str], device: torch.device) -> None:
+    def __init__(
+        self, tokenizer, captions: Sequence[str], device: torch.device, nouns: Sequence[str] | None = None
+    ) -> None:
         distinct, inverse = np.unique(np.asarray(list(captions) + [""], dtype=np.str_), return_inverse=True)
         ids, mask = tokenize(tokenizer, [str(c) for c in distinct])
-        noun_ids = tokenizer.convert_tokens_to_ids(["\u2581" + w for w in SHAPES + (GENERIC_NOUN,)])
+        nouns = tuple(SHAPES) if nouns is None else tuple(nouns)
+        noun_ids = tokenizer.convert_tokens_to_ids(["\u2581" + w for w in nouns + (GENERIC_NOUN,)])
         is_noun = torch.isin(ids, torch.tensor(noun_ids))
         self.ids = ids.to(device)
         self.mask = mask.to(device)

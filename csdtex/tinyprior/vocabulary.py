@@ -9,6 +9,11 @@ unknown-word warning (:mod:`csdtex.guidance.vocabulary`) reads it without import
 Public API: :data:`COLORS`, :data:`PATTERNS`, :data:`SHAPES`, :data:`GENERIC_NOUN`, :data:`STRIPE_DIRECTIONS`,
 :data:`CAPTION_TEMPLATES`, :data:`NUM_TEMPLATES`, :data:`VOCABULARY`, :data:`VIEW_SUFFIXES`, :func:`caption_words`,
 :func:`unknown_words`, :func:`vocabulary_groups`, :func:`prior_vocabulary_entries`.
+
+Data version 2 (issue #15; the constants above are version 1's and unchanged): :data:`MATERIALS`,
+:data:`PATTERNS_V2`, :data:`ONE_COLOR_PATTERNS`, :data:`SHAPE_NOUNS_V2`, :data:`ROLE_PATTERNS`,
+:data:`CAPTION_TEMPLATES_V2`, :data:`DIRECTION_TEMPLATES`, :data:`VOCABULARY_V2`, :data:`DATA_VERSIONS`,
+:func:`vocabulary_for`, :func:`patterns_for`, :func:`nouns_for`.
 """
 
 from __future__ import annotations
@@ -94,6 +99,114 @@ VIEW_SUFFIXES = VIEW_SUFFIXES
 ``", overhead view"``."""
 
 
+# ======================================================================================================================
+# Data version 2 (issue #15): materials, more shape nouns, role-bearing caption templates
+# ======================================================================================================================
+
+MATERIALS: dict[str, tuple[str, ...]] = {
+    "wood": ("brown", "orange", "yellow", "red", "white", "gray", "black"),
+    "marble": ("white", "gray", "black", "green", "pink", "brown"),
+    "brick": ("red", "brown", "orange", "gray", "white", "yellow"),
+    "camouflage": ("green", "brown", "gray", "blue", "pink", "purple"),
+}
+"""Data version 2's material patterns (procedural 3D textures of :mod:`csdtex.tinyprior.textures`) and, per material,
+its *typical* colour words (drawn more often; any colour of :data:`COLORS` is allowed). A material takes one colour
+word, the main colour: wood = rings and grain in that colour and a darker shade, marble = that colour with veins of
+a darker (or, for dark colours, lighter) shade, brick = bricks of that colour with light mortar joints, camouflage =
+blotches of three shades of that colour."""
+
+PATTERNS_V2: tuple[str, ...] = PATTERNS + tuple(MATERIALS)
+"""Data version 2's patterns: :data:`PATTERNS` (same order, same meaning) then the materials of :data:`MATERIALS`.
+``solid`` and the materials use one colour, the others two."""
+
+ONE_COLOR_PATTERNS: frozenset[str] = frozenset(("solid",) + tuple(MATERIALS))
+"""Patterns that take one colour word (all others take two)."""
+
+SHAPE_NOUNS_V2: tuple[str, ...] = ("tube", "bowl", "cup", "vase", "table", "chair", "creature")
+"""Nouns of data version 2's new shape families (:mod:`csdtex.tinyprior.shapes_v2`); its captions use these and the
+:data:`SHAPES` words (the version-1 primitives stay in the data) or :data:`GENERIC_NOUN`."""
+
+ROLE_PATTERNS: tuple[str, ...] = ("stripes", "dots", "gradient", "halves")
+"""Patterns whose captions bind a role: dots (base colour vs dot colour), gradient and halves (top colour vs bottom
+colour), stripes (direction). Data version 2 draws contrasting pairs of these (see
+:func:`csdtex.tinyprior.textures.contrast_partner`)."""
+
+CAPTION_TEMPLATES_V2: dict[str, tuple[str, ...]] = {
+    "solid": ("a {c0} {noun}", "a solid {c0} {noun}"),
+    "stripes": (
+        "a {c0} and {c1} striped {noun}",
+        "a {noun} with {c0} and {c1} {direction} stripes",
+        "a {c0} and {c1} {direction} striped {noun}",
+        "{direction} {c0} and {c1} stripes on a {noun}",
+    ),
+    "checkerboard": ("a {c0} and {c1} checkered {noun}", "a {noun} with a {c0} and {c1} checkerboard pattern"),
+    "dots": ("a {c0} {noun} with {c1} dots", "a {c0} and {c1} dotted {noun}", "{c1} dots on a {c0} {noun}"),
+    "gradient": (
+        "a {noun} with a {c0} to {c1} gradient",
+        "a {c0} to {c1} gradient {noun}",
+        "a {noun} with a {c0} to {c1} gradient from top to bottom",
+        "a {noun} with a {c1} to {c0} gradient from bottom to top",
+    ),
+    "halves": (
+        "a {noun} with a {c0} top and a {c1} bottom",
+        "a {noun} that is {c0} on top and {c1} on the bottom",
+        "a {noun} with a {c1} bottom and a {c0} top",
+        "a {noun} that is {c1} on the bottom and {c0} on top",
+    ),
+    "wood": ("a {c0} wooden {noun}", "a {noun} made of {c0} wood"),
+    "marble": ("a {c0} marble {noun}", "a {noun} made of {c0} marble"),
+    "brick": ("a {c0} brick {noun}", "a {noun} made of {c0} bricks"),
+    "camouflage": ("a {c0} camouflage {noun}", "a {noun} with a {c0} camouflage pattern"),
+}
+"""Caption templates of data version 2, per pattern (keys = :data:`PATTERNS_V2`). The role is always bound the same
+way whatever the word order: ``{c0}`` is the base colour of dots, the top colour of gradients and halves and the
+first stripe / cell colour, ``{c1}`` the dot colour / bottom colour; so "a {noun} with a {c1} bottom and a {c0} top"
+describes the same texture as template 0 of halves with the words in the other order, and "{c1} dots on a {c0}
+{noun}" the same as "a {c0} {noun} with {c1} dots". Templates 0 and 1 of the version-1 patterns are the version-1
+templates. Template indices that name a stripe direction: :data:`DIRECTION_TEMPLATES`."""
+
+DIRECTION_TEMPLATES: tuple[int, ...] = (1, 2, 3)
+"""Indices of the stripe templates of :data:`CAPTION_TEMPLATES_V2` that name the direction."""
+
+
+def _vocabulary_v2() -> tuple[str, ...]:
+    words: set[str] = set(VOCABULARY) | set(SHAPE_NOUNS_V2)
+    for templates in CAPTION_TEMPLATES_V2.values():
+        for template in templates:
+            words.update(caption_words(re.sub(r"\{[a-z0-9]+\}", " ", template)))
+    return tuple(sorted(words))
+
+
+VOCABULARY_V2: tuple[str, ...] = _vocabulary_v2()
+"""Every word of data version 2's captions, sorted: :data:`VOCABULARY` plus :data:`SHAPE_NOUNS_V2`, the material
+words (wooden, wood, marble, brick, bricks, camouflage, made, of) and the glue words of the new templates (from,
+...)."""
+
+DATA_VERSIONS: tuple[int, ...] = (1, 2)
+"""Data versions: 1 = the shipped prior's data (v1 vocabulary, templates, primitives), 2 = issue #15's data."""
+
+
+def vocabulary_for(data_version: int = 1) -> tuple[str, ...]:
+    """The caption vocabulary of ``data_version`` (1: :data:`VOCABULARY`, 2: :data:`VOCABULARY_V2`)."""
+    if data_version not in DATA_VERSIONS:
+        raise ValueError(f"data_version must be one of {DATA_VERSIONS}, got {data_version!r}")
+    return VOCABULARY if data_version == 1 else VOCABULARY_V2
+
+
+def patterns_for(data_version: int = 1) -> tuple[str, ...]:
+    """The pattern words of ``data_version`` (1: :data:`PATTERNS`, 2: :data:`PATTERNS_V2`)."""
+    if data_version not in DATA_VERSIONS:
+        raise ValueError(f"data_version must be one of {DATA_VERSIONS}, got {data_version!r}")
+    return PATTERNS if data_version == 1 else PATTERNS_V2
+
+
+def nouns_for(data_version: int = 1) -> tuple[str, ...]:
+    """The shape nouns of ``data_version``'s captions (without :data:`GENERIC_NOUN`)."""
+    if data_version not in DATA_VERSIONS:
+        raise ValueError(f"data_version must be one of {DATA_VERSIONS}, got {data_version!r}")
+    return SHAPES if data_version == 1 else SHAPES + SHAPE_NOUNS_V2
+
+
 def unknown_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
     """Words and punctuation marks of ``prompt`` outside ``words`` (default :data:`VOCABULARY`), in order of first
     appearance, without duplicates.
@@ -107,11 +220,12 @@ def unknown_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
 
 def vocabulary_groups(words: Iterable[str] | None = None) -> dict[str, list[str]]:
     """The word groups the unknown-word warning lists separately: ``{"colours": [...], "shapes": [...]}``, each
-    sorted, restricted to ``words`` (default :data:`VOCABULARY`); the shapes include :data:`GENERIC_NOUN`."""
+    sorted, restricted to ``words`` (default :data:`VOCABULARY`); the shapes include :data:`GENERIC_NOUN` (and the
+    data-version-2 nouns :data:`SHAPE_NOUNS_V2` when ``words`` has them)."""
     known = set(VOCABULARY if words is None else words)
     return {
         "colours": sorted(w for w in known if w in COLORS),
-        "shapes": sorted(w for w in known if w in SHAPES or w == GENERIC_NOUN),
+        "shapes": sorted(w for w in known if w in SHAPES or w in SHAPE_NOUNS_V2 or w == GENERIC_NOUN),
     }
 
 
