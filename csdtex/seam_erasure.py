@@ -79,22 +79,27 @@ def _select(seams, keep: np.ndarray):
 def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.ndarray, iterations: int,
               rtol: float = 1e-5) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients on every column of ``rhs`` [n, k] at once (independent systems)."""
+
+    def dots(u, v):  # column-wise inner products [k]
+        return np.einsum("ij,ij->j", u, v)
+
     x = start.copy()
     r = rhs - apply(x)
     z = inverse_diagonal[:, None] * r
     p = z.copy()
-    rz = (r * z).sum(0)
-    stop = rtol * np.linalg.norm(rhs, axis=0)
+    rz = dots(r, z)
+    stop = rtol**2 * dots(rhs, rhs)
     for _ in range(iterations):
-        if (np.linalg.norm(r, axis=0) <= stop).all():
+        if (dots(r, r) <= stop).all():
             break
         ap = apply(p)
-        alpha = rz / np.maximum((p * ap).sum(0), 1e-30)
+        alpha = rz / np.maximum(dots(p, ap), 1e-30)
         x += alpha * p
         r -= alpha * ap
-        z = inverse_diagonal[:, None] * r
-        rz_new = (r * z).sum(0)
-        p = z + (rz_new / np.maximum(rz, 1e-30)) * p
+        np.multiply(inverse_diagonal[:, None], r, out=z)
+        rz_new = dots(r, z)
+        p *= rz_new / np.maximum(rz, 1e-30)
+        p += z
         rz = rz_new
     return x
 
