@@ -1,12 +1,13 @@
 """Seam erasure across mip levels: a sparse least-squares correction of baked texel values (:func:`erase_seams`).
 
 After Liu, Ferguson, Jacobson, Gingold, "Seamless: seam erasure and seam-aware decoupling of shape from mesh
-resolution" (2017), extended to mipmaps: the texel values ``x`` (all materials' images, 8-bit units, per channel)
-minimize::
+resolution" (2017), extended to mipmaps: the texel values ``x`` (all materials' images, 8-bit units, per channel;
+``x0`` = the input) minimize::
 
     sum_L w_L * sum_s (len3d_s / n_s) * sum_i || T_L(side 0, t_i) - T_L(side 1, t_i) ||^2      (seam energy)
       + lam * sum_texels c_j * || x_j - x0_j ||^2                                                (stay close)
       + keep * sum_s,k (len3d_s / n_s) * sum_i || D_k(x, t_i) - D_k(x0, t_i) ||^2                (keep the border)
+      + detail * sum_(i,j) || (x_i - x_j) - (x0_i - x0_j) ||^2                                   (keep the detail)
 
 with ``D_k(x, t) = T_0(side k, t) - T_0(side k, t + one texel into its triangle)``,
 
@@ -16,19 +17,26 @@ seam terms are normalized by the mean 3D length of a level-0 texel along the sea
 texels that some seam lookup reads are free; ``c_j`` is 1 on covered texels and ``gutter_weight`` on gutter texels
 (which no surface point shows at level 0, so they may move freely to serve the coarser levels).
 
+The detail term (gradient-domain editing, as in Poisson image editing) runs over the 4-neighbour pairs ``(i, j)`` of
+level-0 texels of one image that are both covered and of which at least one is free (a pair with a fixed texel
+pulls the free one's change towards 0, so the change fades out smoothly at the edge of the free band). It makes the
+change ``x - x0`` of covered texels a smooth, low-frequency correction over about ``sqrt(detail / lam)`` texels
+instead of a per-texel one that flattens the texture's detail next to a seam; gutter pairs are left out (the gutter
+must be free to change at texel scale for the coarser levels).
+
 On a layout whose charts have different texel densities across a seam, the solution band-limits the signal near
 the seam (both sides agree at every level), touching only texels within about 1.5 * 2^max_level texels of a seam.
-Solved for the three channels at once by conjugate gradients on the normal equations (Jacobi preconditioner),
-scipy.sparse.
+Solved for the change ``x - x0`` of the three channels at once by conjugate gradients on the normal equations
+(Jacobi preconditioner, starting from no change), scipy.sparse.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["erase_seams", "erase_seams_render", "DEFAULT_LEVEL_WEIGHTS"]
+__all__ = ["DEFAULT_LEVEL_WEIGHTS", "erase_seams", "erase_seams_render"]
 
 DEFAULT_LEVEL_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 
@@ -71,22 +79,27 @@ def _select(seams, keep: np.ndarray):
 def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.ndarray, iterations: int,
               rtol: float = 1e-5) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients on every column of ``rhs`` [n, k] at once (independent systems)."""
+
+    def dots(u, v):  # column-wise inner products [k]
+        return np.einsum("ij,ij->j", u, v)
+
     x = start.copy()
     r = rhs - apply(x)
     z = inverse_diagonal[:, None] * r
     p = z.copy()
-    rz = (r * z).sum(0)
-    stop = rtol * np.linalg.norm(rhs, axis=0)
+    rz = dots(r, z)
+    stop = rtol**2 * dots(rhs, rhs)
     for _ in range(iterations):
-        if (np.linalg.norm(r, axis=0) <= stop).all():
+        if (dots(r, r) <= stop).all():
             break
         ap = apply(p)
-        alpha = rz / np.maximum((p * ap).sum(0), 1e-30)
+        alpha = rz / np.maximum(dots(p, ap), 1e-30)
         x += alpha * p
         r -= alpha * ap
-        z = inverse_diagonal[:, None] * r
-        rz_new = (r * z).sum(0)
-        p = z + (rz_new / np.maximum(rz, 1e-30)) * p
+        np.multiply(inverse_diagonal[:, None], r, out=z)
+        rz_new = dots(r, z)
+        p *= rz_new / np.maximum(rz, 1e-30)
+        p += z
         rz = rz_new
     return x
 
@@ -128,10 +141,32 @@ def _keep_rows(mesh, seams, offsets: np.ndarray, sizes: np.ndarray, texel_len: n
                       shape=(2 * len(edge), total))
 
 
+def _detail_rows(shapes: Sequence[tuple[int, int]], offsets: np.ndarray, free: np.ndarray, covered: np.ndarray):
+    """Sparse [P, total] float64: ``x_i - x_j`` for every 4-neighbour pair of level-0 texels of one image (``shapes``
+    = (H, W) per image, ``offsets`` int64 [M] = its first global texel id) that are both ``covered`` (bool [total])
+    and of which at least one is ``free`` (bool [total])."""
+    from scipy.sparse import csr_matrix
+
+    firsts, seconds = [], []
+    for (height, width), offset in zip(shapes, offsets):
+        ids = offset + np.arange(height * width, dtype=np.int64).reshape(height, width)
+        for first, second in ((ids[:, :-1], ids[:, 1:]), (ids[:-1, :], ids[1:, :])):
+            first, second = first.reshape(-1), second.reshape(-1)
+            pair = covered[first] & covered[second] & (free[first] | free[second])
+            firsts.append(first[pair])
+            seconds.append(second[pair])
+    first, second = np.concatenate(firsts), np.concatenate(seconds)
+    count = len(first)
+    rows = np.repeat(np.arange(count), 2)
+    cols = np.stack([first, second], axis=1).reshape(-1)
+    vals = np.tile([1.0, -1.0], count)
+    return csr_matrix((vals, (rows, cols)), shape=(count, len(free)))
+
+
 def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarray] | None = None,
                 level_weights: Sequence[float] = DEFAULT_LEVEL_WEIGHTS, lam: float = 0.5,
-                gutter_weight: float = 0.01, keep_weight: float = 1.0, samples_per_texel: float = 2.0,
-                iterations: int = 100) -> list[np.ndarray]:
+                gutter_weight: float = 0.01, keep_weight: float = 1.0, detail_weight: float = 10.0,
+                samples_per_texel: float = 2.0, iterations: int = 100) -> list[np.ndarray]:
     """Seam-erased copies of ``images`` (module docstring).
 
     Args:
@@ -146,6 +181,9 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
         keep_weight: weight of keeping the baked level-0 difference between each seam point and the point one texel
             inside its own triangle (without it, the gutter and border texels drift together and a line shows
             along the seam at level 0: the bleed of :mod:`csdtex.metrics.seams`).
+        detail_weight: weight (>= 0, per texel pair, like ``lam`` per texel) of keeping the baked difference of
+            neighbouring covered texels (module docstring); 0 = the per-texel correction of the first version, which
+            softened interiors next to seams.
         samples_per_texel: seam samples per level-L texel of the longer side at level L (>= 8 per edge).
         iterations: conjugate-gradient iterations (at most).
     Returns:
@@ -212,14 +250,21 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
         (np.ones(image.shape[:2], dtype=bool) if coverage is None else np.asarray(cov, dtype=bool)).reshape(-1)
         for image, cov in zip(images, coverage if coverage is not None else [None] * len(images))
     ])
+    if detail_weight > 0:  # texels outside the free band do not change: their columns drop out of the detail rows
+        g = _detail_rows([image.shape[:2] for image in images], offsets, used, covered)[:, active].tocsr() * np.sqrt(
+            detail_weight)
+    else:
+        g = csr_matrix((0, len(active)))
+    gt = g.T.tocsr()
     closeness = lam * np.where(covered[active], 1.0, gutter_weight)
     x0_all = np.concatenate([image.reshape(-1, 3).astype(np.float64) for image in images])  # [total, 3]
     x0 = x0_all[active]
     diagonal = (np.asarray(a.multiply(a).sum(axis=0)).reshape(-1) + np.asarray(b.multiply(b).sum(axis=0)).reshape(-1)
-                + closeness)
-    rhs = bt @ (b @ x0) + closeness[:, None] * x0
-    solution = _block_cg(lambda v: at @ (a @ v) + bt @ (b @ v) + closeness[:, None] * v, rhs, x0, 1.0 / diagonal,
-                         iterations)
+                + np.asarray(g.multiply(g).sum(axis=0)).reshape(-1) + closeness)
+    # in terms of the change d = x - x0: (A'A + B'B + G'G + C) d = -A'A x0 (the keep and detail terms are 0 at d = 0)
+    change = _block_cg(lambda v: at @ (a @ v) + bt @ (b @ v) + gt @ (g @ v) + closeness[:, None] * v,
+                       -(at @ (a @ x0)), np.zeros_like(x0), 1.0 / diagonal, iterations)
+    solution = x0 + change
     result = x0_all.copy()
     result[active] = solution
     out = np.clip(np.rint(result), 0, 255).astype(np.uint8)

@@ -30,6 +30,10 @@ Definitions, as implemented:
   the seam value against the value one texel inside. Both sides are averaged with weight len3d_s / 2. A gutter that
   darkens both sides equally (black fill) leaves the seam RMS low but makes the bleed RMS large. Thin triangles
   (narrower than h) make the inner point leave the triangle; that is part of what the bleed sees.
+- **Covered interior RMS** (:func:`covered_interior_rms`, not part of :func:`seam_metrics`): the interior RMS over
+  only those sample points whose two level-L lookups read mip-L texels that average covered texels alone. Near a
+  chart's border a level-L lookup also reads gutter texels (whatever the bake or a seam erasure put there); this
+  variant measures the texture's own detail without them.
 - **Texel-density ratio** of a seam edge: the two sides' texels per unit 3D length along the edge,
   ``(|b - a| in level-0 texels of its own texture) / len3d``, larger over smaller (>= 1; inf for a side of zero UV
   length). Reported length-weighted: median, the share of seam length with ratio >= 2, and the maximum.
@@ -37,16 +41,26 @@ Definitions, as implemented:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
 from csdtex.mesh.seams import SeamEdges, _canonical_uv_faces, _WeldedEdges, seam_edges
 from csdtex.mesh.types import Mesh
 
-__all__ = ["SeamReport", "InteriorEdges", "interior_edges", "mip_pyramid", "sample_bilinear", "seam_metrics",
-           "density_ratios", "seam_edge_errors", "third_corner_uvs"]
+__all__ = [
+    "InteriorEdges",
+    "SeamReport",
+    "covered_interior_rms",
+    "density_ratios",
+    "interior_edges",
+    "mip_pyramid",
+    "sample_bilinear",
+    "seam_edge_errors",
+    "seam_metrics",
+    "third_corner_uvs",
+]
 
 
 @dataclass
@@ -334,3 +348,62 @@ def seam_metrics(mesh: Mesh, textures: Sequence[np.ndarray], mip_levels: int = 3
         num_seams=len(seams), num_interior=len(interior.lengths),
         density=_density_summary(ratios, seams.lengths),
     )
+
+
+def covered_interior_rms(mesh: Mesh, textures: Sequence[np.ndarray], coverage: Sequence[np.ndarray],
+                         mip_levels: int = 3, samples_per_texel: float = 4.0,
+                         interior: InteriorEdges | None = None) -> tuple[list[float], list[float]]:
+    """Interior RMS restricted to sample points whose lookups read covered texels only (module docstring).
+
+    At level L a sample point of an interior edge is kept when all four bilinear taps of both of its lookups
+    (``p +- h n / 2``) are mip-L texels whose 2^L x 2^L level-0 block is entirely covered; kept points are weighted
+    as in :func:`seam_metrics` (``len3d_e / n_e`` each).
+
+    Args:
+        mesh: the textured mesh; textures: uint8 or float [H, W, 3] per material (8-bit units, row 0 = top);
+        coverage: bool [H, W] per material, texels whose centre lies inside a UV triangle (the bake's coverage);
+        mip_levels: highest mip level (>= 0); samples_per_texel: as in :func:`seam_metrics`;
+        interior: precomputed :func:`interior_edges` of ``mesh``.
+    Returns:
+        (RMS in 8-bit units per level 0..mip_levels, NaN where no point is kept; share of the interior edges' weight
+        kept per level, in [0, 1]).
+    """
+    interior = interior if interior is not None else interior_edges(mesh)
+    pyramids = [mip_pyramid(np.asarray(image)[..., :3], mip_levels) for image in textures]
+    # a mip texel is "covered" when the box average of the coverage mask is 1 (every texel of its block covered)
+    full = [[level[..., 0] >= 1.0 - 1e-9 for level in mip_pyramid(np.asarray(c, dtype=np.float64), mip_levels)]
+            for c in coverage]
+    sizes = np.array([[p[0].shape[1], p[0].shape[0]] for p in pyramids], dtype=np.int64)  # (W, H)
+    count = len(interior.lengths)
+    rms, shares = [], []
+    if count == 0:
+        return [float("nan")] * (mip_levels + 1), [0.0] * (mip_levels + 1)
+    size = sizes[interior.materials].astype(np.float64)  # [I, 2]
+    texels = _to_texels(interior.uvs, size[:, None, :])
+    seg = texels[:, 1] - texels[:, 0]
+    seg_len = np.linalg.norm(seg, axis=-1)
+    normal = np.stack([-seg[:, 1], seg[:, 0]], axis=-1) / np.maximum(seg_len[:, None], 1e-12)
+    edge, t = _sample_points(seg_len, samples_per_texel)
+    xy = texels[edge, 0] * (1 - t[:, None]) + texels[edge, 1] * t[:, None]
+    materials = interior.materials[edge]
+    weight = interior.lengths[edge] / np.bincount(edge, minlength=count)[edge]
+    for level in range(mip_levels + 1):
+        half = normal[edge] * (2.0**level / 2.0)
+        kept = np.ones(len(edge), dtype=bool)
+        values = []
+        for point in (xy + half, xy - half):
+            values.append(_lookup(pyramids, level, materials, _from_texels(point, size[edge])))
+            x = point[:, 0] / 2**level - 0.5  # level-L texel coordinates, as in sample_bilinear
+            y = point[:, 1] / 2**level - 0.5
+            x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+            for material in np.unique(materials):
+                rows = materials == material
+                mask = full[int(material)][level]
+                h, w = mask.shape
+                for dy in (0, 1):
+                    for dx in (0, 1):
+                        kept[rows] &= mask[np.clip(y0[rows] + dy, 0, h - 1), np.clip(x0[rows] + dx, 0, w - 1)]
+        errors = ((values[0] - values[1]) ** 2).sum(-1)
+        rms.append(_rms(errors[kept], weight[kept]))
+        shares.append(float(weight[kept].sum() / weight.sum()))
+    return rms, shares
