@@ -236,6 +236,9 @@ def test_edit_schedule_lets_the_source_term_fade_and_merges_with_user_tables(tmp
 
     guidance = resolve_guidance(EditConfig(), "tiny")
     assert (guidance.w2_start, guidance.w2_end) == (1.0, 0.0)
+    # the whole run at high noise levels, where the prior decides a colour (a paint narrows to low ones)
+    assert guidance.t_range_at(0.0) == guidance.t_range_at(1.0) == (0.2, 0.98)
+    assert resolve_guidance(PaintConfig(), "tiny").t_range_at(1.0) == (0.02, 0.5)
     assert resolve_guidance(PaintConfig(), "tiny").w2_end == 1.0  # paint keeps the prior preset's schedule
     # A [guidance] table or an override changes only the keys it names.
     changed = apply_overrides(EditConfig(), {"guidance": {"t_max_end": 0.4}})
