@@ -184,6 +184,33 @@ def _choose_spec(rng: np.random.Generator, shape: str, split: str, y_range: tupl
     raise RuntimeError(f"every texture of shape {shape!r} is held out: check HELD_OUT_COMBOS")
 
 
+def render_batch(render_meshes: list[RenderMesh], specs: list[TextureSpec], view_object: list[int],
+                 cameras: tuple[list, list, list, list], backgrounds: list[np.ndarray], lit_flags: list[np.ndarray],
+                 resolution: int, device: torch.device | str, backend: str) -> tuple[np.ndarray, list[float]]:
+    """Render one batch of objects' views (the shared tail of both data versions' generators).
+
+    Args:
+        render_meshes: the batch's placed meshes; specs: one texture spec per mesh.
+        view_object: int per view, the index of its mesh in ``render_meshes``.
+        cameras: ``(elevations, azimuths, distances, fovs)``, each a list of float arrays (degrees, render units)
+            whose concatenation has one entry per view.
+        backgrounds: list of float [n, 3] arrays in [0, 1] (one row per view once concatenated); lit_flags: list of
+            bool [n] arrays.
+    Returns:
+        (uint8 [V, resolution, resolution, 3] images, the covered fraction of each view's pixels).
+    """
+    elevation, azimuth, distance, fov = (np.concatenate(part) for part in cameras)
+    cams = make_cameras(elevation, azimuth, distance, fov, device=device)
+    texture = ProceduralTexture(specs).to(device)
+    image, mask = render_objects(
+        render_meshes, texture, cams, torch.tensor(view_object, device=device), resolution,
+        background=torch.as_tensor(np.concatenate(backgrounds), dtype=torch.float32, device=device),
+        shading=torch.as_tensor(np.concatenate(lit_flags), device=device), backend=backend,
+    )  # fmt: skip
+    images = (image * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return images, mask.float().mean(dim=(1, 2)).cpu().tolist()
+
+
 def generate_dataset(
     num_images: int,
     seed: int = 0,
@@ -342,17 +369,10 @@ def generate_dataset(
             elevation.append(el), azimuth.append(az), distance.append(dist), fov.append(fv)
             backgrounds.append(bg), lit_flags.append(lit)
             view_object += [k] * views
-        cams = make_cameras(np.concatenate(elevation), np.concatenate(azimuth), np.concatenate(distance),
-                            np.concatenate(fov), device=device)  # fmt: skip
-        texture = ProceduralTexture(specs).to(device)
-        image, mask = render_objects(
-            render_meshes, texture, cams, torch.tensor(view_object, device=device), resolution,
-            background=torch.as_tensor(np.concatenate(backgrounds), dtype=torch.float32, device=device),
-            shading=torch.as_tensor(np.concatenate(lit_flags), device=device), backend=backend,
-        )  # fmt: skip
+        batch, coverage = render_batch(render_meshes, specs, view_object, (elevation, azimuth, distance, fov),
+                                       backgrounds, lit_flags, resolution, device, backend)
         start = len(metadata)
-        images[start : start + len(records)] = (image * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        coverage = mask.float().mean(dim=(1, 2)).cpu().tolist()
+        images[start : start + len(records)] = batch
         for record, cover in zip(records, coverage):
             record["coverage"] = float(cover)
         metadata.extend(records)

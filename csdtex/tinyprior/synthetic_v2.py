@@ -46,14 +46,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from csdtex.cameras import CameraRanges, make_cameras
+from csdtex.cameras import CameraRanges
 from csdtex.guidance.prompts import view_suffix
 from csdtex.mesh import RenderMesh
 from csdtex.tinyprior.shapes import PoolMesh, place_randomly
 from csdtex.tinyprior.shapes_v2 import part_sizes, pool_mesh_v2
-from csdtex.tinyprior.synthetic import HELD_OUT_COMBOS, SPLITS, render_objects
+from csdtex.tinyprior.synthetic import HELD_OUT_COMBOS, SPLITS, render_batch
 from csdtex.tinyprior.textures import (
-    ProceduralTexture,
     TextureSpec,
     contrast_partner,
     pair_template,
@@ -296,17 +295,10 @@ def generate_dataset_v2(
             elevation.append(el), azimuth.append(az), distance.append(dist), fov.append(fv)
             backgrounds.append(bg), lit_flags.append(lit)
             view_object += [k] * views
-        cams = make_cameras(np.concatenate(elevation), np.concatenate(azimuth), np.concatenate(distance),
-                            np.concatenate(fov), device=device)  # fmt: skip
-        texture = ProceduralTexture(specs).to(device)
-        image, mask = render_objects(
-            render_meshes, texture, cams, torch.tensor(view_object, device=device), resolution,
-            background=torch.as_tensor(np.concatenate(backgrounds), dtype=torch.float32, device=device),
-            shading=torch.as_tensor(np.concatenate(lit_flags), device=device), backend=backend,
-        )  # fmt: skip
+        batch, coverage = render_batch(render_meshes, specs, view_object, (elevation, azimuth, distance, fov),
+                                       backgrounds, lit_flags, resolution, device, backend)
         start = len(metadata)
-        images[start : start + len(records)] = (image * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        coverage = mask.float().mean(dim=(1, 2)).cpu().tolist()
+        images[start : start + len(records)] = batch
         for record, cover in zip(records, coverage):
             record["coverage"] = float(cover)
         metadata.extend(records)
