@@ -25,6 +25,27 @@ per mesh / per pattern, the targets and whether they are met, every run with its
 left half = colour, right half = pattern, green = correct, red = wrong). The table is printed with the targets of
 issue #4: CSD colour accuracy >= 80%, pattern accuracy >= 60%, and CSD not below SDS on either.
 
+Prompt sets (``--prompt-set``, comma-separated; issue #15):
+
+- ``default``: :data:`PROMPTS` (the 36 above);
+- ``word-order``: :func:`word_order_prompts`, 36 prompts whose two colours have fixed roles (dots: base / dots;
+  gradient and halves: top / bottom), in 18 swapped twins ("a yellow object with black dots" / "a black object with
+  yellow dots"). Besides the classifier's colour / pattern score, every run gets a classifier-free word-order score
+  (:func:`word_order_score`): the rendered object pixels are named by their nearest colour word, and the base is the
+  area-majority colour (the dots the next one), the top / bottom colour the majority of the pixels whose surface
+  lies in the top / bottom quarter of the mesh's height (world +Y, from the rasterized geometry). Summary line per
+  method: "word order correct: X%";
+- ``materials``: :data:`MATERIAL_PROMPTS` ("a brown wooden object", ...), scored with a label-set-2 classifier
+  (pattern = the material); needs ``--data-version 2`` and ``--classifier`` of a classifier trained with
+  ``train_attribute_classifier.py --data-version 2`` (otherwise a one-line error, exit status 1).
+
+``--data-version 2`` draws the reference textures as data version 2 does (:func:`reference_texture`) and phrases the
+word-order set with version 2's templates too (roles stated in both word orders); ``1`` (default) is the shipped
+prior's data and the behaviour of the benchmark before issue #15. When csd and sds both ran, ``csd_vs_sds`` in the
+JSON (and the printed table) gives the paired difference CSD - SDS over the same (prompt, mesh) items for colour,
+pattern, both and word order, with a 95% paired bootstrap interval and an exact McNemar p-value
+(:func:`paired_difference_ci`).
+
 Classifier ceiling (``--methods reference --meshes vase,knot,crate,duck``): colour 100% on all four meshes; pattern
 vase 89%, knot 53%, crate 100%, duck 100%. On the self-occluding torus knot, holes over the white background read as
 dots and 3D stripes as a checkerboard, so the knot (shipped for the unwrap path) was replaced by the duck here; the
@@ -36,6 +57,8 @@ Examples::
     python benchmarks/fidelity.py --device cuda --steps 300
     # how well the classifier reads ground-truth textures on the benchmark meshes (no prior needed)
     python benchmarks/fidelity.py --methods reference
+    # word order on the ground-truth textures (the rule's ceiling: 100% on the 5 default meshes)
+    python benchmarks/fidelity.py --methods reference --prompt-set word-order --name fidelity_wordorder_reference_cpu
     # CPU smoke test with a tiny random prior (accuracy meaningless)
     python -c "from csdtex.guidance.random_priors import build_tiny_pixel_folder as b; b('out/tiny_random')"
     python benchmarks/fidelity.py --model out/tiny_random --prompts 2 --meshes crate --steps 3 --out out/fidelity_smoke
@@ -580,6 +603,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.prompts = available
     if not 1 <= args.prompts <= available:
         p.error(f"--prompts must be in 1..{available}")
+    if "word-order" in args.prompt_sets and args.shading != "albedo":
+        print("fidelity.py: warning: the word-order score names pixels by their nominal colours; with --shading lit "
+              "it under-reads (darkened colours)", file=sys.stderr)
     if "materials" in args.prompt_sets:  # one line and a non-zero exit, before anything is loaded
         if args.data_version != 2:
             raise SystemExit("fidelity.py: error: --prompt-set materials needs --data-version 2 (material words are "
