@@ -25,6 +25,27 @@ per mesh / per pattern, the targets and whether they are met, every run with its
 left half = colour, right half = pattern, green = correct, red = wrong). The table is printed with the targets of
 issue #4: CSD colour accuracy >= 80%, pattern accuracy >= 60%, and CSD not below SDS on either.
 
+Prompt sets (``--prompt-set``, comma-separated; issue #15):
+
+- ``default``: :data:`PROMPTS` (the 36 above);
+- ``word-order``: :func:`word_order_prompts`, 36 prompts whose two colours have fixed roles (dots: base / dots;
+  gradient and halves: top / bottom), in 18 swapped twins ("a yellow object with black dots" / "a black object with
+  yellow dots"). Besides the classifier's colour / pattern score, every run gets a classifier-free word-order score
+  (:func:`word_order_score`): the rendered object pixels are named by their nearest colour word, and the base is the
+  area-majority colour (the dots the next one), the top / bottom colour the majority of the pixels whose surface
+  lies in the top / bottom quarter of the mesh's height (world +Y, from the rasterized geometry). Summary line per
+  method: "word order correct: X%";
+- ``materials``: :data:`MATERIAL_PROMPTS` ("a brown wooden object", ...), scored with a label-set-2 classifier
+  (pattern = the material); needs ``--data-version 2`` and ``--classifier`` of a classifier trained with
+  ``train_attribute_classifier.py --data-version 2`` (otherwise a one-line error, exit status 1).
+
+``--data-version 2`` draws the reference textures as data version 2 does (:func:`reference_texture`) and phrases the
+word-order set with version 2's templates too (roles stated in both word orders); ``1`` (default) is the shipped
+prior's data and the behaviour of the benchmark before issue #15. When csd and sds both ran, ``csd_vs_sds`` in the
+JSON (and the printed table) gives the paired difference CSD - SDS over the same (prompt, mesh) items for colour,
+pattern, both and word order, with a 95% paired bootstrap interval and an exact McNemar p-value
+(:func:`paired_difference_ci`).
+
 Classifier ceiling (``--methods reference --meshes vase,knot,crate,duck``): colour 100% on all four meshes; pattern
 vase 89%, knot 53%, crate 100%, duck 100%. On the self-occluding torus knot, holes over the white background read as
 dots and 3D stripes as a checkerboard, so the knot (shipped for the unwrap path) was replaced by the duck here; the
@@ -36,6 +57,8 @@ Examples::
     python benchmarks/fidelity.py --device cuda --steps 300
     # how well the classifier reads ground-truth textures on the benchmark meshes (no prior needed)
     python benchmarks/fidelity.py --methods reference
+    # word order on the ground-truth textures (the rule's ceiling: 100% on the 5 default meshes)
+    python benchmarks/fidelity.py --methods reference --prompt-set word-order --name fidelity_wordorder_reference_cpu
     # CPU smoke test with a tiny random prior (accuracy meaningless)
     python -c "from csdtex.guidance.random_priors import build_tiny_pixel_folder as b; b('out/tiny_random')"
     python benchmarks/fidelity.py --model out/tiny_random --prompts 2 --meshes crate --steps 3 --out out/fidelity_smoke
@@ -65,8 +88,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py
 
 from csdtex.fileio import atomic_path, write_text_atomic  # noqa: E402
 from csdtex.tinyprior import attributes  # noqa: E402
-from csdtex.tinyprior.textures import ProceduralTexture, TextureSpec, random_texture_spec  # noqa: E402
-from csdtex.tinyprior.vocabulary import GENERIC_NOUN  # noqa: E402
+from csdtex.tinyprior.textures import (  # noqa: E402
+    ProceduralTexture,
+    TextureSpec,
+    part_scale_factor,
+    random_texture_spec,
+    random_texture_spec_v2,
+)
+from csdtex.tinyprior.vocabulary import COLORS, GENERIC_NOUN, MATERIALS  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "assets" / "priors" / "tiny"
 """The built-in prior's folder in a checkout (the default ``--model`` when it exists)."""
@@ -87,16 +116,22 @@ TARGETS: dict[str, float] = {"csd_color_accuracy": 0.80, "csd_pattern_accuracy":
 
 @dataclass(frozen=True)
 class BenchmarkPrompt:
-    """One prompt of the benchmark: a pattern and its colours (first = base / top / first stripe colour)."""
+    """One prompt of the benchmark: a pattern and its colours (first = base of dots / top of gradient and halves /
+    first stripe or cell colour / a material's colour), phrased with caption template ``template`` of data version
+    ``caption_version`` (:meth:`csdtex.tinyprior.textures.TextureSpec.caption`; template 0 of version 1 is the short
+    form, the same words in version 2)."""
 
     pattern: str
     colors: tuple[str, ...]
+    template: int = 0
+    caption_version: int = 1
 
     def text(self, noun: str = GENERIC_NOUN) -> str:
-        """The prompt on an object called ``noun``, phrased with the short caption template of
-        :meth:`csdtex.tinyprior.textures.TextureSpec.caption` (e.g. ``"a red and white striped object"``); any noun
-        works (``"a blue and yellow checkered vase"``)."""
-        text = TextureSpec(self.pattern, self.colors).caption(GENERIC_NOUN, template=0)
+        """The prompt on an object called ``noun``, e.g. ``"a red and white striped object"`` (template 0) or ``"a
+        blue object with a white bottom and a red top"`` (halves, template 2 of version 2); any noun works (``"a blue
+        and yellow checkered vase"``)."""
+        text = TextureSpec(self.pattern, self.colors).caption(GENERIC_NOUN, template=self.template,
+                                                              version=self.caption_version)
         if noun == GENERIC_NOUN:
             return text
         article = "an" if noun[:1] in "aeiou" else "a"
@@ -125,6 +160,89 @@ PROMPTS: tuple[BenchmarkPrompt, ...] = tuple(
 no solid purple (a combination held out of the prior's training data,
 :data:`csdtex.tinyprior.synthetic.HELD_OUT_COMBOS`)."""
 
+_WORD_ORDER_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "dots": (("yellow", "black"), ("blue", "white"), ("red", "green"), ("pink", "purple"), ("cyan", "orange"),
+             ("gray", "brown")),
+    "gradient": (("red", "yellow"), ("blue", "green"), ("purple", "orange"), ("black", "cyan"), ("pink", "white"),
+                 ("green", "brown")),
+    "halves": (("red", "blue"), ("yellow", "purple"), ("white", "black"), ("orange", "gray"), ("cyan", "brown"),
+               ("green", "pink")),
+}
+_WORD_ORDER_TEMPLATES: dict[int, dict[str, tuple[int, ...]]] = {
+    1: {"dots": (0,), "gradient": (0, 1), "halves": (0, 1)},
+    2: {"dots": (0, 2), "gradient": (0, 2, 3), "halves": (0, 1, 2, 3)},
+}
+"""Caption templates of the word-order set per data version: only phrasings that bind the roles (version 1's
+"a {c0} and {c1} dotted {noun}" does not say which colour is the base, so dots use template 0 only). Version 2 adds
+the phrasings that name the roles in the other word order ("{c1} dots on a {c0} {noun}", "a {noun} with a {c1} to
+{c0} gradient from bottom to top", "a {noun} with a {c1} bottom and a {c0} top", ...)."""
+
+WORD_ORDER_PATTERNS: tuple[str, ...] = tuple(_WORD_ORDER_PAIRS)
+"""Patterns whose captions give the two colours fixed roles: dots (base, dots), gradient and halves (top, bottom).
+Stripes are not in the word-order set: their captions bind a direction, not a colour order (the first stripe colour
+is only where the random phase puts it)."""
+
+
+def word_order_prompts(data_version: int = 1) -> tuple[BenchmarkPrompt, ...]:
+    """The 36 prompts of the word-order set (issue #15): 3 patterns (:data:`WORD_ORDER_PATTERNS`) x 6 colour pairs x
+    both orders. Prompt ``2k + 1`` is the swapped twin of prompt ``2k`` (same pattern, template and colour words in
+    the other roles: "a yellow object with black dots" / "a black object with yellow dots"), see
+    :func:`word_order_twin`; pairs are interleaved by pattern, so any even prefix of 6 or more covers the patterns.
+
+    Args:
+        data_version: 1 = phrasings in the shipped prior's vocabulary (:data:`csdtex.tinyprior.vocabulary.VOCABULARY`);
+            2 = also the version-2 phrasings that state the roles in the other word order (pair k uses template
+            ``k mod`` the pattern's count of :data:`_WORD_ORDER_TEMPLATES`).
+    """
+    templates = _WORD_ORDER_TEMPLATES[data_version]
+    prompts: list[BenchmarkPrompt] = []
+    for i in range(6):
+        for pattern, pairs in _WORD_ORDER_PAIRS.items():
+            a, b = pairs[i]
+            template = templates[pattern][i % len(templates[pattern])]
+            prompts += [BenchmarkPrompt(pattern, (a, b), template, data_version),
+                        BenchmarkPrompt(pattern, (b, a), template, data_version)]
+    return tuple(prompts)
+
+
+def word_order_twin(index: int) -> int:
+    """Index in :func:`word_order_prompts` of the swapped twin of prompt ``index`` (``index xor 1``)."""
+    return index ^ 1
+
+
+_MATERIAL_CHOICES: dict[str, tuple[str, ...]] = {
+    "wood": ("brown", "orange", "red"), "marble": ("white", "gray", "black"), "brick": ("red", "brown", "gray"),
+    "camouflage": ("green", "brown", "gray"),
+}  # fmt: skip
+MATERIAL_PROMPTS: tuple[BenchmarkPrompt, ...] = tuple(
+    BenchmarkPrompt(material, (_MATERIAL_CHOICES[material][i],), 0, 2) for i in range(3) for material in MATERIALS
+)
+"""12 material prompts of data version 2 (4 materials x 3 of their typical colours, interleaved by material), phrased
+with template 0 ("a brown wooden object", "a white marble object", "a red brick object", "a green camouflage
+object"); no blue wood (held out of version 2's training data). The pattern to read is the material, so they need a
+classifier with label set 2 (:data:`csdtex.tinyprior.attributes.LABEL_SETS`)."""
+
+PROMPT_SETS: tuple[str, ...] = ("default", "word-order", "materials")
+"""``--prompt-set`` names: ``default`` = :data:`PROMPTS`, ``word-order`` = :func:`word_order_prompts`,
+``materials`` = :data:`MATERIAL_PROMPTS` (needs ``--data-version 2`` and a label-set-2 classifier)."""
+
+
+def select_prompts(prompt_sets: Sequence[str], data_version: int = 1) -> list[tuple[str, BenchmarkPrompt]]:
+    """The prompts of ``prompt_sets`` (names of :data:`PROMPT_SETS`) concatenated in that order, each with its set's
+    name; a run's ``prompt_index`` is the index in this list."""
+    chosen: list[tuple[str, BenchmarkPrompt]] = []
+    for name in prompt_sets:
+        if name == "default":
+            prompts = PROMPTS
+        elif name == "word-order":
+            prompts = word_order_prompts(data_version)
+        elif name == "materials":
+            prompts = MATERIAL_PROMPTS
+        else:
+            raise ValueError(f"unknown prompt set {name!r}: choose from {PROMPT_SETS}")
+        chosen += [(name, prompt) for prompt in prompts]
+    return chosen
+
 
 # ======================================================================================================================
 # Rendering and classification
@@ -143,14 +261,250 @@ def render_turntable(render_mesh, texture_model, frames: int, device: torch.devi
                             supersample=1)
 
 
-def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0) -> ProceduralTexture:
+def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0, data_version: int = 1) -> ProceduralTexture:
     """The ground-truth procedural texture of ``prompt`` for ``render_mesh`` (nominal colours, no jitter; pattern
-    parameters drawn from ``seed``; gradient / halves span the mesh's vertical extent)."""
+    parameters drawn from ``seed``; gradient / halves span the mesh's vertical extent).
+
+    Data version 1 draws with :func:`csdtex.tinyprior.textures.random_texture_spec` (what the shipped prior and
+    classifier were trained on). Data version 2 draws with :func:`csdtex.tinyprior.textures.random_texture_spec_v2`
+    (finer base feature sizes, materials) and scales the feature size as the version-2 data does for a part
+    (:meth:`~csdtex.tinyprior.textures.TextureSpec.scaled` by :func:`~csdtex.tinyprior.textures.part_scale_factor`);
+    the benchmark meshes carry no part labels, so the whole mesh is one part: its middle principal extent
+    (:func:`csdtex.tinyprior.shapes_v2.part_sizes`, about 1 to 1.6 normalized units for the benchmark meshes) is
+    above :data:`~csdtex.tinyprior.textures.PART_REFERENCE_SIZE`, so the factor is 1 and the features keep the
+    version-2 base size (half a stripe pair >= 0.175 units, about 4.5 px at the benchmark's 64x64 turntable; dots
+    >= 2.5 px across), never below :data:`~csdtex.tinyprior.textures.MIN_FEATURE_SIZE`. The factor applied is in
+    ``texture.specs[0].params["part_factor"]`` for the patterns that have a feature size.
+    """
     y = render_mesh.positions[:, 1]
     y_range = (float(y.min()), float(y.max()))
-    spec = random_texture_spec(np.random.default_rng(seed), pattern=prompt.pattern, colors=prompt.colors,
-                               y_range=y_range, color_jitter=0.0)
+    rng = np.random.default_rng(seed)
+    if data_version == 1:
+        spec = random_texture_spec(rng, pattern=prompt.pattern, colors=prompt.colors, y_range=y_range, color_jitter=0.0)
+    elif data_version == 2:
+        from csdtex.tinyprior.shapes_v2 import part_sizes
+
+        spec = random_texture_spec_v2(rng, pattern=prompt.pattern, colors=prompt.colors, y_range=y_range,
+                                      color_jitter=0.0)
+        faces = render_mesh.faces.long().cpu().numpy()
+        size = part_sizes(render_mesh.positions.double().cpu().numpy(), faces, np.zeros(len(faces), np.int64))
+        spec = spec.scaled(float(part_scale_factor(size[0])))
+    else:
+        raise ValueError(f"data_version must be 1 or 2, got {data_version!r}")
     return ProceduralTexture(spec).to(render_mesh.positions.device)
+
+
+def turntable_heights(render_mesh, frames: int, device: torch.device, backend: str) -> np.ndarray:
+    """World height (+Y, normalized render space) of the surface seen at every pixel of the benchmark turntable
+    (the cameras of :func:`render_turntable`: ``frames`` views, 64x64, elevation 15 deg): float32 [frames, 64, 64],
+    NaN where no surface is seen (background). The geometry is the mesh's, whatever the texture, so the regions of
+    the word-order rule (:func:`word_order_score`) are fixed by the mesh alone."""
+    from csdtex.cameras import orbit_cameras
+    from csdtex.render import rasterize
+    from csdtex.render.views import surface_samples
+
+    size = attributes.INPUT_SIZE
+    cameras = orbit_cameras(frames, elevation_deg=15.0, device=device)
+    fragments = rasterize(cameras.project(render_mesh.positions), render_mesh.faces, size, size, backend=backend)
+    samples = surface_samples(render_mesh, fragments, need_normals=False, need_uvs=False)
+    heights = torch.full((frames * size * size,), float("nan"), device=samples.points.device)
+    heights[samples.pixel_index] = samples.points[:, 1].float()
+    return heights.reshape(frames, size, size).cpu().numpy()
+
+
+# ======================================================================================================================
+# Word order (issue #15): which colour went where, read from the rendered pixels (no classifier)
+# ======================================================================================================================
+
+WORD_ORDER_BAND = 0.25
+"""Share of the mesh's height (its vertex Y range) of the top and bottom regions the word-order rule compares for
+gradient and halves (the halves' boundary is within 10% of the middle, so both regions are inside one half)."""
+
+_COLOR_NAMES = tuple(COLORS)
+_COLOR_RGB = np.array([COLORS[name] for name in _COLOR_NAMES], dtype=np.float64)
+
+
+def nearest_color_indices(pixels: np.ndarray) -> np.ndarray:
+    """Nearest colour word of each pixel: RGB [N, 3] (uint8 in [0, 255] or float in [0, 1]) -> int64 [N] indices
+    into the colour words of :data:`csdtex.tinyprior.vocabulary.COLORS` (Euclidean distance to their nominal RGB,
+    the colours the textures are painted and rendered with under albedo shading)."""
+    rgb = np.asarray(pixels)
+    rgb = rgb.astype(np.float64) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float64)
+    distance = ((rgb.reshape(-1, 1, 3) - _COLOR_RGB[None]) ** 2).sum(-1)
+    return distance.argmin(axis=1)
+
+
+def _majority(indices: np.ndarray, skip: int | None = None) -> tuple[str | None, float]:
+    """(Most frequent colour word of ``indices`` other than ``skip``, its share of all of ``indices``), (None, 0)
+    when there is none."""
+    counts = np.bincount(indices, minlength=len(_COLOR_NAMES)).astype(np.float64)
+    if skip is not None:
+        counts[skip] = 0.0
+    if len(indices) == 0 or counts.max() <= 0:
+        return None, 0.0
+    best = int(counts.argmax())
+    return _COLOR_NAMES[best], float(counts[best] / len(indices))
+
+
+def word_order_score(frames: np.ndarray, heights: np.ndarray, pattern: str, colors: Sequence[str],
+                     y_range: tuple[float, float], band: float = WORD_ORDER_BAND) -> dict[str, Any]:
+    """Did each colour of a role-bearing prompt go to its role? Read from the rendered turntable, no classifier.
+
+    Every object pixel (finite ``heights``) is named by its nearest colour word (:func:`nearest_color_indices`).
+
+    - dots (``colors`` = (base, dots)): the most frequent colour over all object pixels of all views is the base, the
+      next most frequent the dots (the dots cover less than half of the surface: ball radius <= 0.34 of the lattice
+      spacing).
+    - gradient, halves (``colors`` = (top, bottom)): the most frequent colour of the pixels whose surface lies in the
+      top ``band`` of the mesh's height is the top colour, that of the bottom ``band`` the bottom colour (regions in
+      world +Y from the rasterized surface, all views together).
+
+    Args:
+        frames: uint8 [F, H, W, 3] turntable views (albedo shading: the colours must be the painted ones).
+        heights: float [F, H, W] world +Y of the surface at each pixel, NaN on the background
+            (:func:`turntable_heights`).
+        pattern: one of :data:`WORD_ORDER_PATTERNS`.
+        colors: the prompt's two colour words in role order.
+        y_range: (low, high) vertical extent of the mesh (its vertices' Y range, the span of a reference gradient).
+        band: share of the height of the top / bottom regions.
+    Returns:
+        ``{"order_correct": bool`` (both roles read as the prompt's colours), ``"order_relative": bool`` (the two
+        prompt colours are arranged as asked rather than swapped, whatever other colours show: dots, more object
+        pixels nearer the base colour than the dot colour; gradient / halves, the sum of the distances of the
+        regions' mean colours to their role colours is below that of the swapped assignment), ``"roles"``: {role:
+        colour word read or None}, ``"shares"``: {role: share of its region's pixels with that colour}, ``"pixels"``:
+        {region: pixel count}``}``; roles are (base, dots) or (top, bottom).
+    """
+    if pattern not in WORD_ORDER_PATTERNS:
+        raise ValueError(f"pattern {pattern!r} has no colour roles: choose from {WORD_ORDER_PATTERNS}")
+    if len(colors) != 2 or any(c not in COLORS for c in colors):
+        raise ValueError(f"colors must be two colour words of the vocabulary, got {tuple(colors)}")
+    heights = np.asarray(heights, dtype=np.float64)
+    inside = np.isfinite(heights)
+    pixels = np.asarray(frames)[inside]
+    y = heights[inside]
+    names = nearest_color_indices(pixels)
+    rgb = pixels.astype(np.float64) / 255.0 if pixels.dtype == np.uint8 else pixels.astype(np.float64)
+    first, second = (np.array(COLORS[c]) for c in colors)
+    if pattern == "dots":
+        base, base_share = _majority(names)
+        skip = _COLOR_NAMES.index(base) if base is not None else None
+        dots, dots_share = _majority(names, skip) if base is not None else (None, 0.0)
+        nearer_first = ((rgb - first) ** 2).sum(-1) < ((rgb - second) ** 2).sum(-1)
+        relative = bool(nearer_first.sum() > (~nearer_first).sum()) if len(rgb) else False
+        roles = {"base": base, "dots": dots}
+        shares = {"base": base_share, "dots": dots_share}
+        counts = {"object": int(len(names))}
+    else:
+        low, high = float(y_range[0]), float(y_range[1])
+        span = high - low
+        top = y >= high - band * span
+        bottom = y <= low + band * span
+        top_color, top_share = _majority(names[top])
+        bottom_color, bottom_share = _majority(names[bottom])
+        relative = False
+        if top.any() and bottom.any():
+            top_mean, bottom_mean = rgb[top].mean(0), rgb[bottom].mean(0)
+
+            def dist(a: np.ndarray, b: np.ndarray) -> float:
+                return float(np.linalg.norm(a - b))
+
+            relative = (dist(top_mean, first) + dist(bottom_mean, second)
+                        < dist(top_mean, second) + dist(bottom_mean, first))
+        roles = {"top": top_color, "bottom": bottom_color}
+        shares = {"top": top_share, "bottom": bottom_share}
+        counts = {"top": int(top.sum()), "bottom": int(bottom.sum())}
+    read = list(roles.values())
+    return {"order_correct": read == list(colors), "order_relative": bool(relative), "roles": roles,
+            "shares": {k: round(v, 4) for k, v in shares.items()}, "pixels": counts}
+
+
+WORD_ORDER_SCORING = (
+    "classifier-free, on the albedo turntable: object pixels named by their nearest colour word (RGB); dots: most "
+    "frequent colour = base, next = dots; gradient / halves: most frequent colour of the pixels whose surface is in "
+    f"the top / bottom {WORD_ORDER_BAND:.0%} of the mesh's height (world +Y) = top / bottom colour; correct when both "
+    "roles read the prompt's colours"
+)
+
+
+# ======================================================================================================================
+# CSD vs SDS: paired confidence interval
+# ======================================================================================================================
+
+
+def paired_difference_ci(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95, resamples: int = 10000,
+                         seed: int = 0) -> dict[str, Any]:
+    """Difference of two accuracies measured on the same items, with a paired bootstrap interval.
+
+    Args:
+        a, b: bool [N] per-item outcomes of the two methods, item i being the same (prompt, mesh) in both.
+        confidence: two-sided coverage of the interval, in (0, 1).
+        resamples: bootstrap resamples of the N items (with replacement, pairs kept together).
+        seed: seed of the resampling (the result is deterministic).
+    Returns:
+        ``{"n", "a_accuracy", "b_accuracy", "difference"`` (a - b, in [-1, 1]), ``"ci_low", "ci_high"`` (percentile
+        interval of the resampled differences), ``"confidence", "a_only"`` (items a got right and b wrong),
+        ``"b_only", "mcnemar_p"`` (exact two-sided McNemar test of a_only vs b_only: binomial(a_only + b_only, 1/2);
+        1.0 when there is no discordant item)``}``. With N = 0 every value but n is None.
+    Raises:
+        ValueError: ``a`` and ``b`` differ in length, or ``confidence`` is not in (0, 1).
+    """
+    import math
+
+    a_arr, b_arr = np.asarray(a, dtype=bool).reshape(-1), np.asarray(b, dtype=bool).reshape(-1)
+    if a_arr.shape != b_arr.shape:
+        raise ValueError(f"paired outcomes must have the same length, got {len(a_arr)} and {len(b_arr)}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = len(a_arr)
+    if n == 0:
+        return {"n": 0, "a_accuracy": None, "b_accuracy": None, "difference": None, "ci_low": None, "ci_high": None,
+                "confidence": confidence, "a_only": None, "b_only": None, "mcnemar_p": None}
+    d = a_arr.astype(np.float64) - b_arr.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # bounded memory: 1000 x N indices at a time
+        count = min(1000, resamples - start)
+        means[start : start + count] = d[rng.integers(0, n, (count, n))].mean(axis=1)
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    a_only, b_only = int((a_arr & ~b_arr).sum()), int((b_arr & ~a_arr).sum())
+    discordant = a_only + b_only
+    if discordant == 0:
+        p_value = 1.0
+    else:
+        k = min(a_only, b_only)
+        p_value = min(1.0, 2.0 * sum(math.comb(discordant, i) for i in range(k + 1)) / 2.0**discordant)
+    return {"n": n, "a_accuracy": float(a_arr.mean()), "b_accuracy": float(b_arr.mean()),
+            "difference": float(d.mean()), "ci_low": float(low), "ci_high": float(high), "confidence": confidence,
+            "a_only": a_only, "b_only": b_only, "mcnemar_p": float(p_value)}
+
+
+def compare_methods(runs: list[dict], a: str = "csd", b: str = "sds") -> dict[str, Any] | None:
+    """Method ``a`` minus method ``b`` over the (prompt set, prompt, mesh) items both ran: :func:`paired_difference_ci`
+    of colour, pattern and both-correct (and of ``word_order.order_correct`` where the runs have it), keyed
+    ``color``, ``pattern``, ``both``, ``word_order``; None when no item was run by both."""
+    def key(run: dict) -> tuple:
+        return run.get("prompt_set", "default"), run["prompt_index"], run["mesh"]
+
+    mine = {key(r): r for r in runs if r["method"] == a}
+    theirs = {key(r): r for r in runs if r["method"] == b}
+    items = [k for k in mine if k in theirs]
+    if not items:
+        return None
+    pairs = [(mine[k], theirs[k]) for k in items]
+    result: dict[str, Any] = {"a": a, "b": b, "pairs": len(items)}
+    result["color"] = paired_difference_ci([x["color_correct"] for x, _ in pairs],
+                                           [y["color_correct"] for _, y in pairs])
+    result["pattern"] = paired_difference_ci([x["pattern_correct"] for x, _ in pairs],
+                                             [y["pattern_correct"] for _, y in pairs])
+    result["both"] = paired_difference_ci([x["color_correct"] and x["pattern_correct"] for x, _ in pairs],
+                                          [y["color_correct"] and y["pattern_correct"] for _, y in pairs])
+    ordered = [(x, y) for x, y in pairs if "word_order" in x and "word_order" in y]
+    if ordered:
+        result["word_order"] = paired_difference_ci([x["word_order"]["order_correct"] for x, _ in ordered],
+                                                     [y["word_order"]["order_correct"] for _, y in ordered])
+    return result
 
 
 def benchmark_mesh_path(name_or_path: str) -> Path:
@@ -202,7 +556,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--views-per-step", type=int, default=4)
     p.add_argument("--texture-size", type=int, default=None,
                    help="baked texture size (default: the prior's preset, 512 for the built-in prior)")
-    p.add_argument("--prompts", type=int, default=len(PROMPTS), help="use the first N prompts (smoke tests)")
+    p.add_argument("--prompts", type=int, default=None, help="use the first N prompts of the set(s) (smoke tests)")
+    p.add_argument("--prompt-set", default="default",
+                   help="comma-separated prompt sets: default (36 prompts), word-order (36 prompts with two colours\n"
+                        "in fixed roles, scored by which colour went where), materials (12, needs --data-version 2\n"
+                        "and a label-set-2 --classifier)")
+    p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
+                   help="synthetic data version of the reference textures and the prompt phrasings (1: the shipped\n"
+                        "prior's; 2: issue #15's random_texture_spec_v2, part-scaled, and version-2 phrasings)")
     p.add_argument("--meshes", default=",".join(BENCHMARK_MESHES + IRREGULAR_MESHES),
                    help="comma-separated mesh names (assets/meshes stems or proc:quadruped / proc:teapot) or paths")
     p.add_argument("--noun", choices=("object", "mesh"), default="object",
@@ -233,8 +594,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.methods) - set(METHODS)
     if unknown or not args.methods:
         p.error(f"--methods: choose from {METHODS}, got {args.methods}")
-    if not 1 <= args.prompts <= len(PROMPTS):
-        p.error(f"--prompts must be in 1..{len(PROMPTS)}")
+    args.prompt_sets = [name.strip() for name in args.prompt_set.split(",") if name.strip()]
+    unknown_sets = [name for name in args.prompt_sets if name not in PROMPT_SETS]
+    if unknown_sets or not args.prompt_sets or len(set(args.prompt_sets)) != len(args.prompt_sets):
+        p.error(f"--prompt-set: comma-separated names from {PROMPT_SETS} (each once), got {args.prompt_set!r}")
+    available = len(select_prompts(args.prompt_sets, args.data_version))
+    if args.prompts is None:
+        args.prompts = available
+    if not 1 <= args.prompts <= available:
+        p.error(f"--prompts must be in 1..{available}")
+    if "word-order" in args.prompt_sets and args.shading != "albedo":
+        print("fidelity.py: warning: the word-order score names pixels by their nominal colours; with --shading lit "
+              "it under-reads (darkened colours)", file=sys.stderr)
+    if "materials" in args.prompt_sets:  # one line and a non-zero exit, before anything is loaded
+        if args.data_version != 2:
+            raise SystemExit("fidelity.py: error: --prompt-set materials needs --data-version 2 (material words are "
+                             "data version 2's)")
+        version = classifier_label_version(args.classifier)
+        if version != 2:
+            raise SystemExit(
+                f"fidelity.py: error: --prompt-set materials needs a classifier with label set 2 (wood, marble, brick, "
+                f"camouflage); {args.classifier or 'the shipped classifier'} has label set {version}: train one with "
+                f"`python benchmarks/train_attribute_classifier.py --data-version 2` and pass --classifier PATH")
     if args.frames < 1 or not 1 <= args.grid_views <= args.frames:
         p.error("--frames must be at least 1 and --grid-views in 1..--frames")
     if args.model is None and {"csd", "sds"} & set(args.methods):
@@ -242,6 +623,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             p.error(f"--model is required ({DEFAULT_MODEL.relative_to(ROOT)} does not exist yet)")
         args.model = str(DEFAULT_MODEL)
     return args
+
+
+def classifier_label_version(path: str | Path | None) -> int | None:
+    """Label-set version (1 or 2, :data:`csdtex.tinyprior.attributes.LABEL_SETS`) of the attribute classifier at
+    ``path`` (a ``.safetensors`` file or its folder; None = the shipped one), read from its ``attributes.json``
+    without loading the weights; None when the config is missing or unreadable (loading it will then say why)."""
+    weights = Path(path) if path is not None else attributes.default_weights_path()
+    config = (weights if weights.is_dir() else weights.parent) / attributes.CONFIG_NAME
+    try:
+        return attributes.label_version(json.loads(config.read_text(encoding="utf-8"))["architecture"]["patterns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _block(runs: list[dict]) -> dict[str, Any]:
@@ -264,9 +657,31 @@ def summarize(runs: list[dict], methods: Sequence[str]) -> dict[str, Any]:
                              for m in dict.fromkeys(r["mesh"] for r in mine)}
         entry["per_pattern"] = {p: _block([r for r in mine if r["pattern"] == p])
                                 for p in dict.fromkeys(r["pattern"] for r in mine)}
+        entry["per_prompt_set"] = {name: _block([r for r in mine if r.get("prompt_set", "default") == name])
+                                   for name in dict.fromkeys(r.get("prompt_set", "default") for r in mine)}
         entry["seconds_per_run"] = float(np.mean([r["seconds"] for r in mine])) if mine else None
+        ordered = [r for r in mine if "word_order" in r]
+        if ordered:
+            entry["word_order"] = _word_order_block(ordered)
         summary[method] = entry
     return summary
+
+
+def _word_order_block(runs: list[dict]) -> dict[str, Any]:
+    """Word-order accuracies (fractions in [0, 1]) of runs scored by :func:`word_order_score`: ``{n, correct,
+    relative, per_pattern, per_mesh: {name: {n, correct, relative}}, per_prompt: {prompt text: fraction of meshes
+    correct}}``."""
+    def block(group: list[dict]) -> dict[str, Any]:
+        return {"n": len(group), "correct": float(np.mean([r["word_order"]["order_correct"] for r in group])),
+                "relative": float(np.mean([r["word_order"]["order_relative"] for r in group]))}
+
+    result = block(runs)
+    result["per_pattern"] = {p: block([r for r in runs if r["pattern"] == p])
+                             for p in dict.fromkeys(r["pattern"] for r in runs)}
+    result["per_mesh"] = {m: block([r for r in runs if r["mesh"] == m]) for m in dict.fromkeys(r["mesh"] for r in runs)}
+    result["per_prompt"] = {t: block([r for r in runs if r["prompt"] == t])["correct"]
+                            for t in dict.fromkeys(r["prompt"] for r in runs)}
+    return result
 
 
 def check_targets(summary: dict[str, Any]) -> dict[str, bool | None]:
@@ -285,8 +700,11 @@ def check_targets(summary: dict[str, Any]) -> dict[str, bool | None]:
     return result
 
 
-def format_table(summary: dict[str, Any], targets: dict[str, bool | None]) -> str:
-    """The printed report: one row per method (accuracies in %), then each target with PASS / FAIL / n/a."""
+def format_table(summary: dict[str, Any], targets: dict[str, bool | None], comparison: dict[str, Any] | None = None
+                 ) -> str:
+    """The printed report: one row per method (accuracies in %), then each target with PASS / FAIL / n/a, then per
+    method the word-order line (when scored) and the CSD - SDS paired differences (``comparison``, from
+    :func:`compare_methods`, when both ran)."""
     lines = [f"{'method':<10} {'n':>4} {'color':>7} {'pattern':>8} {'both':>6} {'s/run':>7}"]
     for method, s in summary.items():
         lines.append(f"{method:<10} {s['n']:>4} {100 * s['color_accuracy']:>6.1f}% {100 * s['pattern_accuracy']:>7.1f}%"
@@ -308,6 +726,22 @@ def format_table(summary: dict[str, Any], targets: dict[str, bool | None]) -> st
                  f"{verdict['csd_pattern>=sds_pattern']}")
     if "reference" in summary:
         lines.append("(reference = ground-truth procedural texture on the same mesh: the classifier's ceiling)")
+    for method, s in summary.items():
+        order = s.get("word_order")
+        if order:
+            per_pattern = ", ".join(f"{p} {100 * b['correct']:.0f}%" for p, b in order["per_pattern"].items())
+            per_mesh = ", ".join(f"{m} {100 * b['correct']:.0f}%" for m, b in order["per_mesh"].items())
+            lines.append(f"{method}: word order correct: {100 * order['correct']:.1f}% of {order['n']} "
+                         f"(colours arranged as asked rather than swapped: {100 * order['relative']:.1f}%; "
+                         f"{per_pattern}; {per_mesh})")
+    if comparison:
+        for key, label in (("color", "colour"), ("pattern", "pattern"), ("both", "both"), ("word_order", "word order")):
+            ci = comparison.get(key)
+            if ci and ci["n"]:
+                lines.append(f"CSD - SDS {label:<10} {100 * ci['difference']:+6.1f} pts, "
+                             f"{100 * ci['confidence']:.0f}% paired bootstrap CI [{100 * ci['ci_low']:+.1f}, "
+                             f"{100 * ci['ci_high']:+.1f}] (n = {ci['n']} pairs; CSD only {ci['a_only']}, SDS only "
+                             f"{ci['b_only']}, McNemar p = {ci['mcnemar_p']:.3g})")
     return "\n".join(lines)
 
 
@@ -383,8 +817,11 @@ def _setup(args: argparse.Namespace, work: str) -> None:
         from csdtex.guidance import load_prior
 
         prior = load_prior(args.model, device)
+    # benchmarks/edit.py calls this with its own arguments (no prompt sets): the default set then
+    prompts = select_prompts(getattr(args, "prompt_sets", ["default"]), getattr(args, "data_version", 1))
     _WORKER.update(args=args, device=device, backend=resolve_backend("auto", device), meshes=meshes, prior=prior,
-                   classifier=attributes.load_classifier(args.classifier, "cpu"), work=Path(work))  # fmt: skip
+                   classifier=attributes.load_classifier(args.classifier, "cpu"), work=Path(work),
+                   prompts=prompts[: getattr(args, "prompts", None) or len(prompts)])  # fmt: skip
 
 
 def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any]]:
@@ -398,14 +835,18 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
     args, device = w["args"], w["device"]
     mesh_name, mesh = w["meshes"][mesh_index]
     render_mesh = mesh.to_render(device)
-    prompt = PROMPTS[p_index]
+    prompt_set, prompt = w["prompts"][p_index]
     text = prompt.text(mesh_name if args.noun == "mesh" else GENERIC_NOUN)
     row: dict[str, Any] = {"label": f"{mesh_name}: {text}"}
     runs: list[dict] = []
     for method in args.methods:
         run_start = time.perf_counter()
+        extra: dict[str, Any] = {}
         if method == "reference":
-            model, target = reference_texture(prompt, render_mesh, args.seed + p_index), render_mesh
+            model = reference_texture(prompt, render_mesh, args.seed + p_index, args.data_version)
+            target = render_mesh
+            if "part_factor" in model.specs[0].params:
+                extra["feature_factor"] = round(float(model.specs[0].params["part_factor"]), 4)
         else:
             config = PaintConfig(
                 model=str(args.model), guidance_method=method, steps=args.steps, views_per_step=args.views_per_step,
@@ -419,9 +860,16 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
         frames = render_turntable(target, model, args.frames, device, w["backend"], args.background, args.shading)
         prediction = attributes.classify_views(frames, w["classifier"])
         score = prediction.score(prompt.colors, prompt.pattern)
+        if prompt_set == "word-order":
+            y = target.positions[:, 1]
+            heights = turntable_heights(target, args.frames, device, w["backend"])
+            extra["word_order"] = word_order_score(frames, heights, prompt.pattern, prompt.colors,
+                                                   (float(y.min()), float(y.max())))
+            start = next(i for i, (name, _) in enumerate(w["prompts"]) if name == prompt_set)
+            extra["twin_index"] = start + word_order_twin(p_index - start)  # the swapped prompt's prompt_index
         seconds = time.perf_counter() - run_start
-        runs.append({"method": method, "mesh": mesh_name, "prompt_index": p_index, "prompt": text,
-                     "pattern": prompt.pattern, "colors": list(prompt.colors), **score,
+        runs.append({"method": method, "mesh": mesh_name, "prompt_set": prompt_set, "prompt_index": p_index,
+                     "prompt": text, "pattern": prompt.pattern, "colors": list(prompt.colors), **score, **extra,
                      "probabilities": prediction.to_dict(), "seconds": round(seconds, 3)})  # fmt: skip
         row[method] = {"frames": frames, **score}
     return mesh_index, p_index, runs, row
@@ -477,10 +925,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     grid_rows = [results[job][1] for job in jobs]
     device = _WORKER.get("device") or args.device
     backend = _WORKER.get("backend") or "auto (in workers)"
-    prompts = PROMPTS[: args.prompts]
+    prompts = select_prompts(args.prompt_sets, args.data_version)[: args.prompts]
 
     summary = summarize(runs, args.methods)
     targets = check_targets(summary)
+    comparison = compare_methods(runs)
     grid_path = write_grid(out / f"{args.name}_grid.png", grid_rows, args.methods, args.grid_views)
     record = {
         "settings": {
@@ -488,10 +937,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "model": args.model, "methods": args.methods, "learning_rate": args.lr, "workers": args.workers,
             "steps": args.steps, "views_per_step": args.views_per_step,
             "texture_size": args.texture_size or "prior preset (512 for the built-in prior)",
-            "prompts": len(prompts), "meshes": mesh_names, "noun": args.noun, "frames": args.frames,
+            "prompts": len(prompts), "prompt_sets": args.prompt_sets, "data_version": args.data_version,
+            "meshes": mesh_names, "noun": args.noun, "frames": args.frames,
             "seed": args.seed, "device": str(device), "renderer": backend,
             "classifier": str(args.classifier or attributes.default_weights_path().relative_to(ROOT)),
             "scoring": "colour: top-k sigmoid colours == prompt's colour set (k = its size); pattern: argmax",
+            **({"word_order_scoring": WORD_ORDER_SCORING} if "word-order" in args.prompt_sets else {}),
             "render": f"turntable, {args.frames} views, 64x64, elevation 15 deg, distance 2.6, fov 50",
             "background": list(args.background), "shading": args.shading,
             "python": platform.python_version(), "torch": torch.__version__,
@@ -499,12 +950,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "targets": {**TARGETS, "csd_not_below_sds": True},
         "summary": summary,
         "targets_met": targets,
+        "csd_vs_sds": comparison,
         "runs": runs,
         "files": {"grid": grid_path.name},
         "seconds": round(time.perf_counter() - start, 1),
     }
     json_path = write_text_atomic(out / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
-    print(format_table(summary, targets))
+    print(format_table(summary, targets, comparison))
     print(f"wrote {json_path} and {grid_path} ({record['seconds']} s)")
     return record
 
@@ -520,13 +972,15 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
     from common import stack_part_grids
 
     records = [(Path(part), json.loads(Path(part).read_text())) for part in parts]
-    keys = {(r["method"], r["mesh"], r["prompt_index"]) for _, record in records for r in record["runs"]}
+    keys = {(r["method"], r["mesh"], r["prompt_index"], r.get("prompt_set", "default"))
+            for _, record in records for r in record["runs"]}
     runs = [r for _, record in records for r in record["runs"]]
     if len(keys) != len(runs):
         raise SystemExit("the parts overlap: the same (method, mesh, prompt) was run twice")
     methods = list(dict.fromkeys(m for _, record in records for m in record["settings"]["methods"]))
     summary = summarize(runs, methods)
     targets = check_targets(summary)
+    comparison = compare_methods(runs)
     grid_path = stack_part_grids(records, Path(out), name)
     out = Path(out)
     settings = dict(records[0][1]["settings"])
@@ -535,7 +989,7 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
                           "meshes": record["settings"]["meshes"], "seconds": record["seconds"]}
                          for path, record in records]  # fmt: skip
     record = {"settings": settings, "targets": records[0][1]["targets"], "summary": summary,
-              "targets_met": targets, "runs": runs, "files": {"grid": grid_path.name},
+              "targets_met": targets, "csd_vs_sds": comparison, "runs": runs, "files": {"grid": grid_path.name},
               "seconds": round(sum(r["seconds"] for _, r in records), 1)}  # fmt: skip
     json_path = write_text_atomic(out / f"{name}.json", json.dumps(record, indent=2) + "\n")
     print(format_table(summary, targets))
