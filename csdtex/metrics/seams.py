@@ -288,9 +288,10 @@ def third_corner_uvs(mesh: Mesh, seams: SeamEdges) -> np.ndarray:
     return out
 
 
-def _interior_errors(interior: InteriorEdges, pyramids: Sequence[list[np.ndarray]], sizes: np.ndarray, level: int,
-                     samples_per_texel: float) -> np.ndarray:
-    count = len(interior.lengths)
+def _interior_samples(interior: InteriorEdges, sizes: np.ndarray, samples_per_texel: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sample points along the interior edges in level-0 texel coordinates: (edge int [P], xy float [P, 2], unit
+    normal float [P, 2], texture size (W, H) float [P, 2], material int [P])."""
     size = sizes[interior.materials].astype(np.float64)  # [I, 2]
     texels = _to_texels(interior.uvs, size[:, None, :])
     seg = texels[:, 1] - texels[:, 0]
@@ -298,11 +299,16 @@ def _interior_errors(interior: InteriorEdges, pyramids: Sequence[list[np.ndarray
     normal = np.stack([-seg[:, 1], seg[:, 0]], axis=-1) / np.maximum(seg_len[:, None], 1e-12)
     edge, t = _sample_points(seg_len, samples_per_texel)
     xy = texels[edge, 0] * (1 - t[:, None]) + texels[edge, 1] * t[:, None]
-    half = normal[edge] * (2.0**level / 2.0)
-    materials = interior.materials[edge]
-    plus = _lookup(pyramids, level, materials, _from_texels(xy + half, size[edge]))
-    minus = _lookup(pyramids, level, materials, _from_texels(xy - half, size[edge]))
-    return _per_edge_mean(((plus - minus) ** 2).sum(-1), edge, count)
+    return edge, xy, normal[edge], size[edge], interior.materials[edge]
+
+
+def _interior_errors(interior: InteriorEdges, pyramids: Sequence[list[np.ndarray]], sizes: np.ndarray, level: int,
+                     samples_per_texel: float) -> np.ndarray:
+    edge, xy, normal, size, materials = _interior_samples(interior, sizes, samples_per_texel)
+    half = normal * (2.0**level / 2.0)
+    plus = _lookup(pyramids, level, materials, _from_texels(xy + half, size))
+    minus = _lookup(pyramids, level, materials, _from_texels(xy - half, size))
+    return _per_edge_mean(((plus - minus) ** 2).sum(-1), edge, len(interior.lengths))
 
 
 def seam_metrics(mesh: Mesh, textures: Sequence[np.ndarray], mip_levels: int = 3, samples_per_texel: float = 4.0,
@@ -378,21 +384,14 @@ def covered_interior_rms(mesh: Mesh, textures: Sequence[np.ndarray], coverage: S
     rms, shares = [], []
     if count == 0:
         return [float("nan")] * (mip_levels + 1), [0.0] * (mip_levels + 1)
-    size = sizes[interior.materials].astype(np.float64)  # [I, 2]
-    texels = _to_texels(interior.uvs, size[:, None, :])
-    seg = texels[:, 1] - texels[:, 0]
-    seg_len = np.linalg.norm(seg, axis=-1)
-    normal = np.stack([-seg[:, 1], seg[:, 0]], axis=-1) / np.maximum(seg_len[:, None], 1e-12)
-    edge, t = _sample_points(seg_len, samples_per_texel)
-    xy = texels[edge, 0] * (1 - t[:, None]) + texels[edge, 1] * t[:, None]
-    materials = interior.materials[edge]
+    edge, xy, normal, size, materials = _interior_samples(interior, sizes, samples_per_texel)
     weight = interior.lengths[edge] / np.bincount(edge, minlength=count)[edge]
     for level in range(mip_levels + 1):
-        half = normal[edge] * (2.0**level / 2.0)
+        half = normal * (2.0**level / 2.0)
         kept = np.ones(len(edge), dtype=bool)
         values = []
         for point in (xy + half, xy - half):
-            values.append(_lookup(pyramids, level, materials, _from_texels(point, size[edge])))
+            values.append(_lookup(pyramids, level, materials, _from_texels(point, size)))
             x = point[:, 0] / 2**level - 0.5  # level-L texel coordinates, as in sample_bilinear
             y = point[:, 1] / 2**level - 0.5
             x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
