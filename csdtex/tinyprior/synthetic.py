@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -182,6 +182,42 @@ def _choose_spec(rng: np.random.Generator, shape: str, split: str, y_range: tupl
         if not any(spec.matches(shape, combo) for combo in HELD_OUT_COMBOS):
             return spec
     raise RuntimeError(f"every texture of shape {shape!r} is held out: check HELD_OUT_COMBOS")
+
+
+class ViewDraws(NamedTuple):
+    """The random choices of one object's views (each array has one entry per kept view)."""
+
+    elevation: np.ndarray
+    azimuth: np.ndarray
+    distance: np.ndarray
+    fov: np.ndarray
+    background: np.ndarray
+    """float [V, 3] in [0, 1]: white, or a uniform random colour."""
+    lit: np.ndarray
+    empty: np.ndarray
+    with_suffix: np.ndarray
+    generic: np.ndarray
+
+
+def draw_views(rng: np.random.Generator, cameras: CameraRanges, views_per_object: int, views: int,
+               white_background_probability: float, lit_probability: float, empty_caption_probability: float,
+               view_suffix_probability: float, generic_noun_probability: float) -> ViewDraws:
+    """Draw every view of an object (``views_per_object``), then keep the first ``views``: a dataset is then a
+    prefix of a larger one. The draws come from ``rng`` in a fixed order (cameras, background, lighting, caption
+    choices), which both data versions share."""
+    v_all = views_per_object
+    el = rng.uniform(*cameras.elevation_deg, v_all)[:views]
+    az = rng.uniform(*cameras.azimuth_deg, v_all)[:views]
+    dist = rng.uniform(*cameras.distance, v_all)[:views]
+    fv = rng.uniform(*cameras.fov_deg, v_all)[:views]
+    white = rng.random(v_all)[:views] < white_background_probability
+    colors = rng.random((v_all, 3))[:views]
+    bg = np.where(white[:, None], 1.0, colors)
+    lit = rng.random(v_all)[:views] < lit_probability
+    empty = rng.random(v_all)[:views] < empty_caption_probability
+    with_suffix = rng.random(v_all)[:views] < view_suffix_probability
+    generic = rng.random(v_all)[:views] < generic_noun_probability
+    return ViewDraws(el, az, dist, fv, bg, lit, empty, with_suffix, generic)
 
 
 def render_batch(render_meshes: list[RenderMesh], specs: list[TextureSpec], view_object: list[int],
@@ -339,20 +375,11 @@ def generate_dataset(
                     num_materials=1,
                 )
             )
-            # Draw every view of the object, then keep the ones that fit: a dataset is a prefix of a larger one.
             v_all = views_per_object
             views = min(v_all, end_image - index * v_all)
-            el = rng.uniform(*cameras.elevation_deg, v_all)[:views]
-            az = rng.uniform(*cameras.azimuth_deg, v_all)[:views]
-            dist = rng.uniform(*cameras.distance, v_all)[:views]
-            fv = rng.uniform(*cameras.fov_deg, v_all)[:views]
-            white = rng.random(v_all)[:views] < white_background_probability
-            colors = rng.random((v_all, 3))[:views]
-            bg = np.where(white[:, None], 1.0, colors)
-            lit = rng.random(v_all)[:views] < lit_probability
-            empty = rng.random(v_all)[:views] < empty_caption_probability
-            with_suffix = rng.random(v_all)[:views] < view_suffix_probability
-            generic = rng.random(v_all)[:views] < generic_noun_probability
+            el, az, dist, fv, bg, lit, empty, with_suffix, generic = draw_views(
+                rng, cameras, v_all, views, white_background_probability, lit_probability, empty_caption_probability,
+                view_suffix_probability, generic_noun_probability)
             template = rng.integers(0, NUM_TEMPLATES, v_all)[:views]
             for v in range(views):
                 suffix = view_suffix(float(el[v]), float(az[v]))
@@ -369,10 +396,10 @@ def generate_dataset(
             elevation.append(el), azimuth.append(az), distance.append(dist), fov.append(fv)
             backgrounds.append(bg), lit_flags.append(lit)
             view_object += [k] * views
-        batch, coverage = render_batch(render_meshes, specs, view_object, (elevation, azimuth, distance, fov),
-                                       backgrounds, lit_flags, resolution, device, backend)
+        rendered, coverage = render_batch(render_meshes, specs, view_object, (elevation, azimuth, distance, fov),
+                                          backgrounds, lit_flags, resolution, device, backend)
         start = len(metadata)
-        images[start : start + len(records)] = batch
+        images[start : start + len(records)] = rendered
         for record, cover in zip(records, coverage):
             record["coverage"] = float(cover)
         metadata.extend(records)

@@ -51,7 +51,7 @@ from csdtex.guidance.prompts import view_suffix
 from csdtex.mesh import RenderMesh
 from csdtex.tinyprior.shapes import PoolMesh, place_randomly
 from csdtex.tinyprior.shapes_v2 import part_sizes, pool_mesh_v2
-from csdtex.tinyprior.synthetic import HELD_OUT_COMBOS, SPLITS, render_batch
+from csdtex.tinyprior.synthetic import HELD_OUT_COMBOS, SPLITS, draw_views, render_batch
 from csdtex.tinyprior.textures import (
     TextureSpec,
     contrast_partner,
@@ -259,17 +259,9 @@ def generate_dataset_v2(
             rng = np.random.default_rng([seed, split_code, 22, index])
             v_all = views_per_object
             views = min(v_all, end_image - index * v_all)
-            el = rng.uniform(*cameras.elevation_deg, v_all)[:views]
-            az = rng.uniform(*cameras.azimuth_deg, v_all)[:views]
-            dist = rng.uniform(*cameras.distance, v_all)[:views]
-            fv = rng.uniform(*cameras.fov_deg, v_all)[:views]
-            white = rng.random(v_all)[:views] < white_background_probability
-            colors = rng.random((v_all, 3))[:views]
-            bg = np.where(white[:, None], 1.0, colors)
-            lit = rng.random(v_all)[:views] < lit_probability
-            empty = rng.random(v_all)[:views] < empty_caption_probability
-            with_suffix = rng.random(v_all)[:views] < view_suffix_probability
-            generic = rng.random(v_all)[:views] < generic_noun_probability
+            el, az, dist, fv, bg, lit, empty, with_suffix, generic = draw_views(
+                rng, cameras, v_all, views, white_background_probability, lit_probability, empty_caption_probability,
+                view_suffix_probability, generic_noun_probability)
             count = len(CAPTION_TEMPLATES_V2[obj.spec.pattern])
             template = rng.integers(0, count, v_all)[:views]
             if obj.pair is not None:
@@ -295,10 +287,10 @@ def generate_dataset_v2(
             elevation.append(el), azimuth.append(az), distance.append(dist), fov.append(fv)
             backgrounds.append(bg), lit_flags.append(lit)
             view_object += [k] * views
-        batch, coverage = render_batch(render_meshes, specs, view_object, (elevation, azimuth, distance, fov),
-                                       backgrounds, lit_flags, resolution, device, backend)
+        rendered, coverage = render_batch(render_meshes, specs, view_object, (elevation, azimuth, distance, fov),
+                                          backgrounds, lit_flags, resolution, device, backend)
         start = len(metadata)
-        images[start : start + len(records)] = batch
+        images[start : start + len(records)] = rendered
         for record, cover in zip(records, coverage):
             record["coverage"] = float(cover)
         metadata.extend(records)
