@@ -3,12 +3,13 @@ and a ``--low-vram`` one inside 6 GB, with the process's allocator capped at tha
 (``torch.cuda.set_per_process_memory_fraction``), so fragmentation and the caching allocator's own slack count too.
 
 Each paint runs in its own process (the cap is process-wide state). The prior is the real SD-2.1-base architecture
-with random weights (the compute and memory of the real model), built once into the same cache folder that
-``benchmarks/speed.py`` uses.
+with random weights (the compute and memory of the real model), built once by ``benchmarks/speed.py``'s
+:func:`prior_model` into its cache folder.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -16,8 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-CACHE = Path(tempfile.gettempdir()) / "csdtex-random-priors" / "sd21-base"
+from benchmark_scripts import load_benchmark
 
 CAPPED_PAINT = r"""
 import json, sys, torch
@@ -34,13 +34,8 @@ print(json.dumps({"peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**3
 
 
 def _random_sd21_folder() -> Path:
-    if not (CACHE / "model_index.json").exists():
-        import torch
-
-        from csdtex.guidance.random_priors import build_random_sd21_base_folder
-
-        build_random_sd21_base_folder(CACHE, dtype=torch.float16)
-    return CACHE
+    cache = Path(tempfile.gettempdir()) / "csdtex-random-priors"  # speed.py's default --cache
+    return Path(load_benchmark("speed").prior_model(argparse.Namespace(prior="sd21", toy=False, cache=cache)))
 
 
 @pytest.mark.gpu
