@@ -29,10 +29,15 @@ def disc_image(color: torch.Tensor, disc: torch.Tensor) -> torch.Tensor:
     return (disc * color.view(3, 1, 1) + (1 - disc)).unsqueeze(0) * 2 - 1
 
 
-def colour_change(prior, disc, color, target: str, lo: int, hi: int, samples: int,
+def target_embeddings(prior, target: str) -> torch.Tensor:
+    """Text embeddings [2, L, D] of ``"a {target} object, front view"`` and the empty prompt."""
+    return prior.encode_text([f"a {target} object, front view", ""])
+
+
+def colour_change(prior, disc, color, embeddings: torch.Tensor, lo: int, hi: int, samples: int,
                   generator: torch.Generator) -> torch.Tensor:
-    """Mean normalized CSD direction over the disc's pixels, negated: float [3], the colour change asked for."""
-    embeddings = prior.encode_text([f"a {target} object, front view", ""])
+    """Mean normalized CSD direction over the disc's pixels, negated: float [3], the colour change asked for
+    (``embeddings`` from :func:`target_embeddings`)."""
     x = disc_image(color, disc).repeat(samples, 1, 1, 1)
     t = torch.randint(lo, hi + 1, (samples,), generator=generator)
     noise = torch.randn(x.shape, generator=generator)
@@ -55,13 +60,14 @@ def main() -> None:
     for a, b in PAIRS:
         ca, cb = torch.tensor(COLORS[a]), torch.tensor(COLORS[b])
         wanted = (cb - ca) / (cb - ca).norm()
+        embeddings = target_embeddings(prior, b)
         cosines = []
         for lo, hi in BANDS:
-            change = colour_change(prior, disc, ca, b, lo, hi, 32, generator)
+            change = colour_change(prior, disc, ca, embeddings, lo, hi, 32, generator)
             cosines.append(f"{float(change / change.norm() @ wanted):+.2f}")
         color = ca.clone()
         for _ in range(30):
-            change = colour_change(prior, disc, color, b, 20, 980, 16, generator)
+            change = colour_change(prior, disc, color, embeddings, 20, 980, 16, generator)
             color = (color + 0.04 * change / change.norm()).clamp(0, 1)
         distance = {name: float((torch.tensor(rgb) - color).norm()) for name, rgb in COLORS.items()}
         nearest = sorted(distance, key=distance.get)[:2]
