@@ -1,5 +1,5 @@
 """Train the attribute classifier of the fidelity benchmark (csdtex.tinyprior.attributes) on synthetic renders, on the
-CPU.
+CPU (default) or a GPU (``--device cuda``; the data is rendered on the CPU by ``--data-workers`` processes).
 
 Data (:func:`csdtex.tinyprior.synthetic.generate_dataset`, 64x64; one view per object for training, so that 30k images
 are 30k different objects; two per object for evaluation):
@@ -89,6 +89,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", default="32,64,96,128")
     p.add_argument("--hidden", type=int, default=192)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="where to train: 'cpu' (default), 'cuda' or 'cuda:N' (data is "
+                                                   "always rendered on the CPU; results match the CPU's within "
+                                                   "floating-point differences)")
+    p.add_argument("--data-workers", type=int, default=1,
+                   help="processes rendering the data (identical data for any number; see "
+                        "csdtex.tinyprior.synthetic.generate_dataset_parallel)")
     p.add_argument("--time-limit-minutes", type=float, default=10.0, help="safety stop of the training loop")
     p.add_argument("--data-cache", default=None, help="folder for .npz shards of the generated data (reused)")
     p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
@@ -103,7 +109,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def make_split_data(num_images: int, seed: int, split: str, lit_probability: float, views_per_object: int,
-                    cache: Path | None, data_version: int = 1) -> tuple[np.ndarray, list[dict]]:
+                    cache: Path | None, data_version: int = 1, workers: int = 1) -> tuple[np.ndarray, list[dict]]:
     """Renders and metadata of one split: (uint8 [N, 64, 64, 3], N metadata dicts), from the cache when present."""
     if num_images == 0:
         return np.zeros((0, 64, 64, 3), np.uint8), []
@@ -113,8 +119,8 @@ def make_split_data(num_images: int, seed: int, split: str, lit_probability: flo
     if cache is not None and (cache / name).exists():
         images, _, metadata = synthetic.load_shard(cache / name)
         return images, metadata
-    images, captions, metadata = synthetic.generate_dataset(
-        num_images, seed=seed, split=split, views_per_object=views_per_object,
+    images, captions, metadata = synthetic.generate_dataset_parallel(
+        num_images, workers, seed=seed, split=split, views_per_object=views_per_object,
         cameras=classifier_cameras(data_version), lit_probability=lit_probability, empty_caption_probability=0.0,
         data_version=data_version,
     )
@@ -124,13 +130,13 @@ def make_split_data(num_images: int, seed: int, split: str, lit_probability: flo
 
 
 def make_data(num_images: int, seed: int, held_out_share: float, lit_probability: float, views_per_object: int,
-              cache: Path | None, data_version: int = 1) -> dict[str, Any]:
+              cache: Path | None, data_version: int = 1, workers: int = 1) -> dict[str, Any]:
     """``test`` + ``held_out`` renders with labels: dict of ``images`` uint8 [N, 64, 64, 3], ``colors`` float32
     multi-hot [N, 12], ``patterns`` int64 [N], ``color_sets`` (list of N tuples of words), ``meta`` (split,
     object id, white background, lit, coverage per image)."""
     held = int(round(num_images * held_out_share))
-    parts = [make_split_data(num_images - held, seed, "test", lit_probability, views_per_object, cache, data_version),
-             make_split_data(held, seed, "held_out", lit_probability, views_per_object, cache, data_version)]
+    parts = [make_split_data(count, seed, split, lit_probability, views_per_object, cache, data_version,
+                             workers) for split, count in (("test", num_images - held), ("held_out", held))]
     labels = attributes.LABEL_SETS[data_version]
     images = np.concatenate([p[0] for p in parts])
     metadata = [m for p in parts for m in p[1]]
@@ -146,8 +152,9 @@ def make_data(num_images: int, seed: int, held_out_share: float, lit_probability
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Train-time augmentation of float [B, 3, 64, 64] images in [0, 1] (see the module docstring); same range out."""
-    b = x.shape[0]
+    """Train-time augmentation of float [B, 3, 64, 64] images in [0, 1] on any device (see the module docstring); same
+    range out. Random draws come from the CPU ``generator``, so the augmentation is the same on every device."""
+    b, device = x.shape[0], x.device
     scale = torch.empty(b).uniform_(0.85, 1.15, generator=generator)
     flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
     shift = torch.empty(b, 2).uniform_(-0.12, 0.12, generator=generator)
@@ -155,17 +162,16 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta[:, 0, 0] = flip / scale
     theta[:, 1, 1] = 1.0 / scale
     theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(device), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    blur = torch.rand(b, generator=generator) < 0.3
-    if blur.any():
-        kernel = torch.tensor([1.0, 2.0, 1.0])
-        kernel = (kernel[:, None] * kernel[None, :] / 16.0).expand(3, 1, 3, 3)
-        blurred = F.conv2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
-        x = x.clone()
-        x[blur] = blurred
+    blur = (torch.rand(b, generator=generator) < 0.3).to(device)
+    kernel = torch.tensor([1.0, 2.0, 1.0], device=device)
+    kernel = (kernel[:, None] * kernel[None, :] / 16.0).expand(3, 1, 3, 3)
+    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    x = torch.where(blur[:, None, None, None], blurred, x)
     sigma = torch.empty(b, 1, 1, 1).uniform_(0.0, 0.03, generator=generator)
-    return (x + sigma * torch.randn(x.shape, generator=generator)).clamp(0.0, 1.0)
+    noise = sigma * torch.randn(x.shape, generator=generator)
+    return (x + noise.to(device)).clamp(0.0, 1.0)
 
 
 # ======================================================================================================================
@@ -228,10 +234,11 @@ def train(args: argparse.Namespace, train_data: dict[str, Any], eval_data: dict[
     generator = torch.Generator().manual_seed(args.seed)
     channels = tuple(int(c) for c in args.channels.split(","))
     model = attributes.AttributeClassifier(channels, args.hidden, patterns=attributes.LABEL_SETS[args.data_version])
-    model = model.to(memory_format=torch.channels_last)
-    images = torch.from_numpy(train_data["images"]).permute(0, 3, 1, 2).contiguous()  # uint8 [N, 3, 64, 64]
-    colors = torch.from_numpy(train_data["colors"])
-    patterns = torch.from_numpy(train_data["patterns"])
+    device = torch.device(args.device)
+    model = model.to(device=device, memory_format=torch.channels_last)
+    images = torch.from_numpy(train_data["images"]).permute(0, 3, 1, 2).contiguous().to(device)  # uint8 [N,3,64,64]
+    colors = torch.from_numpy(train_data["colors"]).to(device)
+    patterns = torch.from_numpy(train_data["patterns"]).to(device)
     n = len(images)
     steps_per_epoch = n // args.batch
     total_steps = steps_per_epoch * args.epochs
@@ -247,7 +254,7 @@ def train(args: argparse.Namespace, train_data: dict[str, Any], eval_data: dict[
         order = torch.randperm(n, generator=generator)
         losses = []
         for step in range(steps_per_epoch):
-            index = order[step * args.batch : (step + 1) * args.batch]
+            index = order[step * args.batch : (step + 1) * args.batch].to(device)
             x = augment(images[index].float() / 255.0, generator)
             x = (x * 2.0 - 1.0).contiguous(memory_format=torch.channels_last)
             color_logits, pattern_logits = model(x)
@@ -257,10 +264,10 @@ def train(args: argparse.Namespace, train_data: dict[str, Any], eval_data: dict[
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())
         model.eval()
         quick = evaluate(model, eval_data)["per_image"]
-        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "eval_color": quick["color"],
+        entry = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "eval_color": quick["color"],
                  "eval_pattern": quick["pattern"], "seconds": round(time.perf_counter() - start, 1)}
         log.append(entry)
         print(f"epoch {entry['epoch']:>2}: loss {entry['loss']:.4f}, eval colour {100 * entry['eval_color']:.1f}%, "
@@ -271,7 +278,7 @@ def train(args: argparse.Namespace, train_data: dict[str, Any], eval_data: dict[
             print(f"stopping after epoch {epoch + 1}: the next epoch would pass --time-limit-minutes", flush=True)
             break
     model.eval()
-    return model, log, stopped
+    return model.cpu(), log, stopped
 
 
 def _split_counts(data: dict[str, Any]) -> dict[str, int]:
@@ -315,7 +322,7 @@ Colour: correct when the k most probable colours are exactly the set of colours 
 
 ## Training
 
-Command (CPU, {record['threads']} threads, {record['platform']}):
+Command ({record.get('device', 'cpu')}, {record['threads']} CPU threads, {record['platform']}):
 
     {record['command']}
 
@@ -358,9 +365,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cache = Path(args.data_cache) if args.data_cache else None
     print(f"generating {args.train_images} training + {args.eval_images} evaluation renders ...", flush=True)
     train_data = make_data(args.train_images, args.seed, args.held_out_share, args.lit_probability,
-                           args.views_per_object, cache, args.data_version)
+                           args.views_per_object, cache, args.data_version, args.data_workers)
     eval_data = make_data(args.eval_images, args.eval_seed, args.held_out_share, args.lit_probability, 2, cache,
-                          args.data_version)
+                          args.data_version, args.data_workers)
     data_seconds = time.perf_counter() - start
     print(f"data ready in {data_seconds:.0f} s", flush=True)
 
@@ -381,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "data_version": args.data_version,
         "patterns": list(model.patterns),
         "threads": args.threads,
+        "device": (torch.cuda.get_device_name(torch.device(args.device)) if torch.device(args.device).type == "cuda"
+                   else "cpu"),
+        "data_workers": args.data_workers,
         "platform": f"{platform.machine()}, torch {torch.__version__}",
         "data": {"train": {"seed": args.seed, **_split_counts(train_data)},
                  "eval": {"seed": args.eval_seed, **_split_counts(eval_data)},

@@ -166,46 +166,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # ======================================================================================================================
 
 
-def _render_chunk(job: tuple[int, int, int, str, str, int | None, int]) -> tuple[int, np.ndarray, list[str]]:
-    """Worker of :func:`generate_parallel`: images ``[first, first + count)`` of ``split`` (seed ``seed``)."""
-    first, count, seed, split, device, render_batch, data_version = job
-    torch.set_num_threads(1)
-    images, captions, _ = synthetic.generate_dataset(
-        count, seed=seed, device=device, batch=render_batch, split=split, first_image=first, data_version=data_version
-    )
-    return first, images, captions
-
-
 def generate_parallel(
     count: int, seed: int, split: str, device: torch.device, render_batch: int | None, workers: int, verbose: bool,
     data_version: int = 1,
 ) -> tuple[np.ndarray, list[str]]:
     """Images uint8 [count, 64, 64, 3] and captions of ``split``, rendered in chunks by ``workers`` processes (all on
-    ``device``; several processes keep one GPU busy because data generation is bound by per-object Python work).
-    The result is identical to one :func:`csdtex.tinyprior.synthetic.generate_dataset` call: chunks are slices of the
-    dataset."""
-    views = 4  # synthetic.generate_dataset's views_per_object
-    if workers <= 1 or count < 64 * views:
-        images, captions, _ = synthetic.generate_dataset(
-            count, seed=seed, device=device, batch=render_batch, split=split, progress=verbose,
-            data_version=data_version,
-        )
-        return images, captions
-    import multiprocessing
-
-    chunk = max(views, -(-count // (workers * 6)) // views * views)  # ~6 chunks per worker balances the load
-    jobs = [(first, min(chunk, count - first), seed, split, str(device), render_batch, data_version)
-            for first in range(0, count, chunk)]  # fmt: skip
-    images = np.zeros((count, 64, 64, 3), dtype=np.uint8)
-    captions: list[str] = [""] * count
-    done = 0
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for first, chunk_images, chunk_captions in pool.imap_unordered(_render_chunk, jobs):
-            images[first : first + len(chunk_images)] = chunk_images
-            captions[first : first + len(chunk_captions)] = chunk_captions
-            done += len(chunk_images)
-            if verbose:
-                print(f"  synthetic data: {done}/{count} images", flush=True)
+    ``device``), identical to one :func:`csdtex.tinyprior.synthetic.generate_dataset` call
+    (:func:`csdtex.tinyprior.synthetic.generate_dataset_parallel`)."""
+    images, captions, _ = synthetic.generate_dataset_parallel(
+        count, workers, progress=verbose, seed=seed, device=device, batch=render_batch, split=split,
+        data_version=data_version,
+    )
     return images, captions
 
 

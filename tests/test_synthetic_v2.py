@@ -311,6 +311,17 @@ def test_v2_dataset_is_deterministic_and_chunkable():
         synthetic.generate_dataset(4, data_version=3)
 
 
+def test_parallel_generation_matches_one_call_with_metadata():
+    """generate_dataset_parallel (what the classifier and prior scripts use) assembles exactly one call's dataset,
+    metadata included, for the classifier's options (one view per object, lit views, split test)."""
+    options = dict(seed=5, split="test", views_per_object=1, lit_probability=0.3, data_version=2)
+    expected = synthetic.generate_dataset(70, **options)
+    images, captions, metadata = synthetic.generate_dataset_parallel(70, 2, **options)
+    assert np.array_equal(images, expected[0]) and captions == expected[1] and metadata == expected[2]
+    with pytest.raises(ValueError, match="first_image"):
+        synthetic.generate_dataset_parallel(70, 2, first_image=4)
+
+
 def test_v2_dataset_captions_and_metadata(dataset_v2):
     images, captions, metadata = dataset_v2
     vocabulary = set(W.VOCABULARY_V2)

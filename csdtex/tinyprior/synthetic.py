@@ -410,6 +410,53 @@ def generate_dataset(
     return images, captions, metadata
 
 
+def _generate_chunk(job: tuple[int, int, dict]) -> tuple[int, np.ndarray, list[str], list[dict]]:
+    """Worker of :func:`generate_dataset_parallel`: images ``[first, first + count)`` of one dataset."""
+    first, count, options = job
+    torch.set_num_threads(1)
+    images, captions, metadata = generate_dataset(count, first_image=first, **options)
+    return first, images, captions, metadata
+
+
+def generate_dataset_parallel(
+    num_images: int, workers: int, *, progress: bool = False, **options
+) -> tuple[np.ndarray, list[str], list[dict]]:
+    """:func:`generate_dataset` rendered in chunks by ``workers`` spawned processes; the result is identical to one
+    ``generate_dataset(num_images, **options)`` call (chunks are slices of the same dataset, see ``first_image``).
+
+    Args:
+        num_images: N, number of images.
+        workers: processes (1, or N too small to split: one in-process call).
+        progress: print a line after each chunk.
+        **options: any other keyword of :func:`generate_dataset` except ``first_image`` (``seed``, ``split``,
+            ``views_per_object``, ``cameras``, ``data_version``, ...). ``device="cuda"`` renders on the GPU in every
+            worker (data generation is bound by per-object Python work, so several processes keep one GPU busy).
+    Returns:
+        ``(images, captions, metadata)`` as :func:`generate_dataset`: uint8 [N, R, R, 3], N captions, N dicts.
+    """
+    views = int(options.get("views_per_object", 4))
+    if "first_image" in options:
+        raise ValueError("generate_dataset_parallel renders a whole dataset: first_image is not an option")
+    if workers <= 1 or num_images < 64 * views:
+        return generate_dataset(num_images, progress=progress, **options)
+    import multiprocessing
+
+    options = {**options, "device": str(options.get("device", "cpu"))}
+    chunk = max(views, -(-num_images // (workers * 6)) // views * views)  # ~6 chunks per worker balances the load
+    jobs = [(first, min(chunk, num_images - first), options) for first in range(0, num_images, chunk)]
+    parts: dict[int, tuple[np.ndarray, list[str], list[dict]]] = {}
+    done = 0
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for first, images, captions, metadata in pool.imap_unordered(_generate_chunk, jobs):
+            parts[first] = (images, captions, metadata)
+            done += len(images)
+            if progress:
+                print(f"  synthetic data: {done}/{num_images} images", flush=True)
+    ordered = [parts[first] for first in sorted(parts)]
+    images = np.concatenate([p[0] for p in ordered]) if ordered else np.zeros((0, 64, 64, 3), np.uint8)
+    return images, [c for p in ordered for c in p[1]], [m for p in ordered for m in p[2]]
+
+
 # ======================================================================================================================
 # Shards on disk
 # ======================================================================================================================
