@@ -27,15 +27,28 @@ from csdtex.pipeline import optimize as optimize_module
 ROOT = Path(__file__).resolve().parents[1]
 VASE = ROOT / "assets" / "meshes" / "vase.obj"
 
-# sha256 of the uint8 texture of `paint(vase.obj, "a blue object with white dots", PaintConfig(steps=12,
-# texture_size=64, preview_frames=2, preview_size=32, seed=3))` on the built-in prior, on the CPU, recorded on main
-# at f04c099, before the paint loop was split into stages. The bake's seam erasure came later and changes texels
-# next to seams only, so the pinned run turns it off.
-PINNED_TEXTURE_SHA256 = "8c1c480b645bbc1ea5a8ab511489086035d1861a66dfb7d11206e61fd6f4bfa4"
+# The uint8 texture of `paint(vase.obj, "a blue object with white dots", PaintConfig(steps=12, texture_size=64,
+# preview_frames=2, preview_size=32, seed=3))` on the built-in prior, on the CPU. Until 2026-12-02 this was a sha256
+# recorded on main at f04c099, before the paint loop was split into stages (the bake's seam erasure came later and
+# changes texels next to seams only, so the pinned run turns it off). A byte hash turned out to be machine-dependent:
+# the same code on another CPU (oneDNN / MKL kernels dispatched per instruction set) or with another thread count
+# differs by 1 level in 0.06-0.2% of the texels, and the hash changes. So the reference is now the texture itself
+# (tests/data/pinned_paint_texture.png, written on 2026-12-02 at 2 threads, AVX512, by the same code), compared with a
+# tolerance that such float noise stays far inside and any change of the method breaks.
+PINNED_TEXTURE = ROOT / "tests" / "data" / "pinned_paint_texture.png"
 
 
 def texture_hash(path: Path) -> str:
     return hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
+
+
+def texture_difference(path: Path, reference: Path) -> tuple[int, float]:
+    """(largest absolute difference in 8-bit levels, share of texels that differ at all) of two RGB PNGs."""
+    a = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    b = np.asarray(Image.open(reference).convert("RGB"), dtype=np.int16)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    difference = np.abs(a - b).max(axis=-1)
+    return int(difference.max()), float((difference > 0).mean())
 
 
 def invoke(*args: str):
@@ -55,10 +68,11 @@ def ball(tmp_path_factory) -> Path:
     return path
 
 
-def test_seeded_cpu_paint_is_byte_identical_to_the_pre_restructuring_result(tmp_path):
+def test_seeded_cpu_paint_matches_the_pinned_texture(tmp_path):
     config = PaintConfig(steps=12, texture_size=64, preview_frames=2, preview_size=32, seed=3, seam_erasure=False)
     result = csdtex.paint(VASE, "a blue object with white dots", config, out_dir=tmp_path, show_progress=False)
-    assert texture_hash(result.files.textures[0]) == PINNED_TEXTURE_SHA256
+    largest, share = texture_difference(result.files.textures[0], PINNED_TEXTURE)
+    assert largest <= 2 and share <= 0.01, (largest, share)
 
 
 def test_two_runs_in_one_process_match_separate_processes_and_leave_the_global_rng_alone(tmp_path, priors, ball):
