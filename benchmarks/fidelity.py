@@ -574,7 +574,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shading", choices=("albedo", "lit"), default="albedo", help="shading of the classified views")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classifier", default=None, help="attribute classifier weights (default: the shipped one)")
+    p.add_argument("--classifier", default=None,
+                   help="attribute classifier weights (default: the shipped one of the --data-version's label set, "
+                        "assets/classifier or assets/classifier_v2)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for fidelity.json / _grid.png")
     p.add_argument("--name", default="fidelity", help="stem of the output files")
     p.add_argument("--lr", type=float, default=None, help="paint learning rate (default: the prior's preset)")
@@ -582,6 +584,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="processes sharing the work (each loads the prior; e.g. 8 on a 16-core GPU machine)")
     p.add_argument("--keep-paint-outputs", default=None,
                    help="folder to keep every paint run's outputs in (default: a temporary folder, deleted)")
+    p.add_argument("--save-frames", action="store_true",
+                   help="also write every run's classified turntable views to <name>_frames.npz, so that the runs "
+                        "can be scored again with another classifier (--rescore) without painting again")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -594,6 +599,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.methods) - set(METHODS)
     if unknown or not args.methods:
         p.error(f"--methods: choose from {METHODS}, got {args.methods}")
+    if args.classifier is None and args.data_version == 2:
+        args.classifier = str(_relative_to_root(attributes.default_weights_path(2)))
     args.prompt_sets = [name.strip() for name in args.prompt_set.split(",") if name.strip()]
     unknown_sets = [name for name in args.prompt_sets if name not in PROMPT_SETS]
     if unknown_sets or not args.prompt_sets or len(set(args.prompt_sets)) != len(args.prompt_sets):
@@ -623,6 +630,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             p.error(f"--model is required ({DEFAULT_MODEL.relative_to(ROOT)} does not exist yet)")
         args.model = str(DEFAULT_MODEL)
     return args
+
+
+def _relative_to_root(path: Path) -> Path:
+    """``path`` relative to the checkout when it lies inside it (shorter records), else as it is."""
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path
 
 
 def classifier_label_version(path: str | Path | None) -> int | None:
@@ -923,6 +938,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             temporary.cleanup()
     runs = [run for job in jobs for run in results[job][0]]
     grid_rows = [results[job][1] for job in jobs]
+    files: dict[str, str] = {}
+    if getattr(args, "save_frames", False):
+        frames = {frames_key(run): row[run["method"]]["frames"]
+                  for job in jobs for run, row in ((r, results[job][1]) for r in results[job][0])}
+        files["frames"] = write_frames(out / f"{args.name}_frames.npz", frames).name
     device = _WORKER.get("device") or args.device
     backend = _WORKER.get("backend") or "auto (in workers)"
     prompts = select_prompts(args.prompt_sets, args.data_version)[: args.prompts]
@@ -952,13 +972,75 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "targets_met": targets,
         "csd_vs_sds": comparison,
         "runs": runs,
-        "files": {"grid": grid_path.name},
+        "files": {"grid": grid_path.name, **files},
         "seconds": round(time.perf_counter() - start, 1),
     }
     json_path = write_text_atomic(out / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
     print(format_table(summary, targets, comparison))
     print(f"wrote {json_path} and {grid_path} ({record['seconds']} s)")
     return record
+
+
+def frames_key(run: dict[str, Any]) -> str:
+    """Key of a run's turntable views in a ``<name>_frames.npz``: ``method|mesh|prompt set|prompt index``."""
+    return f"{run['method']}|{run['mesh']}|{run.get('prompt_set', 'default')}|{run['prompt_index']}"
+
+
+def write_frames(path: Path, frames: dict[str, np.ndarray]) -> Path:
+    """Write the classified views (uint8 [frames, 64, 64, 3] per :func:`frames_key`) as a compressed ``.npz``,
+    atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **frames)
+    return path
+
+
+def rescore_results(record_path: str | Path, classifier: str | None, out: str | Path, name: str,
+                    grid_views: int = 4) -> dict[str, Any]:
+    """Score a finished run again with another attribute classifier, without painting again: the turntable views in
+    the ``<name>_frames.npz`` written beside ``record_path`` by ``--save-frames`` are classified by ``classifier``
+    (None = the shipped one); every classifier-dependent field of each run (colour / pattern correctness,
+    predictions, probabilities) is replaced, classifier-free fields (word order) are kept, and the summary, targets,
+    CSD-vs-SDS comparison and grid are recomputed.
+
+    Returns:
+        The new record, also written to ``<out>/<name>.json`` with ``<out>/<name>_grid.png``.
+    """
+    record_path = Path(record_path)
+    record = json.loads(record_path.read_text())
+    frames_file = record.get("files", {}).get("frames")
+    if not frames_file:
+        raise SystemExit(f"{record_path} has no saved views: run the benchmark with --save-frames")
+    model = attributes.load_classifier(classifier, "cpu")
+    labels_needed = {run["pattern"] for run in record["runs"]}
+    if not labels_needed <= set(model.patterns):
+        raise SystemExit(f"the classifier has no label for {sorted(labels_needed - set(model.patterns))}: pass "
+                         f"--classifier of a classifier with label set 2")
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+    runs = []
+    with np.load(record_path.parent / frames_file) as saved:
+        for run in record["runs"]:
+            frames = saved[frames_key(run)]
+            prediction = attributes.classify_views(frames, model)
+            run = {**run, **prediction.score(run["colors"], run["pattern"]), "probabilities": prediction.to_dict()}
+            runs.append(run)
+            row = rows.setdefault((run["mesh"], run.get("prompt_set", "default"), run["prompt_index"]),
+                                  {"label": f"{run['mesh']}: {run['prompt']}"})
+            row[run["method"]] = {"frames": frames, **{k: run[k] for k in ("color_correct", "pattern_correct")}}
+    methods = record["settings"]["methods"]
+    summary = summarize(runs, methods)
+    targets = check_targets(summary)
+    comparison = compare_methods(runs)
+    out = Path(out)
+    grid_path = write_grid(out / f"{name}_grid.png", list(rows.values()), methods, grid_views)
+    settings = {**record["settings"], "classifier": str(classifier or attributes.default_weights_path()),
+                "rescored_from": {"json": str(record_path), "classifier": record["settings"].get("classifier")}}
+    new_record = {**record, "settings": settings, "summary": summary, "targets_met": targets,
+                  "csd_vs_sds": comparison, "runs": runs, "files": {"grid": grid_path.name}}
+    json_path = write_text_atomic(out / f"{name}.json", json.dumps(new_record, indent=2) + "\n")
+    print(format_table(summary, targets, comparison))
+    print(f"wrote {json_path} and {grid_path}")
+    return new_record
 
 
 def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> dict[str, Any]:
@@ -1002,6 +1084,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ...``, merge finished parts (:func:`merge_results`) into ``--out``/``--name``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
     from common import run_or_merge
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--rescore":
+        rescorer = argparse.ArgumentParser(prog="fidelity.py --rescore", description=rescore_results.__doc__.split(
+            "\n")[0])
+        rescorer.add_argument("record", help="fidelity JSON of a run made with --save-frames")
+        rescorer.add_argument("--classifier", default=None, help="attribute classifier weights (default: shipped)")
+        rescorer.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+        rescorer.add_argument("--name", required=True, help="stem of the new JSON / grid")
+        rescorer.add_argument("--grid-views", type=int, default=4)
+        parsed = rescorer.parse_args(argv[1:])
+        return rescore_results(parsed.record, parsed.classifier, parsed.out, parsed.name, parsed.grid_views)
 
     return run_or_merge(argv, script="fidelity.py", default_name="fidelity", run_benchmark=run_benchmark,
                         parse_args=parse_args, merge_results=merge_results)

@@ -331,7 +331,8 @@ object; evaluation: {d['views_per_object']['eval']}), on the splits the built-in
 ({d['train']['test']} images) + `held_out` ({d['train']['held_out']} images) from seed {d['train']['seed']} for
 training; evaluation on {d['eval']['test']} + {d['eval']['held_out']} images of the same splits from seed
 {d['eval']['seed']} (disjoint objects and meshes). Backgrounds white or random colour (1/2 each),
-{d['lit_probability']:.0%} lit views, cameras at distance 1.5..2.8, elevation -10..75 degrees. Augmentation: flips,
+{d['lit_probability']:.0%} lit views, cameras at distance {d['cameras']['distance'][0]:g}..{d['cameras']['distance'][1]:g}, elevation
+{d['cameras']['elevation_deg'][0]:g}..{d['cameras']['elevation_deg'][1]:g} degrees. Augmentation: flips,
 scale / shift, blur, noise.
 {record['epochs_run']} epochs, batch {record['batch']}, AdamW lr {record['lr']}, one-cycle schedule.
 
@@ -351,7 +352,7 @@ stripe) or show too little of a pattern to tell it apart; averaging views (the "
 errors, and the fidelity benchmark averages 8 turntable views per object.
 
 The accuracy on painted textures of other meshes is what `benchmarks/fidelity.py` measures; its `reference` method
-(ground-truth procedural textures drawn on the benchmark meshes vase / knot / crate) gives this classifier's ceiling
+(ground-truth procedural textures drawn on the benchmark meshes) gives this classifier's ceiling
 there.
 """
     return write_text_atomic(path, text)

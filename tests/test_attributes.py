@@ -51,6 +51,31 @@ def test_shipped_classifier_reads_fresh_renders():
     assert np.mean(pattern_ok) >= 0.8, np.mean(pattern_ok)
 
 
+def test_shipped_label_set_2_classifier_reads_fresh_version_2_renders():
+    """assets/classifier_v2 (issue #15's ten patterns): 80 data-version-2 renders (40 objects x 2 views, per-object
+    probabilities averaged) from a seed it never saw; the fidelity benchmark takes it for --data-version 2."""
+    path = A.default_weights_path(2)
+    assert path == ROOT / "assets" / "classifier_v2" / "attributes.safetensors" and path.stat().st_size < 2 * 1024**2
+    model = A.load_classifier(path)
+    assert model.patterns == A.LABEL_SETS[2]
+    config = json.loads((path.parent / A.CONFIG_NAME).read_text())
+    seed = 4242
+    assert seed not in (config["training"]["data"]["train"]["seed"], config["training"]["data"]["eval"]["seed"])
+    images, _, metadata = S.generate_dataset(80, seed=seed, split="test", views_per_object=2, data_version=2)
+    color_probs, pattern_probs = A.predict_probabilities(images, model)
+    color_probs, pattern_probs = color_probs.reshape(40, 2, -1).mean(1), pattern_probs.reshape(40, 2, -1).mean(1)
+    objects = metadata[::2]
+    color_ok = [A.colors_correct(c, m["texture"]["colors"]) for c, m in zip(color_probs, objects)]
+    pattern_ok = [A.pattern_correct(p, m["texture"]["pattern"], model.patterns) for p, m in zip(pattern_probs, objects)]
+    assert np.mean(color_ok) >= 0.85 and np.mean(pattern_ok) >= 0.75, (np.mean(color_ok), np.mean(pattern_ok))
+    fidelity = load_benchmark("fidelity")
+    args = fidelity.parse_args(["--methods", "reference", "--data-version", "2"])
+    assert Path(args.classifier) == Path("assets/classifier_v2/attributes.safetensors")
+    assert fidelity.parse_args(["--methods", "reference"]).classifier is None
+    with pytest.raises(ValueError, match="label_set"):
+        A.default_weights_path(3)
+
+
 def test_classify_views_averages_views_and_accepts_float_and_other_sizes():
     images, _, metadata = S.generate_dataset(4, seed=4243, split="test", views_per_object=4)
     model = A.load_classifier()

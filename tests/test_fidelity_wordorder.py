@@ -180,3 +180,26 @@ def test_word_order_and_materials_smoke(fidelity, tmp_path):
     assert [r["pattern"] for r in data["runs"]] == ["wood", "marble", "brick", "camouflage"]
     assert set(data["runs"][0]["probabilities"]["pattern_probs"]) == set(W.PATTERNS_V2)
     assert data["settings"]["data_version"] == 2
+
+
+def test_saved_frames_rescore_with_another_classifier(fidelity, tmp_path):
+    """--save-frames keeps the classified views; --rescore with the same classifier reproduces every score, with a
+    random classifier it replaces the classifier-dependent fields and keeps the word-order ones."""
+    out = tmp_path / "results"
+    fidelity.main(["--methods", "reference", "--prompt-set", "word-order", "--prompts", "3", "--meshes", "crate",
+                   "--frames", "2", "--grid-views", "1", "--device", "cpu", "--out", str(out), "--name", "wo",
+                   "--save-frames"])
+    original = json.loads((out / "wo.json").read_text())
+    assert (out / original["files"]["frames"]).is_file()
+    same = fidelity.main(["--rescore", str(out / "wo.json"), "--out", str(out), "--name", "again"])
+    assert same["summary"] == original["summary"]
+    assert [r["probabilities"] for r in same["runs"]] == [r["probabilities"] for r in original["runs"]]
+    torch.manual_seed(1)
+    weights, _ = A.save_classifier(A.AttributeClassifier((8, 8), 16), tmp_path / "random" / "attributes.safetensors")
+    other = fidelity.main(["--rescore", str(out / "wo.json"), "--classifier", str(weights), "--out", str(out),
+                           "--name", "random"])
+    assert [r["probabilities"] for r in other["runs"]] != [r["probabilities"] for r in original["runs"]]
+    assert [r["word_order"] for r in other["runs"]] == [r["word_order"] for r in original["runs"]]
+    assert other["settings"]["rescored_from"]["json"].endswith("wo.json") and (out / "random_grid.png").is_file()
+    with pytest.raises(SystemExit, match="--save-frames"):
+        fidelity.main(["--rescore", str(out / "again.json"), "--out", str(out), "--name", "x"])

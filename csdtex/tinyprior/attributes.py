@@ -51,7 +51,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csdtex.assets import CLASSIFIER_PARTS, find_asset_file
+from csdtex.assets import CLASSIFIER_PARTS, CLASSIFIER_V2_PARTS, find_asset_file
 from csdtex.tinyprior.vocabulary import COLORS, PATTERNS, PATTERNS_V2
 
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
@@ -79,12 +79,15 @@ WEIGHTS_NAME = "attributes.safetensors"
 CONFIG_NAME = "attributes.json"
 
 
-def default_weights_path() -> Path:
-    """The shipped weights: the first ``<root>/classifier/attributes.safetensors`` that exists, searching the asset
-    roots of :func:`csdtex.assets.asset_roots` in order (``<checkout>/assets`` of a source checkout, then
-    ``share/csdtex`` of an installed wheel); ``<checkout>/assets/classifier/attributes.safetensors`` when there is none
-    (:func:`load_classifier` then says how to train one)."""
-    return find_asset_file(*CLASSIFIER_PARTS, WEIGHTS_NAME)
+def default_weights_path(label_set: int = 1) -> Path:
+    """The shipped weights of label set ``label_set`` (1 or 2, :data:`LABEL_SETS`): the first
+    ``<root>/classifier/attributes.safetensors`` (label set 2: ``<root>/classifier_v2/...``) that exists, searching
+    the asset roots of :func:`csdtex.assets.asset_roots` in order (``<checkout>/assets`` of a source checkout, then
+    ``share/csdtex`` of an installed wheel); the checkout's path when there is none (:func:`load_classifier` then
+    says how to train one)."""
+    if label_set not in (1, 2):
+        raise ValueError(f"label_set must be 1 or 2, got {label_set!r}")
+    return find_asset_file(*(CLASSIFIER_PARTS if label_set == 1 else CLASSIFIER_V2_PARTS), WEIGHTS_NAME)
 
 
 # ======================================================================================================================
