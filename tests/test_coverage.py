@@ -4,6 +4,7 @@ option errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -177,3 +178,28 @@ def test_option_types_are_checked_from_the_type_hints():
         apply_overrides(PaintConfig(), {"coverage": {"shares": 0.5}})
     config = apply_overrides(PaintConfig(), {"camera_sampling": "coverage", "coverage": {"share": 0.25}})
     assert config.camera_sampling == "coverage" and config.coverage.share == 0.25
+
+
+def test_paint_command_with_coverage_sampling_records_the_sampler(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from csdtex.cli import main
+    from csdtex.guidance.random_priors import build_tiny_pixel_folder
+
+    prior = build_tiny_pixel_folder(tmp_path / "prior")
+    mesh = Path(__file__).resolve().parents[1] / "assets" / "meshes" / "crate.obj"  # has UVs: no unwrapping
+    (tmp_path / "options.toml").write_text(
+        "preview_frames = 2\npreview_size = 32\n[coverage]\nshare = 0.75\nsurface_points = 1024\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "paint", str(mesh), "a red object", "--model", str(prior), "--camera-sampling", "coverage", "--config",
+        str(tmp_path / "options.toml"), "--steps", "2", "--views-per-step", "2", "--texture-size", "32", "--out",
+        str(out), "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["camera_sampling"] == "coverage" and record["config"]["coverage"]["share"] == 0.75
+    assert record["camera_coverage"]["surface_points"] == 1024 and record["timings_s"]["coverage"] > 0
+    assert record["camera_coverage"]["unseen_area_share_uniform"] > record["camera_coverage"][
+        "unseen_area_share_coverage"]
