@@ -203,3 +203,23 @@ def test_paint_command_with_coverage_sampling_records_the_sampler(tmp_path):
     assert record["camera_coverage"]["surface_points"] == 1024 and record["timings_s"]["coverage"] > 0
     assert record["camera_coverage"]["unseen_area_share_uniform"] > record["camera_coverage"][
         "unseen_area_share_coverage"]
+
+
+def test_benchmark_scores_texels_by_area():
+    from benchmark_scripts import load_benchmark
+
+    bench = load_benchmark("coverage")
+    reference, grey = torch.tensor([0.85, 0.1, 0.1]), torch.full((3,), 0.5)
+    colours = torch.stack([reference, grey, 0.55 * reference + 0.45 * grey, grey])
+    area = torch.tensor([1.0, 1.0, 2.0, 4.0], dtype=torch.float64)
+    scores = bench.colour_scores(colours, grey.expand(4, 3), reference, area)
+    assert scores["reached"] == pytest.approx(3 / 8, abs=1e-4)  # the reference itself and the point past half way
+    assert bench.least_seen(torch.tensor([0.0, 0.0, 0.5, 1.0]), area).tolist() == [True, True, False, False]
+    # The covered texels of the crate's layout stand for its whole surface (up to the texels cut by chart edges).
+    from csdtex.mesh import load_mesh
+
+    render_mesh = load_mesh(Path(__file__).resolve().parents[1] / "assets" / "meshes" / "crate.obj").to_render("cpu")
+    texels = bench.texel_samples(render_mesh, 128)
+    corners = render_mesh.positions[render_mesh.faces.long()]
+    surface = 0.5 * torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).norm(dim=-1)
+    assert float(texels["area"].sum()) == pytest.approx(float(surface.sum()), rel=0.05)
