@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from csdtex import __version__
-from csdtex.config import GUIDANCE_METHODS
+from csdtex.config import CAMERA_SAMPLINGS, GUIDANCE_METHODS
 from csdtex.devices import DEVICE_CHOICES
 from csdtex.errors import CsdtexError, user_message
 from csdtex.render import BACKENDS
@@ -116,6 +116,10 @@ def _run_options(*, paint: bool, single_run: bool = True):
                      help="csd: Classifier Score Distillation; sds: the Score Distillation Sampling baseline "
                           "[default: csd]."),
         click.option("--seed", type=int, default=None, help="Random seed [default: 0]."),
+        click.option("--camera-sampling", "camera_sampling", type=click.Choice(CAMERA_SAMPLINGS), default=None,
+                     help="uniform: cameras uniform in the [cameras] ranges; coverage: half the views from cameras "
+                          "chosen to see what uniform views rarely see (undersides, between legs; [coverage] table) "
+                          "[default: uniform]."),
         click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto]."),
         click.option("--renderer", type=click.Choice(BACKENDS), default=None,
                      help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch]."),

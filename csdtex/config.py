@@ -4,7 +4,7 @@ A :class:`PaintConfig` holds every option of ``csdtex paint``, each in exactly o
 
 - top-level fields: what a user sets on the command line or at the top of a TOML file (``guidance_method``,
   ``negative_prompt``, ``steps``, ...);
-- ``cameras`` and ``field``: nested dataclasses (``[cameras]`` / ``[field]`` tables);
+- ``cameras``, ``coverage`` and ``field``: nested dataclasses (``[cameras]`` / ``[coverage]`` / ``[field]`` tables);
 - ``guidance``: the advanced schedule of the score distillation (``[guidance]`` table: ``w1``, ``w2_start``,
   ``t_max_end``, ``weighting``, ...), as overrides of the prior's preset. The method, the negative prompt and the
   view-dependent suffixes are top-level fields, never keys of this table.
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from csdtex.cameras import CameraRanges
+from csdtex.coverage import CAMERA_SAMPLINGS, CoverageSampling
 from csdtex.errors import ConfigError
 from csdtex.field import FieldConfig
 from csdtex.guidance.aliases import BUILTIN_MODEL
@@ -98,6 +99,13 @@ class PaintConfig:
     """Size of the preview frames in pixels; None = the preset's (256; 192 for the built-in prior)."""
     cameras: CameraRanges = field(default_factory=CameraRanges)
     """Ranges of the random training cameras."""
+    camera_sampling: str = "uniform"
+    """How a step's cameras are drawn: 'uniform' (uniform in the ``cameras`` ranges) or 'coverage' (a share of the
+    views from cameras chosen at prepare time to see the surface that uniform views rarely see: undersides, between
+    legs; :mod:`csdtex.coverage`, options in ``coverage``). 'uniform' draws exactly what it drew before the option
+    existed."""
+    coverage: CoverageSampling = field(default_factory=CoverageSampling)
+    """Options of ``camera_sampling = "coverage"`` (``[coverage]`` table); ignored with 'uniform'."""
     field: FieldConfig | None = None
     """Hash-grid texture field; None = the preset's (:class:`FieldConfig` defaults; ``FieldConfig.small()`` for the
     built-in prior, whose 64 px renders cannot use a finer field). A ``[field]`` table in a TOML config starts from
@@ -127,10 +135,15 @@ class PaintConfig:
             (self.metrics_every >= 1, "metrics_every must be at least 1"),
             (self.preview_frames is None or 1 <= self.preview_frames <= 720, "preview_frames must be in 1..720"),
             (self.preview_size is None or 16 <= self.preview_size <= 4096, "preview_size must be in 16..4096"),
+            (self.camera_sampling in CAMERA_SAMPLINGS,
+             f"camera_sampling must be 'uniform' or 'coverage' (got {self.camera_sampling!r})"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        problem = self.coverage.validate()
+        if problem is not None:
+            raise ConfigError(problem)
         _check_guidance_keys(self.guidance, "the guidance options")
 
 

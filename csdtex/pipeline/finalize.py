@@ -123,7 +123,8 @@ def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: Exporte
                      extra: dict[str, Any] | None = None) -> Path:
     """``run.json``: prompt, mesh, prior, resolved options, versions, timings, metrics, a history thinned to at most
     ~200 points per metric, output names, the exported samplers, notes on the input (``run.notes``: shared texels,
-    dropped texture transforms or vertex colours), and ``extra`` entries.
+    dropped texture transforms or vertex colours), with coverage sampling the sampler's measurement
+    (``"camera_coverage"``: :attr:`csdtex.coverage.CoverageSampler.stats`), and ``extra`` entries.
 
     ``run.json`` is the last output: once it is written, the earlier outputs this run replaces
     (``run.replaced_outputs``) and did not write again are removed, and their names recorded under
@@ -159,6 +160,7 @@ def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: Exporte
                     "preview_sheet": preview.name.replace("_turntable.gif", "_views.png")},
         "samplers": [sampler.to_gltf() for sampler in baked_samplers(mesh)],
         "input_notes": list(run.notes),
+        **({"camera_coverage": run.camera_sampler.stats} if run.camera_sampler is not None else {}),
         **(extra or {}),
     }
     # Everything but run.json is in place: the earlier outputs not written again are the stale ones.

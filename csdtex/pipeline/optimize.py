@@ -66,9 +66,14 @@ def random_backgrounds(batch: int, white_probability: float, generator: torch.Ge
 
 def sample_step_views(run: PreparedRun, generator: torch.Generator) -> StepViews:
     """The random views of one step: cameras, prompt rows, backgrounds and the lit flag, drawn on the CPU from
-    ``generator`` in a fixed order, then copied to the run's device without a host synchronization."""
+    ``generator`` in a fixed order, then copied to the run's device without a host synchronization. The cameras are
+    uniform in ``config.cameras``, or come from ``run.camera_sampler`` (coverage sampling) when it has one; the
+    prompt rows follow each camera's own elevation and azimuth either way."""
     config = run.config
-    cameras = sample_cameras(config.views_per_step, generator, config.cameras)
+    if run.camera_sampler is None:
+        cameras = sample_cameras(config.views_per_step, generator, config.cameras)
+    else:
+        cameras = run.camera_sampler.sample(config.views_per_step, generator)
     backgrounds = random_backgrounds(config.views_per_step, config.white_background_probability, generator)
     lit = bool(torch.rand((), generator=generator) < config.lit_probability)
     prompt_rows = run.embeddings.suffix_indices(cameras.elevation_deg, cameras.azimuth_deg)

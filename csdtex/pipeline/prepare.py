@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from csdtex.config import DEFAULT_MODEL, EditConfig, PaintConfig, resolve_for_prior, resolve_guidance
+from csdtex.coverage import build_coverage_sampler
 from csdtex.devices import resolve_device
 from csdtex.errors import ConfigError
 from csdtex.export import safe_asset_name
@@ -81,7 +82,8 @@ def prepare_run(
         warn: receives one-line warnings (mesh problems, texels shared by several surface regions, vertex colours
             the outputs will not carry, prompt words the prior does not know); default: :func:`python_warning`.
     Returns:
-        :class:`PreparedRun` (with timings of ``load_mesh``, ``load_prior``, ``unwrap``, ``encode_text``).
+        :class:`PreparedRun` (with timings of ``load_mesh``, ``load_prior``, ``unwrap``, ``encode_text`` and, with
+        ``config.camera_sampling == "coverage"``, ``coverage``: the candidate cameras' visibility measurement).
     Raises:
         csdtex.errors.CsdtexError: one-line user errors (bad options, prompt, mesh, model, device, output folder).
     """
@@ -136,11 +138,16 @@ def prepare_run(
                            view_dependent=guidance.view_dependent_prompt)
     if owns_prior:  # every prompt of the run is encoded; a prior passed in may serve later runs (a batch)
         prior.release_text_encoder()
+    render_mesh = textured_mesh.to_render(device)
+    camera_sampler = None
+    if config.camera_sampling == "coverage":
+        camera_sampler = timer.run("coverage", build_coverage_sampler, render_mesh, config.cameras, config.coverage,
+                                   config.seed, backend=backend)
     return PreparedRun(
         name=name, prompt=prompt, out_dir=out_dir, config=config, guidance=guidance, prior=prior, device=device,
-        backend=backend, mesh=textured_mesh, render_mesh=textured_mesh.to_render(device), embeddings=embeddings,
+        backend=backend, mesh=textured_mesh, render_mesh=render_mesh, embeddings=embeddings,
         timings=timer, replaced_outputs=replaced, notes=notes,
-        candidate_budget=CandidateBudget() if device.type == "cuda" else None,
+        candidate_budget=CandidateBudget() if device.type == "cuda" else None, camera_sampler=camera_sampler,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Callable, TypeVar
 import torch
 
 from csdtex.config import PaintConfig
+from csdtex.coverage import CoverageSampler
 from csdtex.guidance.priors import MemoryPlan, memory_plan
 from csdtex.guidance.prompts import PromptEmbeddings
 from csdtex.guidance.scores import GuidanceConfig
@@ -62,6 +63,9 @@ class PreparedRun:
         candidate_budget: the torch rasterizer's candidate budget for the step renders (same mesh, size and batch
             every step), which keeps them at one host synchronization each on CUDA; None on the CPU, where reading
             the exact number costs nothing (see :class:`csdtex.render.CandidateBudget`).
+        camera_sampler: with ``config.camera_sampling == "coverage"``, the sampler that draws the step cameras
+            (:class:`csdtex.coverage.CoverageSampler`, built once by ``prepare_run``); None = uniform in
+            ``config.cameras`` (:func:`csdtex.cameras.sample_cameras`).
     """
 
     name: str
@@ -79,6 +83,7 @@ class PreparedRun:
     replaced_outputs: dict[str, tuple[int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     candidate_budget: CandidateBudget | None = None
+    camera_sampler: CoverageSampler | None = None
 
     @property
     def plan(self) -> MemoryPlan:
