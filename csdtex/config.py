@@ -194,16 +194,8 @@ class EditConfig(PaintConfig):
     are many and independent, so at the field's rate they pick up per-texel noise from single views; the field is
     smooth and continuous across seams. 0 freezes the texels (the edit is then the residual field alone)."""
 
-    saturated_channel_gain: float = 1.0
-    """G >= 1: inside the editable region, a colour channel near 0 or 1 takes the residual's logit change multiplied
-    by up to G (``clamp(1 / (4 c (1 - c)), 1, G)`` for the channel's value c before the residual), so saturated
-    channels (pure red's green and blue, white, yellow's red) start moving about as fast as mid-range ones. 1 = the
-    plain logit change (``sigmoid(logit(c) + r)``)."""
-
     def validate(self) -> None:
         super().validate()
-        if not self.saturated_channel_gain >= 1:
-            raise ConfigError(f"saturated_channel_gain must be 1 or more (got {self.saturated_channel_gain})")
         if not self.texel_learning_rate_scale >= 0:
             raise ConfigError(f"texel_learning_rate_scale must be 0 or positive (got {self.texel_learning_rate_scale})")
         if self.preserve is not None and not self.preserve >= 0:

@@ -25,7 +25,7 @@ from csdtex.export import ExportedFiles, export_all
 from csdtex.field import seeded_model
 from csdtex.mesh import Mesh, load_mesh
 from csdtex.editing.region import EditRegion, check_edit_prompts, edit_region, texture_records
-from csdtex.editing.texture import EditableTexture, OriginalTextureView
+from csdtex.editing.texture import EditableTexture, OriginalTextureView, apply_logit_change
 from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.finalize import write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
@@ -150,8 +150,7 @@ def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig,
     samplers = [(m.sampler or TextureSampler()) if m.texture is not None else None for m in run.mesh.materials]
     model = seeded_model(run.config.seed, lambda: EditableTexture(
         images, region.weights, run.config.field, samplers,
-        texel_learning_rate_scale=run.config.texel_learning_rate_scale,
-        saturated_channel_gain=run.config.saturated_channel_gain), run.device)
+        texel_learning_rate_scale=run.config.texel_learning_rate_scale), run.device)
     fit_max, fit_rms = _fit_error(model, images, region)
     reference = OriginalTextureView(model)
     preserve = DEFAULT_PRESERVE if config.preserve is None else config.preserve
@@ -203,7 +202,7 @@ def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
                                               backend=run.backend, sampler=samplers[material])
         texels = model.texels(material)[0].permute(1, 2, 0)  # [H, W, 3]
         weights = model.weight(material)[0, 0, :, :, None]
-        edited = texels if residual is None else model.change_colors(texels, weights * residual)
+        edited = texels if residual is None else apply_logit_change(texels, weights * residual)
         edited_u8 = (edited.clamp(0.0, 1.0) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
         textures.append(np.where(weight[..., None] > 0, edited_u8, original).astype(np.uint8))
     return textures

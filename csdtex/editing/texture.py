@@ -41,8 +41,6 @@ class EditableTexture(TextureModel):
             clamp-to-edge bilinear).
         texel_learning_rate_scale: the texels' learning rate relative to the residual field's (the texels are
             many and independent, so at the field's rate they pick up per-texel noise from single views).
-        saturated_channel_gain: G >= 1, the largest factor by which the residual's logit change is multiplied in a
-            colour channel near 0 or 1 (see :meth:`logit_change_gain`); 1 = the plain logit change.
 
     Shapes: ``forward(points float32 [N, 3], uvs float32 [N, 2], materials int [N] or None) -> float32 [N, 3]`` in
     [0, 1]; ``uvs`` (0, 0) = bottom-left of the image, sampled bilinearly with border clamping like
@@ -53,12 +51,9 @@ class EditableTexture(TextureModel):
 
     def __init__(self, images: Sequence[np.ndarray], weights: Sequence[np.ndarray], field: FieldConfig,
                  samplers: Sequence[TextureSampler | None] | None = None,
-                 texel_learning_rate_scale: float = 1.0, saturated_channel_gain: float = 1.0) -> None:
+                 texel_learning_rate_scale: float = 1.0) -> None:
         super().__init__()
         self.texel_learning_rate_scale = float(texel_learning_rate_scale)
-        if not saturated_channel_gain >= 1.0:
-            raise ValueError(f"saturated_channel_gain must be >= 1, got {saturated_channel_gain}")
-        self.saturated_channel_gain = float(saturated_channel_gain)
         self.samplers = list(samplers) if samplers is not None else [None] * len(images)
         if len(images) != len(weights) or not images:
             raise ValueError(f"need one weight map per image, got {len(images)} images and {len(weights)} maps")
@@ -123,25 +118,7 @@ class EditableTexture(TextureModel):
             return sample_texture(self.original(material), uvs, sampler)
         color = sample_texture(self.texels(material), uvs, sampler)
         weight = sample_texture(self.weight(material), uvs, sampler)
-        return self.change_colors(color, weight * residual)
-
-    def logit_change_gain(self, colors: Tensor) -> Tensor:
-        """Per-channel factor float32 [..., 3] in [1, G] (G = ``saturated_channel_gain``) for colours float32
-        [..., 3] in [0, 1] (not differentiated): ``clamp(1 / (4 c (1 - c)), 1, G)``. The slope of the sigmoid is
-        ``c (1 - c)``, 1/4 at c = 0.5 and 0.0009 at 0 or 255, so the same logit change moves a saturated channel
-        hundreds of times less than a mid-grey one; the factor makes a channel's first steps away from 0 or 1 about as
-        fast as from the middle (up to G)."""
-        if self.saturated_channel_gain == 1.0:
-            return torch.ones_like(colors)
-        c = colors.detach()
-        return (0.25 / (c * (1.0 - c)).clamp_min(1e-6)).clamp(1.0, self.saturated_channel_gain)
-
-    def change_colors(self, colors: Tensor, logit_change: Tensor) -> Tensor:
-        """The edited colours float32 [..., 3] in [0, 1]: ``sigmoid(logit(colors) + gain(colors) * logit_change)``
-        (:func:`apply_logit_change`, :meth:`logit_change_gain`); ``colors`` are the texels before the residual."""
-        if self.saturated_channel_gain == 1.0:
-            return apply_logit_change(colors, logit_change)
-        return apply_logit_change(colors, logit_change * self.logit_change_gain(colors))
+        return apply_logit_change(color, weight * residual)
 
 
 def apply_logit_change(colors: Tensor, logit_change: Tensor) -> Tensor:
