@@ -155,6 +155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--guidance-scale", type=float, default=4.0, help="classifier-free guidance scale of the samples")
     p.add_argument("--log-every", type=int, default=50, help="progress line every N steps")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--arch", action="append", default=[], metavar="FIELD=VALUE",
+                   help="architecture change from the default TinyPriorConfig (repeatable; tuples as comma lists), "
+                        "e.g. --arch cross_attention_levels=2,3 --arch text_layers=4")
     p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
                    help="synthetic data version: 1 = the shipped prior's data and vocabulary, 2 = issue #15's shapes, "
                         "materials, role-bearing captions and contrasting pairs (VOCABULARY_V2 tokenizer)")
@@ -164,6 +167,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # ======================================================================================================================
 # Data
 # ======================================================================================================================
+
+
+def architecture(changes: Sequence[str]) -> tiny_prior.TinyPriorConfig:
+    """The default :class:`~csdtex.tinyprior.model.TinyPriorConfig` with ``FIELD=VALUE`` changes (``--arch``): int
+    fields take an int, tuple fields a comma-separated list of ints (``cross_attention_levels=2,3``)."""
+    import dataclasses
+
+    config = tiny_prior.TinyPriorConfig()
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    updates: dict[str, Any] = {}
+    for change in changes:
+        name, _, value = change.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in fields or not value.strip():
+            raise SystemExit(f"train_prior.py: error: --arch {change!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(sorted(fields))}")
+        current = getattr(config, name)
+        try:
+            if isinstance(current, tuple):
+                updates[name] = tuple(int(v) for v in value.split(",") if v.strip())
+            else:
+                updates[name] = type(current)(value)
+        except ValueError:
+            raise SystemExit(f"train_prior.py: error: --arch {change!r}: {value!r} is not a valid "
+                             f"{type(current).__name__}") from None
+    config = dataclasses.replace(config, **updates)
+    try:
+        config.unet_kwargs()
+    except ValueError as error:
+        raise SystemExit(f"train_prior.py: error: --arch: {error}") from None
+    return config
 
 
 def generate_parallel(
@@ -267,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.data_version,
     )
     log(f"data ready ({train_info['seconds']} s, {train_info['source']})")
-    components = tiny_prior.build_tiny_prior(None, seed=args.seed, words=vocabulary_for(args.data_version))
+    components = tiny_prior.build_tiny_prior(None, seed=args.seed, config=architecture(args.arch),
+                                             words=vocabulary_for(args.data_version))
     nouns = nouns_for(args.data_version)
     table = CaptionTable(components.tokenizer, captions, device, nouns)
     images = torch.as_tensor(images_np).to(device)

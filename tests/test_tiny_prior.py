@@ -214,3 +214,16 @@ def test_train_script_cuda_graph_steps(tmp_path, importable_train_prior):
         assert losses[-10:].mean() < 0.95 * losses[:5].mean()
     ratio = np.mean(graphed["training"]["losses"][-20:]) / np.mean(eager["training"]["losses"][-20:])
     assert 0.5 < ratio < 2.0
+
+
+def test_train_script_architecture_changes(importable_train_prior):
+    """--arch FIELD=VALUE changes the TinyPriorConfig the script builds (tuples as comma lists); unknown fields,
+    bad values and inconsistent shapes stop with one line."""
+    train_prior = importable_train_prior
+    assert train_prior.architecture([]) == T.TinyPriorConfig()
+    config = train_prior.architecture(["cross_attention_levels=2,3", "text-layers=4"])
+    assert config.cross_attention_levels == (2, 3) and config.text_layers == 4
+    assert config.unet_kwargs()["down_block_types"][2] == "CrossAttnDownBlock2D"
+    for bad in (["depth=3"], ["text_layers=four"], ["layers_per_block=1,1"], ["text_layers="]):
+        with pytest.raises(SystemExit, match="--arch"):
+            train_prior.architecture(bad)
