@@ -134,9 +134,14 @@ def test_paired_difference_ci(fidelity):
 
 
 def test_argument_errors(fidelity, tmp_path, capsys):
-    with pytest.raises(SystemExit) as error:  # the shipped classifier has label set 1
-        fidelity.parse_args(["--methods", "reference", "--prompt-set", "materials", "--data-version", "2"])
+    v1_classifier = str(A.default_weights_path(1))
+    with pytest.raises(SystemExit) as error:  # the label-set-1 classifier has no material labels
+        fidelity.parse_args(["--methods", "reference", "--prompt-set", "materials", "--data-version", "2",
+                             "--classifier", v1_classifier])
     assert "needs a classifier with label set 2" in str(error.value) and "\n" not in str(error.value)
+    # without --classifier, --data-version 2 scores with the shipped label-set-2 classifier
+    args = fidelity.parse_args(["--methods", "reference", "--prompt-set", "materials", "--data-version", "2"])
+    assert args.prompts == 12
     with pytest.raises(SystemExit) as error:
         fidelity.parse_args(["--methods", "reference", "--prompt-set", "materials"])
     assert "needs --data-version 2" in str(error.value)

@@ -71,7 +71,9 @@ def test_every_memory_plan_gives_the_default_loss_and_gradient(priors, kind, pla
     loss, grad = _step(priors[kind], PLANS[plan])
     assert reference_grad.abs().sum() > 0
     torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-7)
+    # float32 sums in another order: elementwise rtol 1e-4, and an absolute floor of 1e-5 of the gradient's scale for
+    # elements near 0 (one such element differed by 1.6e-7, relative 4e-4, on another CPU)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-5 * float(reference_grad.abs().max()))
 
 
 class _KeptBytes(TorchDispatchMode):
