@@ -227,3 +227,16 @@ def test_train_script_architecture_changes(importable_train_prior):
     for bad in (["depth=3"], ["text_layers=four"], ["layers_per_block=1,1"], ["text_layers="]):
         with pytest.raises(SystemExit, match="--arch"):
             train_prior.architecture(bad)
+
+
+def test_prior_architecture_cost_benchmark_smoke(tmp_path):
+    """benchmarks/prior_arch_cost.py paints with every candidate architecture (1 step) and records its cost."""
+    from benchmark_scripts import load_benchmark
+
+    record = load_benchmark("prior_arch_cost").main(["--steps", "1", "--repeats", "1", "--texture-size", "32",
+                                                     "--out", str(tmp_path), "--name", "cost"])
+    saved = json.loads((tmp_path / "cost.json").read_text())
+    assert saved["variants"].keys() == record["variants"].keys() >= {"default", "xattn16"}
+    params = {name: row["parameters"] for name, row in saved["variants"].items()}
+    assert params["xattn16"] > params["default"] and params["wide"] > params["default"]
+    assert all(row["best_seconds_per_step"] > 0 for row in saved["variants"].values())
