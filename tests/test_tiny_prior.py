@@ -240,3 +240,25 @@ def test_prior_architecture_cost_benchmark_smoke(tmp_path):
     params = {name: row["parameters"] for name, row in saved["variants"].items()}
     assert params["xattn16"] > params["default"] and params["wide"] > params["default"]
     assert all(row["best_seconds_per_step"] > 0 for row in saved["variants"].values())
+
+
+def test_word_order_probe_reads_the_training_data_and_runs_on_a_prior(tmp_path, built):
+    """benchmarks/prior_word_order.py's measure on data-version-2 renders of dotted objects (colours[0] is the base,
+    the caption's order): the base colour holds most of the A/B pixels, so a prior that learned the data would show
+    a large response; the script runs end to end on a (random) prior folder."""
+    from benchmark_scripts import load_benchmark
+
+    probe = load_benchmark("prior_word_order")
+    images, _, metadata = synthetic.generate_dataset(300, seed=9, split="test", views_per_object=1, data_version=2)
+    chosen = [i for i, m in enumerate(metadata) if m["texture"]["pattern"] == "dots"
+              and not set(m["texture"]["colors"]) & {"white", "black", "gray"}]
+    assert len(chosen) >= 15
+    shares = [probe.base_colour_shares(images[i : i + 1], *(np.asarray(T.COLORS[c], np.float32)
+                                                           for c in metadata[i]["texture"]["colors"][:2]), 0.35)[0]
+              for i in chosen]  # fmt: skip
+    assert np.mean(shares) > 0.75 and np.mean(np.array(shares) > 0.5) > 0.85
+    _, folder = built
+    record = probe.main([str(folder), "--samples", "2", "--steps", "2", "--out", str(tmp_path), "--name", "wo"])
+    entry = record["priors"][str(folder)]
+    assert len(entry["pairs"]) == len(probe.PAIRS) and -1.0 <= entry["mean_response"] <= 1.0
+    assert (tmp_path / "wo.json").is_file()
