@@ -12,6 +12,11 @@ named base colour. Backgrounds of the prior's samples are random colours, so pai
 This isolates the prior from score distillation: if the response is ~0 here, no painting method can recover word
 order from that prior. Two-core CPU: about a minute per prior.
 
+It also reports where the order is lost: **encoder role cosine** = cosine similarity between the text encoder's
+output state of colour word A when A is the base and when A is the dots' colour (averaged over both words of a pair).
+Near 1, the encoder gives a colour word the same state whatever its role, and since the UNet's cross-attention has
+no position information of its own (keys and values are the token states), the UNet then sees a bag of words.
+
 Example::
 
     python benchmarks/prior_word_order.py assets/priors/tiny out/tiny_v2 --name prior_word_order_cpu
@@ -51,6 +56,27 @@ def base_colour_shares(images: np.ndarray, color_a: np.ndarray, color_b: np.ndar
     return np.where(a + b > 0, a / np.maximum(a + b, 1), 0.5)
 
 
+def role_cosine(components, first: str, second: str, words: Sequence[str]) -> float:
+    """Mean over ``words`` of the cosine similarity between the text encoder's output state of each word in prompt
+    ``first`` and in prompt ``second`` (the first occurrence of the word's token in each); in [-1, 1]."""
+    from csdtex.tinyprior import model as tiny_model
+
+    ids, mask = tiny_model.tokenize(components.tokenizer, [first, second])
+    encoder = components.text_encoder
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        states = encoder(input_ids=ids.to(encoder.device), attention_mask=mask.to(encoder.device)).last_hidden_state
+    encoder.train(was_training)
+    cosines = []
+    tokens = [[t.lstrip("\u2581") for t in components.tokenizer.convert_ids_to_tokens(row)] for row in ids]
+    for word in words:
+        positions = [tokens[k].index(word) for k in range(2)]
+        cosines.append(float(torch.nn.functional.cosine_similarity(states[0, positions[0]], states[1, positions[1]],
+                                                                   dim=0)))
+    return float(np.mean(cosines))
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     from csdtex.fileio import write_text_atomic
     from csdtex.tinyprior import model as tiny_model
@@ -68,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.perf_counter()
     results: dict[str, dict] = {}
     print(f"{'prior':<28} {'pair':<16} {'share_A (A base)':>16} {'share_A (B base)':>16} {'response':>9} "
-          f"{'majority right':>15}")
+          f"{'majority right':>15} {'encoder role cos':>17}")
     for folder in args.priors:
         components = tiny_model.load_components(folder)
         rows = []
@@ -81,14 +107,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
             second = base_colour_shares(images[args.samples :], color_a, color_b, args.radius)
             row = {"pair": [a, b], "prompts": prompts, "share_a_when_a_is_base": float(first.mean()),
                    "share_a_when_b_is_base": float(second.mean()), "response": float(first.mean() - second.mean()),
-                   "majority_right": float(((first > 0.5).sum() + (second < 0.5).sum()) / (2 * args.samples))}
+                   "majority_right": float(((first > 0.5).sum() + (second < 0.5).sum()) / (2 * args.samples)),
+                   "encoder_role_cosine": role_cosine(components, prompts[0], prompts[1], (a, b))}
             rows.append(row)
             print(f"{Path(folder).name:<28} {a + '/' + b:<16} {row['share_a_when_a_is_base']:>16.2f} "
-                  f"{row['share_a_when_b_is_base']:>16.2f} {row['response']:>+9.2f} {row['majority_right']:>15.2f}")
+                  f"{row['share_a_when_b_is_base']:>16.2f} {row['response']:>+9.2f} {row['majority_right']:>15.2f} "
+                  f"{row['encoder_role_cosine']:>17.4f}")
         results[str(folder)] = {"pairs": rows, "mean_response": float(np.mean([r["response"] for r in rows])),
-                                "mean_majority_right": float(np.mean([r["majority_right"] for r in rows]))}
+                                "mean_majority_right": float(np.mean([r["majority_right"] for r in rows])),
+                                "mean_encoder_role_cosine": float(np.mean([r["encoder_role_cosine"] for r in rows]))}
         print(f"{Path(folder).name:<28} {'mean':<16} {'':>16} {'':>16} {results[str(folder)]['mean_response']:>+9.2f} "
-              f"{results[str(folder)]['mean_majority_right']:>15.2f}")
+              f"{results[str(folder)]['mean_majority_right']:>15.2f} "
+              f"{results[str(folder)]['mean_encoder_role_cosine']:>17.4f}")
     used = argv if argv is not None else sys.argv[1:]
     record = {"command": "python benchmarks/prior_word_order.py " + " ".join(used),
               "samples": args.samples, "steps": args.steps, "radius": args.radius, "seed": args.seed,

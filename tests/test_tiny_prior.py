@@ -261,4 +261,8 @@ def test_word_order_probe_reads_the_training_data_and_runs_on_a_prior(tmp_path, 
     record = probe.main([str(folder), "--samples", "2", "--steps", "2", "--out", str(tmp_path), "--name", "wo"])
     entry = record["priors"][str(folder)]
     assert len(entry["pairs"]) == len(probe.PAIRS) and -1.0 <= entry["mean_response"] <= 1.0
+    assert -1.0 <= entry["mean_encoder_role_cosine"] <= 1.0 + 1e-6
+    components, _ = built
+    same = probe.role_cosine(components, "a red object with blue dots", "a red object with blue dots", ("red",))
+    assert same == pytest.approx(1.0, abs=1e-5)
     assert (tmp_path / "wo.json").is_file()
