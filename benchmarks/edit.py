@@ -479,20 +479,13 @@ def _settings(args: argparse.Namespace, mesh_names: list[str]) -> dict[str, Any]
         "meshes": mesh_names,
         "locked_fraction": args.locked_fraction, "frames": args.frames, "seed": args.seed, "device": str(device),
         "gpu": gpu, "renderer": fidelity._WORKER.get("backend") or "auto (in workers)",
-        "classifier": str(args.classifier or _relative(attributes.default_weights_path())),
+        "classifier": str(args.classifier or fidelity.relative_to_checkout(attributes.default_weights_path())),
         "scoring": "colour read: the top colour of the view-averaged sigmoid probabilities is the asked colour "
                    "(attributes.colors_correct(probs, [colour]), fidelity's rule with k = 1)",
         "prompts": 'paint "a {A} object"; edit to "a {B} object" with source "a {A} object"',
         "render": f"turntable, {args.frames} views, 64x64, albedo over white, elevation 15 deg (fidelity.py)",
         "python": platform.python_version(), "torch": torch.__version__, "host_cpus": _cpu_count(),
     }  # fmt: skip
-
-
-def _relative(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(ROOT)
-    except ValueError:
-        return path
 
 
 def _cpu_count() -> int | None:

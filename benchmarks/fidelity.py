@@ -600,7 +600,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown or not args.methods:
         p.error(f"--methods: choose from {METHODS}, got {args.methods}")
     if args.classifier is None and args.data_version == 2:
-        args.classifier = str(_relative_to_root(attributes.default_weights_path(2)))
+        args.classifier = str(relative_to_checkout(attributes.default_weights_path(2)))
     args.prompt_sets = [name.strip() for name in args.prompt_set.split(",") if name.strip()]
     unknown_sets = [name for name in args.prompt_sets if name not in PROMPT_SETS]
     if unknown_sets or not args.prompt_sets or len(set(args.prompt_sets)) != len(args.prompt_sets):
@@ -632,7 +632,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _relative_to_root(path: Path) -> Path:
+def relative_to_checkout(path: Path) -> Path:
     """``path`` relative to the checkout when it lies inside it (shorter records), else as it is."""
     try:
         return path.resolve().relative_to(ROOT)

@@ -15,7 +15,6 @@ Example (2-core CPU, about 4 minutes)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -40,9 +39,9 @@ VARIANTS: dict[str, list[str]] = {
 def main(argv: Sequence[str] | None = None) -> dict:
     import csdtex
     from csdtex.config import PaintConfig
-    from csdtex.fileio import write_text_atomic
     from csdtex.tinyprior import model as tiny_model
     from csdtex.tinyprior.vocabulary import vocabulary_for
+    from common import write_json
     from train_prior import architecture
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -78,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "steps": args.steps, "repeats": args.repeats, "texture_size": args.texture_size,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "variants": rows,
               "seconds": round(time.perf_counter() - start, 1)}
-    path = write_text_atomic(Path(args.out) / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
+    path = write_json(Path(args.out) / f"{args.name}.json", record)
     print(f"wrote {path}")
     return record
 

@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/common.py
 
 PAIRS: tuple[tuple[str, str], ...] = (("yellow", "blue"), ("red", "green"), ("orange", "purple"), ("pink", "cyan"))
 """(A, B) colour words; both orders are sampled."""
@@ -78,7 +78,7 @@ def role_cosine(components, first: str, second: str, words: Sequence[str]) -> fl
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    from csdtex.fileio import write_text_atomic
+    from common import write_json
     from csdtex.tinyprior import model as tiny_model
     from csdtex.tinyprior.vocabulary import COLORS
 
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     record = {"command": "python benchmarks/prior_word_order.py " + " ".join(used),
               "samples": args.samples, "steps": args.steps, "radius": args.radius, "seed": args.seed,
               "torch": torch.__version__, "priors": results, "seconds": round(time.perf_counter() - start, 1)}
-    path = write_text_atomic(Path(args.out) / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
+    path = write_json(Path(args.out) / f"{args.name}.json", record)
     print(f"wrote {path}")
     return record
 

@@ -302,6 +302,7 @@ def write_readme(path: Path, record: dict[str, Any], weights_bytes: int) -> Path
     ])
     recall = ", ".join(f"{c} {_pct(v)}" for c, v in e["color_recall"].items())
     d = record["data"]
+    distance, elevation = d["cameras"]["distance"], d["cameras"]["elevation_deg"]
     text = f"""# Attribute classifier (fidelity benchmark)
 
 A small CNN (`csdtex.tinyprior.attributes.AttributeClassifier`, {record['parameters']:,} parameters,
@@ -331,8 +332,8 @@ object; evaluation: {d['views_per_object']['eval']}), on the splits the built-in
 ({d['train']['test']} images) + `held_out` ({d['train']['held_out']} images) from seed {d['train']['seed']} for
 training; evaluation on {d['eval']['test']} + {d['eval']['held_out']} images of the same splits from seed
 {d['eval']['seed']} (disjoint objects and meshes). Backgrounds white or random colour (1/2 each),
-{d['lit_probability']:.0%} lit views, cameras at distance {d['cameras']['distance'][0]:g}..{d['cameras']['distance'][1]:g}, elevation
-{d['cameras']['elevation_deg'][0]:g}..{d['cameras']['elevation_deg'][1]:g} degrees. Augmentation: flips,
+{d['lit_probability']:.0%} lit views, cameras at distance {distance[0]:g}..{distance[1]:g}, elevation
+{elevation[0]:g}..{elevation[1]:g} degrees. Augmentation: flips,
 scale / shift, blur, noise.
 {record['epochs_run']} epochs, batch {record['batch']}, AdamW lr {record['lr']}, one-cycle schedule.
 

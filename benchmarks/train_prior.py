@@ -175,7 +175,7 @@ def architecture(changes: Sequence[str]) -> tiny_prior.TinyPriorConfig:
     import dataclasses
 
     config = tiny_prior.TinyPriorConfig()
-    fields = {f.name: f for f in dataclasses.fields(config)}
+    fields = {f.name for f in dataclasses.fields(config)}
     updates: dict[str, Any] = {}
     for change in changes:
         name, _, value = change.partition("=")
@@ -263,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the training (see the module docstring) and return the record also written to ``training.json``."""
     t_start = time.perf_counter()
     args = parse_args(argv)
+    prior_config = architecture(args.arch)  # a bad --arch stops here, before any data is rendered
     try:
         device = resolve_device(args.device)
     except CsdtexError as error:
@@ -301,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.data_version,
     )
     log(f"data ready ({train_info['seconds']} s, {train_info['source']})")
-    components = tiny_prior.build_tiny_prior(None, seed=args.seed, config=architecture(args.arch),
+    components = tiny_prior.build_tiny_prior(None, seed=args.seed, config=prior_config,
                                              words=vocabulary_for(args.data_version))
     nouns = nouns_for(args.data_version)
     table = CaptionTable(components.tokenizer, captions, device, nouns)

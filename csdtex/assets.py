@@ -31,6 +31,7 @@ CLASSIFIER_V2_PARTS: tuple[str, ...] = ("classifier_v2",)
 """Where the label-set-2 attribute classifier (data version 2: ten patterns, materials included) lives below an asset
 root: ``assets/classifier_v2`` in a source checkout, ``<prefix>/share/csdtex/classifier_v2`` in a wheel."""
 
+
 def asset_roots() -> list[Path]:
     """Folders that may hold csdtex's shipped assets, in search order, without duplicates.
 

@@ -161,6 +161,21 @@ def make_cameras(
     )
 
 
+def draw_camera_parameters(
+    batch_size: int, generator: torch.Generator, ranges: CameraRanges | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``batch_size`` random camera parameters, uniform in each range of ``ranges``, drawn on the CPU from
+    ``generator`` (a CPU ``torch.Generator``) in a fixed order: (elevation_deg, azimuth_deg, distance, fov_deg),
+    float32 [B] each."""
+    ranges = ranges or CameraRanges()
+
+    def uniform(bounds: tuple[float, float]) -> torch.Tensor:
+        low, high = bounds
+        return low + (high - low) * torch.rand(batch_size, generator=generator)
+
+    return uniform(ranges.elevation_deg), uniform(ranges.azimuth_deg), uniform(ranges.distance), uniform(ranges.fov_deg)
+
+
 def sample_cameras(
     batch_size: int,
     generator: torch.Generator,
@@ -170,21 +185,9 @@ def sample_cameras(
     """``batch_size`` random cameras, uniform in each range of ``ranges``.
 
     Random numbers are drawn on the CPU from ``generator`` (a CPU ``torch.Generator``) so that a seed gives the same
-    views on every device; the cameras are then moved to ``device``.
+    views on every device (:func:`draw_camera_parameters`); the cameras are then moved to ``device``.
     """
-    ranges = ranges or CameraRanges()
-
-    def uniform(bounds: tuple[float, float]) -> torch.Tensor:
-        low, high = bounds
-        return low + (high - low) * torch.rand(batch_size, generator=generator)
-
-    return make_cameras(
-        uniform(ranges.elevation_deg),
-        uniform(ranges.azimuth_deg),
-        uniform(ranges.distance),
-        uniform(ranges.fov_deg),
-        device=device,
-    )
+    return make_cameras(*draw_camera_parameters(batch_size, generator, ranges), device=device)
 
 
 def orbit_cameras(

@@ -32,11 +32,12 @@ Definitions (angles in degrees, cameras as in :mod:`csdtex.cameras`; the mesh is
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
 
-from csdtex.cameras import CameraRanges, Cameras, make_cameras
+from csdtex.cameras import CameraRanges, Cameras, draw_camera_parameters, make_cameras
 from csdtex.render import rasterize
 from csdtex.render.mesh import RenderMesh
 
@@ -307,17 +308,10 @@ class CoverageSampler:
 
     def sample(self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Cameras:
         """``batch_size`` cameras drawn on the CPU from ``generator`` (a CPU generator), in a fixed order: the uniform
-        ranges' elevation, azimuth, distance and field of view (as :func:`csdtex.cameras.sample_cameras`), then the
-        mixture choice, the cell and the position inside the cell. Moved to ``device`` after."""
-
-        def uniform(bounds: tuple[float, float]) -> torch.Tensor:
-            low, high = bounds
-            return low + (high - low) * torch.rand(batch_size, generator=generator)
-
-        elevation = uniform(self.ranges.elevation_deg)
-        azimuth = uniform(self.ranges.azimuth_deg)
-        distance = uniform(self.ranges.distance)
-        fov = uniform(self.ranges.fov_deg)
+        ranges' elevation, azimuth, distance and field of view (:func:`csdtex.cameras.draw_camera_parameters`, as
+        :func:`csdtex.cameras.sample_cameras`), then the mixture choice, the cell and the position inside the cell.
+        Moved to ``device`` after."""
+        elevation, azimuth, distance, fov = draw_camera_parameters(batch_size, generator, self.ranges)
         pick = torch.rand(batch_size, generator=generator) < self.share
         cell = torch.searchsorted(self._cdf, torch.rand(batch_size, generator=generator, dtype=torch.float64),
                                   right=True).clamp(max=len(self._cdf) - 1)
@@ -346,8 +340,6 @@ def build_coverage_sampler(render_mesh: RenderMesh, ranges: CameraRanges, option
     Deterministic for a mesh, options and ``seed`` (the surface samples come from a CPU generator seeded with
     ``seed``; the run's own generator is not touched). Rasterizes on the mesh's device with ``backend``.
     """
-    import time
-
     start = time.perf_counter()
     samples = sample_surface(render_mesh, options.surface_points, torch.Generator().manual_seed(seed))
     cells = candidate_cells(ranges, options)

@@ -452,9 +452,9 @@ def generate_dataset_parallel(
             done += len(images)
             if progress:
                 print(f"  synthetic data: {done}/{num_images} images", flush=True)
-    ordered = [parts[first] for first in sorted(parts)]
-    images = np.concatenate([p[0] for p in ordered]) if ordered else np.zeros((0, 64, 64, 3), np.uint8)
-    return images, [c for p in ordered for c in p[1]], [m for p in ordered for m in p[2]]
+    ordered = [parts[first] for first in sorted(parts)]  # at least one chunk: num_images >= 64 * views here
+    return (np.concatenate([p[0] for p in ordered]), [c for p in ordered for c in p[1]],
+            [m for p in ordered for m in p[2]])
 
 
 # ======================================================================================================================
