@@ -64,7 +64,15 @@ from csdtex.fileio import atomic_path, write_text_atomic  # noqa: E402
 from csdtex.tinyprior import model as tiny_prior  # noqa: E402
 from csdtex.tinyprior import synthetic  # noqa: E402
 from csdtex.tinyprior.report import draw_loss_curve, image_grid, readme_text  # noqa: E402
-from csdtex.tinyprior.training import CaptionTable, ema_update, heldout_loss, images_to_model, learning_rate  # noqa: E402
+from csdtex.tinyprior.training import (  # noqa: E402
+    CaptionTable,
+    RoleHead,
+    ema_update,
+    heldout_loss,
+    images_to_model,
+    learning_rate,
+    role_loss,
+)
 from csdtex.tinyprior.vocabulary import nouns_for, vocabulary_for  # noqa: E402
 
 DEFAULT_SAMPLE_PROMPTS: tuple[str, ...] = (
@@ -158,6 +166,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch", action="append", default=[], metavar="FIELD=VALUE",
                    help="architecture change from the default TinyPriorConfig (repeatable; tuples as comma lists), "
                         "e.g. --arch cross_attention_levels=2,3 --arch text_layers=4")
+    p.add_argument("--role-loss", type=float, default=0.0,
+                   help="weight of the word-order loss: a linear read-out of each colour word's role (base / top vs "
+                        "dots / bottom) from the text encoder's states, trained with the prior (0 = off, as shipped)")
     p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
                    help="synthetic data version: 1 = the shipped prior's data and vocabulary, 2 = issue #15's shapes, "
                         "materials, role-bearing captions and contrasting pairs (VOCABULARY_V2 tokenizer)")
@@ -305,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     components = tiny_prior.build_tiny_prior(None, seed=args.seed, config=prior_config,
                                              words=vocabulary_for(args.data_version))
     nouns = nouns_for(args.data_version)
-    table = CaptionTable(components.tokenizer, captions, device, nouns)
+    table = CaptionTable(components.tokenizer, captions, device, nouns, args.data_version,
+                         role_labels=args.role_loss > 0)
+    if table.roles is not None:
+        labelled = float((table.roles[table.index] != -100).any(dim=1).float().mean())
+        log(f"role labels: {labelled:.1%} of training captions name a colour role")
     images = torch.as_tensor(images_np).to(device)
     if eval_np is not None:
         eval_table = CaptionTable(components.tokenizer, eval_captions, device, nouns)
@@ -315,7 +330,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unet, text_encoder = components.unet.to(device).train(), components.text_encoder.to(device).train()
     if cuda:
         unet.to(memory_format=torch.channels_last)
+    role_head = RoleHead(prior_config.text_width).to(device) if args.role_loss > 0 else None
     params = list(unet.parameters()) + list(text_encoder.parameters())
+    if role_head is not None:
+        params += list(role_head.parameters())
     # On CUDA the whole step (batch sampling, forward, backward, clipping, AdamW) is captured once as a CUDA graph
     # and replayed: the model is so small that eager PyTorch is bound by Python and kernel launches (measured on an
     # H100: ~35 ms of GPU work per batch-256 step took 83-118 ms of wall time eagerly). The learning rate is then a
@@ -339,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     step = 0
     losses: list[float] = []
+    role_losses: list[float] = []
     eval_losses: list[tuple[int, float]] = []
     if args.resume:
         if not args.state or not Path(args.state).is_file():
@@ -347,6 +366,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         unet.load_state_dict(state["unet"]), text_encoder.load_state_dict(state["text_encoder"])
         if use_ema:
             ema_unet.load_state_dict(state["ema_unet"]), ema_text.load_state_dict(state["ema_text_encoder"])
+        if role_head is not None:
+            if "role_head" not in state:
+                raise SystemExit("--resume: the state was saved without --role-loss")
+            role_head.load_state_dict(state["role_head"])
         optimizer.load_state_dict(state["optimizer"])
         step, losses = int(state["step"]), [float(v) for v in state["losses"]]
         eval_losses = [(int(s), float(v)) for s, v in state.get("eval_losses", [])]
@@ -365,11 +388,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 group["lr"] = value
 
     def train_step(gen: torch.Generator | None) -> torch.Tensor:
-        """One optimizer step on a fresh random batch (gradients must be None or zero); returns the loss (device)."""
+        """One optimizer step on a fresh random batch (gradients must be None or zero); returns float32 [2] on the
+        device: the diffusion loss and the role loss (0 without ``--role-loss``)."""
         rows = torch.randint(0, n, (batch,), generator=gen, device=device)
         flip = None if args.no_flip else torch.rand(batch, generator=gen, device=device) < 0.5
         x = images_to_model(images[rows], flip)
-        ids, mask = table.batch(rows, args.caption_dropout, args.unk_noun, gen)
+        ids, mask, caption_rows = table.batch(rows, args.caption_dropout, args.unk_noun, gen)
         t = torch.randint(0, num_timesteps, (batch,), generator=gen, device=device)
         noise = torch.randn(x.shape, generator=gen, device=device)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
@@ -380,17 +404,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             text = text_encoder(ids, attention_mask=mask)[0]
             eps = forward_unet(x_t, t, encoder_hidden_states=text).sample
         loss = F.mse_loss(eps.float(), noise)
-        loss.backward()
+        if role_head is not None:
+            with autocast:
+                logits = role_head(text)
+            role = role_loss(logits, table.roles[caption_rows])
+            (loss + args.role_loss * role).backward()
+        else:
+            role = torch.zeros((), device=device)
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        return loss.detach()
+        return torch.stack([loss.detach(), role.detach()])
 
     pending: list[torch.Tensor] = []
 
     def flush_losses() -> None:
         """Move the losses still on the device into ``losses`` (one host sync for many steps)."""
         if pending:
-            losses.extend(torch.stack(pending).float().cpu().tolist())
+            values = torch.stack(pending).float().cpu()
+            losses.extend(values[:, 0].tolist())
+            role_losses.extend(values[:, 1].tolist())
             pending.clear()
 
     def checkpoint(final: bool) -> None:
@@ -404,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             }  # fmt: skip
             if use_ema:
                 state.update(ema_unet=ema_unet.state_dict(), ema_text_encoder=ema_text.state_dict())
+            if role_head is not None:
+                state["role_head"] = role_head.state_dict()
             with atomic_path(args.state) as tmp:
                 torch.save(state, tmp)
 
@@ -463,7 +498,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if verbose and (step % args.log_every == 0 or step == 1):
             flush_losses()
             recent = losses[-args.log_every :]
-            log(f"step {step}/{horizon}  loss {np.mean(recent):.4f}  lr {learning_rate(step - 1, horizon, args.lr, args.warmup):.2e}")
+            role_text = f"  role loss {np.mean(role_losses[-args.log_every:]):.4f}" if role_head is not None else ""
+            log(f"step {step}/{horizon}  loss {np.mean(recent):.4f}{role_text}  "
+                f"lr {learning_rate(step - 1, horizon, args.lr, args.warmup):.2e}")
         if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.steps:
             if eval_np is not None:
                 eval_losses.append((step, heldout_loss(ema_unet, ema_text, eval_images, eval_table, alphas_cumprod,
@@ -524,6 +561,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "eval_losses": eval_losses, "autocast": cuda, "compiled": bool(args.compile),
             "cuda_graph": graph is not None,
             "losses": [round(v, 5) for v in losses],
+            "role_loss_weight": args.role_loss,
+            "final_role_loss": float(np.mean(role_losses[-100:])) if role_head is not None and role_losses else None,
         },  # fmt: skip
         "samples": {"prompts": prompts, "steps": sample_steps, "guidance_scale": args.guidance_scale,
                     "per_prompt": per_prompt, "seconds": round(sample_seconds, 1)},  # fmt: skip

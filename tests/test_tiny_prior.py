@@ -178,6 +178,24 @@ def test_train_script_smoke(tmp_path):
     assert again["data"]["train"]["source"] == str(cache)
 
 
+def test_train_script_role_loss_smoke(tmp_path):
+    """--role-loss with the neighbour init: the role loss is recorded and finite; the saved prior keeps its
+    config (the read-out head is not part of the prior)."""
+    train_prior = _train_prior_module()
+    out = tmp_path / "tiny_roles"
+    argv = ["--out", str(out), "--device", "cpu", "--images", "96", "--steps", "12", "--batch", "16",
+            "--eval-images", "0", "--sample-steps", "1", "--samples-per-prompt", "1", "--checkpoint-every", "0",
+            "--data-version", "2", "--role-loss", "0.5", "--arch", "text_neighbour_bias=4", "--lr", "3e-3",
+            "--quiet"]  # fmt: skip
+    record = train_prior.main(argv)
+    training = record["training"]
+    assert training["role_loss_weight"] == 0.5 and np.isfinite(training["final_role_loss"])
+    assert record["model"]["config"]["text_neighbour_bias"] == 4.0
+    assert not any("role" in p.name for p in out.rglob("*"))
+    folder = load_prior_from_folder(out)
+    assert folder.render_resolution == 64
+
+
 @pytest.fixture
 def importable_train_prior(monkeypatch):
     """The training script as module ``train_prior``, importable by the processes it spawns."""

@@ -78,6 +78,16 @@ class TinyPriorConfig:
     """T5 attention heads (d_kv = text_width / text_heads)."""
     text_ff: int = 256
     """T5 feed-forward width."""
+    text_neighbour_bias: float = 0.0
+    """Initial strength of the neighbour heads of the T5 relative position bias (0 = T5's own random init, as the
+    shipped prior): the bias starts at 0 everywhere except ``+s`` for the previous token in head 0, the next token
+    in head 1, and ``+s`` for the token itself / ``+s/2`` for both neighbours in head 2 (further heads start flat).
+    Why: with T5's near-zero random bias every head starts as an average over the whole prompt, so a colour word's
+    state is the same whether it names the base or the dots ("a red object with blue dots" / "a blue object with red
+    dots" hold the same words); the bias is the only place positions enter and its gradient is weak, so training does
+    not discover order (measured: a role read-out stays at chance, loss ~0.6, after 60 steps; with ``s = 4`` it
+    reaches 0.01 in 10 steps, ``tests/test_prior_roles.py``). Only the initialization changes; the saved model and
+    its loading are the same."""
     block_out_channels: tuple[int, ...] = (16, 32, 64, 128)
     """UNet widths at 64, 32, 16 and 8 px."""
     layers_per_block: tuple[int, ...] = (0, 1, 1, 1)
@@ -185,7 +195,7 @@ def build_tokenizer(words: Sequence[str] | None = None):
 def _build_text_encoder(config: TinyPriorConfig, vocab_size: int):
     from transformers import T5Config, T5EncoderModel
 
-    return T5EncoderModel(
+    encoder = T5EncoderModel(
         T5Config(
             vocab_size=vocab_size,
             d_model=config.text_width,
@@ -203,6 +213,34 @@ def _build_text_encoder(config: TinyPriorConfig, vocab_size: int):
             tie_word_embeddings=False,
         )
     )
+    if config.text_neighbour_bias:
+        attention = encoder.encoder.block[0].layer[0].SelfAttention
+        neighbour_bias_init(attention.relative_attention_bias.weight, config.text_neighbour_bias,
+                            attention.relative_attention_num_buckets)
+    return encoder
+
+
+def neighbour_bias_init(bias: torch.Tensor, strength: float, num_buckets: int) -> None:
+    """Set a T5 relative-attention bias table (float [num_buckets, heads], bidirectional) in place to the neighbour
+    init of :attr:`TinyPriorConfig.text_neighbour_bias` (all zero when ``strength`` is 0).
+
+    T5's bidirectional buckets: offset ``n = key position - query position``; ``n <= 0`` -> bucket ``-n`` (for
+    ``|n|`` below the exact range), ``n > 0`` -> bucket ``num_buckets // 2 + n``.
+    """
+    half = num_buckets // 2
+    heads = bias.shape[1]
+    with torch.no_grad():
+        bias.zero_()
+        if strength == 0.0:
+            return
+        previous, current, following = 1, 0, half + 1
+        if heads > 0:
+            bias[previous, 0] = strength
+        if heads > 1:
+            bias[following, 1] = strength
+        if heads > 2:
+            bias[current, 2] = strength
+            bias[previous, 2] = bias[following, 2] = strength / 2
 
 
 def _build_scheduler(config: TinyPriorConfig):

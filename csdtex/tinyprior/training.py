@@ -6,7 +6,7 @@ the model; token ids int64 [B, 77] as :func:`csdtex.tinyprior.model.tokenize` ma
 [0, T).
 
 Public API: :func:`learning_rate`, :func:`ema_update`, :class:`CaptionTable`, :func:`images_to_model`,
-:func:`heldout_loss`.
+:func:`heldout_loss`, :class:`RoleHead`, :func:`role_loss`, :data:`IGNORE_ROLE`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from csdtex.tinyprior.model import tokenize
-from csdtex.tinyprior.vocabulary import GENERIC_NOUN, SHAPES
+from csdtex.tinyprior.vocabulary import GENERIC_NOUN, NO_ROLE, SHAPES, caption_color_roles, caption_words
+
+IGNORE_ROLE = -100
+"""Role label of a token without a colour role in :attr:`CaptionTable.roles` (ignored by :func:`role_loss`)."""
 
 
 def learning_rate(step: int, horizon: int, peak: float, warmup: int, final_ratio: float = 0.1) -> float:
@@ -54,10 +57,16 @@ class CaptionTable:
             :func:`csdtex.tinyprior.vocabulary.nouns_for` (2)) and "object" replaced by ``<unk>``.
         index: int64 [N], distinct-caption row of every image.
         empty: int, the row of the empty caption ``""``.
+        roles: with ``role_labels``, int64 [U, 77], the colour role of every token (0 = base / top colour, 1 = dots /
+            bottom colour, :data:`IGNORE_ROLE` elsewhere) from :func:`csdtex.tinyprior.vocabulary.caption_color_roles`
+            for captions of ``data_version``; a caption whose tokens are not one per word (an unknown word split
+            into pieces) gets no labels. The word-order training signal of ``train_prior.py --role-loss``. None
+            without ``role_labels`` (parsing every distinct caption takes a few seconds for 200k images).
     """
 
     def __init__(
-        self, tokenizer, captions: Sequence[str], device: torch.device, nouns: Sequence[str] | None = None
+        self, tokenizer, captions: Sequence[str], device: torch.device, nouns: Sequence[str] | None = None,
+        data_version: int = 1, role_labels: bool = False,
     ) -> None:
         distinct, inverse = np.unique(np.asarray(list(captions) + [""], dtype=np.str_), return_inverse=True)
         ids, mask = tokenize(tokenizer, [str(c) for c in distinct])
@@ -69,17 +78,66 @@ class CaptionTable:
         self.ids_unk = torch.where(is_noun, tokenizer.unk_token_id, ids).to(device)
         self.index = torch.as_tensor(inverse[:-1], dtype=torch.long, device=device)
         self.empty = int(inverse[-1])
+        self.roles = (
+            _token_roles(tokenizer, [str(c) for c in distinct], ids, data_version).to(device) if role_labels else None
+        )
 
     def batch(
         self, rows: torch.Tensor, dropout: float, unk: float, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ids, mask) int64 [B, 77] for images ``rows`` with train-time caption dropout / unknown-noun replacement."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, mask) int64 [B, 77] for images ``rows`` with train-time caption dropout / unknown-noun replacement,
+        and the distinct-caption row int64 [B] used for each image (the empty caption's where dropped; index
+        :attr:`roles` with it)."""
         caption = self.index[rows]
         u = torch.rand(rows.shape[0], generator=generator, device=rows.device)
         caption = torch.where(u < dropout, torch.full_like(caption, self.empty), caption)
         use_unk = ((u >= dropout) & (u < dropout + unk)).unsqueeze(-1)
         ids = torch.where(use_unk, self.ids_unk[caption], self.ids[caption])
-        return ids, self.mask[caption]
+        return ids, self.mask[caption], caption
+
+
+def _token_roles(tokenizer, captions: Sequence[str], ids: torch.Tensor, data_version: int) -> torch.Tensor:
+    """int64 [U, 77] token roles of ``captions`` (tokenized as ``ids``), see :attr:`CaptionTable.roles`."""
+    roles = torch.full(ids.shape, IGNORE_ROLE, dtype=torch.long)
+    for row, caption in enumerate(captions):
+        labels = caption_color_roles(caption, data_version)
+        if all(label == NO_ROLE for label in labels):
+            continue
+        words = caption_words(caption)
+        pieces = tokenizer.convert_ids_to_tokens(ids[row, : len(words)].tolist())
+        if [p.lstrip("\u2581") for p in pieces] != words:  # not one token per word: no labels
+            continue
+        for position, label in enumerate(labels):
+            if label != NO_ROLE:
+                roles[row, position] = label
+    return roles
+
+
+class RoleHead(torch.nn.Module):
+    """A linear read-out of a colour word's role from the text encoder's output state (training only; not saved in
+    the prior): float [B, 77, D] -> logits float [B, 77, 2] (role 0 = base / top, 1 = dots / bottom).
+
+    Why: the text encoder of a prior trained on the diffusion loss alone gives a colour word the same state whatever
+    its role (cosine 0.9998-0.9999 between "red" as base and as dots, ``benchmarks/prior_word_order.py``), so the
+    UNet's cross-attention, which has no positions of its own, sees a bag of words. Asking the states to tell the
+    role apart makes the role linearly readable from the keys and values the UNet attends to.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(width, 2)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.linear(states)
+
+
+def role_loss(logits: torch.Tensor, roles: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the role logits (float [B, 77, 2]) over the tokens with a role (int64 [B, 77];
+    :data:`IGNORE_ROLE` elsewhere); 0 when no token has one. No host synchronization (safe in a CUDA graph)."""
+    labelled = roles != IGNORE_ROLE
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), roles.clamp(min=0).flatten(), reduction="none")
+    weights = labelled.flatten().float()
+    return (per_token * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 def images_to_model(images_u8: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,6 +14,9 @@ Data version 2 (issue #15; the constants above are version 1's and unchanged): :
 :data:`PATTERNS_V2`, :data:`ONE_COLOR_PATTERNS`, :data:`SHAPE_NOUNS_V2`, :data:`ROLE_PATTERNS`,
 :data:`CAPTION_TEMPLATES_V2`, :data:`DIRECTION_TEMPLATES`, :data:`VOCABULARY_V2`, :data:`DATA_VERSIONS`,
 :func:`vocabulary_for`, :func:`patterns_for`, :func:`nouns_for`.
+
+Colour roles of a caption (the built-in prior's word-order training signal, issue #15): :data:`ROLE_LABELLED_PATTERNS`,
+:data:`NO_ROLE`, :func:`caption_color_roles`.
 """
 
 from __future__ import annotations
@@ -235,3 +238,74 @@ def prior_vocabulary_entries(words: Iterable[str] | None = None) -> dict[str, An
     :mod:`csdtex.guidance.vocabulary`)."""
     words = list(VOCABULARY if words is None else words)
     return runtime_vocabulary.vocabulary_entries(words, vocabulary_groups(words))
+
+
+# ======================================================================================================================
+# Colour roles of a caption (issue #15: word order)
+# ======================================================================================================================
+
+NO_ROLE = -1
+"""Role label of a word that is not a colour with a role (:func:`caption_color_roles`)."""
+
+ROLE_LABELLED_PATTERNS: frozenset[str] = frozenset(("dots", "gradient", "halves", "solid") + tuple(MATERIALS))
+"""Patterns whose colour words get a role label in :func:`caption_color_roles`: the two colours of dots (base /
+dots), gradients and halves (top / bottom) play visibly different parts, and the one colour of solid and material
+captions is the base colour. Stripes and checkerboards are left out: which of their two colours is named first does
+not change how the texture looks (a stripe direction is a word of its own)."""
+
+
+def _template_words(template: str) -> list[str]:
+    """A caption template split like a caption, keeping the placeholders (``{c0}``, ``{noun}``) as words."""
+    return re.findall(r"\{[a-z0-9]+\}|[a-z]+|[^\sa-z{}]", template)
+
+
+def _role_templates(data_version: int) -> tuple[tuple[str, list[str]], ...]:
+    templates = CAPTION_TEMPLATES if data_version == 1 else CAPTION_TEMPLATES_V2
+    return tuple((pattern, _template_words(t)) for pattern, group in templates.items() for t in group)
+
+
+def caption_color_roles(caption: str, data_version: int = 1) -> list[int]:
+    """The role of every word of a training caption: 0 = the base colour (dots' base, the top of a gradient or of
+    halves, the colour of a solid or material object), 1 = the second colour (the dots, the bottom), :data:`NO_ROLE`
+    for every other word.
+
+    The caption is split with :func:`caption_words` (so position ``i`` of the result is word ``i``, and, with the
+    tiny prior's one-token-per-word tokenizer, token ``i``) and matched word by word against every caption template
+    of ``data_version`` (``{c0}`` / ``{c1}`` match a colour word, ``{noun}`` a shape noun or ``object``,
+    ``{direction}`` a stripe direction, ``a`` also ``an``; a view suffix may follow). A caption that no template
+    matches, that matches templates disagreeing on a role, or whose pattern is not in
+    :data:`ROLE_LABELLED_PATTERNS` (stripes, checkerboard) gets :data:`NO_ROLE` everywhere, as does ``""``.
+
+    Example: ``"blue dots on a red box, side view"`` -> ``[1, -1, -1, -1, 0, -1, -1, -1, -1]`` (``blue`` names the
+    dots, ``red`` the base).
+    """
+    words = caption_words(caption)
+    roles = [NO_ROLE] * len(words)
+    if not words:
+        return roles
+    nouns = frozenset(nouns_for(data_version) + (GENERIC_NOUN,))
+    suffixes = [caption_words(s) for s in VIEW_SUFFIXES]
+    found: list[list[int]] = []
+    for pattern, template in _role_templates(data_version):
+        body = len(template)
+        if body > len(words) or (body < len(words) and words[body:] not in suffixes):
+            continue
+        labels = [NO_ROLE] * len(words)
+        for index, (slot, word) in enumerate(zip(template, words)):
+            if slot in ("{c0}", "{c1}"):
+                if word not in COLORS:
+                    break
+                labels[index] = 0 if slot == "{c0}" else 1
+            elif slot == "{noun}":
+                if word not in nouns:
+                    break
+            elif slot == "{direction}":
+                if word not in STRIPE_DIRECTIONS:
+                    break
+            elif word != slot and not (slot == "a" and word == "an"):
+                break
+        else:
+            found.append(labels if pattern in ROLE_LABELLED_PATTERNS else [NO_ROLE] * len(words))
+    if not found or any(labels != found[0] for labels in found[1:]):
+        return roles
+    return found[0]
