@@ -2,15 +2,18 @@
 
     python benchmarks/speed.py --device cuda                       # SD-2.1-base architecture (random weights), fp16
     python benchmarks/speed.py --device cuda --low-vram            # ... and the same with --low-vram, in one report
+    python benchmarks/speed.py --device cuda --compile-encoder     # ... and with the VAE encoder compiled (eager vs
+                                                                   # compiled in one report)
     python benchmarks/speed.py --device cuda --prior if --low-vram # DeepFloyd IF-I-XL UNet (random weights), fp16
     python benchmarks/speed.py --device cuda --prior tiny          # the built-in prior on CUDA
     python benchmarks/speed.py --device cpu --toy --low-vram --steps 2 --views 1 --warmup 1 --profile-steps 1
                                                                    # smoke run: toy-size models of the same layout
 
 Per memory plan (the default; ``--low-vram`` with ``--low-vram``; with ``--keep-all`` the default path without the
-VAE encoder's element-wise recomputation, step profile only), one JSON
+VAE encoder's element-wise recomputation, step profile only; with ``--compile-encoder`` the default path with
+``csdtex paint --compile-encoder``, the VAE encoder through ``torch.compile``), one JSON
 (``benchmarks/results/speed_<prior>_<device>.json``; the default plan's figures at the top level as before, the
-others under ``"low_vram"`` and ``"keep_all"``):
+others under ``"low_vram"``, ``"keep_all"`` and ``"compiled"``):
 
 1. **End to end**: ``csdtex paint`` as a user runs it, in a fresh process (the command line's own entry point, in a
    wrapper that only reads the process's peak GPU memory at the end), from process start to the files written:
@@ -23,6 +26,10 @@ others under ``"low_vram"`` and ``"keep_all"``):
    ``--low-vram``), field backward, optimizer. Also the number of host synchronizations per step
    (``torch.cuda.set_sync_debug_mode``) and peak GPU memory: of the steps after warm-up (``peak_gpu_memory_gib``),
    and of everything from loading the prior on (``peak_gpu_memory_with_load_gib``, with the warm-up's graph capture).
+   The wall time of the first step (``first_step_s``: CUDA-graph capture, and with ``--compile-encoder`` the
+   encoder's compilation; inductor's on-disk cache is warm by then when the end-to-end run compiled the same graphs
+   first, so the cold compilation is in the end-to-end figures) and, for ``"compiled"``, ``compile_s_estimate`` (its
+   first step minus the default's) and ``versus_default`` (per phase: default ms, compiled ms, ratio).
 3. **Compute floor**: the FLOPs of one step's UNet call and VAE-encoder forward + backward
    (``torch.utils.flop_counter``) divided by the bf16 matmul throughput measured in the same run (8192^3 GEMMs);
    the step time over that floor is the "ratio to floor".
@@ -78,13 +85,21 @@ PRIOR_FOLDERS = {
            "if-toy", build_tiny_pixel_folder),
 }
 
-PLANS: dict[str, tuple[bool, MemoryPlan | None]] = {
-    "default": (False, None),
-    "low_vram": (True, None),
-    "keep_all": (False, dataclasses.replace(DEFAULT_PLAN, recompute_elementwise=False)),
+PLANS: dict[str, tuple[bool, bool, MemoryPlan | None]] = {
+    "default": (False, False, None),
+    "low_vram": (True, False, None),
+    "keep_all": (False, False, dataclasses.replace(DEFAULT_PLAN, recompute_elementwise=False)),
+    "compiled": (False, True, None),
 }
-"""Report key -> (the run's ``low_vram``, a plan that replaces the run's own in the step profile). ``keep_all`` is
-the default path as it was before element-wise recomputation (step profile only: no command-line option runs it)."""
+"""Report key -> (the run's ``low_vram``, its ``compile_encoder``, a plan that replaces the run's own in the step
+profile). ``keep_all`` is the default path as it was before element-wise recomputation (step profile only: no
+command-line option runs it)."""
+
+COMPARED = ("encode_forward", "guidance_unet", "encode_backward")
+"""Phases of the ``"compiled"`` section's ``versus_default`` comparison (with the step and peak memory)."""
+
+COMPILE_FAILED_LINE = "compiling the VAE encoder failed"
+"""What :meth:`csdtex.guidance.priors.LatentPrior._compiled_latents` logs when it falls back to the eager encoder."""
 
 _PAINT_AND_REPORT_MEMORY = """
 import json, sys
@@ -120,9 +135,10 @@ def _gib(value: float) -> float:
     return round(value / 2**30, 3)
 
 
-def end_to_end(model: str, args: argparse.Namespace, out_dir: Path, low_vram: bool) -> dict:
+def end_to_end(model: str, args: argparse.Namespace, out_dir: Path, low_vram: bool,
+               compile_encoder: bool = False) -> dict:
     """Wall time of ``csdtex paint`` in a fresh process, the run's own phase timings and the process's peak GPU
-    memory."""
+    memory; with ``compile_encoder`` (``--compile-encoder``) also whether the encoder's compilation failed."""
     paint_args = ["paint", str(args.mesh), "a weathered bronze statue", "--model", model, "--device", args.device,
                   "--out", str(out_dir), "--quiet"]
     for flag, value in (("--steps", args.steps), ("--views-per-step", args.views),
@@ -131,6 +147,8 @@ def end_to_end(model: str, args: argparse.Namespace, out_dir: Path, low_vram: bo
             paint_args += [flag, str(value)]
     if low_vram:
         paint_args.append("--low-vram")
+    if compile_encoder:
+        paint_args.append("--compile-encoder")
     if args.config is not None:
         paint_args += ["--config", str(args.config)]
     memory_file = out_dir.parent / f"{out_dir.name}_memory.json"
@@ -147,6 +165,8 @@ def end_to_end(model: str, args: argparse.Namespace, out_dir: Path, low_vram: bo
               "run_timings_s": record["timings_s"], "steps": record["config"]["steps"],
               "seconds_per_step": record["metrics"]["seconds_per_step"]}
     result.update({key: round(value, 3) for key, value in memory.items()})
+    if compile_encoder:
+        result["encoder_compile_failed"] = COMPILE_FAILED_LINE in completed.stderr
     return result
 
 
@@ -159,9 +179,10 @@ def _free_device_memory(device: torch.device) -> None:
 
 
 def profile_phases(model: str, args: argparse.Namespace, out_dir: Path, low_vram: bool,
-                   plan: MemoryPlan | None = None, with_floor: bool = True) -> dict:
-    """Median CUDA-event milliseconds per phase of a step, host syncs per step and peak memory, for a run with
-    ``low_vram`` and its memory plan (or ``plan``); with ``with_floor`` also the compute floor."""
+                   plan: MemoryPlan | None = None, with_floor: bool = True, compile_encoder: bool = False) -> dict:
+    """Median CUDA-event milliseconds per phase of a step, host syncs per step, peak memory and the first step's wall
+    time, for a run with ``low_vram`` and ``compile_encoder`` and its memory plan (or ``plan``); with ``with_floor``
+    also the compute floor."""
     import warnings
 
     from csdtex.guidance.scores import ScoreDistillation
@@ -176,7 +197,8 @@ def profile_phases(model: str, args: argparse.Namespace, out_dir: Path, low_vram
     on_cuda = device.type == "cuda"
     base = load_config_file(args.config) if args.config is not None else PaintConfig()
     config = dataclasses.replace(base, model=model, device=args.device, views_per_step=args.views or 4,
-                                 renderer=args.renderer, checkpoint_every=0, low_vram=low_vram)
+                                 renderer=args.renderer, checkpoint_every=0, low_vram=low_vram,
+                                 compile_encoder=compile_encoder)
     run = prepare_run(args.mesh, "a weathered bronze statue", config, out_dir)
     plan = plan or run.plan
     field = seeded_field(run.config.field, 0, run.device)
@@ -213,9 +235,16 @@ def profile_phases(model: str, args: argparse.Namespace, out_dir: Path, low_vram
         optimizer.step()
         mark(8)
 
-    for index in range(args.warmup):
-        step(index, None)
     result: dict = {"memory_plan": dataclasses.asdict(plan)}
+    for index in range(args.warmup):
+        start = time.perf_counter()
+        step(index, None)
+        if index == 0:
+            if on_cuda:
+                torch.cuda.synchronize()
+            result["first_step_s"] = round(time.perf_counter() - start, 3)
+    if plan.compile_encoder and hasattr(run.prior, "encoder_compilation"):
+        result["encoder_compilation"] = run.prior.encoder_compilation
     if on_cuda:
         torch.cuda.synchronize()
         result["peak_gpu_memory_with_load_gib"] = _gib(torch.cuda.max_memory_allocated())
@@ -302,14 +331,37 @@ def _rows(report: dict, key: str, label: str) -> list[dict]:
         for name in ("peak_allocated_gib", "peak_reserved_gib"):
             if name in e2e:
                 rows.append({"what": f"{label}  process {name}", "value": str(e2e[name])})
+        if "projected_wall_s_1000_steps" in e2e:
+            rows.append({"what": f"{label}  projected to 1000 steps (+ steps x step median)",
+                         "value": f"{e2e['projected_wall_s_1000_steps']:.1f} s"})
+        if "encoder_compile_failed" in e2e:
+            rows.append({"what": f"{label}  encoder compile failed", "value": str(e2e["encoder_compile_failed"])})
     step = section["step"]
     rows += [{"what": f"{label}step phase {k}", "value": f"{v:.2f} ms"} for k, v in step["phases_ms"].items()]
     rows.append({"what": f"{label}step (wall, median)", "value": f"{step['step_ms']:.1f} ms"})
     for name in ("host_syncs_per_step", "peak_gpu_memory_gib", "peak_gpu_memory_reserved_gib",
-                 "peak_gpu_memory_with_load_gib", "peak_gpu_memory_reserved_with_load_gib", "ratio_to_floor"):
+                 "peak_gpu_memory_with_load_gib", "peak_gpu_memory_reserved_with_load_gib", "ratio_to_floor",
+                 "first_step_s", "encoder_compilation", "compile_s_estimate"):
         if name in step:
             rows.append({"what": f"{label}{name}", "value": str(step[name])})
     return rows
+
+
+def compare(default: dict, compiled: dict) -> dict:
+    """Per phase of :data:`COMPARED`, the step, peak memory and (when both ran) the end-to-end wall time: the
+    default's value, the compiled run's and their ratio (compiled / default; below 1 = the compiled run is faster or
+    smaller). Milliseconds for phases and the step, GiB for memory, seconds end to end."""
+    pairs = {f"{name}_ms": (default["step"]["phases_ms"].get(name), compiled["step"]["phases_ms"].get(name))
+             for name in COMPARED}
+    pairs["step_ms"] = (default["step"]["step_ms"], compiled["step"]["step_ms"])
+    for name in ("peak_gpu_memory_gib", "peak_gpu_memory_reserved_gib"):
+        pairs[name] = (default["step"].get(name), compiled["step"].get(name))
+    if "end_to_end" in default and "end_to_end" in compiled:
+        pairs["end_to_end_wall_s"] = (default["end_to_end"]["wall_s"], compiled["end_to_end"]["wall_s"])
+        for name in ("peak_allocated_gib", "peak_reserved_gib"):
+            pairs[f"end_to_end_{name}"] = (default["end_to_end"].get(name), compiled["end_to_end"].get(name))
+    return {name: {"default": a, "compiled": b, "ratio": round(b / a, 3) if a and b is not None else None}
+            for name, (a, b) in pairs.items() if a is not None or b is not None}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -325,7 +377,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep-all", action="store_true",
                         help="also profile the default path without element-wise recomputation in the VAE encoder "
                              "(report key 'keep_all', step profile only): what the recomputation costs and saves")
-    parser.add_argument("--steps", type=int, default=None, help="paint steps [default: the preset's]")
+    parser.add_argument("--compile-encoder", action="store_true",
+                        help="also measure everything with csdtex paint --compile-encoder (the VAE encoder through "
+                             "torch.compile; report key 'compiled', with a per-phase comparison to the default)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="paint steps of the end-to-end runs [default: the preset's]; below 1000 the report adds "
+                             "a projection to 1000 steps")
     parser.add_argument("--views", type=int, default=None)
     parser.add_argument("--texture-size", type=int, default=None)
     parser.add_argument("--renderer", default="auto")
@@ -343,27 +400,41 @@ def main(argv: list[str] | None = None) -> dict:
     model = prior_model(args)
     name = args.prior + ("-toy" if args.toy and args.prior != "tiny" else "")
     report: dict = {"environment": environment(), "device": args.device, "prior": name}
-    wanted = {"default": True, "low_vram": args.low_vram, "keep_all": args.keep_all}
+    wanted = {"default": True, "low_vram": args.low_vram, "keep_all": args.keep_all,
+              "compiled": args.compile_encoder}
     plans = [key for key in PLANS if wanted[key]]
     with tempfile.TemporaryDirectory() as work:
         for key in plans:
-            low_vram, plan = PLANS[key]
+            low_vram, compile_encoder, plan = PLANS[key]
             section = report if key == "default" else report.setdefault(key, {})
             if not args.skip_end_to_end and plan is None:
-                section["end_to_end"] = end_to_end(model, args, Path(work) / f"paint_{key}", low_vram)
+                section["end_to_end"] = end_to_end(model, args, Path(work) / f"paint_{key}", low_vram,
+                                                   compile_encoder)
             section["step"] = profile_phases(model, args, Path(work) / f"profile_{key}", low_vram, plan,
-                                             with_floor=key == "default")
+                                             with_floor=key == "default", compile_encoder=compile_encoder)
     floor = report["step"].get("floor")
-    if floor:
-        for key in plans:
-            section = report if key == "default" else report[key]
+    for key in plans:
+        section = report if key == "default" else report[key]
+        if floor:
             section["step"]["ratio_to_floor"] = round(section["step"]["step_ms"] / floor["floor_ms"], 2)
+        e2e = section.get("end_to_end")
+        if e2e is not None and e2e["steps"] < 1000:
+            e2e["projected_wall_s_1000_steps"] = round(
+                e2e["wall_s"] + (1000 - e2e["steps"]) * section["step"]["step_ms"] / 1000.0, 2)
+    if "compiled" in plans:
+        report["compiled"]["versus_default"] = compare(report, report["compiled"])
+        first = (report["compiled"]["step"].get("first_step_s"), report["step"].get("first_step_s"))
+        if None not in first:
+            report["compiled"]["step"]["compile_s_estimate"] = round(first[0] - first[1], 2)
 
     rows = []
     for key in plans:
         rows += _rows(report, key, "" if key == "default" else key.replace("_", "-") + ": ")
     if floor:
         rows += [{"what": f"floor {k}", "value": str(v)} for k, v in floor.items()]
+    if "compiled" in plans:
+        rows += [{"what": f"compiled / default {k}", "value": f"{v['compiled']} / {v['default']} ({v['ratio']}x)"}
+                 for k, v in report["compiled"]["versus_default"].items()]
     print(f"\ncsdtex paint speed: prior {name}, device {args.device}")
     print_table(rows, ["what", "value"])
     device_kind = "cuda" if args.device.startswith("cuda") else "cpu"

@@ -72,6 +72,12 @@ class PaintConfig:
     """Use less GPU memory at some speed, with the same result (:data:`csdtex.guidance.priors.LOW_VRAM_PLAN`): UNet
     calls of at most 4 samples, the VAE encoder's activations recomputed one view at a time in the backward pass, no
     CUDA graphs, and the text encoder in CPU memory except while it encodes (docs/design.md, section 7)."""
+    compile_encoder: bool = False
+    """Run the VAE encoder of a latent prior (forward and backward) through ``torch.compile``
+    (:attr:`csdtex.guidance.priors.MemoryPlan.compile_encoder`), for faster steps on CUDA: the same result up to
+    floating-point rounding, the first step slower by the compilation (tens of seconds); ``benchmarks/speed.py
+    --compile-encoder`` measures both. Falls back to the eager encoder, with one logged line, if compiling fails.
+    Not applied with ``low_vram`` (its encoder passes run one view at a time) nor to pixel priors (no encoder)."""
     unwrap: bool = False
     """Re-unwrap the mesh with xatlas even when it has UVs (meshes without UVs are always unwrapped)."""
     overwrite: bool = False

@@ -45,9 +45,26 @@ def test_speed_smoke_sd_layout_profile_only(tmp_path):
                          str(tmp_path / "cache"), "--json", str(tmp_path / "speed.json"), *FAST])
     assert report["prior"] == "sd21-toy" and "end_to_end" not in report and "end_to_end" not in report["low_vram"]
     assert report["step"]["memory_plan"] == {"unet_batch": None, "encode_views": None, "recompute_elementwise": True,
-                                             "cuda_graphs": True}
+                                             "cuda_graphs": True, "compile_encoder": False}
     assert report["low_vram"]["step"]["memory_plan"]["unet_batch"] == 4
     assert report["keep_all"]["step"]["memory_plan"]["recompute_elementwise"] is False
+
+
+def test_speed_smoke_compiled_encoder_profile(tmp_path, monkeypatch):
+    """The "compiled" section and its comparison to the default; torch.compile is replaced by the identity here (a
+    real inductor compilation of the toy encoder takes over a minute on 2 CPU cores: tests/test_compile_encoder.py)."""
+    bench = _speed_benchmark()
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)
+    report = bench.main(["--prior", "sd21", "--compile-encoder", "--skip-end-to-end", "--cache",
+                         str(tmp_path / "cache"), "--json", str(tmp_path / "speed.json"), *FAST])
+    compiled = report["compiled"]
+    assert compiled["step"]["memory_plan"]["compile_encoder"] is True
+    assert report["step"]["memory_plan"]["compile_encoder"] is False
+    assert compiled["step"]["encoder_compilation"] == "compiled" and compiled["step"]["first_step_s"] > 0
+    assert "compile_s_estimate" in compiled["step"]
+    versus = compiled["versus_default"]
+    assert set(versus) == {"step_ms"}  # the per-phase figures are CUDA events: none on the CPU
+    assert versus["step_ms"]["ratio"] == round(compiled["step"]["step_ms"] / report["step"]["step_ms"], 3)
 
 
 def test_if_i_xl_configuration_has_the_published_size():

@@ -19,10 +19,11 @@ Conventions
 
 Memory
 ------
-How the networks run in a training step (batch splitting, activation recomputation, CUDA graphs) is a
-:class:`MemoryPlan` passed to :meth:`Prior.encode_images` and :meth:`Prior.predict_noise`; every plan computes the
-same ``x``, eps and gradients up to floating-point rounding. :data:`DEFAULT_PLAN` is what ``csdtex paint`` uses,
-:data:`LOW_VRAM_PLAN` what ``--low-vram`` uses (:func:`memory_plan`). Where the weights live is decided at load time
+How the networks run in a training step (batch splitting, activation recomputation, CUDA graphs, a compiled VAE
+encoder) is a :class:`MemoryPlan` passed to :meth:`Prior.encode_images` and :meth:`Prior.predict_noise`; every plan
+computes the same ``x``, eps and gradients up to floating-point rounding. :data:`DEFAULT_PLAN` is what
+``csdtex paint`` uses, :data:`LOW_VRAM_PLAN` what ``--low-vram`` uses (:func:`memory_plan`; ``--compile-encoder``
+sets :attr:`MemoryPlan.compile_encoder` on either). Where the weights live is decided at load time
 (:func:`csdtex.guidance.load_prior`'s ``low_vram``) or later with :meth:`Prior.offload_text_encoder`.
 
 The built-in prior (alias :data:`~csdtex.guidance.aliases.BUILTIN_MODEL`, csdtex's own small pixel prior, built by
@@ -35,7 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Literal
 
 import torch
@@ -47,6 +49,8 @@ from csdtex.guidance.vocabulary import Vocabulary
 
 __all__ = ["BUILTIN_MODEL", "DEFAULT_PLAN", "LOW_VRAM_PLAN", "LatentPrior", "MemoryPlan", "PixelPrior",
            "PredictionType", "Prior", "PriorKind", "eps_from_prediction", "memory_plan"]
+
+_LOG = logging.getLogger(__name__)
 
 PriorKind = Literal["latent", "pixel"]
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
@@ -113,6 +117,20 @@ class MemoryPlan:
     """Replay the UNet forward from CUDA graphs (:mod:`csdtex.guidance.graphs`) when the prior's
     ``use_cuda_graphs`` allows it; the graphs' private memory pool stays reserved for the run."""
 
+    compile_encoder: bool = False
+    """Latent priors, one encoder pass over all views (``encode_views`` None) with gradients recorded: run the VAE
+    encoder (posterior mean, shift and scale) through ``torch.compile`` (mode "default", static shapes), so that its
+    forward and, through AOTAutograd, its backward pass are compiled by inductor, which fuses the group norms,
+    activations and additions around the convolutions (on any device it is asked for; on the CPU inductor needs a C++
+    compiler). The first step of each input shape pays the compilation (tens of seconds for SD at 512^2). What the
+    compiled forward keeps for the backward pass is then chosen by AOTAutograd's min-cut partitioner (it recomputes
+    fusible element-wise ops from the convolution outputs, as ``recompute_elementwise`` does by hand), so
+    ``recompute_elementwise`` is not applied on this path. If compiling fails, one line is logged and the encoder
+    runs eagerly under the rest of the plan from then on. Ignored with ``encode_views`` (the outer checkpoint runs
+    the encoder eagerly) and under ``torch.no_grad`` (no backward pass to speed up; a second compilation for it
+    would cost more than it saves). Same values up to floating-point rounding (fused kernels round differently;
+    ``tests/test_compile_encoder.py``)."""
+
     def __post_init__(self) -> None:
         for name in ("unet_batch", "encode_views"):
             value = getattr(self, name)
@@ -129,9 +147,12 @@ LOW_VRAM_PLAN = MemoryPlan(unet_batch=4, encode_views=1, recompute_elementwise=F
 at a time (recomputed in the backward pass), no CUDA graphs (their memory pool would stay reserved)."""
 
 
-def memory_plan(low_vram: bool) -> MemoryPlan:
-    """:data:`LOW_VRAM_PLAN` when ``low_vram`` (``PaintConfig.low_vram``, ``--low-vram``), else :data:`DEFAULT_PLAN`."""
-    return LOW_VRAM_PLAN if low_vram else DEFAULT_PLAN
+def memory_plan(low_vram: bool, compile_encoder: bool = False) -> MemoryPlan:
+    """:data:`LOW_VRAM_PLAN` when ``low_vram`` (``PaintConfig.low_vram``, ``--low-vram``), else :data:`DEFAULT_PLAN`;
+    with ``compile_encoder`` (``PaintConfig.compile_encoder``, ``--compile-encoder``) a copy of it with
+    :attr:`MemoryPlan.compile_encoder` set (which the low-VRAM plan's per-view encoder passes ignore)."""
+    plan = LOW_VRAM_PLAN if low_vram else DEFAULT_PLAN
+    return replace(plan, compile_encoder=True) if compile_encoder else plan
 
 
 class Prior:
@@ -388,6 +409,18 @@ class LatentPrior(Prior):
         self._scaling_factor = float(vae.config.scaling_factor)
         shift = getattr(vae.config, "shift_factor", None)
         self._shift_factor = float(shift) if shift is not None else 0.0
+        self._compiled_encoder = None  # torch.compile of _posterior_latents, built at first use
+        self._compiled_signatures: set[tuple] = set()  # input signatures whose forward + backward compiled
+        self._compile_failed = False
+
+    @property
+    def encoder_compilation(self) -> Literal["none", "compiled", "failed"]:
+        """Whether :attr:`MemoryPlan.compile_encoder` took effect: ``"none"`` before any compiled encoder call,
+        ``"compiled"`` once a compilation succeeded (and none failed), ``"failed"`` once one failed (the encoder
+        then runs eagerly)."""
+        if self._compile_failed:
+            return "failed"
+        return "compiled" if self._compiled_signatures else "none"
 
     def _device_modules(self) -> list[torch.nn.Module]:
         """The UNet and the encoder half of the VAE; the decoder is never used (renders are encoded, never decoded)
@@ -407,8 +440,9 @@ class LatentPrior(Prior):
             images: float [B, 3, H, W] in [-1, 1]; resized to ``render_resolution`` (512 for SD) if needed.
             plan: ``plan.encode_views`` = views per encoder pass, recomputed in the backward pass (None = all views
                 in one pass); ``plan.recompute_elementwise`` = keep only the encoder blocks' convolution / matmul
-                outputs for the backward pass of a single pass. Both only matter when gradients are recorded; the
-                values are the same.
+                outputs for the backward pass of a single pass; ``plan.compile_encoder`` = run a single pass through
+                ``torch.compile`` (:attr:`MemoryPlan.compile_encoder`). All only matter when gradients are recorded;
+                the values are the same up to floating-point rounding.
 
         Returns:
             float32 [B, 4, render_resolution / 8, render_resolution / 8]:
@@ -416,7 +450,12 @@ class LatentPrior(Prior):
         """
         self.place_networks()
         images = self._resize(images).to(self.device, dtype=self.dtype)
-        if plan.encode_views is None or not (torch.is_grad_enabled() and images.requires_grad):
+        recording = torch.is_grad_enabled() and images.requires_grad
+        if plan.encode_views is None or not recording:
+            if plan.compile_encoder and recording:
+                latents = self._compiled_latents(images)
+                if latents is not None:
+                    return latents
             return self._latents(images, plan.recompute_elementwise)
         from torch.utils.checkpoint import checkpoint
 
@@ -429,8 +468,43 @@ class LatentPrior(Prior):
     def _latents(self, images: torch.Tensor, recompute_elementwise: bool) -> torch.Tensor:
         """float32 [B, 4, h, w] scaled posterior means of ``images`` (on the device, in ``self.dtype``)."""
         with _selective_recompute(self.vae.encoder, recompute_elementwise):
-            posterior = self.vae.encode(images).latent_dist
+            return self._posterior_latents(images)
+
+    def _posterior_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """float32 [B, 4, h, w] ``(vae.encode(images).latent_dist.mean - shift) * scale`` of images [B, 3, H, W] in
+        [-1, 1] (on the device, in ``self.dtype``): the function :meth:`_compiled_latents` compiles."""
+        posterior = self.vae.encode(images).latent_dist
         return ((posterior.mean - self._shift_factor) * self._scaling_factor).float()
+
+    def _compiled_latents(self, images: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`_posterior_latents` of images [B, 3, H, W] in [-1, 1] (``self.dtype``, on the device, recording
+        gradients) through ``torch.compile`` (mode "default", ``dynamic=False``); None when compiling failed, now or
+        at an earlier call (the caller then runs the encoder eagerly).
+
+        The first call of each input signature (shape, strides, dtype, device) compiles the forward and the backward
+        pass on a detached copy of ``images`` before the real call, so that a compiler error surfaces here and not
+        inside the caller's ``backward()`` (AOTAutograd compiles the backward lazily); it costs one more encoder
+        forward + backward, once. Out-of-memory errors are raised, not turned into the eager fallback.
+        """
+        if self._compile_failed:
+            return None
+        if self._compiled_encoder is None:
+            self._compiled_encoder = torch.compile(self._posterior_latents, mode="default", dynamic=False)
+        signature = (tuple(images.shape), images.stride(), images.dtype, images.device)
+        if signature not in self._compiled_signatures:
+            try:
+                probe = images.detach().requires_grad_(True)
+                latents = self._compiled_encoder(probe)
+                torch.autograd.grad(latents, probe, torch.ones_like(latents))
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any compiler failure falls back to the eager encoder
+                self._compile_failed = True
+                reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+                _LOG.warning("csdtex: compiling the VAE encoder failed, it runs eagerly from now on (%s)", reason)
+                return None
+            self._compiled_signatures.add(signature)
+        return self._compiled_encoder(images)
 
 
 class PixelPrior(Prior):

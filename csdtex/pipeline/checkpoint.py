@@ -25,7 +25,7 @@ CHECKPOINT_META = "checkpoint.json"
 
 # Options that do not change the optimized texture model.
 _NOT_IDENTITY = ("checkpoint_every", "metrics_every", "preview_frames", "preview_size", "device", "renderer",
-                 "texture_size", "overwrite", "low_vram")
+                 "texture_size", "overwrite", "low_vram", "compile_encoder")
 
 
 def has_checkpoint(out_dir: Path) -> bool:

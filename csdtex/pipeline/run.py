@@ -88,5 +88,5 @@ class PreparedRun:
     @property
     def plan(self) -> MemoryPlan:
         """How the prior's networks run in this run's steps (:func:`csdtex.guidance.priors.memory_plan` of
-        ``config.low_vram``)."""
-        return memory_plan(self.config.low_vram)
+        ``config.low_vram`` and ``config.compile_encoder``)."""
+        return memory_plan(self.config.low_vram, self.config.compile_encoder)
