@@ -21,6 +21,7 @@ Colour roles of a caption (the built-in prior's word-order training signal, issu
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Iterable, Sequence
 
@@ -259,9 +260,16 @@ def _template_words(template: str) -> list[str]:
     return re.findall(r"\{[a-z0-9]+\}|[a-z]+|[^\sa-z{}]", template)
 
 
-def _role_templates(data_version: int) -> tuple[tuple[str, list[str]], ...]:
+@functools.lru_cache(maxsize=None)
+def _role_templates(data_version: int) -> dict[int, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """(pattern, template words) of ``data_version``'s caption templates, keyed by their number of words."""
     templates = CAPTION_TEMPLATES if data_version == 1 else CAPTION_TEMPLATES_V2
-    return tuple((pattern, _template_words(t)) for pattern, group in templates.items() for t in group)
+    by_length: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+    for pattern, group in templates.items():
+        for template in group:
+            words = tuple(_template_words(template))
+            by_length.setdefault(len(words), []).append((pattern, words))
+    return {length: tuple(entries) for length, entries in by_length.items()}
 
 
 def caption_color_roles(caption: str, data_version: int = 1) -> list[int]:
@@ -284,12 +292,13 @@ def caption_color_roles(caption: str, data_version: int = 1) -> list[int]:
     if not words:
         return roles
     nouns = frozenset(nouns_for(data_version) + (GENERIC_NOUN,))
-    suffixes = [caption_words(s) for s in VIEW_SUFFIXES]
+    templates = _role_templates(data_version)
+    candidates = list(templates.get(len(words), ()))
+    for suffix in (caption_words(s) for s in VIEW_SUFFIXES):
+        if len(words) > len(suffix) and words[-len(suffix):] == suffix:
+            candidates += templates.get(len(words) - len(suffix), ())
     found: list[list[int]] = []
-    for pattern, template in _role_templates(data_version):
-        body = len(template)
-        if body > len(words) or (body < len(words) and words[body:] not in suffixes):
-            continue
+    for pattern, template in candidates:
         labels = [NO_ROLE] * len(words)
         for index, (slot, word) in enumerate(zip(template, words)):
             if slot in ("{c0}", "{c1}"):
