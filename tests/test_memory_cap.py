@@ -53,7 +53,9 @@ DEFAULT_PATH_OVER_CAP = pytest.mark.xfail(strict=False, reason="issue #13: defau
     pytest.param(False, 8 * 10**9 / 2**30, None, False, marks=DEFAULT_PATH_OVER_CAP),
     # segments that grow in place instead of new blocks: measured in session 7, also out of memory (a 256 MiB
     # allocation failed; results/memory_cap_session7_h200.log)
-    pytest.param(False, 8 * 10**9 / 2**30, "expandable_segments:True", False, marks=DEFAULT_PATH_OVER_CAP),
+    pytest.param(False, 8 * 10**9 / 2**30, "expandable_segments:True", False,
+                 marks=pytest.mark.xfail(strict=False, reason="issue #13: OOM under the 8 GB cap with expandable "
+                                                              "segments too (session 7)")),
     # the compiled encoder reserves less (8.66 vs 10.67 GiB uncapped, results/speed_sd21_compile_h200.json)
     (False, 8 * 10**9 / 2**30, None, True),
     (True, 6 * 10**9 / 2**30, None, False),
