@@ -10,7 +10,9 @@ Protocol, for every benchmark mesh (``--meshes``, default the fidelity benchmark
    ``--locked-fraction`` (default 10%) of the texels the mesh's UV charts cover, so every edit has a known region
    that must not change while the classifier still sees mostly edited surface. (A fixed "rightmost 10% of the
    columns" would lock nothing on the duck, whose xatlas charts end at u = 0.90.) The columns chosen per mesh are in
-   the JSON (``locked_region``).
+   the JSON (``locked_region``). ``--locked-fraction 0`` edits without a mask (the whole texture is editable), which
+   tells how much of a B-read failure is the locked strip itself: on the duck it is part of the head, seen in most
+   views.
 3. **Edits**: :func:`csdtex.edit` from the start to ``"a {B} object"`` with source ``"a {A} object"`` and that mask,
    once per ``--methods`` entry, with otherwise identical settings (``--edit-steps``, default ``--steps``; same views
    per step and seed): ``csd`` = CSD with the source as negative prompt (what ``csdtex edit`` does); ``sds`` = SDS on
@@ -207,7 +209,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help=f"use the first N colour pairs of {len(PAIRS)} (the first 12: each colour once as A, once as B)")
     p.add_argument("--meshes", default=",".join(fidelity.BENCHMARK_MESHES), help="comma-separated mesh names or paths")
     p.add_argument("--locked-fraction", type=float, default=LOCKED_FRACTION,
-                   help="share of the covered texels in the locked (uneditable) rightmost columns")
+                   help="share of the covered texels in the locked (uneditable) rightmost columns; 0 = no mask")
     p.add_argument("--preserve", type=float, default=None, help="edit anchor weight (default: EditConfig's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other EditConfig option, e.g. texel_learning_rate_scale=0.1 or guidance.w2_end=0.5 "
@@ -246,8 +248,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.steps < 1 or (args.edit_steps is not None and args.edit_steps < 1):
         p.error("--steps and --edit-steps must be at least 1")
     args.edit_steps = args.steps if args.edit_steps is None else args.edit_steps
-    if not 0.0 < args.locked_fraction < 1.0:
-        p.error("--locked-fraction must be in (0, 1)")
+    if not 0.0 <= args.locked_fraction < 1.0:
+        p.error("--locked-fraction must be in [0, 1)")
     if args.frames < 1 or not 1 <= args.grid_views <= args.frames:
         p.error("--frames must be at least 1 and --grid-views in 1..--frames")
     if args.workers < 1:
@@ -435,8 +437,11 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
                            _column("start"): {"frames": frames, "color_correct": start_a_read,
                                               "pattern_correct": start_a_read}}
     size = before[0].shape[0]
-    locked, locked_record = make_locked_mask(start_render, size, args.locked_fraction, w["backend"],
-                                             work / "mask.png")
+    mask_path = work / "mask.png" if args.locked_fraction > 0 else None
+    if mask_path is not None:
+        locked, locked_record = make_locked_mask(start_render, size, args.locked_fraction, w["backend"], mask_path)
+    else:
+        locked, locked_record = np.zeros((size, size), dtype=bool), {"columns": 0, "locked_texels": 0}
 
     for label, method, extra in edit_runs(args):
         started = time.perf_counter()
@@ -444,7 +449,7 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
                             views_per_step=args.views_per_step, seed=args.seed, device=str(device),
                             preserve=args.preserve, **quiet)  # fmt: skip
         config = apply_overrides(config, parse_overrides(list(args.overrides) + list(extra)), source="--set")
-        result = edit(painted.files.obj, target, source, config, out_dir=work / label, mask=work / "mask.png",
+        result = edit(painted.files.obj, target, source, config, out_dir=work / label, mask=mask_path,
                       prior=w["prior"], show_progress=False, warn=lambda message: None)  # fmt: skip
         frames, prediction = _classify(result.mesh.to_render(device), result.textures)
         b_read = attributes.colors_correct(prediction.color_probs, [color_b])

@@ -107,6 +107,29 @@ def test_edit_benchmark_smoke_runs_end_to_end(tmp_path):
     assert grid.shape[1] >= 5 * 2 * tile
 
 
+def test_edit_benchmark_without_a_mask(tmp_path):
+    """--locked-fraction 0: the edits get no mask (everything editable), no texel is locked, no mask file is
+    written."""
+    from csdtex.guidance.random_priors import build_tiny_pixel_folder
+
+    bench = _edit_benchmark()
+    prior = build_tiny_pixel_folder(tmp_path / "prior")
+    out, kept = tmp_path / "results", tmp_path / "kept"
+    bench.main([
+        "--model", str(prior), "--pairs", "1", "--meshes", "crate", "--steps", "1", "--views-per-step", "1",
+        "--texture-size", "32", "--frames", "2", "--grid-views", "2", "--device", "cpu", "--out", str(out),
+        "--methods", "csd", "--locked-fraction", "0", "--keep-outputs", str(kept),
+    ])
+    data = json.loads((out / "edit.json").read_text())
+    assert data["settings"]["locked_fraction"] == 0.0
+    assert data["locked_region"]["crate"] == {"columns": 0, "locked_texels": 0}
+    assert list(kept.rglob("*.obj")) and not list(kept.rglob("mask.png"))
+    edit_run = next(r for r in data["runs"] if r["method"] == "csd")
+    assert edit_run["changed_outside"] == 0 and 0.0 <= edit_run["changed_inside"] <= 1.0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--locked-fraction", "1"])
+
+
 def test_merge_recomputes_the_summary_and_refuses_overlaps(tmp_path):
     bench = _edit_benchmark()
 
