@@ -12,7 +12,8 @@ Protocol, for every benchmark mesh (``--meshes``, default the fidelity benchmark
    columns" would lock nothing on the duck, whose xatlas charts end at u = 0.90.) The columns chosen per mesh are in
    the JSON (``locked_region``). ``--locked-fraction 0`` edits without a mask (the whole texture is editable), which
    tells how much of a B-read failure is the locked strip itself: on the duck it is part of the head, seen in most
-   views.
+   views. ``--locked-region bottom`` locks the same share of covered texels at the lowest surface points (world +Y)
+   instead: a region that must not change but that the turntable hardly sees.
 3. **Edits**: :func:`csdtex.edit` from the start to ``"a {B} object"`` with source ``"a {A} object"`` and that mask,
    once per ``--methods`` entry, with otherwise identical settings (``--edit-steps``, default ``--steps``; same views
    per step and seed): ``csd`` = CSD with the source as negative prompt (what ``csdtex edit`` does); ``sds`` = SDS on
@@ -131,30 +132,55 @@ def locked_columns(covered: np.ndarray, fraction: float) -> int:
     return int(min(max(k, 1), covered.shape[1] - 1))
 
 
-def make_locked_mask(render_mesh, size: int, fraction: float, backend: str, path: Path) -> tuple[np.ndarray, dict]:
-    """Write the UV mask PNG (``size`` x ``size``, white = editable) that locks the rightmost columns holding
-    ``fraction`` of the covered texels of ``render_mesh``'s UV charts (all materials).
+LOCKED_REGIONS: tuple[str, ...] = ("columns", "bottom")
+"""``--locked-region`` choices: ``columns`` = the rightmost texture columns (the default, as in every run before
+session 7), ``bottom`` = the covered texels whose surface point is lowest in world +Y (the underside and foot of a
+mesh, which the turntable's 15-degree elevation hardly shows)."""
+
+
+def make_locked_mask(render_mesh, size: int, fraction: float, backend: str, path: Path,
+                     region: str = "columns") -> tuple[np.ndarray, dict]:
+    """Write the UV mask PNG (``size`` x ``size``, white = editable) that locks ``fraction`` of the covered texels of
+    ``render_mesh``'s UV charts (all materials): the rightmost columns holding that share (``region="columns"``), or
+    the covered texels whose interpolated world position (the mesh's normalized render space, +Y up) is lowest
+    (``region="bottom"``).
 
     Returns:
-        (bool [size, size] locked texels, record ``{"columns", "u_from", "locked_texels",
-        "locked_covered_fraction", "covered_texels", "texture_size"}``).
+        (bool [size, size] locked texels, record ``{"region", "locked_texels", "locked_covered_fraction",
+        "covered_texels", "texture_size"}`` plus ``"columns", "u_from"`` for columns or ``"y_below"`` (the world-Y
+        threshold) for bottom).
     """
     from PIL import Image
 
     from csdtex.bake import rasterize_uv_layout
+    from csdtex.render.fragments import interpolate
 
+    if region not in LOCKED_REGIONS:
+        raise ValueError(f"region must be one of {LOCKED_REGIONS}, got {region!r}")
     covered = np.zeros((size, size), dtype=bool)
+    heights = np.full((size, size), np.inf, dtype=np.float64)
     for material in range(render_mesh.num_materials):
         fragments = rasterize_uv_layout(render_mesh, material, size, backend=backend)
-        covered |= fragments.mask[0].cpu().numpy()
-    k = locked_columns(covered, fraction)
-    locked = np.zeros((size, size), dtype=bool)
-    locked[:, size - k:] = True
+        here = fragments.mask[0].cpu().numpy()
+        covered |= here
+        if region == "bottom" and here.any():
+            y = interpolate(render_mesh.positions[:, 1:2].float(), render_mesh.faces, fragments)[0, ..., 0]
+            heights = np.where(here, np.minimum(heights, y.cpu().numpy()), heights)
+    record: dict[str, Any] = {"region": region}
+    if region == "columns":
+        k = locked_columns(covered, fraction)
+        locked = np.zeros((size, size), dtype=bool)
+        locked[:, size - k:] = True
+        record.update(columns=k, u_from=round((size - k) / size, 4))
+    else:
+        threshold = float(np.quantile(heights[covered], fraction)) if covered.any() else -np.inf
+        locked = covered & (heights <= threshold)
+        record["y_below"] = round(threshold, 5)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.where(locked, 0, 255).astype(np.uint8)).save(path)
-    record = {"columns": k, "u_from": round((size - k) / size, 4), "locked_texels": int(locked.sum()),
-              "locked_covered_fraction": round(float((covered & locked).sum() / max(1, covered.sum())), 4),
-              "covered_texels": int(covered.sum()), "texture_size": size}
+    record.update(locked_texels=int(locked.sum()),
+                  locked_covered_fraction=round(float((covered & locked).sum() / max(1, covered.sum())), 4),
+                  covered_texels=int(covered.sum()), texture_size=size)
     return locked, record
 
 
@@ -209,7 +235,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help=f"use the first N colour pairs of {len(PAIRS)} (the first 12: each colour once as A, once as B)")
     p.add_argument("--meshes", default=",".join(fidelity.BENCHMARK_MESHES), help="comma-separated mesh names or paths")
     p.add_argument("--locked-fraction", type=float, default=LOCKED_FRACTION,
-                   help="share of the covered texels in the locked (uneditable) rightmost columns; 0 = no mask")
+                   help="share of the covered texels in the locked (uneditable) region; 0 = no mask")
+    p.add_argument("--locked-region", choices=LOCKED_REGIONS, default="columns",
+                   help="where the locked texels are: the rightmost texture columns, or the lowest surface (world Y)")
     p.add_argument("--preserve", type=float, default=None, help="edit anchor weight (default: EditConfig's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other EditConfig option, e.g. texel_learning_rate_scale=0.1 or guidance.w2_end=0.5 "
@@ -439,7 +467,8 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
     size = before[0].shape[0]
     mask_path = work / "mask.png" if args.locked_fraction > 0 else None
     if mask_path is not None:
-        locked, locked_record = make_locked_mask(start_render, size, args.locked_fraction, w["backend"], mask_path)
+        locked, locked_record = make_locked_mask(start_render, size, args.locked_fraction, w["backend"], mask_path,
+                                                 args.locked_region)
     else:
         locked, locked_record = np.zeros((size, size), dtype=bool), {"columns": 0, "locked_texels": 0}
 
@@ -482,7 +511,8 @@ def _settings(args: argparse.Namespace, mesh_names: list[str]) -> dict[str, Any]
         "texture_size": args.texture_size or "prior preset (512 for the built-in prior)",
         "learning_rate": args.lr, "preserve": args.preserve, "overrides": args.overrides, "pairs": args.pairs,
         "meshes": mesh_names,
-        "locked_fraction": args.locked_fraction, "frames": args.frames, "seed": args.seed, "device": str(device),
+        "locked_fraction": args.locked_fraction, "locked_region": args.locked_region, "frames": args.frames,
+        "seed": args.seed, "device": str(device),
         "gpu": gpu, "renderer": fidelity._WORKER.get("backend") or "auto (in workers)",
         "classifier": str(args.classifier or fidelity.relative_to_checkout(attributes.default_weights_path())),
         "scoring": "colour read: the top colour of the view-averaged sigmoid probabilities is the asked colour "

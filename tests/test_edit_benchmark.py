@@ -155,3 +155,29 @@ def test_merge_recomputes_the_summary_and_refuses_overlaps(tmp_path):
     assert Image.open(tmp_path / "merged" / "edit_grid.png").size == (40, 20)
     with pytest.raises(SystemExit):
         bench.main(["--merge", str(a), str(a), "--out", str(tmp_path / "again")])
+
+
+def test_bottom_locked_region_locks_the_lowest_covered_texels(tmp_path):
+    """--locked-region bottom: about the requested share of covered texels, every locked texel's surface point lower
+    than every editable covered texel's (world +Y), and the PNG matches the returned mask."""
+    import torch
+
+    from csdtex.bake import rasterize_uv_layout
+    from csdtex.mesh import load_mesh
+    from csdtex.render.fragments import interpolate
+
+    bench = _edit_benchmark()
+    vase = Path(__file__).resolve().parents[1] / "assets" / "meshes" / "vase.obj"  # has its own UVs
+    mesh = load_mesh(vase).to_render(torch.device("cpu"))
+    locked, record = bench.make_locked_mask(mesh, 64, 0.10, "torch", tmp_path / "mask.png", region="bottom")
+    assert record["region"] == "bottom" and 0.09 <= record["locked_covered_fraction"] <= 0.2
+    fragments = rasterize_uv_layout(mesh, 0, 64, backend="torch")
+    covered = fragments.mask[0].numpy()
+    heights = interpolate(mesh.positions[:, 1:2], mesh.faces, fragments)[0, ..., 0].numpy()
+    assert not (locked & ~covered).any()
+    assert heights[locked].max() <= heights[covered & ~locked].min()
+    assert heights[locked].max() <= record["y_below"] + 1e-4
+    png = np.asarray(Image.open(tmp_path / "mask.png"))
+    assert np.array_equal(png == 0, locked)
+    with pytest.raises(ValueError):
+        bench.make_locked_mask(mesh, 64, 0.10, "torch", tmp_path / "x.png", region="top")
