@@ -25,10 +25,11 @@ Example::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +55,25 @@ def base_colour_shares(images: np.ndarray, color_a: np.ndarray, color_b: np.ndar
     near_b = np.linalg.norm(x - color_b, axis=-1) < radius
     a, b = near_a.sum(1), near_b.sum(1)
     return np.where(a + b > 0, a / np.maximum(a + b, 1), 0.5)
+
+
+def top_colour_shares(images: np.ndarray, color_a: np.ndarray, color_b: np.ndarray, radius: float) -> np.ndarray:
+    """Per image, A pixels / (A + B pixels) in the top half of the image (rows 0 .. H/2 - 1): float [N] in [0, 1]
+    (0.5 where neither colour appears there). Arguments as :func:`base_colour_shares`."""
+    return base_colour_shares(images[:, : images.shape[1] // 2], color_a, color_b, radius)
+
+
+ROLE_PROBES: dict[str, tuple[str, Any]] = {
+    "dots": ("a {a} object with {b} dots", base_colour_shares),
+    "halves": ("an object with a {a} top and a {b} bottom", top_colour_shares),
+}
+"""``--roles``: prompt template (``{a}`` = the first-role colour: base / top) and the share measured per image
+(dots: A's share of all A/B pixels; halves: A's share of the A/B pixels in the image's top half)."""
+
+
+def role_prompt(template: str, a: str, b: str) -> str:
+    """``template`` filled with colours ``a`` and ``b`` ("a" before a vowel becomes "an", as in the captions)."""
+    return re.sub(r"\ba (?=[aeiou])", "an ", template.format(a=a, b=b))
 
 
 def role_cosine(components, first: str, second: str, words: Sequence[str]) -> float:
@@ -90,38 +110,53 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--name", default="prior_word_order_cpu")
+    p.add_argument("--roles", default="dots", help=f"comma-separated subset of {','.join(ROLE_PROBES)}")
     args = p.parse_args(argv)
+    args.roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    if not args.roles or any(r not in ROLE_PROBES for r in args.roles):
+        p.error(f"--roles: choose from {', '.join(ROLE_PROBES)}")
     start = time.perf_counter()
     results: dict[str, dict] = {}
     print(f"{'prior':<28} {'pair':<16} {'share_A (A base)':>16} {'share_A (B base)':>16} {'response':>9} "
           f"{'majority right':>15} {'encoder role cos':>17}")
     for folder in args.priors:
         components = tiny_model.load_components(folder)
-        rows = []
-        for a, b in PAIRS:
-            prompts = [f"a {a} object with {b} dots", f"a {b} object with {a} dots"]
-            images = tiny_model.sample_images(components, prompts, num_per_prompt=args.samples, steps=args.steps,
-                                              seed=args.seed).numpy()
-            color_a, color_b = (np.asarray(COLORS[c], np.float32) for c in (a, b))
-            first = base_colour_shares(images[: args.samples], color_a, color_b, args.radius)
-            second = base_colour_shares(images[args.samples :], color_a, color_b, args.radius)
-            row = {"pair": [a, b], "prompts": prompts, "share_a_when_a_is_base": float(first.mean()),
-                   "share_a_when_b_is_base": float(second.mean()), "response": float(first.mean() - second.mean()),
-                   "majority_right": float(((first > 0.5).sum() + (second < 0.5).sum()) / (2 * args.samples)),
-                   "encoder_role_cosine": role_cosine(components, prompts[0], prompts[1], (a, b))}
-            rows.append(row)
-            print(f"{Path(folder).name:<28} {a + '/' + b:<16} {row['share_a_when_a_is_base']:>16.2f} "
-                  f"{row['share_a_when_b_is_base']:>16.2f} {row['response']:>+9.2f} {row['majority_right']:>15.2f} "
-                  f"{row['encoder_role_cosine']:>17.4f}")
-        results[str(folder)] = {"pairs": rows, "mean_response": float(np.mean([r["response"] for r in rows])),
-                                "mean_majority_right": float(np.mean([r["majority_right"] for r in rows])),
-                                "mean_encoder_role_cosine": float(np.mean([r["encoder_role_cosine"] for r in rows]))}
-        print(f"{Path(folder).name:<28} {'mean':<16} {'':>16} {'':>16} {results[str(folder)]['mean_response']:>+9.2f} "
-              f"{results[str(folder)]['mean_majority_right']:>15.2f} "
-              f"{results[str(folder)]['mean_encoder_role_cosine']:>17.4f}")
+        results[str(folder)] = {}
+        for role in args.roles:
+            template, measure = ROLE_PROBES[role]
+            rows = []
+            for a, b in PAIRS:
+                if role == "dots":  # the phrasing of the session-6 runs, kept for comparability
+                    prompts = [f"a {a} object with {b} dots", f"a {b} object with {a} dots"]
+                else:
+                    prompts = [role_prompt(template, a, b), role_prompt(template, b, a)]
+                images = tiny_model.sample_images(components, prompts, num_per_prompt=args.samples,
+                                                  steps=args.steps, seed=args.seed).numpy()
+                color_a, color_b = (np.asarray(COLORS[c], np.float32) for c in (a, b))
+                first = measure(images[: args.samples], color_a, color_b, args.radius)
+                second = measure(images[args.samples :], color_a, color_b, args.radius)
+                row = {"pair": [a, b], "prompts": prompts, "share_a_when_a_is_base": float(first.mean()),
+                       "share_a_when_b_is_base": float(second.mean()), "response": float(first.mean() - second.mean()),
+                       "majority_right": float(((first > 0.5).sum() + (second < 0.5).sum()) / (2 * args.samples)),
+                       "encoder_role_cosine": role_cosine(components, prompts[0], prompts[1], (a, b))}
+                rows.append(row)
+                print(f"{Path(folder).name + ' ' + role:<28} {a + '/' + b:<16} {row['share_a_when_a_is_base']:>16.2f} "
+                      f"{row['share_a_when_b_is_base']:>16.2f} {row['response']:>+9.2f} "
+                      f"{row['majority_right']:>15.2f} {row['encoder_role_cosine']:>17.4f}")
+            summary = {"pairs": rows, "mean_response": float(np.mean([r["response"] for r in rows])),
+                       "mean_majority_right": float(np.mean([r["majority_right"] for r in rows])),
+                       "mean_encoder_role_cosine": float(np.mean([r["encoder_role_cosine"] for r in rows]))}
+            if role == "dots":  # the session-6 layout: the dots probe at the top level of the prior's entry
+                results[str(folder)].update(summary)
+            else:
+                results[str(folder)][role] = summary
+            print(f"{Path(folder).name + ' ' + role:<28} {'mean':<16} {'':>16} {'':>16} "
+                  f"{summary['mean_response']:>+9.2f} {summary['mean_majority_right']:>15.2f} "
+                  f"{summary['mean_encoder_role_cosine']:>17.4f}")
     used = argv if argv is not None else sys.argv[1:]
     record = {"command": "python benchmarks/prior_word_order.py " + " ".join(used),
-              "samples": args.samples, "steps": args.steps, "radius": args.radius, "seed": args.seed,
+              "roles": args.roles, "samples": args.samples, "steps": args.steps, "radius": args.radius,
+              "seed": args.seed,
               "torch": torch.__version__, "priors": results, "seconds": round(time.perf_counter() - start, 1)}
     path = write_json(Path(args.out) / f"{args.name}.json", record)
     print(f"wrote {path}")

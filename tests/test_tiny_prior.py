@@ -275,9 +275,20 @@ def test_word_order_probe_reads_the_training_data_and_runs_on_a_prior(tmp_path, 
                                                            for c in metadata[i]["texture"]["colors"][:2]), 0.35)[0]
               for i in chosen]  # fmt: skip
     assert np.mean(shares) > 0.75 and np.mean(np.array(shares) > 0.5) > 0.85
+    halves = [i for i, m in enumerate(metadata) if m["texture"]["pattern"] == "halves"
+              and not set(m["texture"]["colors"]) & {"white", "black", "gray"}]
+    assert len(halves) >= 8
+    top = [probe.top_colour_shares(images[i : i + 1], *(np.asarray(T.COLORS[c], np.float32)
+                                                        for c in metadata[i]["texture"]["colors"][:2]), 0.35)[0]
+           for i in halves]  # fmt: skip
+    assert np.mean(top) > 0.6 and np.mean(np.array(top) > 0.5) > 0.7  # the top colour holds the image's top half
+    assert probe.role_prompt(probe.ROLE_PROBES["halves"][0], "orange", "blue") == \
+        "an object with an orange top and a blue bottom"
     _, folder = built
-    record = probe.main([str(folder), "--samples", "2", "--steps", "2", "--out", str(tmp_path), "--name", "wo"])
+    record = probe.main([str(folder), "--samples", "2", "--steps", "2", "--out", str(tmp_path), "--name", "wo",
+                         "--roles", "dots,halves"])
     entry = record["priors"][str(folder)]
+    assert len(entry["halves"]["pairs"]) == len(probe.PAIRS) and -1.0 <= entry["halves"]["mean_response"] <= 1.0
     assert len(entry["pairs"]) == len(probe.PAIRS) and -1.0 <= entry["mean_response"] <= 1.0
     assert -1.0 <= entry["mean_encoder_role_cosine"] <= 1.0 + 1e-6
     components, _ = built
