@@ -63,17 +63,20 @@ def top_colour_shares(images: np.ndarray, color_a: np.ndarray, color_b: np.ndarr
     return base_colour_shares(images[:, : images.shape[1] // 2], color_a, color_b, radius)
 
 
-ROLE_PROBES: dict[str, tuple[str, Any]] = {
-    "dots": ("a {a} object with {b} dots", base_colour_shares),
-    "halves": ("an object with a {a} top and a {b} bottom", top_colour_shares),
+ROLE_PROBES: dict[str, tuple[str, Any, bool]] = {
+    "dots": ("a {a} object with {b} dots", base_colour_shares, False),
+    "halves": ("an object with a {a} top and a {b} bottom", top_colour_shares, True),
 }
-"""``--roles``: prompt template (``{a}`` = the first-role colour: base / top) and the share measured per image
-(dots: A's share of all A/B pixels; halves: A's share of the A/B pixels in the image's top half)."""
+"""``--roles``: prompt template (``{a}`` = the first-role colour: base / top), the share measured per image (dots:
+A's share of all A/B pixels; halves: A's share of the A/B pixels in the image's top half), and whether "a" before a
+vowel becomes "an" as in the captions (the dots probe keeps the session-6 phrasing, "a orange object", so its
+numbers stay comparable)."""
 
 
-def role_prompt(template: str, a: str, b: str) -> str:
-    """``template`` filled with colours ``a`` and ``b`` ("a" before a vowel becomes "an", as in the captions)."""
-    return re.sub(r"\ba (?=[aeiou])", "an ", template.format(a=a, b=b))
+def role_prompt(template: str, a: str, b: str, article: bool = True) -> str:
+    """``template`` filled with colours ``a`` and ``b``; with ``article``, "a" before a vowel becomes "an"."""
+    text = template.format(a=a, b=b)
+    return re.sub(r"\ba (?=[aeiou])", "an ", text) if article else text
 
 
 def role_cosine(components, first: str, second: str, words: Sequence[str]) -> float:
@@ -123,13 +126,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         components = tiny_model.load_components(folder)
         results[str(folder)] = {}
         for role in args.roles:
-            template, measure = ROLE_PROBES[role]
+            template, measure, article = ROLE_PROBES[role]
             rows = []
             for a, b in PAIRS:
-                if role == "dots":  # the phrasing of the session-6 runs, kept for comparability
-                    prompts = [f"a {a} object with {b} dots", f"a {b} object with {a} dots"]
-                else:
-                    prompts = [role_prompt(template, a, b), role_prompt(template, b, a)]
+                prompts = [role_prompt(template, a, b, article), role_prompt(template, b, a, article)]
                 images = tiny_model.sample_images(components, prompts, num_per_prompt=args.samples,
                                                   steps=args.steps, seed=args.seed).numpy()
                 color_a, color_b = (np.asarray(COLORS[c], np.float32) for c in (a, b))

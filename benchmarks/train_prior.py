@@ -65,6 +65,7 @@ from csdtex.tinyprior import model as tiny_prior  # noqa: E402
 from csdtex.tinyprior import synthetic  # noqa: E402
 from csdtex.tinyprior.report import draw_loss_curve, image_grid, readme_text  # noqa: E402
 from csdtex.tinyprior.training import (  # noqa: E402
+    IGNORE_ROLE,
     CaptionTable,
     RoleHead,
     ema_update,
@@ -319,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     table = CaptionTable(components.tokenizer, captions, device, nouns, args.data_version,
                          role_labels=args.role_loss > 0)
     if table.roles is not None:
-        labelled = float((table.roles[table.index] != -100).any(dim=1).float().mean())
+        labelled = float((table.roles[table.index] != IGNORE_ROLE).any(dim=1).float().mean())
         log(f"role labels: {labelled:.1%} of training captions name a colour role")
     images = torch.as_tensor(images_np).to(device)
     if eval_np is not None:

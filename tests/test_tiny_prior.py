@@ -268,19 +268,20 @@ def test_word_order_probe_reads_the_training_data_and_runs_on_a_prior(tmp_path, 
 
     probe = load_benchmark("prior_word_order")
     images, _, metadata = synthetic.generate_dataset(300, seed=9, split="test", views_per_object=1, data_version=2)
-    chosen = [i for i, m in enumerate(metadata) if m["texture"]["pattern"] == "dots"
-              and not set(m["texture"]["colors"]) & {"white", "black", "gray"}]
-    assert len(chosen) >= 15
-    shares = [probe.base_colour_shares(images[i : i + 1], *(np.asarray(T.COLORS[c], np.float32)
-                                                           for c in metadata[i]["texture"]["colors"][:2]), 0.35)[0]
-              for i in chosen]  # fmt: skip
+
+    def shares_of(pattern, measure):
+        """The measure on every render of ``pattern`` whose two colours are chromatic (colours[0] = base / top)."""
+        chosen = [i for i, m in enumerate(metadata) if m["texture"]["pattern"] == pattern
+                  and not set(m["texture"]["colors"]) & {"white", "black", "gray"}]
+        return [measure(images[i : i + 1], *(np.asarray(T.COLORS[c], np.float32)
+                                             for c in metadata[i]["texture"]["colors"][:2]), 0.35)[0]
+                for i in chosen]  # fmt: skip
+
+    shares = shares_of("dots", probe.base_colour_shares)
+    assert len(shares) >= 15
     assert np.mean(shares) > 0.75 and np.mean(np.array(shares) > 0.5) > 0.85
-    halves = [i for i, m in enumerate(metadata) if m["texture"]["pattern"] == "halves"
-              and not set(m["texture"]["colors"]) & {"white", "black", "gray"}]
-    assert len(halves) >= 8
-    top = [probe.top_colour_shares(images[i : i + 1], *(np.asarray(T.COLORS[c], np.float32)
-                                                        for c in metadata[i]["texture"]["colors"][:2]), 0.35)[0]
-           for i in halves]  # fmt: skip
+    top = shares_of("halves", probe.top_colour_shares)
+    assert len(top) >= 8
     assert np.mean(top) > 0.6 and np.mean(np.array(top) > 0.5) > 0.7  # the top colour holds the image's top half
     assert probe.role_prompt(probe.ROLE_PROBES["halves"][0], "orange", "blue") == \
         "an object with an orange top and a blue bottom"
