@@ -54,3 +54,16 @@ def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
+
+
+def gpu_memory_budget_gib(device: torch.device) -> float | None:
+    """GiB of GPU memory this process may use on ``device``: the card's total memory times the process's memory
+    fraction (``torch.cuda.set_per_process_memory_fraction``, 1.0 unless set); None for a non-CUDA device.
+
+    Other processes on the same card are not subtracted: the budget describes the card and the cap, which is what
+    :func:`csdtex.guidance.priors.memory_plan` needs to choose a plan that fits (an 8 GB card: 7.45 GiB)."""
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    return total * torch.cuda.get_per_process_memory_fraction(index) / 2**30

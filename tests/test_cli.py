@@ -94,3 +94,34 @@ def test_render_on_cuda_without_a_gpu_is_a_clear_error(tmp_path):
 
 def test_version():
     assert __version__ in invoke("--version").output
+
+
+def test_command_line_prefers_expandable_segments_unless_the_user_chose():
+    """The console script sets torch's allocator settings (expandable segments, what lets the default SD paint fit
+    8 GB) only when neither PYTORCH_CUDA_ALLOC_CONF nor PYTORCH_ALLOC_CONF is set, and the library never does."""
+    from csdtex.entry import ALLOCATOR_SETTINGS, prefer_allocator_settings
+
+    environ: dict[str, str] = {}
+    assert prefer_allocator_settings(environ) and environ == {"PYTORCH_CUDA_ALLOC_CONF": ALLOCATOR_SETTINGS}
+    for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
+        environ = {name: "max_split_size_mb:128"}
+        assert not prefer_allocator_settings(environ) and environ == {name: "max_split_size_mb:128"}
+
+
+def test_python_dash_m_csdtex_runs_the_command_line_with_its_allocator_settings(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")}
+    probe = ("import os, runpy, sys; sys.argv = ['csdtex', '--version']\n"
+             "try:\n    runpy.run_module('csdtex', run_name='__main__')\n"
+             "except SystemExit:\n    print(os.environ.get('PYTORCH_CUDA_ALLOC_CONF'))\n")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [f"csdtex, version {__version__}", "expandable_segments:True"]
+    library = subprocess.run([sys.executable, "-c", "import os, csdtex.painting, csdtex.cli; "
+                              "print(os.environ.get('PYTORCH_CUDA_ALLOC_CONF'))"], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=tmp_path)
+    assert library.returncode == 0 and library.stdout.strip() == "None", library.stderr[-2000:]

@@ -16,10 +16,23 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from csdtex import painting as paint_module
 from csdtex.cli import main
 from csdtex.config import EditConfig, PaintConfig
+from csdtex.devices import gpu_memory_budget_gib
 from csdtex.errors import GpuOutOfMemoryError, call_with_gpu_memory_errors, out_of_memory_message, user_message
-from csdtex.guidance import PromptEmbeddings, ScoreDistillation, latent_guidance_config, load_prior
-from csdtex.guidance import pixel_guidance_config
-from csdtex.guidance.priors import DEFAULT_PLAN, LOW_VRAM_PLAN, MemoryPlan, memory_plan
+from csdtex.guidance import (
+    PromptEmbeddings,
+    ScoreDistillation,
+    latent_guidance_config,
+    load_prior,
+    pixel_guidance_config,
+)
+from csdtex.guidance.priors import (
+    CUDA_GRAPHS_MIN_GIB,
+    DEFAULT_PLAN,
+    LOW_VRAM_PLAN,
+    SMALL_GPU_PLAN,
+    MemoryPlan,
+    memory_plan,
+)
 from csdtex.guidance.random_priors import build_tiny_latent_folder, build_tiny_pixel_folder
 from csdtex.pipeline.checkpoint import checkpoint_identity
 
@@ -28,6 +41,7 @@ PLANS = {
     "keep-all": KEEP_ALL,
     "default": DEFAULT_PLAN,
     "low-vram": LOW_VRAM_PLAN,
+    "small-gpu": SMALL_GPU_PLAN,
     "two-views-five-samples": MemoryPlan(unet_batch=5, encode_views=2, cuda_graphs=False),
 }
 
@@ -131,6 +145,34 @@ def test_memory_plan_of_the_option():
     assert LOW_VRAM_PLAN.encode_views == 1 and not LOW_VRAM_PLAN.cuda_graphs and LOW_VRAM_PLAN.unet_batch == 4
     with pytest.raises(ValueError, match="unet_batch"):
         MemoryPlan(unet_batch=0)
+
+
+def test_memory_plan_of_the_gpu_budget():
+    """Under 12 GiB (an 8 GB card, or a per-process cap) the default plan drops its CUDA graphs and nothing else;
+    --low-vram wins over the budget; no budget (the CPU) keeps the default."""
+    assert SMALL_GPU_PLAN == dataclasses.replace(DEFAULT_PLAN, cuda_graphs=False)
+    assert memory_plan(False, memory_budget_gib=8 * 10**9 / 2**30) is SMALL_GPU_PLAN
+    assert memory_plan(False, memory_budget_gib=CUDA_GRAPHS_MIN_GIB) is DEFAULT_PLAN
+    assert memory_plan(False, memory_budget_gib=139.8) is DEFAULT_PLAN
+    assert memory_plan(True, memory_budget_gib=5.0) is LOW_VRAM_PLAN
+    assert memory_plan(False, True, 7.45) == dataclasses.replace(SMALL_GPU_PLAN, compile_encoder=True)
+    assert memory_plan(False, memory_budget_gib=None) is DEFAULT_PLAN
+    assert gpu_memory_budget_gib(torch.device("cpu")) is None
+
+
+@pytest.mark.gpu
+def test_gpu_memory_budget_follows_the_per_process_cap():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    device = torch.device("cuda")
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30
+    before = torch.cuda.get_per_process_memory_fraction(0)
+    try:
+        torch.cuda.set_per_process_memory_fraction(0.25, 0)
+        assert gpu_memory_budget_gib(device) == pytest.approx(total * 0.25)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(before, 0)
+    assert gpu_memory_budget_gib(device) == pytest.approx(total * before)
 
 
 def test_low_vram_loading_on_the_cpu_changes_nothing(folders, priors):

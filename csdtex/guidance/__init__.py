@@ -34,6 +34,7 @@ from csdtex.guidance.loading import load_prior, load_prior_from_folder
 from csdtex.guidance.priors import (
     DEFAULT_PLAN,
     LOW_VRAM_PLAN,
+    SMALL_GPU_PLAN,
     LatentPrior,
     MemoryPlan,
     PixelPrior,
@@ -60,6 +61,7 @@ __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
     "DEFAULT_PLAN",
     "LOW_VRAM_PLAN",
+    "SMALL_GPU_PLAN",
     "MemoryPlan",
     "MODEL_ALIASES",
     "VIEW_SUFFIXES",

@@ -22,9 +22,10 @@ Memory
 How the networks run in a training step (batch splitting, activation recomputation, CUDA graphs, a compiled VAE
 encoder) is a :class:`MemoryPlan` passed to :meth:`Prior.encode_images` and :meth:`Prior.predict_noise`; every plan
 computes the same ``x``, eps and gradients up to floating-point rounding. :data:`DEFAULT_PLAN` is what
-``csdtex paint`` uses, :data:`LOW_VRAM_PLAN` what ``--low-vram`` uses (:func:`memory_plan`; ``--compile-encoder``
-sets :attr:`MemoryPlan.compile_encoder` on either). Where the weights live is decided at load time
-(:func:`csdtex.guidance.load_prior`'s ``low_vram``) or later with :meth:`Prior.offload_text_encoder`.
+``csdtex paint`` uses, :data:`SMALL_GPU_PLAN` (no CUDA graphs) what it uses on GPUs under 12 GiB, :data:`LOW_VRAM_PLAN`
+what ``--low-vram`` uses (:func:`memory_plan`; ``--compile-encoder`` sets :attr:`MemoryPlan.compile_encoder` on
+each). Where the weights live is decided at load time (:func:`csdtex.guidance.load_prior`'s ``low_vram``) or later
+with :meth:`Prior.offload_text_encoder`.
 
 The built-in prior (alias :data:`~csdtex.guidance.aliases.BUILTIN_MODEL`, csdtex's own small pixel prior, built by
 :mod:`csdtex.tinyprior`) is an ordinary IF-layout :class:`PixelPrior`; like any folder with a
@@ -47,8 +48,8 @@ from csdtex.errors import ModelError
 from csdtex.guidance.aliases import BUILTIN_MODEL  # re-exported: csdtex.config imports it from here
 from csdtex.guidance.vocabulary import Vocabulary
 
-__all__ = ["BUILTIN_MODEL", "DEFAULT_PLAN", "LOW_VRAM_PLAN", "LatentPrior", "MemoryPlan", "PixelPrior",
-           "PredictionType", "Prior", "PriorKind", "eps_from_prediction", "memory_plan"]
+__all__ = ["BUILTIN_MODEL", "CUDA_GRAPHS_MIN_GIB", "DEFAULT_PLAN", "LOW_VRAM_PLAN", "SMALL_GPU_PLAN", "LatentPrior",
+           "MemoryPlan", "PixelPrior", "PredictionType", "Prior", "PriorKind", "eps_from_prediction", "memory_plan"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -147,11 +148,38 @@ LOW_VRAM_PLAN = MemoryPlan(unet_batch=4, encode_views=1, recompute_elementwise=F
 at a time (recomputed in the backward pass), no CUDA graphs (their memory pool would stay reserved)."""
 
 
-def memory_plan(low_vram: bool, compile_encoder: bool = False) -> MemoryPlan:
-    """:data:`LOW_VRAM_PLAN` when ``low_vram`` (``PaintConfig.low_vram``, ``--low-vram``), else :data:`DEFAULT_PLAN`;
-    with ``compile_encoder`` (``PaintConfig.compile_encoder``, ``--compile-encoder``) a copy of it with
-    :attr:`MemoryPlan.compile_encoder` set (which the low-VRAM plan's per-view encoder passes ignore)."""
-    plan = LOW_VRAM_PLAN if low_vram else DEFAULT_PLAN
+SMALL_GPU_PLAN = MemoryPlan(cuda_graphs=False)
+"""The default plan on a GPU with less than :data:`CUDA_GRAPHS_MIN_GIB` of memory for this process: the same, but the
+UNet runs eagerly. Its CUDA graphs keep a private memory pool reserved for the whole run (0.9 GiB for SD-2.1-base with
+4 views), which the caching allocator cannot hand to the VAE encoder's backward pass: under an 8 GB cap the default
+plan runs out of memory with graphs and finishes without them (with ``expandable_segments``, which ``csdtex``'s
+command line sets; ``benchmarks/results/memory_cap_variants_h200.json``)."""
+
+CUDA_GRAPHS_MIN_GIB = 12.0
+"""GPU memory (GiB, after any per-process cap) below which :func:`memory_plan` leaves CUDA graphs off. The default
+SD-2.1-base paint reserves 9.6-10.7 GiB with graphs uncapped (``benchmarks/results/speed_sd21_h200.json``), so cards of
+12 GiB and more keep them."""
+
+
+def memory_plan(low_vram: bool, compile_encoder: bool = False, memory_budget_gib: float | None = None) -> MemoryPlan:
+    """The plan of a run.
+
+    Args:
+        low_vram: ``PaintConfig.low_vram`` (``--low-vram``): :data:`LOW_VRAM_PLAN`.
+        compile_encoder: ``PaintConfig.compile_encoder`` (``--compile-encoder``): a copy of the plan with
+            :attr:`MemoryPlan.compile_encoder` set (which the low-VRAM plan's per-view encoder passes ignore).
+        memory_budget_gib: GPU memory this process may use (:func:`csdtex.devices.gpu_memory_budget_gib`; None =
+            not a GPU or unknown). Below :data:`CUDA_GRAPHS_MIN_GIB` the default becomes :data:`SMALL_GPU_PLAN`.
+
+    Returns:
+        :data:`LOW_VRAM_PLAN`, :data:`SMALL_GPU_PLAN` or :data:`DEFAULT_PLAN` (each the same maths).
+    """
+    if low_vram:
+        plan = LOW_VRAM_PLAN
+    elif memory_budget_gib is not None and memory_budget_gib < CUDA_GRAPHS_MIN_GIB:
+        plan = SMALL_GPU_PLAN
+    else:
+        plan = DEFAULT_PLAN
     return replace(plan, compile_encoder=True) if compile_encoder else plan
 
 

@@ -11,6 +11,7 @@ import torch
 
 from csdtex.config import PaintConfig
 from csdtex.coverage import CoverageSampler
+from csdtex.devices import gpu_memory_budget_gib
 from csdtex.guidance.priors import MemoryPlan, memory_plan
 from csdtex.guidance.prompts import PromptEmbeddings
 from csdtex.guidance.scores import GuidanceConfig
@@ -88,5 +89,5 @@ class PreparedRun:
     @property
     def plan(self) -> MemoryPlan:
         """How the prior's networks run in this run's steps (:func:`csdtex.guidance.priors.memory_plan` of
-        ``config.low_vram`` and ``config.compile_encoder``)."""
-        return memory_plan(self.config.low_vram, self.config.compile_encoder)
+        ``config.low_vram``, ``config.compile_encoder`` and the device's memory budget)."""
+        return memory_plan(self.config.low_vram, self.config.compile_encoder, gpu_memory_budget_gib(self.device))

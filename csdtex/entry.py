@@ -1,0 +1,40 @@
+"""The ``csdtex`` console script: the process-wide settings of a csdtex process, then the click command line.
+
+The command line owns its process, so before torch is imported it chooses the CUDA caching allocator's settings:
+:data:`ALLOCATOR_SETTINGS` unless the user set ``PYTORCH_CUDA_ALLOC_CONF`` (or torch's newer ``PYTORCH_ALLOC_CONF``)
+themselves. The library (``csdtex.paint`` and friends) never touches process-wide state; Python callers who want the
+same on a small GPU set the variable before importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+ALLOCATOR_SETTINGS = "expandable_segments:True"
+"""CUDA allocator settings of the command line: segments that grow in place instead of new fixed-size blocks, so
+memory freed by one phase of a step (the UNet's activations) can be reused by the next (the VAE encoder's backward
+pass). Under an 8 GB cap the default SD-2.1-base paint (without CUDA graphs, :data:`csdtex.guidance.SMALL_GPU_PLAN`)
+finishes with them and runs out of memory without (``benchmarks/results/memory_cap_variants_h200.json``)."""
+
+ALLOCATOR_VARIABLES = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
+"""Environment variables torch reads its allocator settings from (the second is the newer, device-neutral name)."""
+
+
+def prefer_allocator_settings(environ: MutableMapping[str, str]) -> bool:
+    """Set ``PYTORCH_CUDA_ALLOC_CONF`` to :data:`ALLOCATOR_SETTINGS` in ``environ`` unless one of
+    :data:`ALLOCATOR_VARIABLES` is already set; True when it set it. Takes effect only before torch initialises CUDA
+    (read once per process)."""
+    if any(name in environ for name in ALLOCATOR_VARIABLES):
+        return False
+    environ["PYTORCH_CUDA_ALLOC_CONF"] = ALLOCATOR_SETTINGS
+    return True
+
+
+def run() -> None:
+    """Entry point of the ``csdtex`` script (and ``python -m csdtex``): allocator settings, then
+    :func:`csdtex.cli.main`."""
+    prefer_allocator_settings(os.environ)
+    from csdtex.cli import main
+
+    main()
