@@ -15,6 +15,11 @@ What it does (all outputs go to ``--out``, default ``assets/priors/tiny``):
 3. Stops at ``--steps`` or when the wall clock since start (data generation included) reaches
    ``--time-limit-minutes`` minus ``--reserve-seconds`` (kept for saving, sampling and the README); the cosine
    schedule's horizon is re-estimated from the measured step time so the decay ends when time runs out.
+   ``--stop-after-minutes`` splits that budget over several invocations (for machines whose commands may not run the
+   whole budget, e.g. 10 minutes of a 15-minute training): the invocation stops early, writes the folder and
+   ``--state`` (with the schedule's horizon and the budget used so far), and ``--resume`` continues the same schedule
+   until ``--time-limit-minutes`` of training budget are used in all. A resumed invocation counts from the moment its
+   data and model are ready: regenerating (or loading) the data again is not training time, and is reported.
 4. Writes the EMA weights as a diffusers folder (safetensors; loadable with ``csdtex.guidance.load_prior_from_folder``),
    ``loss_curve.png`` (drawn with PIL), ``samples.png`` (DDIM with classifier-free guidance, one row per prompt),
    ``data_examples.png``, ``training.json`` (full record) and ``README.md`` (model card with the training record:
@@ -30,6 +35,11 @@ Examples::
     # issue #15's data (shape families, materials, word-order captions; its own VOCABULARY_V2 tokenizer)
     python benchmarks/train_prior.py --device cuda --out out/tiny_v2 --images 200000 --time-limit-minutes 9 \
         --data-version 2
+    # a 15-minute training in two commands of at most 10 minutes (the second regenerates the data, uncounted)
+    python benchmarks/train_prior.py --device cuda --out out/tiny_v5 --images 200000 --time-limit-minutes 15 \
+        --stop-after-minutes 8.5 --state out/tiny_v5_state.pt --data-version 2
+    python benchmarks/train_prior.py --device cuda --out out/tiny_v5 --images 200000 --time-limit-minutes 15 \
+        --stop-after-minutes 9 --state out/tiny_v5_state.pt --data-version 2 --resume
 
 On CUDA the data is rendered by ``--data-workers`` processes (chunks of one deterministic dataset, identical to a
 single-process render) and every training step after three warm-up steps is the replay of one captured CUDA graph
@@ -139,7 +149,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the initialization and the batches")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    p.add_argument("--time-limit-minutes", type=float, default=14.0, help="wall-clock budget of the whole run")
+    p.add_argument("--time-limit-minutes", type=float, default=14.0,
+                   help="wall-clock budget of the whole training (over all invocations with --resume)")
+    p.add_argument("--stop-after-minutes", type=float, default=None,
+                   help="wall-clock limit of this invocation: stop early with --state saved, to --resume later "
+                        "(default: --time-limit-minutes)")
     p.add_argument("--reserve-seconds", type=float, default=None,
                    help="time kept for the final outputs (default 60 on CUDA, 5 on CPU)")
     p.add_argument("--data-cache", default=None,
@@ -173,7 +187,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
                    help="synthetic data version: 1 = the shipped prior's data and vocabulary, 2 = issue #15's shapes, "
                         "materials, role-bearing captions and contrasting pairs (VOCABULARY_V2 tokenizer)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.stop_after_minutes is not None and not args.state:
+        p.error("--stop-after-minutes needs --state (the training continues from it with --resume)")
+    return args
 
 
 # ======================================================================================================================
@@ -286,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     reserve = args.reserve_seconds if args.reserve_seconds is not None else (60.0 if cuda else 5.0)
     sample_steps = args.sample_steps or (50 if cuda else 8)
     per_prompt = args.samples_per_prompt or (6 if cuda else 1)
-    deadline = t_start + 60.0 * args.time_limit_minutes
+    budget = 60.0 * args.time_limit_minutes
+    invocation_deadline = t_start + 60.0 * (args.stop_after_minutes if args.stop_after_minutes is not None
+                                            else args.time_limit_minutes)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -360,6 +379,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     losses: list[float] = []
     role_losses: list[float] = []
     eval_losses: list[tuple[int, float]] = []
+    horizon = args.steps
+    # Training budget: a fresh run counts from process start (data generation included), a resumed one from now
+    # (its data and model are ready; the budget its earlier invocations used comes from the state).
+    budget_used_before, budget_counted_from = 0.0, t_start
     if args.resume:
         if not args.state or not Path(args.state).is_file():
             raise SystemExit("--resume needs an existing --state file")
@@ -374,7 +397,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         step, losses = int(state["step"]), [float(v) for v in state["losses"]]
         eval_losses = [(int(s), float(v)) for s, v in state.get("eval_losses", [])]
-        log(f"resumed from {args.state} at step {step}")
+        horizon = int(state.get("horizon", horizon))
+        budget_used_before, budget_counted_from = float(state.get("budget_seconds", 0.0)), time.perf_counter()
+        log(f"resumed from {args.state} at step {step} (schedule horizon {horizon}, "
+            f"{budget_used_before:.0f} s of the {budget:.0f} s training budget used)")
+    resumed_at_step = step
+    deadline = budget_counted_from + budget - budget_used_before  # the whole training's end
+    stop_at = min(deadline, invocation_deadline)  # this invocation's end
     # Eager steps draw from their own generator; graph replays from the default CUDA generator (graph-safe).
     generator = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + step)
     if cuda:
@@ -427,14 +456,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             role_losses.extend(values[:, 1].tolist())
             pending.clear()
 
-    def checkpoint(final: bool) -> None:
+    def budget_seconds_used() -> float:
+        """Seconds of the training budget used so far, over all invocations (see ``--stop-after-minutes``)."""
+        return budget_used_before + time.perf_counter() - budget_counted_from
+
+    def checkpoint() -> None:
+        """Rewrite ``--out`` with the EMA weights and, with ``--state``, the resumable state."""
         flush_losses()
         exported = _export(components, ema_unet, ema_text, SAVE_DTYPES[args.save_dtype])
         tiny_prior.save_prior_folder(exported, out)
-        if args.state and not final:
+        if args.state:
             state = {
                 "step": step, "losses": losses, "eval_losses": eval_losses, "unet": unet.state_dict(),
                 "text_encoder": text_encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                "horizon": horizon, "budget_seconds": budget_seconds_used(),
             }  # fmt: skip
             if use_ema:
                 state.update(ema_unet=ema_unet.state_dict(), ema_text_encoder=ema_text.state_dict())
@@ -444,7 +479,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 torch.save(state, tmp)
 
     # ------------------------------------------------------------------------------------------------------ training
-    horizon = args.steps
     t_train = time.perf_counter()
     stopped_by = "steps"
     timing_mark: tuple[int, float] | None = None
@@ -455,8 +489,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     log(f"training: batch {batch}, lr {args.lr}, {sum(p.numel() for p in params) / 1e6:.2f}M parameters"
         f"{', CUDA graph' if graphed else ''}")  # fmt: skip
     while step < args.steps:
-        if time.perf_counter() > deadline - reserve:
-            stopped_by = "time limit"
+        if time.perf_counter() > stop_at - reserve:
+            stopped_by = "time limit" if deadline <= invocation_deadline else "paused (--stop-after-minutes)"
             break
         set_learning_rate(learning_rate(step, horizon, args.lr, args.warmup))
         if graph is not None:
@@ -489,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if len(pending) >= 25 or step == args.steps:
             flush_losses()
         # Re-estimate the schedule horizon from the measured step time (after warm-up / compilation).
-        if step in (20, 60, 300, 3000):
+        if step - resumed_at_step in (20, 60, 300, 3000):
             now = time.perf_counter()
             if timing_mark is not None:
                 per_step = (now - timing_mark[1]) / (step - timing_mark[0])
@@ -506,12 +540,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if eval_np is not None:
                 eval_losses.append((step, heldout_loss(ema_unet, ema_text, eval_images, eval_table, alphas_cumprod,
                                                        args.seed, 256, autocast)))  # fmt: skip
-            checkpoint(final=False)
+            checkpoint()
             log(f"checkpoint at step {step}" + (f", held-out loss {eval_losses[-1][1]:.4f}" if eval_losses else ""))
     flush_losses()
     if cuda:
         torch.cuda.synchronize(device)
     train_seconds = time.perf_counter() - t_train
+    budget_used = budget_seconds_used()
     log(f"training stopped after {step} steps ({stopped_by})")
 
     # ------------------------------------------------------------------------------------------------------ outputs
@@ -519,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         eval_losses.append(
             (step, heldout_loss(ema_unet, ema_text, eval_images, eval_table, alphas_cumprod, args.seed, 256, autocast))
         )
-    checkpoint(final=True)
+    checkpoint()
     exported = tiny_prior.load_components(out, device)  # round trip through the saved files
     t_samples = time.perf_counter()
     prompts = list(DEFAULT_SAMPLE_PROMPTS if args.data_version == 1 else DEFAULT_SAMPLE_PROMPTS_V2)
@@ -557,7 +592,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "training": {
             "steps": step, "batch": batch, "seconds": round(train_seconds, 1),
-            "ms_per_step": round(1000.0 * train_seconds / max(step, 1), 2), "stopped_by": stopped_by,
+            "ms_per_step": round(1000.0 * train_seconds / max(step - resumed_at_step, 1), 2), "stopped_by": stopped_by,
+            "resumed_at_step": resumed_at_step, "budget_seconds_used": round(budget_used, 1),
+            "schedule_horizon": horizon,
             "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
             "eval_losses": eval_losses, "autocast": cuda, "compiled": bool(args.compile),
             "cuda_graph": graph is not None,

@@ -296,3 +296,30 @@ def test_word_order_probe_reads_the_training_data_and_runs_on_a_prior(tmp_path, 
     same = probe.role_cosine(components, "a red object with blue dots", "a red object with blue dots", ("red",))
     assert same == pytest.approx(1.0, abs=1e-5)
     assert (tmp_path / "wo.json").is_file()
+
+
+def test_train_script_splits_its_time_budget_over_resumed_invocations(tmp_path):
+    """--stop-after-minutes pauses with the state saved (schedule horizon, budget used); --resume continues from that
+    step with the same horizon, counting the budget on from what the first invocation used."""
+    import torch as torch_module
+
+    train_prior = _train_prior_module()
+    out, state = tmp_path / "tiny_split", tmp_path / "state.pt"
+    common = ["--out", str(out), "--device", "cpu", "--images", "64", "--batch", "8", "--eval-images", "0",
+              "--data-cache", str(tmp_path / "data.npz"), "--sample-steps", "1", "--samples-per-prompt", "1",
+              "--checkpoint-every", "0", "--state", str(state), "--time-limit-minutes", "10",
+              "--reserve-seconds", "1", "--quiet"]  # fmt: skip
+    first = train_prior.main(common + ["--stop-after-minutes", "0.2"])["training"]
+    assert first["stopped_by"] == "paused (--stop-after-minutes)" and first["steps"] > 0
+    assert first["resumed_at_step"] == 0 and 5 < first["budget_seconds_used"] < 20
+    saved = torch_module.load(state, weights_only=True)
+    assert saved["step"] == first["steps"] and saved["horizon"] == first["schedule_horizon"]
+    assert first["steps"] < first["schedule_horizon"]  # the schedule spans the whole 10-minute budget
+    second = train_prior.main(common + ["--stop-after-minutes", "0.1", "--resume"])["training"]
+    assert second["resumed_at_step"] == first["steps"] and second["steps"] > first["steps"]
+    assert second["stopped_by"] == "paused (--stop-after-minutes)"
+    # the budget goes on from the first invocation's (the second's data loading is not counted)
+    assert first["budget_seconds_used"] < second["budget_seconds_used"] < first["budget_seconds_used"] + 8
+    assert len(second["losses"]) == second["steps"]
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--stop-after-minutes", "1"])  # nothing to resume from without --state
