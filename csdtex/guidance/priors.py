@@ -157,8 +157,9 @@ command line sets; ``benchmarks/results/memory_cap_variants_h200.json``)."""
 
 CUDA_GRAPHS_MIN_GIB = 12.0
 """GPU memory (GiB, after any per-process cap) below which :func:`memory_plan` leaves CUDA graphs off. The default
-SD-2.1-base paint reserves 9.6-10.7 GiB with graphs uncapped (``benchmarks/results/speed_sd21_h200.json``), so cards of
-12 GiB and more keep them."""
+SD-2.1-base paint reserves 10.7-10.9 GiB with graphs uncapped (``benchmarks/results/speed_sd21_memory_h200.json``,
+``speed_sd21_compile_h200.json``), so cards of 12 GiB and more keep them (a "12 GB" card reporting slightly less
+than 12 GiB goes without: the safer side)."""
 
 
 def memory_plan(low_vram: bool, compile_encoder: bool = False, memory_budget_gib: float | None = None) -> MemoryPlan:
