@@ -10,7 +10,10 @@ bytes in private pools (the UNet's CUDA graphs keep theirs for the whole run) an
 
 Variants (``--variants``, comma-separated):
 
-- ``default``: ``csdtex paint``'s default plan.
+- ``default``: ``csdtex paint``'s default plan. Since session 8 that is chosen by the GPU's memory budget
+  (:func:`csdtex.guidance.priors.memory_plan`): under a cap below 12 GiB it already runs without CUDA graphs, so
+  ``default`` = ``no-graphs`` and ``expandable`` = what the ``csdtex`` command runs (it sets expandable segments).
+  ``results/memory_cap_variants_h200.json`` was measured before that change (``default`` with graphs).
 - ``no-graphs``: the same without CUDA graphs for the UNet (``prior.use_cuda_graphs = False``), i.e. no private pool.
 - ``expandable``: default with ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``.
 - ``no-graphs-expandable``: both.
