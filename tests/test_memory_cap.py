@@ -83,4 +83,5 @@ def test_sd21_paint_fits_the_memory_target_under_a_hard_cap(tmp_path, low_vram, 
     report = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"low_vram={low_vram} cap {limit_gib:.2f} GiB: {report}")
     assert Path(report["obj"]).exists()
+    assert report["budget_gib"] == pytest.approx(limit_gib, rel=1e-3)  # the budget memory_plan chose from
     assert report["peak_allocated_gib"] <= limit_gib
