@@ -2,4 +2,5 @@
 
 from csdtex.entry import run
 
-run()
+if __name__ == "__main__":  # not when a spawned worker process re-imports the parent's main module
+    run()
