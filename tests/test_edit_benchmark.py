@@ -81,6 +81,7 @@ def test_edit_benchmark_smoke_runs_end_to_end(tmp_path):
             assert run["prompt"] == bench.color_prompt(run["color_b"])
             assert run["source"] == bench.color_prompt(run["color_a"])
             assert isinstance(run["b_read"], bool) and isinstance(run["start_a_read"], bool)
+            assert isinstance(run["b_read_editable"], bool)  # the default mask locks texels: a second reading
             assert run["changed_outside"] == 0 and run["changed_outside_reported"] == 0
             assert run["fit_error_max"] == 0.0 and 0.0 <= run["changed_inside"] <= 1.0
     locked = data["locked_region"]["crate"]
@@ -92,11 +93,12 @@ def test_edit_benchmark_smoke_runs_end_to_end(tmp_path):
     assert summary["start"]["n"] == 2 and 0.0 <= summary["start"]["a_read_rate"] <= 1.0
     for method in ("csd", "sds"):
         entry = summary[method]
-        assert entry["n"] == 2 and 0.0 <= entry["b_read_rate"] <= 1.0
+        assert entry["n"] == 2 and 0.0 <= entry["b_read_rate"] <= 1.0 and 0.0 <= entry["b_read_rate_editable"] <= 1.0
         assert entry["changed_outside_total"] == 0 and entry["per_mesh"]["crate"]["n"] == 2
         assert set(entry["per_pair"]) == {bench.pair_label(p) for p in bench.PAIRS[:2]}
     assert data["targets_met"]["changed_outside==0"] is True
     assert set(data["targets_met"]) == {"csd_b_read_rate>=0.85", "changed_outside==0"}
+    assert "B read, locked texels hidden" in data["markdown"]
     assert "| CSD edit A -> B | 2 |" in data["markdown"] and "| CSD+SHORT edit A -> B | 2 |" in data["markdown"]
 
     grid = np.asarray(Image.open(out / data["files"]["grid"]))
@@ -126,6 +128,7 @@ def test_edit_benchmark_without_a_mask(tmp_path):
     assert list(kept.rglob("*.obj")) and not list(kept.rglob("mask.png"))
     edit_run = next(r for r in data["runs"] if r["method"] == "csd")
     assert edit_run["changed_outside"] == 0 and 0.0 <= edit_run["changed_inside"] <= 1.0
+    assert edit_run["b_read_editable"] is None and data["summary"]["csd"]["b_read_rate_editable"] is None
     with pytest.raises(SystemExit):
         bench.parse_args(["--locked-fraction", "1"])
 
@@ -181,3 +184,14 @@ def test_bottom_locked_region_locks_the_lowest_covered_texels(tmp_path):
     assert np.array_equal(png == 0, locked)
     with pytest.raises(ValueError):
         bench.make_locked_mask(mesh, 64, 0.10, "torch", tmp_path / "x.png", region="top")
+
+
+def test_hiding_locked_texels_whitens_only_them():
+    bench = _edit_benchmark()
+    texture = np.full((4, 4, 3), 10, dtype=np.uint8)
+    other = np.full((8, 8, 3), 20, dtype=np.uint8)  # another material's texture: never locked here
+    locked = np.zeros((4, 4), dtype=bool)
+    locked[:, 3] = True
+    hidden, untouched = bench.hide_locked_texels([texture, other], locked)
+    assert (hidden[locked] == 255).all() and (hidden[~locked] == 10).all()
+    assert (texture == 10).all() and untouched is other  # the inputs are not modified
