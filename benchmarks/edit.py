@@ -28,9 +28,9 @@ Protocol, for every benchmark mesh (``--meshes``, default the fidelity benchmark
    rate over the edits from good starts. With a mask each edit is also read with its locked texels hidden (set to
    the white background, :func:`hide_locked_texels`): **B read, locked texels hidden** (``b_read_editable``) asks
    whether the region the user asked to edit reads B, apart from the locked region's A that the turntable may show
-   (the vase's foot with ``--locked-region bottom``). The target stays on the plain B read. **Changed outside** = texels of the locked columns whose bytes differ
-   between the start's texture PNG and the edited texture, counted by this script (must be 0; ``csdtex.edit``'s own
-   ``changed_outside`` metric is recorded beside it).
+   (the vase's foot with ``--locked-region bottom``). The target stays on the plain B read. **Changed outside** =
+   texels of the locked region whose bytes differ between the start's texture PNG and the edited texture, counted by
+   this script (must be 0; ``csdtex.edit``'s own ``changed_outside`` metric is recorded beside it).
 
 Colour pairs (:data:`PAIRS`): the 12 colours of :data:`csdtex.tinyprior.vocabulary.COLORS` in their order
 (red, orange, yellow, green, blue, purple, pink, brown, black, white, gray, cyan); pair i = (colour i, colour

@@ -41,11 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from csdtex.entry import ALLOCATOR_SETTINGS, ALLOCATOR_VARIABLES  # noqa: E402  (the command line's settings)
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no-graphs": {"graphs": False},
-    "expandable": {"allocator": "expandable_segments:True"},
-    "no-graphs-expandable": {"graphs": False, "allocator": "expandable_segments:True"},
+    "expandable": {"allocator": ALLOCATOR_SETTINGS},
+    "no-graphs-expandable": {"graphs": False, "allocator": ALLOCATOR_SETTINGS},
     "compiled": {"compile_encoder": True},
     "low-vram": {"low_vram": True},
 }
@@ -114,7 +116,7 @@ def run_variant(name: str, model: str, cap_gib: float, timeout: float, work: Pat
     """One capped paint in a fresh process; its report (``finished``, peaks, allocator state) plus the variant's
     settings, the cap and the wall time."""
     settings = {**VARIANTS[name], "model": model, "cap_gib": cap_gib, "out": str(work / name)}
-    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_CUDA_ALLOC_CONF"}
+    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARIABLES}
     if settings.get("allocator"):
         env["PYTORCH_CUDA_ALLOC_CONF"] = settings["allocator"]
     started = time.perf_counter()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from PIL import Image
 
 from csdtex import __version__
 from csdtex.cli import main
+from csdtex.entry import ALLOCATOR_SETTINGS, ALLOCATOR_VARIABLES, prefer_allocator_settings
 from csdtex.export import export_all
 from csdtex.mesh import load_mesh
 
@@ -99,8 +103,6 @@ def test_version():
 def test_command_line_prefers_expandable_segments_unless_the_user_chose():
     """The console script sets torch's allocator settings (expandable segments, what lets the default SD paint fit
     8 GB) only when neither PYTORCH_CUDA_ALLOC_CONF nor PYTORCH_ALLOC_CONF is set, and the library never does."""
-    from csdtex.entry import ALLOCATOR_SETTINGS, prefer_allocator_settings
-
     environ: dict[str, str] = {}
     assert prefer_allocator_settings(environ) and environ == {"PYTORCH_CUDA_ALLOC_CONF": ALLOCATOR_SETTINGS}
     for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
@@ -109,11 +111,7 @@ def test_command_line_prefers_expandable_segments_unless_the_user_chose():
 
 
 def test_python_dash_m_csdtex_runs_the_command_line_with_its_allocator_settings(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")}
+    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARIABLES}
     probe = ("import os, runpy, sys; sys.argv = ['csdtex', '--version']\n"
              "try:\n    runpy.run_module('csdtex', run_name='__main__')\n"
              "except SystemExit:\n    print(os.environ.get('PYTORCH_CUDA_ALLOC_CONF'))\n")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from benchmark_scripts import load_benchmark
 
-from csdtex.entry import ALLOCATOR_SETTINGS
+from csdtex.entry import ALLOCATOR_SETTINGS, ALLOCATOR_VARIABLES
 
 CAPPED_PAINT = r"""
 import json, sys, torch
@@ -71,7 +71,7 @@ def test_sd21_paint_fits_the_memory_target_under_a_hard_cap(tmp_path, low_vram, 
     ``PYTORCH_CUDA_ALLOC_CONF`` (None = unset); ``compile_encoder``: ``--compile-encoder``."""
     folder = _random_sd21_folder()
     root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_CUDA_ALLOC_CONF"}
+    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARIABLES}
     if allocator is not None:
         env["PYTORCH_CUDA_ALLOC_CONF"] = allocator
     done = subprocess.run(
