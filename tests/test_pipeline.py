@@ -33,7 +33,8 @@ VASE = ROOT / "assets" / "meshes" / "vase.obj"
 # changes texels next to seams only, so the pinned run turns it off). A byte hash turned out to be machine-dependent:
 # the same code on another CPU (oneDNN / MKL kernels dispatched per instruction set) or with another thread count
 # differs by 1 level in 0.06-0.2% of the texels, and the hash changes. So the reference is now the texture itself
-# (tests/data/pinned_paint_texture.png, written on 2026-12-02 at 2 threads, AVX512, by the same code), compared with a
+# (tests/data/pinned_paint_texture.png, written at 2 threads, AVX512, by the same code; rewritten on 2026-12-03 when the
+# built-in prior was replaced), compared with a
 # tolerance that such float noise stays far inside and any change of the method breaks.
 PINNED_TEXTURE = ROOT / "tests" / "data" / "pinned_paint_texture.png"
 

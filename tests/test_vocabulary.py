@@ -36,7 +36,10 @@ def test_shipped_config_carries_the_training_vocabulary(vocabulary):
     assert vocabulary.groups == {name: tuple(words) for name, words in tinyprior.vocabulary_groups().items()}
     config = json.loads((builtin_prior_folder() / CONFIG).read_text())
     assert config["vocabulary"] == sorted(tinyprior.VOCABULARY)
-    assert tinyprior.read_config(builtin_prior_folder()) == tinyprior.TinyPriorConfig()  # the architecture is intact
+    # the architecture is the default one; the second built-in prior was initialized with neighbour heads in its text
+    # encoder's position bias (an initialization setting, recorded in the config)
+    shipped = tinyprior.TinyPriorConfig(text_neighbour_bias=4.0)
+    assert tinyprior.read_config(builtin_prior_folder()) == shipped
 
 
 def test_write_vocabulary_reproduces_the_shipped_config(tmp_path):
