@@ -195,3 +195,20 @@ def test_hiding_locked_texels_whitens_only_them():
     hidden, untouched = bench.hide_locked_texels([texture, other], locked)
     assert (hidden[locked] == 255).all() and (hidden[~locked] == 10).all()
     assert (texture == 10).all() and untouched is other  # the inputs are not modified
+
+
+def test_target_reads_the_editable_part_when_a_region_is_locked():
+    """With a locked region the target is checked on the B read with the locked texels hidden (the locked part keeps
+    colour A by design); without one on the plain B read. Both texel-count checks stay exact."""
+    bench = _edit_benchmark()
+    edits = [{"method": "csd", "changed_outside": 0, "changed_outside_reported": 0}]
+    masked = {"csd": {"b_read_rate": 0.80, "b_read_rate_editable": 0.90}}
+    unmasked = {"csd": {"b_read_rate": 0.80, "b_read_rate_editable": None}}
+    assert bench.target_b_read_rate(masked["csd"]) == 0.90 and bench.target_b_read_rate(unmasked["csd"]) == 0.80
+    assert bench.check_targets(masked, edits) == {"csd_b_read_rate>=0.85": True, "changed_outside==0": True}
+    assert bench.check_targets(unmasked, edits)["csd_b_read_rate>=0.85"] is False
+    masked_low = {"csd": {"b_read_rate": 0.95, "b_read_rate_editable": 0.80}}
+    assert bench.check_targets(masked_low, edits)["csd_b_read_rate>=0.85"] is False
+    assert bench.check_targets({}, [])["csd_b_read_rate>=0.85"] is None
+    leaked = [{"method": "csd", "changed_outside": 1, "changed_outside_reported": 0}]
+    assert bench.check_targets(masked, leaked)["changed_outside==0"] is False
