@@ -237,7 +237,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texture-size", type=int, default=None,
                    help="painted texture size (default: the prior's preset, 512 for the built-in prior)")
     p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
-                   help=f"use the first N colour pairs of {len(PAIRS)} (the first 12: each colour once as A, once as B)")
+                   help=f"use the first N colour pairs of {len(PAIRS)} "
+                        "(the first 12: each colour once as A, once as B)")
     p.add_argument("--meshes", default=",".join(fidelity.BENCHMARK_MESHES), help="comma-separated mesh names or paths")
     p.add_argument("--locked-fraction", type=float, default=LOCKED_FRACTION,
                    help="share of the covered texels in the locked (uneditable) region; 0 = no mask")

@@ -143,7 +143,8 @@ def test_merge_recomputes_the_summary_and_refuses_overlaps(tmp_path):
                  "a_read": False, "start_a_read": True, "changed_outside": 0, "changed_outside_reported": 0,
                  "changed_inside": 0.9, "seconds": 2.0}]
         Image.new("RGB", (40, 10), "white").save(tmp_path / f"{name}_grid.png")
-        record = {"settings": {"methods": ["csd"], "meshes": [mesh], "pairs": 1, "command": name}, "pairs": [["red", "purple"]],
+        record = {"settings": {"methods": ["csd"], "meshes": [mesh], "pairs": 1, "command": name},
+                  "pairs": [["red", "purple"]],
                   "locked_region": {mesh: {"columns": 3}}, "targets": dict(bench.TARGETS), "runs": runs,
                   "files": {"grid": f"{name}_grid.png", "grid_rows": 1, "grid_columns": ["start: paint A"]},
                   "seconds": 3.0}
