@@ -35,11 +35,14 @@ Examples::
     # issue #15's data (shape families, materials, word-order captions; its own VOCABULARY_V2 tokenizer)
     python benchmarks/train_prior.py --device cuda --out out/tiny_v2 --images 200000 --time-limit-minutes 9 \
         --data-version 2
+    # the shipped prior's recipe (its model card has the exact command): word-order role loss + neighbour init
+    python benchmarks/train_prior.py --device cuda --out out/tiny --images 200000 --time-limit-minutes 8.4 \
+        --role-loss 0.1 --arch text_neighbour_bias=4
     # a 15-minute training in two commands of at most 10 minutes (the second regenerates the data, uncounted)
-    python benchmarks/train_prior.py --device cuda --out out/tiny_v5 --images 200000 --time-limit-minutes 15 \
-        --stop-after-minutes 8.5 --state out/tiny_v5_state.pt --data-version 2
-    python benchmarks/train_prior.py --device cuda --out out/tiny_v5 --images 200000 --time-limit-minutes 15 \
-        --stop-after-minutes 9 --state out/tiny_v5_state.pt --data-version 2 --resume
+    python benchmarks/train_prior.py --device cuda --out out/tiny_15min --images 200000 --time-limit-minutes 15 \
+        --stop-after-minutes 8.5 --state out/tiny_15min_state.pt --role-loss 0.1 --arch text_neighbour_bias=4
+    python benchmarks/train_prior.py --device cuda --out out/tiny_15min --images 200000 --time-limit-minutes 15 \
+        --stop-after-minutes 9 --state out/tiny_15min_state.pt --role-loss 0.1 --arch text_neighbour_bias=4 --resume
 
 On CUDA the data is rendered by ``--data-workers`` processes (chunks of one deterministic dataset, identical to a
 single-process render) and every training step after three warm-up steps is the replay of one captured CUDA graph
