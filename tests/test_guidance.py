@@ -126,6 +126,22 @@ def test_encode_images_latent_has_gradient(latent_prior):
     assert images.grad is not None and images.grad.abs().sum() > 0 and torch.isfinite(images.grad).all()
 
 
+def test_encode_images_gives_the_vae_contiguous_input(latent_prior, monkeypatch):
+    """A paint step's renders are a permuted NHWC tensor; the encoder must get NCHW memory (channels-last input made
+    the SD encoder slower and larger: benchmarks/results/memory_format_h200.json), with the same values."""
+    nhwc = _images(2, 16).permute(0, 2, 3, 1).contiguous().requires_grad_(True)
+    images = nhwc.permute(0, 3, 1, 2)
+    assert not images.is_contiguous()
+    seen = []
+    encode = latent_prior.vae.encode
+    monkeypatch.setattr(latent_prior.vae, "encode", lambda x: (seen.append(x.is_contiguous()), encode(x))[1])
+    x = latent_prior.encode_images(images)
+    assert seen == [True]
+    torch.testing.assert_close(x, latent_prior.encode_images(images.contiguous()))
+    x.sum().backward()
+    assert nhwc.grad is not None and torch.isfinite(nhwc.grad).all() and nhwc.grad.abs().sum() > 0
+
+
 def test_encode_images_latent_is_scaled_posterior_mean(latent_prior):
     images = _images(1, 16)
     with torch.no_grad():

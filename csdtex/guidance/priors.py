@@ -466,7 +466,8 @@ class LatentPrior(Prior):
         posterior's standard deviation is tiny, so this changes nothing in practice and keeps runs reproducible.
 
         Args:
-            images: float [B, 3, H, W] in [-1, 1]; resized to ``render_resolution`` (512 for SD) if needed.
+            images: float [B, 3, H, W] in [-1, 1], any strides (the encoder gets a contiguous copy); resized to
+                ``render_resolution`` (512 for SD) if needed.
             plan: ``plan.encode_views`` = views per encoder pass, recomputed in the backward pass (None = all views
                 in one pass); ``plan.recompute_elementwise`` = keep only the encoder blocks' convolution / matmul
                 outputs for the backward pass of a single pass; ``plan.compile_encoder`` = run a single pass through
@@ -478,7 +479,11 @@ class LatentPrior(Prior):
             ``(vae.encode(images).latent_dist.mean - shift_factor) * scaling_factor``.
         """
         self.place_networks()
-        images = self._resize(images).to(self.device, dtype=self.dtype)
+        # Contiguous (NCHW) memory: a paint step's renders arrive as a permuted NHWC tensor, and with NHWC input the
+        # convolutions write channels-last outputs that the group norms then read slowly. One copy of the input
+        # (6 MiB for 4 views at 512^2 in fp16) made the SD-2.1-base encoder's forward + backward 90 -> 74 ms and
+        # its peak 6.38 -> 5.86 GiB on an H200 (benchmarks/memory_format.py, results/memory_format_h200.json).
+        images = self._resize(images).to(self.device, dtype=self.dtype, memory_format=torch.contiguous_format)
         recording = torch.is_grad_enabled() and images.requires_grad
         if plan.encode_views is None or not recording:
             if plan.compile_encoder and recording:
