@@ -35,6 +35,9 @@ Examples::
     # issue #15's data (shape families, materials, word-order captions; its own VOCABULARY_V2 tokenizer)
     python benchmarks/train_prior.py --device cuda --out out/tiny_v2 --images 200000 --time-limit-minutes 9 \
         --data-version 2
+    # the shipped prior's data plus material objects (15%: "a brown wooden box"; VOCABULARY_V3 tokenizer)
+    python benchmarks/train_prior.py --device cuda --out out/tiny_v3data --images 200000 --time-limit-minutes 8.4 \
+        --role-loss 0.1 --arch text_neighbour_bias=4 --data-version 3
     # the shipped prior's recipe (its model card has the exact command): word-order role loss + neighbour init
     python benchmarks/train_prior.py --device cuda --out out/tiny --images 200000 --time-limit-minutes 8.4 \
         --role-loss 0.1 --arch text_neighbour_bias=4
@@ -43,6 +46,15 @@ Examples::
         --stop-after-minutes 8.5 --state out/tiny_15min_state.pt --role-loss 0.1 --arch text_neighbour_bias=4
     python benchmarks/train_prior.py --device cuda --out out/tiny_15min --images 200000 --time-limit-minutes 15 \
         --stop-after-minutes 9 --state out/tiny_15min_state.pt --role-loss 0.1 --arch text_neighbour_bias=4 --resume
+
+Data versions (``--data-version``, :func:`csdtex.tinyprior.synthetic.generate_dataset`): 1 (default) is the shipped
+prior's data; 2 is issue #15's (new shape families, part-scaled patterns, materials, word-order captions, contrasting
+pairs); 3 is version 1's data, object for object, in which 15% of the train / test objects
+(:data:`csdtex.tinyprior.synthetic.MATERIAL_PROBABILITY_V3`) are repainted with a material (wood, marble, brick,
+camouflage) and captioned with its words ("a brown wooden box", "a sphere made of gray marble"), so a prior can learn
+the material words without the rest of version 2's distribution. Each version has its own tokenizer vocabulary
+(:func:`csdtex.tinyprior.vocabulary.vocabulary_for`), role labels (``--role-loss``) and sample prompts
+(:data:`DEFAULT_SAMPLE_PROMPTS`, :data:`DEFAULT_SAMPLE_PROMPTS_V2`, :data:`DEFAULT_SAMPLE_PROMPTS_V3`).
 
 On CUDA the data is rendered by ``--data-workers`` processes (chunks of one deterministic dataset, identical to a
 single-process render) and every training step after three warm-up steps is the replay of one captured CUDA graph
@@ -87,7 +99,7 @@ from csdtex.tinyprior.training import (  # noqa: E402
     learning_rate,
     role_loss,
 )
-from csdtex.tinyprior.vocabulary import nouns_for, vocabulary_for  # noqa: E402
+from csdtex.tinyprior.vocabulary import DATA_VERSIONS, nouns_for, vocabulary_for  # noqa: E402
 
 DEFAULT_SAMPLE_PROMPTS: tuple[str, ...] = (
     "a solid red sphere, front view",
@@ -122,6 +134,19 @@ DEFAULT_SAMPLE_PROMPTS_V2: tuple[str, ...] = (
 )
 """Sample prompts with ``--data-version 2``: word-order pairs (dots, halves, stripe direction), the new nouns and
 materials, a held-out combination (checkered torus) and the unconditional model."""
+
+DEFAULT_SAMPLE_PROMPTS_V3: tuple[str, ...] = DEFAULT_SAMPLE_PROMPTS[:-1] + (
+    "a brown wooden box, front view",
+    "a red brick object, front view",
+    "",
+)
+"""Sample prompts with ``--data-version 3``: version 1's (the unconditional model still last) with two material
+prompts on version-1 nouns before it."""
+
+SAMPLE_PROMPTS: dict[int, tuple[str, ...]] = {
+    1: DEFAULT_SAMPLE_PROMPTS, 2: DEFAULT_SAMPLE_PROMPTS_V2, 3: DEFAULT_SAMPLE_PROMPTS_V3,
+}  # fmt: skip
+"""Sample prompts per ``--data-version``."""
 
 
 SAVE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -187,9 +212,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--role-loss", type=float, default=0.0,
                    help="weight of the word-order loss: a linear read-out of each colour word's role (base / top vs "
                         "dots / bottom) from the text encoder's states, trained with the prior (0 = off, as shipped)")
-    p.add_argument("--data-version", type=int, choices=(1, 2), default=1,
+    p.add_argument("--data-version", type=int, choices=DATA_VERSIONS, default=1,
                    help="synthetic data version: 1 = the shipped prior's data and vocabulary, 2 = issue #15's shapes, "
-                        "materials, role-bearing captions and contrasting pairs (VOCABULARY_V2 tokenizer)")
+                        "materials, role-bearing captions and contrasting pairs (VOCABULARY_V2 tokenizer), 3 = "
+                        "version 1's data with 15%% of the objects repainted with a material (wood, marble, brick, "
+                        "camouflage) and captioned with its words (VOCABULARY_V3 tokenizer)")
     args = p.parse_args(argv)
     if args.stop_after_minutes is not None and not args.state:
         p.error("--stop-after-minutes needs --state (the training continues from it with --resume)")
@@ -560,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     checkpoint()
     exported = tiny_prior.load_components(out, device)  # round trip through the saved files
     t_samples = time.perf_counter()
-    prompts = list(DEFAULT_SAMPLE_PROMPTS if args.data_version == 1 else DEFAULT_SAMPLE_PROMPTS_V2)
+    prompts = list(SAMPLE_PROMPTS[args.data_version])
     samples = tiny_prior.sample_images(
         exported, prompts, num_per_prompt=per_prompt, steps=sample_steps, guidance_scale=args.guidance_scale,
         seed=args.seed, device=device,

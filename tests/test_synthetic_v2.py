@@ -308,7 +308,7 @@ def test_v2_dataset_is_deterministic_and_chunkable():
     v1, _, _ = synthetic.generate_dataset(24, seed=11)
     assert not np.array_equal(v1, a_images)
     with pytest.raises(ValueError, match="data_version"):
-        synthetic.generate_dataset(4, data_version=3)
+        synthetic.generate_dataset(4, data_version=4)  # DATA_VERSIONS = (1, 2, 3)
 
 
 def test_parallel_generation_matches_one_call_with_metadata():

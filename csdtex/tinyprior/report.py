@@ -182,6 +182,10 @@ def readme_text(record: dict[str, Any]) -> str:
         from csdtex.tinyprior.synthetic_v2 import HELD_OUT_COMBOS_V2
 
         combos, vocabulary, patterns, shapes = HELD_OUT_COMBOS_V2, VOCABULARY_V2, PATTERNS_V2, SHAPES + SHAPE_NOUNS_V2
+    elif data_version == 3:
+        from csdtex.tinyprior.vocabulary import patterns_for, vocabulary_for
+
+        vocabulary, patterns = vocabulary_for(3), patterns_for(3)
     held = "; ".join(
         " x ".join(x if x is not None else "any" for x in combo) for combo in combos
     )
@@ -238,6 +242,11 @@ def readme_text(record: dict[str, Any]) -> str:
              " stripes on a chair`; multi-part shape families (`csdtex/tinyprior/shapes_v2.py`), patterns scaled to"
              " each part's size, contrasting pairs of role-swapped textures."),
         ] if data_version == 2 else []),
+        *([
+            ("- Data version 3 (issue #15): version 1's data, with 15% of the objects painted with a material instead"
+             " and captioned `a brown wooden box`, `a box made of brown wood`, `a white marble vase`, `a red brick"
+             " cone`, `a green camouflage torus`, ... (`csdtex.tinyprior.synthetic.draw_material_spec`)."),
+        ] if data_version == 3 else []),
         f"- Held out of the training split (for the fidelity benchmark): {held}.",
         "",
         "## Training record",

@@ -53,13 +53,14 @@ class CaptionTable:
     Attributes (on ``device``):
         ids, mask: int64 [U, 77] token ids / attention masks of the U distinct captions.
         ids_unk: int64 [U, 77], ``ids`` with every shape word of ``nouns`` (default
-            :data:`csdtex.tinyprior.vocabulary.SHAPES`; data version 2:
+            :data:`csdtex.tinyprior.vocabulary.SHAPES`, the nouns of data versions 1 and 3; data version 2:
             :func:`csdtex.tinyprior.vocabulary.nouns_for` (2)) and "object" replaced by ``<unk>``.
         index: int64 [N], distinct-caption row of every image.
         empty: int, the row of the empty caption ``""``.
         roles: with ``role_labels``, int64 [U, 77], the colour role of every token (0 = base / top colour, 1 = dots /
             bottom colour, :data:`IGNORE_ROLE` elsewhere) from :func:`csdtex.tinyprior.vocabulary.caption_color_roles`
-            for captions of ``data_version``; a caption whose tokens are not one per word (an unknown word split
+            for captions of ``data_version`` (1, 2 or 3; version 3's material captions label their one colour 0);
+            a caption whose tokens are not one per word (an unknown word split
             into pieces) gets no labels. The word-order training signal of ``train_prior.py --role-loss``. None
             without ``role_labels`` (parsing every distinct caption takes a few seconds for 200k images).
     """

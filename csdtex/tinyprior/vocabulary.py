@@ -13,7 +13,12 @@ Public API: :data:`COLORS`, :data:`PATTERNS`, :data:`SHAPES`, :data:`GENERIC_NOU
 Data version 2 (issue #15; the constants above are version 1's and unchanged): :data:`MATERIALS`,
 :data:`PATTERNS_V2`, :data:`ONE_COLOR_PATTERNS`, :data:`SHAPE_NOUNS_V2`, :data:`ROLE_PATTERNS`,
 :data:`CAPTION_TEMPLATES_V2`, :data:`DIRECTION_TEMPLATES`, :data:`VOCABULARY_V2`, :data:`DATA_VERSIONS`,
-:func:`vocabulary_for`, :func:`patterns_for`, :func:`nouns_for`.
+:func:`vocabulary_for`, :func:`patterns_for`, :func:`nouns_for`, :func:`caption_templates_for`.
+
+Data version 3 is version 1's data in which a share of the objects wear a material; its captions are version 1's
+captions plus version 2's material captions on version-1 nouns, so its vocabulary (:data:`VOCABULARY_V3`) is
+:data:`VOCABULARY` plus the handful of material words, and its templates (:data:`CAPTION_TEMPLATES_V3`) are version
+1's plus the material ones.
 
 Colour roles of a caption (the built-in prior's word-order training signal, issue #15): :data:`ROLE_LABELLED_PATTERNS`,
 :data:`NO_ROLE`, :func:`caption_color_roles`.
@@ -186,29 +191,72 @@ VOCABULARY_V2: tuple[str, ...] = _vocabulary_v2()
 words (wooden, wood, marble, brick, bricks, camouflage, made, of) and the glue words of the new templates (from,
 ...)."""
 
-DATA_VERSIONS: tuple[int, ...] = (1, 2)
-"""Data versions: 1 = the shipped prior's data (v1 vocabulary, templates, primitives), 2 = issue #15's data."""
+# ======================================================================================================================
+# Data version 3: version 1 plus a share of material objects
+# ======================================================================================================================
+
+CAPTION_TEMPLATES_V3: dict[str, tuple[str, ...]] = {
+    **CAPTION_TEMPLATES,
+    **{material: CAPTION_TEMPLATES_V2[material] for material in MATERIALS},
+}
+"""Caption templates of data version 3, per pattern (keys = :data:`PATTERNS` then the :data:`MATERIALS`): version 1's
+:data:`CAPTION_TEMPLATES` unchanged, plus version 2's material templates (``"a {c0} wooden {noun}"``, ``"a {noun}
+made of {c0} wood"``, ...). Version 3's material objects are captioned with
+:meth:`csdtex.tinyprior.textures.TextureSpec.caption` ``(..., version=2)``, which picks exactly these; every other
+caption is a version-1 caption."""
+
+
+def _vocabulary_v3() -> tuple[str, ...]:
+    words: set[str] = set(VOCABULARY)
+    for material in MATERIALS:
+        for template in CAPTION_TEMPLATES_V3[material]:
+            words.update(caption_words(re.sub(r"\{[a-z0-9]+\}", " ", template)))
+    return tuple(sorted(words))
+
+
+VOCABULARY_V3: tuple[str, ...] = _vocabulary_v3()
+"""Every word of data version 3's captions, sorted: :data:`VOCABULARY` plus the words the material templates add
+(brick, bricks, camouflage, made, marble, of, wood, wooden); the colours, the version-1 nouns and the view suffixes
+a material caption carries are version 1's."""
+
+DATA_VERSIONS: tuple[int, ...] = (1, 2, 3)
+"""Data versions: 1 = the shipped prior's data (v1 vocabulary, templates, primitives), 2 = issue #15's data, 3 =
+version 1's data with a share of its objects repainted with a material and captioned with the material's words
+(:func:`csdtex.tinyprior.synthetic.generate_dataset`)."""
+
+
+def _check_version(data_version: int) -> None:
+    if data_version not in DATA_VERSIONS:
+        raise ValueError(f"data_version must be one of {DATA_VERSIONS}, got {data_version!r}")
 
 
 def vocabulary_for(data_version: int = 1) -> tuple[str, ...]:
-    """The caption vocabulary of ``data_version`` (1: :data:`VOCABULARY`, 2: :data:`VOCABULARY_V2`)."""
-    if data_version not in DATA_VERSIONS:
-        raise ValueError(f"data_version must be one of {DATA_VERSIONS}, got {data_version!r}")
-    return VOCABULARY if data_version == 1 else VOCABULARY_V2
+    """The caption vocabulary of ``data_version``: a sorted tuple of str (1: :data:`VOCABULARY`, 48 words; 2:
+    :data:`VOCABULARY_V2`; 3: :data:`VOCABULARY_V3`). Raises ValueError outside :data:`DATA_VERSIONS`."""
+    _check_version(data_version)
+    return {1: VOCABULARY, 2: VOCABULARY_V2, 3: VOCABULARY_V3}[data_version]
 
 
 def patterns_for(data_version: int = 1) -> tuple[str, ...]:
-    """The pattern words of ``data_version`` (1: :data:`PATTERNS`, 2: :data:`PATTERNS_V2`)."""
-    if data_version not in DATA_VERSIONS:
-        raise ValueError(f"data_version must be one of {DATA_VERSIONS}, got {data_version!r}")
+    """The pattern words of ``data_version``, a tuple of str (1: :data:`PATTERNS`; 2 and 3: :data:`PATTERNS_V2`,
+    i.e. :data:`PATTERNS` then the materials). Raises ValueError outside :data:`DATA_VERSIONS`."""
+    _check_version(data_version)
     return PATTERNS if data_version == 1 else PATTERNS_V2
 
 
 def nouns_for(data_version: int = 1) -> tuple[str, ...]:
-    """The shape nouns of ``data_version``'s captions (without :data:`GENERIC_NOUN`)."""
-    if data_version not in DATA_VERSIONS:
-        raise ValueError(f"data_version must be one of {DATA_VERSIONS}, got {data_version!r}")
-    return SHAPES if data_version == 1 else SHAPES + SHAPE_NOUNS_V2
+    """The shape nouns of ``data_version``'s captions, a tuple of str without :data:`GENERIC_NOUN` (1 and 3:
+    :data:`SHAPES`; 2: :data:`SHAPES` + :data:`SHAPE_NOUNS_V2`). Raises ValueError outside :data:`DATA_VERSIONS`."""
+    _check_version(data_version)
+    return SHAPES + SHAPE_NOUNS_V2 if data_version == 2 else SHAPES
+
+
+def caption_templates_for(data_version: int = 1) -> dict[str, tuple[str, ...]]:
+    """The caption templates of ``data_version``, pattern -> tuple of template strings (1: :data:`CAPTION_TEMPLATES`;
+    2: :data:`CAPTION_TEMPLATES_V2`; 3: :data:`CAPTION_TEMPLATES_V3`). Raises ValueError outside
+    :data:`DATA_VERSIONS`."""
+    _check_version(data_version)
+    return {1: CAPTION_TEMPLATES, 2: CAPTION_TEMPLATES_V2, 3: CAPTION_TEMPLATES_V3}[data_version]
 
 
 def unknown_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
@@ -263,7 +311,7 @@ def _template_words(template: str) -> list[str]:
 @functools.lru_cache(maxsize=None)
 def _role_templates(data_version: int) -> dict[int, tuple[tuple[str, tuple[str, ...]], ...]]:
     """(pattern, template words) of ``data_version``'s caption templates, keyed by their number of words."""
-    templates = CAPTION_TEMPLATES if data_version == 1 else CAPTION_TEMPLATES_V2
+    templates = caption_templates_for(data_version)
     by_length: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
     for pattern, group in templates.items():
         for template in group:
@@ -279,13 +327,19 @@ def caption_color_roles(caption: str, data_version: int = 1) -> list[int]:
 
     The caption is split with :func:`caption_words` (so position ``i`` of the result is word ``i``, and, with the
     tiny prior's one-token-per-word tokenizer, token ``i``) and matched word by word against every caption template
-    of ``data_version`` (``{c0}`` / ``{c1}`` match a colour word, ``{noun}`` a shape noun or ``object``,
+    of ``data_version`` (:func:`caption_templates_for`: for version 3, version 1's templates and the material
+    templates, so a version-1 caption gets the labels it gets under version 1 and a material caption labels its
+    colour 0) (``{c0}`` / ``{c1}`` match a colour word, ``{noun}`` a shape noun of :func:`nouns_for` or ``object``,
     ``{direction}`` a stripe direction, ``a`` also ``an``; a view suffix may follow). A caption that no template
     matches, that matches templates disagreeing on a role, or whose pattern is not in
     :data:`ROLE_LABELLED_PATTERNS` (stripes, checkerboard) gets :data:`NO_ROLE` everywhere, as does ``""``.
 
     Example: ``"blue dots on a red box, side view"`` -> ``[1, -1, -1, -1, 0, -1, -1, -1, -1]`` (``blue`` names the
     dots, ``red`` the base).
+
+    Returns:
+        list of ``len(caption_words(caption))`` ints, each 0, 1 or :data:`NO_ROLE` (-1). Raises ValueError when
+        ``data_version`` is not in :data:`DATA_VERSIONS`.
     """
     words = caption_words(caption)
     roles = [NO_ROLE] * len(words)
