@@ -20,10 +20,11 @@ others under ``"low_vram"``, ``"keep_all"`` and ``"compiled"``):
    imports, prior load, text encoding, CUDA-graph capture, the optimization, bake, export and preview. The run's
    own per-phase timings (``run.json``) are listed too, and the process's peak GPU memory
    (``torch.cuda.max_memory_allocated`` and ``max_memory_reserved``, everything included).
-2. **Per phase of one step** (CUDA events, median over ``--profile-steps`` steps after warm-up): sampling the views
-   (host work and copies), rasterize, field forward (+ compositing), prior encode forward (the VAE encoder for a
-   latent prior), the guidance (UNet calls), encode backward (VAE encoder backward, with its recomputation under
-   ``--low-vram``), field backward, optimizer. Also the number of host synchronizations per step
+2. **Per phase of one step** (CUDA events; host clock on the CPU; median over ``--profile-steps`` steps after
+   warm-up): sampling the views (host work and copies), rasterize, field forward (+ compositing), prior encode
+   forward (the VAE encoder for a latent prior), the guidance (UNet calls), encode backward (VAE encoder backward,
+   with its recomputation under ``--low-vram``), field backward, optimizer. Also the number of host
+   synchronizations per step
    (``torch.cuda.set_sync_debug_mode``) and peak GPU memory: of the steps after warm-up (``peak_gpu_memory_gib``),
    and of everything from loading the prior on (``peak_gpu_memory_with_load_gib``, with the warm-up's graph capture).
    The wall time of the first step (``first_step_s``: CUDA-graph capture, and with ``--compile-encoder`` the
@@ -129,6 +130,21 @@ def prior_model(args: argparse.Namespace) -> str:
         print(f"building {folder} (random weights, once)", flush=True)
         (toy_build if args.toy else build)(folder)
     return str(folder)
+
+
+class _HostMark:
+    """A CPU stand-in for ``torch.cuda.Event(enable_timing=True)``: ``record()`` notes the host clock (on the CPU
+    every operation has finished when it returns, so host time is the phase's time)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def record(self) -> None:
+        self.seconds = time.perf_counter()
+
+    def elapsed_time(self, end: "_HostMark") -> float:
+        """Milliseconds from this mark to ``end``, as ``torch.cuda.Event.elapsed_time``."""
+        return (end.seconds - self.seconds) * 1000.0
 
 
 def _gib(value: float) -> float:
@@ -253,13 +269,14 @@ def profile_phases(model: str, args: argparse.Namespace, out_dir: Path, low_vram
     samples_ms: dict[str, list[float]] = {name: [] for name in PHASES}
     totals = []
     for index in range(args.profile_steps):
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(len(PHASES) + 1)] if on_cuda else None
+        events = ([torch.cuda.Event(enable_timing=True) for _ in range(len(PHASES) + 1)] if on_cuda
+                  else [_HostMark() for _ in range(len(PHASES) + 1)])
         start = time.perf_counter()
         step(args.warmup + index, events)
         if on_cuda:
             torch.cuda.synchronize()
-            for name, (a, b) in zip(PHASES, zip(events[:-1], events[1:])):
-                samples_ms[name].append(a.elapsed_time(b))
+        for name, (a, b) in zip(PHASES, zip(events[:-1], events[1:])):
+            samples_ms[name].append(a.elapsed_time(b))
         totals.append((time.perf_counter() - start) * 1000.0)
     result["phases_ms"] = {name: round(statistics.median(v), 3) for name, v in samples_ms.items() if v}
     result["step_ms"] = round(statistics.median(totals), 3)

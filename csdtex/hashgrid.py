@@ -3,8 +3,9 @@
 :func:`hash_grid_encode` is the functional core: points in [0, 1]^3 -> concatenated per-level features, trilinear
 within each level's cell; dense levels index a full grid, finer levels hash their corners into a table. Its backward
 pass recomputes the corner indices instead of storing them, so training memory does not grow with the number of
-levels times eight corners per point. :class:`HashGridEncoding` holds the learnable table. The test suite checks both
-against a naive per-point reference over device x dtype.
+levels times eight corners per point (small calls keep them: :data:`KEEP_CORNERS_MAX_BYTES`).
+:class:`HashGridEncoding` holds the learnable table. The test suite checks both against a naive per-point reference
+over device x dtype.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["HASH_PRIMES", "HashGridEncoding", "hash_grid_encode", "hash_grid_level_resolutions"]
+__all__ = ["HASH_PRIMES", "KEEP_CORNERS_MAX_BYTES", "HashGridEncoding", "hash_grid_encode",
+           "hash_grid_level_resolutions"]
 
 #: Spatial hash primes of Instant-NGP (Müller et al. 2022), one per axis x, y, z.
 HASH_PRIMES: tuple[int, int, int] = (1, 2654435761, 805459861)
@@ -120,22 +122,48 @@ def _corner_indices_and_weights(
     return indices, weights
 
 
+KEEP_CORNERS_MAX_BYTES = 64 * 2**20
+"""Largest size of one call's corner indices and weights (int64 + the table's dtype, [N, L, 8] each) that the forward
+pass keeps for the backward pass instead of recomputing them there; above it (or when the points span several
+chunks) only the points are kept. 64 MiB is about 43,000 points at 16 levels in float32: the built-in prior's renders
+(64^2 pixels a view) fall below it, Stable Diffusion's (512^2) far above. Keeping or recomputing gives bit-identical
+gradients; keeping saves the index computation of the backward pass (about 16 ms of a 276 ms built-in-prior step on
+2 CPU cores)."""
+
+
+def _interpolate(table: Tensor, indices: Tensor, weights: Tensor) -> Tensor:
+    """Trilinear features [n, L, F] from ``table`` [E, F], corner ``indices`` int64 [n, L, 8] and ``weights`` [n, L, 8]
+    (the table's dtype). On the CPU one fused weighted gather (``embedding_bag``, 3x faster there than gathering all
+    corners first, measured at 6,500 points x 16 levels); elsewhere the gather, product and sum as separate kernels
+    (the path measured on CUDA). Both sum each point's 8 weighted corners; they agree up to float rounding."""
+    n, num_levels, _ = indices.shape
+    num_features = table.shape[1]
+    if table.device.type == "cpu":
+        return torch.nn.functional.embedding_bag(
+            indices.view(n * num_levels, 8), table, per_sample_weights=weights.view(n * num_levels, 8), mode="sum"
+        ).view(n, num_levels, num_features)
+    corner_features = table.index_select(0, indices.view(-1)).view(n, num_levels, 8, num_features)
+    return corner_features.mul_(weights.unsqueeze(-1)).sum(dim=2)
+
+
 class _HashGridFunction(torch.autograd.Function):
-    """Chunked forward; backward recomputes indices/weights per chunk so only the points are kept for it."""
+    """Chunked forward; the backward pass recomputes indices/weights per chunk, so that only the points are kept for
+    it, unless they are small enough to keep (:data:`KEEP_CORNERS_MAX_BYTES`)."""
 
     @staticmethod
     def forward(ctx, points01, table, level_resolutions, level_offsets, num_dense_levels, hashmap_size, chunk):
         num_points, num_levels, num_features = points01.shape[0], level_resolutions.shape[0], table.shape[1]
+        corner_bytes = num_points * num_levels * 8 * (8 + table.element_size())
+        keep_corners = num_points <= chunk and corner_bytes <= KEEP_CORNERS_MAX_BYTES
         output = torch.empty(num_points, num_levels, num_features, dtype=table.dtype, device=table.device)
         for start in range(0, num_points, chunk):
             stop = min(start + chunk, num_points)
             indices, weights = _corner_indices_and_weights(
                 points01[start:stop], level_resolutions, level_offsets, num_dense_levels, hashmap_size
             )
-            corner_features = table.index_select(0, indices.view(-1)).view(stop - start, num_levels, 8, num_features)
-            corner_features.mul_(weights.unsqueeze(-1))
-            torch.sum(corner_features, dim=2, out=output[start:stop])
-        ctx.save_for_backward(points01, level_resolutions, level_offsets)
+            output[start:stop] = _interpolate(table, indices, weights)
+        kept = (indices, weights) if keep_corners and num_points > 0 else ()
+        ctx.save_for_backward(points01, level_resolutions, level_offsets, *kept)
         ctx.settings = (num_dense_levels, hashmap_size, chunk, table.shape)
         return output.view(num_points, num_levels * num_features)
 
@@ -144,15 +172,18 @@ class _HashGridFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         if not ctx.needs_input_grad[1]:
             return (None,) * 7
-        points01, level_resolutions, level_offsets = ctx.saved_tensors
+        points01, level_resolutions, level_offsets, *kept = ctx.saved_tensors
         num_dense_levels, hashmap_size, chunk, table_shape = ctx.settings
         num_levels, num_features = level_resolutions.shape[0], table_shape[1]
         grad_table = torch.zeros(table_shape, dtype=grad_output.dtype, device=grad_output.device)
         for start in range(0, points01.shape[0], chunk):
             stop = min(start + chunk, points01.shape[0])
-            indices, weights = _corner_indices_and_weights(
-                points01[start:stop], level_resolutions, level_offsets, num_dense_levels, hashmap_size
-            )
+            if kept:  # one chunk, kept by the forward pass
+                indices, weights = kept
+            else:
+                indices, weights = _corner_indices_and_weights(
+                    points01[start:stop], level_resolutions, level_offsets, num_dense_levels, hashmap_size
+                )
             grad_chunk = grad_output[start:stop].reshape(stop - start, num_levels, 1, num_features)
             grad_corners = grad_chunk * weights.unsqueeze(-1).to(grad_output.dtype)  # [n, L, 8, F]
             grad_table.index_add_(0, indices.view(-1), grad_corners.view(-1, num_features))

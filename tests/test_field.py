@@ -186,6 +186,30 @@ def test_gradient_reaches_only_the_touched_table_rows(device):
     torch.testing.assert_close(gradient, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_kept_and_recomputed_corners_give_the_same_gradient(device, monkeypatch):
+    """Small calls keep the forward pass's corner indices and weights for the backward pass; large or chunked ones
+    recompute them. Both give the same table gradient, bit for bit, in one chunk or several."""
+    import csdtex.hashgrid as hashgrid
+
+    encoding = randomize_table(HashGridEncoding(**_encoding_kwargs(FieldConfig.small()))).to(device)
+    points = torch.rand(3000, 3, generator=torch.Generator().manual_seed(0)).to(device)
+    upstream = torch.randn(3000, encoding.output_dim, generator=torch.Generator().manual_seed(1)).to(device)
+
+    def gradient(points_per_chunk: int) -> torch.Tensor:
+        encoding.table.grad = None
+        out = hash_grid_encode(points, encoding.table, encoding._resolutions, encoding.level_offsets,
+                               encoding.num_dense_levels, encoding.hashmap_size, points_per_chunk)
+        out.backward(upstream)
+        return encoding.table.grad.clone()
+
+    kept = gradient(2**16)
+    monkeypatch.setattr(hashgrid, "KEEP_CORNERS_MAX_BYTES", 0)
+    assert torch.equal(gradient(2**16), kept)  # recomputed in one chunk
+    chunked = gradient(1000)  # three chunks: never kept; index_add order per chunk may round differently
+    torch.testing.assert_close(chunked, kept, rtol=1e-6, atol=1e-7)
+
+
 def test_points_receive_no_gradient_and_out_of_range_points_are_clamped():
     encoding = randomize_table(tiny_encoding())
     points = torch.tensor([[-0.5, 0.2, 1.7]], requires_grad=True)
