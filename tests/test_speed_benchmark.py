@@ -63,7 +63,9 @@ def test_speed_smoke_compiled_encoder_profile(tmp_path, monkeypatch):
     assert compiled["step"]["encoder_compilation"] == "compiled" and compiled["step"]["first_step_s"] > 0
     assert "compile_s_estimate" in compiled["step"]
     versus = compiled["versus_default"]
-    assert set(versus) == {"step_ms"}  # the per-phase figures are CUDA events: none on the CPU
+    # on the CPU the phases are timed by the host clock; there is no GPU memory to compare
+    assert set(versus) == {"step_ms"} | {f"{name}_ms" for name in bench.COMPARED}
+    assert all(versus[f"{name}_ms"]["compiled"] >= 0 for name in bench.COMPARED)
     assert versus["step_ms"]["ratio"] == round(compiled["step"]["step_ms"] / report["step"]["step_ms"], 3)
 
 
