@@ -89,7 +89,8 @@ def _corner_indices_and_weights(
 
     # Per axis, the weights of the lower and upper corner: (1 - f, f) = f * (-1, 1) + (1, 0).
     constants = _constants(device, dtype)
-    axis_weights = torch.addcmul(constants["lower_upper"], frac.unsqueeze(-1), constants["weight_slope"])  # [n, L, 3, 2]
+    # [n, L, 3, 2]
+    axis_weights = torch.addcmul(constants["lower_upper"], frac.unsqueeze(-1), constants["weight_slope"])
     wx, wy, wz = axis_weights[:, :, 0], axis_weights[:, :, 1], axis_weights[:, :, 2]
     weights = (wx[:, :, :, None, None] * wy[:, :, None, :, None] * wz[:, :, None, None, :]).view(n, num_levels, 8)
 

@@ -229,7 +229,8 @@ def test_role_templates_bind_the_same_role_in_every_word_order():
     for template in range(len(W.CAPTION_TEMPLATES_V2["halves"])):
         assert _colour_before(W.caption_words(halves.caption("cup", "", template, version=2)), ["top"]) == "red"
     for template in range(len(W.CAPTION_TEMPLATES_V2["dots"])):
-        assert _colour_before(W.caption_words(dots.caption("cup", "", template, version=2)), ["dots", "dotted"]) == "blue"
+        words = W.caption_words(dots.caption("cup", "", template, version=2))
+        assert _colour_before(words, ["dots", "dotted"]) == "blue"
     for template in range(len(W.CAPTION_TEMPLATES_V2["gradient"])):
         words = W.caption_words(gradient.caption("cup", "", template, version=2))
         first = next(w for w in words if w in W.COLORS)
