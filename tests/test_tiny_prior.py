@@ -298,6 +298,26 @@ def test_word_order_probe_reads_the_training_data_and_runs_on_a_prior(tmp_path, 
     assert (tmp_path / "wo.json").is_file()
 
 
+def test_train_script_data_cache_is_used_only_for_the_data_it_holds(tmp_path):
+    """--data-cache records its seed, split and data version beside it; another run's request, or a cache without
+    that record, stops with a one-line error instead of training on the wrong data."""
+    train_prior = _train_prior_module()
+    cache = tmp_path / "data.npz"
+    device = torch.device("cpu")
+    images, captions, info = train_prior.load_or_generate(8, 0, "train", device, str(cache), 8, False)
+    assert info["source"] == "generated" and cache.is_file()
+    again, again_captions, info = train_prior.load_or_generate(8, 0, "train", device, str(cache), 8, False)
+    assert info["source"] == str(cache) and np.array_equal(again, images) and again_captions == captions
+    for request in ({"seed": 1}, {"split": "test"}, {"data_version": 3}):
+        arguments = {"seed": 0, "split": "train", "data_version": 1, **request}
+        with pytest.raises(SystemExit, match="holds data for"):
+            train_prior.load_or_generate(8, arguments["seed"], arguments["split"], device, str(cache), 8, False,
+                                         data_version=arguments["data_version"])
+    train_prior.cache_identity_path(cache).unlink()
+    with pytest.raises(SystemExit, match="no readable record"):
+        train_prior.load_or_generate(8, 0, "train", device, str(cache), 8, False)
+
+
 def test_train_script_splits_its_time_budget_over_resumed_invocations(tmp_path):
     """--stop-after-minutes pauses with the state saved (schedule horizon, budget used); --resume continues from that
     step with the same horizon, counting the budget on from what the first invocation used."""
