@@ -5,8 +5,9 @@
 
 A paint step runs the VAE encoder forward and backward on the views (4 renders of 512^2) and the UNet forward on the
 stacked conditions (3 x 4 latents of 64^2). Both are convolution networks; on tensor-core GPUs cuDNN's convolution
-kernels work in NHWC ("channels last"), so NCHW tensors are transposed around every convolution. This script times,
-with CUDA events (median of ``--repeats`` calls after ``--warmup``):
+kernels work in NHWC ("channels last"), so NCHW tensors are transposed around every convolution. This script times
+(``common.time_call``: wall time with the device synchronized around each call, median of ``--repeats`` calls after
+``--warmup``; the session-10 record was taken with CUDA events):
 
 - the encoder's forward + backward through :meth:`csdtex.guidance.priors.LatentPrior.encode_images` (the paint
   step's own path, with the default plan's selective recomputation, and with everything kept), for each layout:
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, print_table, write_json  # noqa: E402
+from common import environment, print_table, time_call, write_json  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -54,30 +54,14 @@ def to_layout(modules: list[torch.nn.Module], channels_last: bool) -> None:
 
 
 def timed(function, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
-    """(median ms per call, peak allocated GiB during the timed calls) of ``function()``."""
-    for _ in range(warmup):
-        function()
+    """(median ms per call from :func:`common.time_call`, peak allocated GiB over the calls) of ``function()``."""
     on_cuda = device.type == "cuda"
     if on_cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        if on_cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            function()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            import time
-
-            t0 = time.perf_counter()
-            function()
-            times.append((time.perf_counter() - t0) * 1000.0)
+    milliseconds = time_call(function, device, repeats=repeats, warmup=warmup)
     peak = torch.cuda.max_memory_allocated() / 2**30 if on_cuda else 0.0
-    return statistics.median(times), peak
+    return milliseconds, peak
 
 
 def relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:

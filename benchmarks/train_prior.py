@@ -302,8 +302,6 @@ def load_or_generate(
             "images_per_second": round(count / max(seconds, 1e-9), 1)}  # fmt: skip
     if cache:
         written = synthetic.save_shard(cache, images, captions)
-        from csdtex.fileio import write_text_atomic
-
         write_text_atomic(cache_identity_path(written), json.dumps(identity))
         info["cache"] = str(cache)
     return images, captions, info
