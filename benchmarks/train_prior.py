@@ -364,7 +364,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     invocation_deadline = t_start + 60.0 * (args.stop_after_minutes if args.stop_after_minutes is not None
                                             else args.time_limit_minutes)  # fmt: skip
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -390,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.data_version,
     )
     log(f"data ready ({train_info['seconds']} s, {train_info['source']})")
+    out.mkdir(parents=True, exist_ok=True)  # after the data: a bad --data-cache leaves no empty output folder
     components = tiny_prior.build_tiny_prior(None, seed=args.seed, config=prior_config,
                                              words=vocabulary_for(args.data_version))
     nouns = nouns_for(args.data_version)
