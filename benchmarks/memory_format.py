@@ -16,6 +16,10 @@ kernels work in NHWC ("channels last"), so NCHW tensors are transposed around ev
 - the UNet forward (eager, no CUDA graph) on NCHW and channels-last weights and input;
 - each with ``torch.backends.cudnn.benchmark`` off and on (set per variant and restored: the library does not set it).
 
+With ``--kernels N`` the default path (``nchw``, default plan) is also run once under ``torch.profiler`` and its
+device time is split by kernel: the N most expensive kernels and a sum per kind (convolution / matrix multiply,
+normalization, element-wise and other), to show where the encoder's time goes.
+
 Every variant's latents, input gradient and UNet output are compared with the ``nchw`` ones (max abs difference
 relative to the reference's max abs), since a layout changes kernels and so rounding, never the maths. Peak
 allocated GPU memory per variant too. Prints a table and writes ``benchmarks/results/<--name>.json``.
@@ -70,6 +74,53 @@ def relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
 
 
+KERNEL_KINDS = (
+    ("convolution / matmul", ("conv", "gemm", "cutlass", "sm90", "sm80", "xmma", "cudnn", "nchwtonhwc", "nhwctonchw",
+                               "implicit", "wgrad", "dgrad", "fprop")),
+    ("normalization", ("norm", "welford", "batch_norm", "group_norm")),
+    ("element-wise", ("elementwise", "vectorized", "unrolled", "silu", "mul_kernel", "add_kernel", "copy")),
+    ("reduction", ("reduce",)),
+)
+
+
+def kernel_kind(name: str) -> str:
+    """A coarse kind of a CUDA kernel from its (lower-cased) name: the first of :data:`KERNEL_KINDS` that matches."""
+    lowered = name.lower()
+    for kind, markers in KERNEL_KINDS:
+        if any(marker in lowered for marker in markers):
+            return kind
+    return "other"
+
+
+def kernel_table(function, top: int) -> dict:
+    """Device time of one ``function()`` call split by kernel (``torch.profiler``, CUDA activity).
+
+    Returns ``{"total_ms", "by_kind": {kind: ms}, "top": [{"kernel", "kind", "calls", "ms"}]}``; names cut to 90 chars.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    function()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        function()
+        torch.cuda.synchronize()
+    kernels: dict[str, list] = {}
+    for event in prof.events():
+        if event.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        entry = kernels.setdefault(event.name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += event.device_time_total / 1000.0  # a kernel event: its own duration, in microseconds
+    by_kind: dict[str, float] = {}
+    for name, (_, ms) in kernels.items():
+        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + ms
+    ranked = sorted(kernels.items(), key=lambda item: -item[1][1])[:top]
+    return {"total_ms": round(sum(ms for _, ms in kernels.values()), 2),
+            "by_kind": {kind: round(ms, 2) for kind, ms in sorted(by_kind.items(), key=lambda item: -item[1])},
+            "top": [{"kernel": name[:90], "kind": kernel_kind(name), "calls": calls, "ms": round(ms, 2)}
+                    for name, (calls, ms) in ranked]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -78,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "csdtex-random-priors")
+    parser.add_argument("--kernels", type=int, default=0, metavar="N",
+                        help="also profile the default encoder path per kernel and list the N most expensive (CUDA)")
     parser.add_argument("--name", default=None, help="results name (default memory_format_<device>)")
     args = parser.parse_args(argv)
 
@@ -136,6 +189,11 @@ def main(argv: list[str] | None = None) -> dict:
                 })
                 print(rows[-1], flush=True)
     to_layout(encoder_modules, channels_last=False)
+    kernels = None
+    if args.kernels and device.type == "cuda":
+        kernels = kernel_table(encoder_call("nchw", DEFAULT_PLAN), args.kernels)
+        print(f"encoder fwd+bwd kernels: {kernels['total_ms']} ms of device time; by kind {kernels['by_kind']}")
+        print_table(kernels["top"], ["kernel", "kind", "calls", "ms"])
 
     for layout in ("nchw", "nhwc"):
         for bench in (False, True):
@@ -163,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"environment": environment(), "device": str(device),
                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                "prior": "toy" if args.toy else "sd21-base random fp16", "views": args.views,
-               "repeats": args.repeats, "warmup": args.warmup, "rows": rows}
+               "repeats": args.repeats, "warmup": args.warmup, "rows": rows, "encoder_kernels": kernels}
     name = args.name or f"memory_format_{device.type}"
     path = write_json(Path(__file__).resolve().parent / "results" / f"{name}.json", payload)
     print(f"wrote {path}")
