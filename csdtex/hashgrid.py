@@ -127,9 +127,9 @@ KEEP_CORNERS_MAX_BYTES = 64 * 2**20
 """Largest size of one call's corner indices and weights (int64 + the table's dtype, [N, L, 8] each) that the forward
 pass keeps for the backward pass instead of recomputing them there; above it (or when the points span several
 chunks) only the points are kept. 64 MiB is about 43,000 points at 16 levels in float32: the built-in prior's renders
-(64^2 pixels a view) fall below it, Stable Diffusion's (512^2) far above. Keeping or recomputing gives bit-identical
-gradients; keeping saves the index computation of the backward pass (about 16 ms of a 276 ms built-in-prior step on
-2 CPU cores)."""
+(64^2 pixels a view) fall below it, Stable Diffusion's (512^2) far above. Keeping or recomputing gives the same
+gradient (bit for bit on the CPU; on CUDA up to the order of index_add's atomic additions); keeping saves the index
+computation of the backward pass (about 16 ms of a 276 ms built-in-prior step on 2 CPU cores)."""
 
 
 def _interpolate(table: Tensor, indices: Tensor, weights: Tensor) -> Tensor:

@@ -189,7 +189,8 @@ def test_gradient_reaches_only_the_touched_table_rows(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_kept_and_recomputed_corners_give_the_same_gradient(device, monkeypatch):
     """Small calls keep the forward pass's corner indices and weights for the backward pass; large or chunked ones
-    recompute them. Both give the same table gradient, bit for bit, in one chunk or several."""
+    recompute them. Both give the same table gradient: bit for bit on the CPU in one chunk; on CUDA the index_add's
+    atomic additions land in any order, so there (and across chunks) up to float32 rounding."""
     import csdtex.hashgrid as hashgrid
 
     encoding = randomize_table(HashGridEncoding(**_encoding_kwargs(FieldConfig.small()))).to(device)
@@ -205,7 +206,10 @@ def test_kept_and_recomputed_corners_give_the_same_gradient(device, monkeypatch)
 
     kept = gradient(2**16)
     monkeypatch.setattr(hashgrid, "KEEP_CORNERS_MAX_BYTES", 0)
-    assert torch.equal(gradient(2**16), kept)  # recomputed in one chunk
+    recomputed = gradient(2**16)  # in one chunk
+    if device == "cpu":
+        assert torch.equal(recomputed, kept)
+    torch.testing.assert_close(recomputed, kept, rtol=1e-6, atol=1e-7)
     chunked = gradient(1000)  # three chunks: never kept; index_add order per chunk may round differently
     torch.testing.assert_close(chunked, kept, rtol=1e-6, atol=1e-7)
 

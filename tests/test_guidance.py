@@ -675,3 +675,31 @@ def test_cuda_half_precision_step_matches_cpu_draws(tiny_folders):
     assert x.dtype == torch.float32 and loss.device.type == "cuda" and torch.isfinite(loss)
     assert images.grad is not None and torch.isfinite(images.grad).all()
     assert metrics[0]["t"] == metrics[1]["t"]  # CPU generator: same draws whatever the prior's device
+
+
+def test_vae_encoder_attends_with_explicit_matmuls_and_the_same_values(latent_prior):
+    """The VAE encoder's self-attention runs as baddbmm / softmax / bmm (its fused backward was 15 of 74 ms on an
+    H200, benchmarks/results/memory_format_kernels_h200.json); values and input gradient match the SDPA path."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+
+    layers = [m for m in latent_prior.vae.encoder.modules() if isinstance(m, Attention)]
+    assert layers and all(type(m.processor) is AttnProcessor for m in layers)
+
+    def latents_and_gradient():
+        images = _images(2, 16).requires_grad_(True)
+        x = latent_prior.encode_images(images)
+        cotangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        (gradient,) = torch.autograd.grad(x, images, cotangent)
+        return x.detach(), gradient
+
+    x, gradient = latents_and_gradient()
+    try:
+        for layer in layers:
+            layer.set_processor(AttnProcessor2_0())
+        reference, reference_gradient = latents_and_gradient()
+    finally:
+        for layer in layers:
+            layer.set_processor(AttnProcessor())
+    torch.testing.assert_close(x, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gradient, reference_gradient, rtol=1e-5, atol=1e-6)
+    assert gradient.abs().sum() > 0

@@ -49,7 +49,8 @@ from csdtex.guidance.aliases import BUILTIN_MODEL  # re-exported: csdtex.config 
 from csdtex.guidance.vocabulary import Vocabulary
 
 __all__ = ["BUILTIN_MODEL", "CUDA_GRAPHS_MIN_GIB", "DEFAULT_PLAN", "LOW_VRAM_PLAN", "SMALL_GPU_PLAN", "LatentPrior",
-           "MemoryPlan", "PixelPrior", "PredictionType", "Prior", "PriorKind", "eps_from_prediction", "memory_plan"]
+           "MemoryPlan", "PixelPrior", "PredictionType", "Prior", "PriorKind", "eps_from_prediction", "memory_plan",
+           "use_matmul_attention"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -438,6 +439,7 @@ class LatentPrior(Prior):
         self._scaling_factor = float(vae.config.scaling_factor)
         shift = getattr(vae.config, "shift_factor", None)
         self._shift_factor = float(shift) if shift is not None else 0.0
+        use_matmul_attention(vae.encoder)
         self._compiled_encoder = None  # torch.compile of _posterior_latents, built at first use
         self._compiled_signatures: set[tuple] = set()  # input signatures whose forward + backward compiled
         self._compile_failed = False
@@ -557,6 +559,30 @@ class PixelPrior(Prior):
             float32 [B, 3, render_resolution, render_resolution], differentiable w.r.t. ``images``.
         """
         return self._resize(images).to(self.device).float()
+
+
+def use_matmul_attention(module: torch.nn.Module) -> int:
+    """Make every diffusers ``Attention`` inside ``module`` attend with explicit matrix products (diffusers'
+    ``AttnProcessor``: scores by ``baddbmm``, softmax in float32 where the layer asks for it, ``bmm`` with the values)
+    instead of ``F.scaled_dot_product_attention``; returns how many layers were switched (0 for modules without
+    attention, or when diffusers lacks the processor). The same maths, rounded differently.
+
+    Why: the SD-family VAE encoder has one self-attention layer (mid block, 64^2 tokens at 512^2 input, a single
+    head of 512 channels). For that head width PyTorch's ``scaled_dot_product_attention`` runs its memory-efficient
+    kernel, whose backward took 15.3 of the encoder's 74 ms forward + backward on an H200 (4 views at 512^2, fp16,
+    ``benchmarks/memory_format.py --kernels``), for matrix products of about 0.4 TFLOP in all. The explicit path
+    keeps the [B, 4096, 4096] attention probabilities (128 MiB at 4 views in fp16) for the backward pass instead.
+    """
+    try:
+        from diffusers.models.attention_processor import Attention, AttnProcessor
+    except ImportError:  # pragma: no cover - diffusers without these classes: keep the default processor
+        return 0
+    switched = 0
+    for layer in module.modules():
+        if isinstance(layer, Attention):
+            layer.set_processor(AttnProcessor())
+            switched += 1
+    return switched
 
 
 def _save_op_packets() -> frozenset:
