@@ -15,7 +15,7 @@ import torch
 from csdtex.cli import _run_config
 from csdtex.config import PaintConfig
 from csdtex.guidance import load_prior
-from csdtex.guidance.priors import DEFAULT_PLAN, LOW_VRAM_PLAN, memory_plan
+from csdtex.guidance.priors import DEFAULT_PLAN, LOW_VRAM_PLAN, SMALL_GPU_PLAN, memory_plan
 from csdtex.guidance.random_priors import build_tiny_latent_folder
 from csdtex.pipeline.checkpoint import checkpoint_identity
 
@@ -52,6 +52,11 @@ def test_the_option_flows_from_the_command_line_to_the_plan():
     assert config.compile_encoder and not PaintConfig().compile_encoder
     assert memory_plan(False, True) == COMPILED and memory_plan(False) is DEFAULT_PLAN
     assert memory_plan(True, True) == dataclasses.replace(LOW_VRAM_PLAN, compile_encoder=True)
+    # under 12 GiB the compiled encoder uses the fused attention kernel: with explicit matmuls it kept 0.2-0.3 GiB
+    # more and ran out of memory under an 8 GB cap (H200, session 11); the eager encoder keeps the matmuls there
+    small = memory_plan(False, True, memory_budget_gib=7.45)
+    assert small == dataclasses.replace(SMALL_GPU_PLAN, compile_encoder=True, matmul_attention=False)
+    assert memory_plan(False, False, memory_budget_gib=7.45).matmul_attention and COMPILED.matmul_attention
     # the same texture either way: a checkpoint written with the option resumes without it
     assert checkpoint_identity("p", config, None, "m") == checkpoint_identity("p", PaintConfig(), None, "m")
 

@@ -678,28 +678,31 @@ def test_cuda_half_precision_step_matches_cpu_draws(tiny_folders):
 
 
 def test_vae_encoder_attends_with_explicit_matmuls_and_the_same_values(latent_prior):
-    """The VAE encoder's self-attention runs as baddbmm / softmax / bmm (its fused backward was 15 of 74 ms on an
-    H200, benchmarks/results/memory_format_kernels_h200.json); values and input gradient match the SDPA path."""
-    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+    """By default the VAE encoder's self-attention runs as baddbmm / softmax / bmm (the fused kernel's backward was
+    15 of 75 ms on an H200, benchmarks/results/memory_format_kernels_h200.json); ``MemoryPlan.matmul_attention=False``
+    gives the fused SDPA path back. Latents and input gradient agree."""
+    import dataclasses
 
-    layers = [m for m in latent_prior.vae.encoder.modules() if isinstance(m, Attention)]
-    assert layers and all(type(m.processor) is AttnProcessor for m in layers)
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    def latents_and_gradient():
+    from csdtex.guidance.priors import DEFAULT_PLAN, attention_layers
+
+    layers = attention_layers(latent_prior.vae.encoder)
+    assert layers
+
+    def latents_and_gradient(plan):
         images = _images(2, 16).requires_grad_(True)
-        x = latent_prior.encode_images(images)
+        x = latent_prior.encode_images(images, plan=plan)
         cotangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
         (gradient,) = torch.autograd.grad(x, images, cotangent)
-        return x.detach(), gradient
+        return x.detach(), gradient, [type(layer.processor) for layer in layers]
 
-    x, gradient = latents_and_gradient()
-    try:
-        for layer in layers:
-            layer.set_processor(AttnProcessor2_0())
-        reference, reference_gradient = latents_and_gradient()
-    finally:
-        for layer in layers:
-            layer.set_processor(AttnProcessor())
+    x, gradient, processors = latents_and_gradient(DEFAULT_PLAN)
+    assert DEFAULT_PLAN.matmul_attention and set(processors) == {AttnProcessor}
+    reference, reference_gradient, processors = latents_and_gradient(
+        dataclasses.replace(DEFAULT_PLAN, matmul_attention=False))
+    assert set(processors) == {AttnProcessor2_0}
     torch.testing.assert_close(x, reference, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(gradient, reference_gradient, rtol=1e-5, atol=1e-6)
     assert gradient.abs().sum() > 0
+    assert set(latents_and_gradient(DEFAULT_PLAN)[2]) == {AttnProcessor}  # switched back for the next plan

@@ -42,6 +42,7 @@ PLANS = {
     "default": DEFAULT_PLAN,
     "low-vram": LOW_VRAM_PLAN,
     "small-gpu": SMALL_GPU_PLAN,
+    "fused-attention": dataclasses.replace(DEFAULT_PLAN, matmul_attention=False),
     "two-views-five-samples": MemoryPlan(unet_batch=5, encode_views=2, cuda_graphs=False),
 }
 
@@ -155,7 +156,8 @@ def test_memory_plan_of_the_gpu_budget():
     assert memory_plan(False, memory_budget_gib=CUDA_GRAPHS_MIN_GIB) is DEFAULT_PLAN
     assert memory_plan(False, memory_budget_gib=139.8) is DEFAULT_PLAN
     assert memory_plan(True, memory_budget_gib=5.0) is LOW_VRAM_PLAN
-    assert memory_plan(False, True, 7.45) == dataclasses.replace(SMALL_GPU_PLAN, compile_encoder=True)
+    assert memory_plan(False, True, 7.45) == dataclasses.replace(SMALL_GPU_PLAN, compile_encoder=True,
+                                                                 matmul_attention=False)
     assert memory_plan(False, memory_budget_gib=None) is DEFAULT_PLAN
     assert gpu_memory_budget_gib(torch.device("cpu")) is None
 

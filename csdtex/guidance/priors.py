@@ -49,8 +49,8 @@ from csdtex.guidance.aliases import BUILTIN_MODEL  # re-exported: csdtex.config 
 from csdtex.guidance.vocabulary import Vocabulary
 
 __all__ = ["BUILTIN_MODEL", "CUDA_GRAPHS_MIN_GIB", "DEFAULT_PLAN", "LOW_VRAM_PLAN", "SMALL_GPU_PLAN", "LatentPrior",
-           "MemoryPlan", "PixelPrior", "PredictionType", "Prior", "PriorKind", "eps_from_prediction", "memory_plan",
-           "use_matmul_attention"]
+           "MemoryPlan", "PixelPrior", "PredictionType", "Prior", "PriorKind", "attention_layers",
+           "eps_from_prediction", "memory_plan", "set_attention_processors"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -133,6 +133,15 @@ class MemoryPlan:
     would cost more than it saves). Same values up to floating-point rounding (fused kernels round differently;
     ``tests/test_compile_encoder.py``)."""
 
+    matmul_attention: bool = True
+    """Latent priors: the VAE encoder's self-attention runs as explicit matrix products (:func:`use_matmul_attention`)
+    instead of ``F.scaled_dot_product_attention``: 15 ms less per SD-2.1-base step on an H200 (the fused kernel's
+    backward is slow for the encoder's single 512-wide head), for the [B, 4096, 4096] attention probabilities kept for
+    the backward pass. The eager encoder under the default element-wise recomputation peaks no higher either way
+    (5.86 GiB, 4 views at 512^2); the compiled encoder keeps 0.2-0.3 GiB more, which no longer fits an 8 GB cap, so
+    :func:`memory_plan` turns this off for a compiled encoder on a GPU below :data:`CUDA_GRAPHS_MIN_GIB`. Same values
+    up to floating-point rounding."""
+
     def __post_init__(self) -> None:
         for name in ("unet_batch", "encode_views"):
             value = getattr(self, name)
@@ -174,15 +183,20 @@ def memory_plan(low_vram: bool, compile_encoder: bool = False, memory_budget_gib
             not a GPU or unknown). Below :data:`CUDA_GRAPHS_MIN_GIB` the default becomes :data:`SMALL_GPU_PLAN`.
 
     Returns:
-        :data:`LOW_VRAM_PLAN`, :data:`SMALL_GPU_PLAN` or :data:`DEFAULT_PLAN` (each the same maths).
+        :data:`LOW_VRAM_PLAN`, :data:`SMALL_GPU_PLAN` or :data:`DEFAULT_PLAN` (each the same maths); with
+        ``compile_encoder`` on a GPU below :data:`CUDA_GRAPHS_MIN_GIB`, :data:`SMALL_GPU_PLAN` with the fused attention
+        kernel (:attr:`MemoryPlan.matmul_attention` off: the compiled encoder fits an 8 GB cap only so).
     """
+    small_gpu = memory_budget_gib is not None and memory_budget_gib < CUDA_GRAPHS_MIN_GIB
     if low_vram:
         plan = LOW_VRAM_PLAN
-    elif memory_budget_gib is not None and memory_budget_gib < CUDA_GRAPHS_MIN_GIB:
+    elif small_gpu:
         plan = SMALL_GPU_PLAN
     else:
         plan = DEFAULT_PLAN
-    return replace(plan, compile_encoder=True) if compile_encoder else plan
+    if not compile_encoder:
+        return plan
+    return replace(plan, compile_encoder=True, matmul_attention=plan.matmul_attention and not small_gpu)
 
 
 class Prior:
@@ -439,7 +453,8 @@ class LatentPrior(Prior):
         self._scaling_factor = float(vae.config.scaling_factor)
         shift = getattr(vae.config, "shift_factor", None)
         self._shift_factor = float(shift) if shift is not None else 0.0
-        use_matmul_attention(vae.encoder)
+        self._attention_layers = attention_layers(vae.encoder)
+        self._matmul_attention: bool | None = None  # which processor the layers have (None = diffusers' default)
         self._compiled_encoder = None  # torch.compile of _posterior_latents, built at first use
         self._compiled_signatures: set[tuple] = set()  # input signatures whose forward + backward compiled
         self._compile_failed = False
@@ -487,6 +502,7 @@ class LatentPrior(Prior):
         # its peak 6.38 -> 5.86 GiB on an H200 (benchmarks/memory_format.py, results/memory_format_h200.json).
         images = self._resize(images).to(self.device, dtype=self.dtype, memory_format=torch.contiguous_format)
         recording = torch.is_grad_enabled() and images.requires_grad
+        self._use_attention(plan.matmul_attention)
         if plan.encode_views is None or not recording:
             if plan.compile_encoder and recording:
                 latents = self._compiled_latents(images)
@@ -500,6 +516,13 @@ class LatentPrior(Prior):
         parts = [checkpoint(encode, part, use_reentrant=False, preserve_rng_state=False)
                  for part in images.split(plan.encode_views)]
         return torch.cat(parts)
+
+    def _use_attention(self, matmul: bool) -> None:
+        """Give the encoder's attention layers the processor ``plan.matmul_attention`` asks for (a compiled encoder
+        is traced again after a switch; a run keeps one plan)."""
+        if self._matmul_attention is not matmul:
+            set_attention_processors(self._attention_layers, matmul)
+            self._matmul_attention = matmul
 
     def _latents(self, images: torch.Tensor, recompute_elementwise: bool) -> torch.Tensor:
         """float32 [B, 4, h, w] scaled posterior means of ``images`` (on the device, in ``self.dtype``)."""
@@ -561,28 +584,32 @@ class PixelPrior(Prior):
         return self._resize(images).to(self.device).float()
 
 
-def use_matmul_attention(module: torch.nn.Module) -> int:
-    """Make every diffusers ``Attention`` inside ``module`` attend with explicit matrix products (diffusers'
-    ``AttnProcessor``: scores by ``baddbmm``, softmax in float32 where the layer asks for it, ``bmm`` with the values)
-    instead of ``F.scaled_dot_product_attention``; returns how many layers were switched (0 for modules without
-    attention, or when diffusers lacks the processor). The same maths, rounded differently.
-
-    Why: the SD-family VAE encoder has one self-attention layer (mid block, 64^2 tokens at 512^2 input, a single
-    head of 512 channels). For that head width PyTorch's ``scaled_dot_product_attention`` runs its memory-efficient
-    kernel, whose backward took 15.3 of the encoder's 74 ms forward + backward on an H200 (4 views at 512^2, fp16,
-    ``benchmarks/memory_format.py --kernels``), for matrix products of about 0.4 TFLOP in all. The explicit path
-    keeps the [B, 4096, 4096] attention probabilities (128 MiB at 4 views in fp16) for the backward pass instead.
-    """
+def attention_layers(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The diffusers ``Attention`` layers inside ``module`` (empty when diffusers lacks the class)."""
     try:
-        from diffusers.models.attention_processor import Attention, AttnProcessor
-    except ImportError:  # pragma: no cover - diffusers without these classes: keep the default processor
-        return 0
-    switched = 0
-    for layer in module.modules():
-        if isinstance(layer, Attention):
-            layer.set_processor(AttnProcessor())
-            switched += 1
-    return switched
+        from diffusers.models.attention_processor import Attention
+    except ImportError:  # pragma: no cover - diffusers without this class
+        return []
+    return [layer for layer in module.modules() if isinstance(layer, Attention)]
+
+
+def set_attention_processors(layers: list[torch.nn.Module], matmul: bool) -> None:
+    """Give diffusers ``Attention`` ``layers`` explicit matrix-product attention (``matmul``: diffusers'
+    ``AttnProcessor``: scores by ``baddbmm``, softmax in float32 where the layer asks for it, ``bmm`` with the values)
+    or ``F.scaled_dot_product_attention`` (``AttnProcessor2_0``). The same maths, rounded differently.
+
+    Why both: the SD-family VAE encoder has one self-attention layer (mid block, 64^2 tokens at 512^2 input, a
+    single head of 512 channels). For that head width PyTorch's ``scaled_dot_product_attention`` runs its
+    memory-efficient kernel, whose backward took 15.3 of the encoder's 75 ms forward + backward on an H200 (4 views at
+    512^2, fp16, ``benchmarks/memory_format.py --kernels``) for matrix products of about 0.4 TFLOP in all; with
+    explicit products the encoder's forward + backward took 60 ms. The explicit path keeps the [B, 4096, 4096]
+    attention probabilities (128 MiB at 4 views in fp16) for the backward pass instead of the fused kernel's
+    log-sum-exp (:attr:`MemoryPlan.matmul_attention`).
+    """
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    for layer in layers:
+        layer.set_processor(AttnProcessor() if matmul else AttnProcessor2_0())
 
 
 def _save_op_packets() -> frozenset:
