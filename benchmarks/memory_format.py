@@ -77,7 +77,7 @@ def relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:
 KERNEL_KINDS = (
     ("convolution / matmul", ("conv", "gemm", "cutlass", "sm90", "sm80", "xmma", "cudnn", "nchwtonhwc", "nhwctonchw",
                                "implicit", "wgrad", "dgrad", "fprop")),
-    ("normalization", ("norm", "welford", "batch_norm", "group_norm")),
+    ("normalization", ("norm", "welford", "moments", "internalgradients")),
     ("element-wise", ("elementwise", "vectorized", "unrolled", "silu", "mul_kernel", "add_kernel", "copy")),
     ("reduction", ("reduce",)),
 )
