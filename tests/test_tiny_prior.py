@@ -318,6 +318,37 @@ def test_train_script_data_cache_is_used_only_for_the_data_it_holds(tmp_path):
         train_prior.load_or_generate(8, 0, "train", device, str(cache), 8, False)
 
 
+def test_train_script_material_share_reaches_the_data_and_its_cache_record(tmp_path):
+    """--material-share (data version 3 only) sets the share of material objects; the data cache records it, so a
+    cache of another share is refused; without the flag version 3 uses MATERIAL_PROBABILITY_V3."""
+    from csdtex.tinyprior import synthetic
+
+    train_prior = _train_prior_module()
+    device = torch.device("cpu")
+    cache = tmp_path / "v3.npz"
+    _, all_material, info = train_prior.load_or_generate(16, 0, "train", device, str(cache), 16, False,
+                                                         data_version=3, material_probability=1.0)
+    assert info["material_probability"] == 1.0
+    _, none_material, _ = train_prior.load_or_generate(16, 0, "train", device, None, 16, False, data_version=3,
+                                                       material_probability=0.0)
+    _, default_share, _ = train_prior.load_or_generate(16, 0, "train", device, None, 16, False, data_version=3)
+    _, version_1, _ = train_prior.load_or_generate(16, 0, "train", device, None, 16, False)
+    materials = ("wood", "marble", "brick", "camouflage")
+    assert all_material != version_1  # empty captions (the unconditional share) aside, every one names a material
+    assert all(any(word in caption for word in materials) for caption in all_material if caption)
+    assert none_material == version_1  # a share of 0: version 1's objects and captions
+    assert default_share == synthetic.generate_dataset(
+        16, seed=0, split="train", data_version=3, material_probability=synthetic.MATERIAL_PROBABILITY_V3)[1]
+    with pytest.raises(SystemExit, match="holds data for"):
+        train_prior.load_or_generate(16, 0, "train", device, str(cache), 16, False, data_version=3)
+    assert json.loads(train_prior.cache_identity_path(cache).read_text())["material_probability"] == 1.0
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--material-share", "0.05"])  # needs --data-version 3
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--data-version", "3", "--material-share", "1.5"])
+    assert train_prior.parse_args(["--data-version", "3", "--material-share", "0.05"]).material_share == 0.05
+
+
 def test_train_script_splits_its_time_budget_over_resumed_invocations(tmp_path):
     """--stop-after-minutes pauses with the state saved (schedule horizon, budget used); --resume continues from that
     step with the same horizon, counting the budget on from what the first invocation used."""
