@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -15,6 +16,7 @@ from csdtex import tinyprior as synthetic  # the vocabulary and dataset names
 from csdtex.guidance import PixelPrior, load_prior_from_folder
 
 ROOT = Path(__file__).resolve().parents[1]
+BUILTIN_FOLDER = ROOT / "assets" / "priors" / "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -374,3 +376,55 @@ def test_train_script_splits_its_time_budget_over_resumed_invocations(tmp_path):
     assert len(second["losses"]) == second["steps"]
     with pytest.raises(SystemExit):
         train_prior.parse_args(["--stop-after-minutes", "1"])  # nothing to resume from without --state
+
+
+def test_warm_start_carries_every_known_word_and_refuses_another_architecture():
+    """warm_start copies the UNet and text encoder; the shipped prior's words keep their embeddings under a larger
+    vocabulary (other token ids), so a known caption encodes exactly as before; new words keep the seeded init."""
+    from csdtex.tinyprior import model as tiny_prior
+    from csdtex.tinyprior.training import warm_start
+    from csdtex.tinyprior.vocabulary import vocabulary_for
+
+    source = tiny_prior.load_components(BUILTIN_FOLDER)
+    target = tiny_prior.build_tiny_prior(None, seed=0, config=source.config, words=vocabulary_for(3))
+    untouched = target.text_encoder.get_input_embeddings().weight.detach().clone()
+    carried = warm_start(target, source)
+    assert carried["new_tokens"] and "\u2581wooden" in carried["new_tokens"]
+    assert carried["carried_tokens"] == len(source.tokenizer.get_vocab())
+    caption = ["a red sphere with blue dots, side view"]
+    ids, mask = tiny_prior.tokenize(source.tokenizer, caption)
+    target_ids, target_mask = tiny_prior.tokenize(target.tokenizer, caption)
+    assert not torch.equal(ids, target_ids)  # the ids moved, the meaning must not
+    with torch.no_grad():
+        expected = source.text_encoder.eval()(ids, attention_mask=mask)[0]
+        got = target.text_encoder.eval()(target_ids, attention_mask=target_mask)[0]
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    wooden = target.tokenizer.get_vocab()["\u2581wooden"]
+    assert torch.equal(target.text_encoder.get_input_embeddings().weight[wooden], untouched[wooden])
+    for name, value in source.unet.state_dict().items():
+        assert torch.equal(target.unet.state_dict()[name], value), name
+    other = tiny_prior.build_tiny_prior(None, seed=0, config=dataclasses.replace(source.config, text_layers=2))
+    with pytest.raises(ValueError, match="text_layers"):
+        warm_start(other, source)
+
+
+def test_train_script_init_from_a_trained_prior_records_its_source(tmp_path):
+    """--init-from fine-tunes a trained prior (here the shipped one, on data version 3): the run starts from its
+    weights, says so in training.json and the model card; a folder that is not a prior stops with one line."""
+    train_prior = _train_prior_module()
+    out = tmp_path / "tiny_ft"
+    argv = ["--out", str(out), "--device", "cpu", "--images", "32", "--steps", "2", "--batch", "8",
+            "--eval-images", "0", "--sample-steps", "1", "--samples-per-prompt", "1", "--checkpoint-every", "0",
+            "--data-version", "3", "--init-from", str(BUILTIN_FOLDER), "--quiet"]  # fmt: skip
+    record = train_prior.main(argv)
+    init = record["init_from"]
+    assert init["folder"] == str(BUILTIN_FOLDER) and "\u2581marble" in init["new_tokens"]
+    assert init["source_command"].startswith("python benchmarks/train_prior.py") and init["source_seconds"] > 0
+    assert record["model"]["config"]["text_neighbour_bias"] == train_prior.tiny_prior.read_config(
+        BUILTIN_FOLDER).text_neighbour_bias
+    readme = (out / "README.md").read_text()
+    assert f"Started from `{BUILTIN_FOLDER}`" in readme and "marble" in readme
+    with pytest.raises(SystemExit, match="not a readable tiny prior folder"):
+        train_prior.main(argv[:-3] + ["--init-from", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--init-from", str(BUILTIN_FOLDER), "--arch", "text_layers=2"])

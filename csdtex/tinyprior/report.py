@@ -252,6 +252,11 @@ def readme_text(record: dict[str, Any]) -> str:
         "## Training record",
         "",
         f"- Command: `{record['command']}`",
+        *([f"- Started from `{record['init_from']['folder']}` (its weights; trained by"
+           f" `{record['init_from']['source_command']}`, {record['init_from']['source_seconds']} s in all), so the"
+           " time from a seed is the two runs' totals together; words it did not know start random:"
+           f" {' '.join(p.lstrip(chr(9601)) for p in record['init_from']['new_tokens']) or 'none'}."]
+          if record.get("init_from") else []),
         f"- Machine: {record['environment'].get('device_name', record['environment']['device'])};"
         f" torch {record['environment']['torch']}, diffusers {record['environment']['diffusers']}.",
         f"- Data: {d['train']['images']} training images (seed {record['args']['seed']}, split `train`,"

@@ -6,7 +6,7 @@ the model; token ids int64 [B, 77] as :func:`csdtex.tinyprior.model.tokenize` ma
 [0, T).
 
 Public API: :func:`learning_rate`, :func:`ema_update`, :class:`CaptionTable`, :func:`images_to_model`,
-:func:`heldout_loss`, :class:`RoleHead`, :func:`role_loss`, :data:`IGNORE_ROLE`.
+:func:`heldout_loss`, :class:`RoleHead`, :func:`role_loss`, :data:`IGNORE_ROLE`, :func:`warm_start`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from csdtex.tinyprior.model import tokenize
+from csdtex.tinyprior.model import TinyPriorComponents, tokenize
 from csdtex.tinyprior.vocabulary import GENERIC_NOUN, NO_ROLE, SHAPES, caption_color_roles, caption_words
 
 IGNORE_ROLE = -100
@@ -174,3 +174,50 @@ def heldout_loss(
         total += F.mse_loss(eps.float(), noise, reduction="sum").item() / noise[0].numel()
     unet.train(training[0]), text_encoder.train(training[1])
     return total / max(n, 1)
+
+
+def warm_start(target: TinyPriorComponents, source: TinyPriorComponents) -> dict:
+    """Start ``target``'s training from ``source``'s weights (a trained prior of the same architecture), in place.
+
+    The UNet and every text-encoder weight except the word embeddings are copied as they are. The word embeddings
+    are copied by token: each token of ``target``'s vocabulary that ``source``'s vocabulary has (the same piece
+    string, e.g. ``"▁red"``) gets ``source``'s row, so a larger vocabulary keeps every known word's meaning; the
+    other tokens (new words) keep ``target``'s seeded initialization.
+
+    Args:
+        target: freshly built components (:func:`csdtex.tinyprior.model.build_tiny_prior`), possibly with another
+            vocabulary than ``source``.
+        source: the trained prior (:func:`csdtex.tinyprior.model.load_components`), on the same device.
+
+    Returns:
+        ``{"carried_tokens": int, "new_tokens": [piece, ...]}``.
+
+    Raises:
+        ValueError: the architectures differ (a UNet or text-encoder weight has another name or shape), with the
+            first mismatch named.
+    """
+    if target.config != source.config:
+        mismatched = [name for name in vars(target.config) if getattr(target.config, name) != getattr(source.config,
+                                                                                                       name)]
+        raise ValueError(f"architectures differ in {', '.join(mismatched)}")
+    source_text = source.text_encoder.state_dict()
+    target_embeddings = target.text_encoder.get_input_embeddings().weight
+    embedding_keys = {key for key, value in source_text.items()
+                      if value.data_ptr() == source.text_encoder.get_input_embeddings().weight.data_ptr()}
+    with torch.no_grad():
+        target.unet.load_state_dict(source.unet.state_dict())
+        missing, unexpected = target.text_encoder.load_state_dict(
+            {key: value for key, value in source_text.items() if key not in embedding_keys}, strict=False)
+        if unexpected or set(missing) - embedding_keys:
+            raise ValueError(f"text encoders differ: missing {sorted(set(missing) - embedding_keys)[:3]}, "
+                             f"unexpected {sorted(unexpected)[:3]}")
+        source_vocabulary = source.tokenizer.get_vocab()
+        source_embeddings = source.text_encoder.get_input_embeddings().weight
+        new_tokens = []
+        for piece, index in sorted(target.tokenizer.get_vocab().items(), key=lambda item: item[1]):
+            if piece in source_vocabulary:
+                target_embeddings[index] = source_embeddings[source_vocabulary[piece]].to(target_embeddings)
+            else:
+                new_tokens.append(piece)
+    carried = len(target.tokenizer.get_vocab()) - len(new_tokens)
+    return {"carried_tokens": carried, "new_tokens": new_tokens}
