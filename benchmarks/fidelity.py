@@ -91,6 +91,7 @@ from csdtex.tinyprior import attributes  # noqa: E402
 from csdtex.tinyprior.textures import (  # noqa: E402
     ProceduralTexture,
     TextureSpec,
+    oblique_rotation,
     part_scale_factor,
     random_texture_spec,
     random_texture_spec_v2,
@@ -275,6 +276,12 @@ def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0, data_
     version-2 base size (half a stripe pair >= 0.175 units, about 4.5 px at the benchmark's 64x64 turntable; dots
     >= 2.5 px across), never below :data:`~csdtex.tinyprior.textures.MIN_FEATURE_SIZE`. The factor applied is in
     ``texture.specs[0].params["part_factor"]`` for the patterns that have a feature size.
+
+    Dots (both versions): the ball lattice is turned by :func:`csdtex.tinyprior.textures.oblique_rotation` (drawn from
+    its own stream, ``[seed, REFERENCE_ROTATION_STREAM]``, so every other parameter is as drawn before). With the
+    axis-aligned lattice of the training data, a flat face of an axis-aligned mesh (the crate's sides) cuts one layer
+    of balls and could show no dots at all: 3 of the crate's 12 dots references showed none or single pixels
+    (session 11), a "ground truth" nobody could read as dots.
     """
     y = render_mesh.positions[:, 1]
     y_range = (float(y.min()), float(y.max()))
@@ -291,7 +298,13 @@ def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0, data_
         spec = spec.scaled(float(part_scale_factor(size[0])))
     else:
         raise ValueError(f"data_version must be 1 or 2, got {data_version!r}")
+    if spec.pattern == "dots":
+        spec.params["rotation"] = oblique_rotation(np.random.default_rng([seed, REFERENCE_ROTATION_STREAM]))
     return ProceduralTexture(spec).to(render_mesh.positions.device)
+
+
+REFERENCE_ROTATION_STREAM = 11
+"""Second seed word of the generator that turns a dots reference's lattice (:func:`reference_texture`)."""
 
 
 def turntable_heights(render_mesh, frames: int, device: torch.device, backend: str) -> np.ndarray:

@@ -208,3 +208,34 @@ def test_saved_frames_rescore_with_another_classifier(fidelity, tmp_path):
     assert other["settings"]["rescored_from"]["json"].endswith("wo.json") and (out / "random_grid.png").is_file()
     with pytest.raises(SystemExit, match="--save-frames"):
         fidelity.main(["--rescore", str(out / "again.json"), "--out", str(out), "--name", "x"])
+
+
+def _dot_share(fidelity, render_mesh, texture, dot_colour: str, heights: np.ndarray) -> float:
+    """Share of the object's pixels (8 turntable views) whose nearest colour word is ``dot_colour``."""
+    views = fidelity.render_turntable(render_mesh, texture, heights.shape[0], torch.device("cpu"), "torch")
+    nearest = fidelity.nearest_color_indices(views.reshape(-1, 3)).reshape(heights.shape)
+    return float((nearest[np.isfinite(heights)] == list(W.COLORS).index(dot_colour)).mean())
+
+
+def test_dots_references_show_their_dots_on_flat_faces(fidelity):
+    """A dots reference turns its ball lattice obliquely (textures.oblique_rotation): on the crate's flat sides the
+    axis-aligned lattice showed no dots at all for "a yellow object with black dots" (the classifier ceiling's
+    misses, session 11). Every dots prompt of the default set now shows its dot colour on the crate."""
+    from csdtex.tinyprior.textures import ProceduralTexture, TextureSpec
+
+    _, mesh = fidelity.load_benchmark_mesh("crate")
+    render_mesh = mesh.to_render("cpu")
+    heights = fidelity.turntable_heights(render_mesh, 8, torch.device("cpu"), "torch")
+    dots = [(index, prompt) for index, prompt in enumerate(fidelity.PROMPTS) if prompt.pattern == "dots"]
+    assert len(dots) >= 3
+    for index, prompt in dots:
+        texture = fidelity.reference_texture(prompt, render_mesh, index, 2)
+        rotation = np.array(texture.specs[0].params["rotation"])
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
+        assert np.linalg.det(rotation) > 0 and np.abs(rotation).max() <= 0.9
+        assert _dot_share(fidelity, render_mesh, texture, prompt.colors[1], heights) > 0.03, prompt.text()
+    # the same draw without the rotation: the failure it fixes (no black pixel on any side of the crate)
+    index, prompt = next((i, p) for i, p in dots if p.colors == ("yellow", "black"))
+    spec = fidelity.reference_texture(prompt, render_mesh, index, 2).specs[0]
+    axis_aligned = TextureSpec(spec.pattern, spec.colors, {k: v for k, v in spec.params.items() if k != "rotation"})
+    assert _dot_share(fidelity, render_mesh, ProceduralTexture(axis_aligned), "black", heights) < 0.005

@@ -19,8 +19,8 @@ before.
 
 Public API: :class:`TextureSpec`, :class:`ProceduralTexture`, :func:`random_texture_spec`,
 :func:`random_texture_spec_v2`, :func:`contrast_partner`, :func:`pair_template`, :func:`part_scale_factor`,
-:func:`material_palette`, :func:`value_noise`, :func:`fbm`, :data:`MIN_FEATURE_SIZE`, :data:`PART_REFERENCE_SIZE`,
-:data:`PATTERN_WEIGHTS_V2`.
+:func:`material_palette`, :func:`value_noise`, :func:`fbm`, :func:`oblique_rotation`, :data:`MIN_FEATURE_SIZE`,
+:data:`PART_REFERENCE_SIZE`, :data:`PATTERN_WEIGHTS_V2`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ class TextureSpec:
               of one pair of stripes: the first colour fills the first half of each period), ``phase`` in [0, 1)
               periods.
             - checkerboard: ``period`` (cell size), ``offset`` [3] in [0, 1) cells.
-            - dots: ``period`` (lattice spacing), ``radius`` (ball radius), ``offset`` [3] in [0, 1) cells.
+            - dots: ``period`` (lattice spacing), ``radius`` (ball radius), ``offset`` [3] in [0, 1) cells; optional
+              ``rotation`` [3][3], an orthonormal matrix applied to the points before the lattice (without it the
+              lattice is axis-aligned, as in the training data; a face parallel to the lattice planes then cuts the
+              balls in one layer only and can show few or no dots).
             - gradient: ``y_range`` [low, high] (the object's vertical extent; first colour at ``high``).
             - halves: ``split_y`` (height of the boundary; first colour above it).
             - solid: nothing.
@@ -172,6 +175,20 @@ class TextureSpec:
             params["radius"] = float(self.params["radius"]) * applied
         params["part_factor"] = applied
         return TextureSpec(self.pattern, self.colors, params, self.rgb)
+
+
+def oblique_rotation(rng: np.random.Generator, max_alignment: float = 0.9) -> list[list[float]]:
+    """A random rotation (uniform over rotations, ``det`` +1; 3x3 as nested lists for ``TextureSpec.params``) none
+    of whose entries exceeds ``max_alignment`` in magnitude, so no world axis lies near a lattice axis: planar faces
+    of an axis-aligned mesh then cut a rotated dot lattice obliquely, through many layers of balls. Drawn by
+    rejection from ``rng`` (QR of a Gaussian matrix, signs fixed)."""
+    while True:
+        q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+        q = q * np.sign(np.diag(r))
+        if np.linalg.det(q) < 0:
+            q[:, 0] = -q[:, 0]
+        if np.abs(q).max() <= max_alignment:
+            return q.tolist()
 
 
 _PATTERN_ID = {name: index for index, name in enumerate(PATTERNS_V2)}  # PATTERNS first, same indices as version 1
@@ -330,6 +347,8 @@ class ProceduralTexture(torch.nn.Module):
         radius = torch.zeros(k)
         y_low, y_high = -torch.ones(k), torch.ones(k)
         split_y = torch.zeros(k)
+        rotation = torch.eye(3).repeat(k, 1, 1)
+        self.rotates_lattice = any("rotation" in s.params for s in specs if s.pattern == "dots")
         for i, s in enumerate(specs):
             p = s.params
             if s.pattern == "stripes":
@@ -339,13 +358,15 @@ class ProceduralTexture(torch.nn.Module):
                 period[i] = float(p["period"])
                 offset[i] = torch.tensor(p["offset"], dtype=torch.float32)
                 radius[i] = float(p.get("radius", 0.0))
+                if s.pattern == "dots" and "rotation" in p:
+                    rotation[i] = torch.tensor(p["rotation"], dtype=torch.float32)
             elif s.pattern == "gradient":
                 y_low[i], y_high[i] = (float(v) for v in p["y_range"])
             elif s.pattern == "halves":
                 split_y[i] = float(p["split_y"])
         for name, value in dict(
             pattern=pattern, color_a=color_a, color_b=color_b, axis=axis, period=period, phase=phase, offset=offset,
-            radius=radius, y_low=y_low, y_high=y_high, split_y=split_y,
+            radius=radius, y_low=y_low, y_high=y_high, split_y=split_y, rotation=rotation,
         ).items():  # fmt: skip
             self.register_buffer(name, value, persistent=False)
         # Data version 2's materials: parameters and tones, only when a spec uses one.
@@ -386,7 +407,11 @@ class ProceduralTexture(torch.nn.Module):
         stripes = (torch.remainder(along, 1.0) >= 0.5).float()
         cell = p / period + self.offset[index]
         checker = torch.remainder(torch.floor(cell).sum(-1), 2.0)
-        nearest = (cell - torch.round(cell)) * period
+        if self.rotates_lattice:  # only then: specs without a rotation keep their exact values
+            cell_dots = torch.einsum("nij,nj->ni", self.rotation[index], p) / period + self.offset[index]
+        else:
+            cell_dots = cell
+        nearest = (cell_dots - torch.round(cell_dots)) * period
         dots = (nearest.norm(dim=-1) < self.radius[index]).float()
         y = p[:, 1]
         span = (self.y_high[index] - self.y_low[index]).clamp(min=1e-6)
