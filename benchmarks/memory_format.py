@@ -17,8 +17,8 @@ kernels work in NHWC ("channels last"), so NCHW tensors are transposed around ev
 - each with ``torch.backends.cudnn.benchmark`` off and on (set per variant and restored: the library does not set it).
 
 With ``--kernels N`` the default path (``nchw``, default plan) is also run once under ``torch.profiler`` and its
-device time is split by kernel: the N most expensive kernels and a sum per kind (convolution / matrix multiply,
-normalization, element-wise and other), to show where the encoder's time goes.
+device time is split by kernel: the N most expensive kernels and a sum per kind (fused attention, convolution /
+matrix multiply, normalization, element-wise, reduction and other), to show where the encoder's time goes.
 
 Every variant's latents, input gradient and UNet output are compared with the ``nchw`` ones (max abs difference
 relative to the reference's max abs), since a layout changes kernels and so rounding, never the maths. Peak
@@ -75,6 +75,7 @@ def relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 KERNEL_KINDS = (
+    ("attention", ("fmha", "flash", "attention")),
     ("convolution / matmul", ("conv", "gemm", "cutlass", "sm90", "sm80", "xmma", "cudnn", "nchwtonhwc", "nhwctonchw",
                                "implicit", "wgrad", "dgrad", "fprop")),
     ("normalization", ("norm", "welford", "moments", "internalgradients")),
