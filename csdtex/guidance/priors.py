@@ -134,13 +134,13 @@ class MemoryPlan:
     ``tests/test_compile_encoder.py``)."""
 
     matmul_attention: bool = True
-    """Latent priors: the VAE encoder's self-attention runs as explicit matrix products (:func:`use_matmul_attention`)
-    instead of ``F.scaled_dot_product_attention``: 15 ms less per SD-2.1-base step on an H200 (the fused kernel's
-    backward is slow for the encoder's single 512-wide head), for the [B, 4096, 4096] attention probabilities kept for
-    the backward pass. The eager encoder under the default element-wise recomputation peaks no higher either way
-    (5.86 GiB, 4 views at 512^2); the compiled encoder keeps 0.2-0.3 GiB more, which no longer fits an 8 GB cap, so
-    :func:`memory_plan` turns this off for a compiled encoder on a GPU below :data:`CUDA_GRAPHS_MIN_GIB`. Same values
-    up to floating-point rounding."""
+    """Latent priors: the VAE encoder's self-attention runs as explicit matrix products
+    (:func:`set_attention_processors`) instead of ``F.scaled_dot_product_attention``: 15 ms less per SD-2.1-base
+    step on an H200 (the fused kernel's backward is slow for the encoder's single 512-wide head), for the
+    [B, 4096, 4096] attention probabilities kept for the backward pass. The eager encoder under the default
+    element-wise recomputation peaks no higher either way (5.86 GiB, 4 views at 512^2); the compiled encoder keeps
+    0.2-0.3 GiB more, which no longer fits an 8 GB cap, so :func:`memory_plan` turns this off for a compiled encoder
+    on a GPU below :data:`CUDA_GRAPHS_MIN_GIB`. Same values up to floating-point rounding."""
 
     def __post_init__(self) -> None:
         for name in ("unet_batch", "encode_views"):
