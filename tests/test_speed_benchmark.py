@@ -45,7 +45,7 @@ def test_speed_smoke_sd_layout_profile_only(tmp_path):
                          str(tmp_path / "cache"), "--json", str(tmp_path / "speed.json"), *FAST])
     assert report["prior"] == "sd21-toy" and "end_to_end" not in report and "end_to_end" not in report["low_vram"]
     assert report["step"]["memory_plan"] == {"unet_batch": None, "encode_views": None, "recompute_elementwise": True,
-                                             "cuda_graphs": True, "compile_encoder": False}
+                                             "cuda_graphs": True, "compile_encoder": False, "matmul_attention": True}
     assert report["low_vram"]["step"]["memory_plan"]["unet_batch"] == 4
     assert report["keep_all"]["step"]["memory_plan"]["recompute_elementwise"] is False
 
