@@ -172,6 +172,16 @@ def _wrapped(draw, text: str, x: int, y: int, width: int, font, max_lines: int) 
 
 
 
+def _init_from_line(init: dict[str, Any]) -> str:
+    """The model card's line for a fine-tuned prior (``train_prior.py --init-from``): where it started, how that
+    was trained (when its record says) and the words that started random."""
+    source = (f"trained by `{init['source_command']}`, {init['source_seconds']} s in all" if init.get("source_command")
+              and init.get("source_seconds") is not None else "its training time not recorded")
+    new_words = " ".join(piece.lstrip("\u2581") for piece in init["new_tokens"]) or "none"
+    return (f"- Started from `{init['folder']}` (its weights; {source}), so the time from a seed is the two runs'"
+            f" totals together; words it did not know start random: {new_words}.")
+
+
 def readme_text(record: dict[str, Any]) -> str:
     """The model card written to ``<out>/README.md`` from the training record (see :func:`main`)."""
     cfg = record["model"]["config"]
@@ -252,11 +262,7 @@ def readme_text(record: dict[str, Any]) -> str:
         "## Training record",
         "",
         f"- Command: `{record['command']}`",
-        *([f"- Started from `{record['init_from']['folder']}` (its weights; trained by"
-           f" `{record['init_from']['source_command']}`, {record['init_from']['source_seconds']} s in all), so the"
-           " time from a seed is the two runs' totals together; words it did not know start random:"
-           f" {' '.join(p.lstrip(chr(9601)) for p in record['init_from']['new_tokens']) or 'none'}."]
-          if record.get("init_from") else []),
+        *([_init_from_line(record["init_from"])] if record.get("init_from") else []),
         f"- Machine: {record['environment'].get('device_name', record['environment']['device'])};"
         f" torch {record['environment']['torch']}, diffusers {record['environment']['diffusers']}.",
         f"- Data: {d['train']['images']} training images (seed {record['args']['seed']}, split `train`,"
