@@ -73,7 +73,11 @@ def test_seeded_cpu_paint_matches_the_pinned_texture(tmp_path):
     config = PaintConfig(steps=12, texture_size=64, preview_frames=2, preview_size=32, seed=3, seam_erasure=False)
     result = csdtex.paint(VASE, "a blue object with white dots", config, out_dir=tmp_path, show_progress=False)
     largest, share = texture_difference(result.files.textures[0], PINNED_TEXTURE)
-    assert largest <= 2 and share <= 0.01, (largest, share)
+    # Rounding differs with the CPU's kernel dispatch, thread count and library versions: on one 2-core AVX-512
+    # machine 0.7% (1 thread), 1.8% (2 threads) and 1.8% (ATen forced to AVX2) of the texels came out 1 level off,
+    # none more (2026-12-04). A real change of behaviour (another seed, step or schedule) moves nearly every texel,
+    # by up to 30 levels.
+    assert largest <= 2 and share <= 0.05, (largest, share)
 
 
 def test_two_runs_in_one_process_match_separate_processes_and_leave_the_global_rng_alone(tmp_path, priors, ball):
