@@ -46,6 +46,10 @@ JSON (and the printed table) gives the paired difference CSD - SDS over the same
 pattern, both and word order, with a 95% paired bootstrap interval and an exact McNemar p-value
 (:func:`paired_difference_ci`).
 
+Reference textures of ``--data-version 2`` scale their features per part where a mesh has parts (the procedural
+meshes' builder parts, :func:`benchmark_face_parts`), as the version-2 data does; the label-set-2 classifier then
+reads them at 100% colour and >= 94.4% pattern on each of the five default meshes (``benchmarks/README.md``).
+
 Classifier ceiling (``--methods reference --meshes vase,knot,crate,duck``): colour 100% on all four meshes; pattern
 vase 89%, knot 53%, crate 100%, duck 100%. On the self-occluding torus knot, holes over the white background read as
 dots and 3D stripes as a checkerboard, so the knot (shipped for the unwrap path) was replaced by the duck here; the
@@ -67,6 +71,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import re
@@ -262,7 +267,8 @@ def render_turntable(render_mesh, texture_model, frames: int, device: torch.devi
                             supersample=1)
 
 
-def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0, data_version: int = 1) -> ProceduralTexture:
+def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0, data_version: int = 1,
+                      face_parts: np.ndarray | None = None) -> ProceduralTexture:
     """The ground-truth procedural texture of ``prompt`` for ``render_mesh`` (nominal colours, no jitter; pattern
     parameters drawn from ``seed``; gradient / halves span the mesh's vertical extent).
 
@@ -270,12 +276,18 @@ def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0, data_
     classifier were trained on). Data version 2 draws with :func:`csdtex.tinyprior.textures.random_texture_spec_v2`
     (finer base feature sizes, materials) and scales the feature size as the version-2 data does for a part
     (:meth:`~csdtex.tinyprior.textures.TextureSpec.scaled` by :func:`~csdtex.tinyprior.textures.part_scale_factor`);
-    the benchmark meshes carry no part labels, so the whole mesh is one part: its middle principal extent
-    (:func:`csdtex.tinyprior.shapes_v2.part_sizes`, about 1 to 1.6 normalized units for the benchmark meshes) is
+    the mesh files (vase, duck, crate) carry no part labels, so the whole mesh is one part: its middle principal
+    extent (:func:`csdtex.tinyprior.shapes_v2.part_sizes`, about 1 to 1.6 normalized units for these meshes) is
     above :data:`~csdtex.tinyprior.textures.PART_REFERENCE_SIZE`, so the factor is 1 and the features keep the
     version-2 base size (half a stripe pair >= 0.175 units, about 4.5 px at the benchmark's 64x64 turntable; dots
-    >= 2.5 px across), never below :data:`~csdtex.tinyprior.textures.MIN_FEATURE_SIZE`. The factor applied is in
-    ``texture.specs[0].params["part_factor"]`` for the patterns that have a feature size.
+    >= 2.5 px across), never below :data:`~csdtex.tinyprior.textures.MIN_FEATURE_SIZE`. With ``face_parts`` (int
+    [F], labels 0 .. P-1 in the order of ``render_mesh.faces``; the procedural meshes' builder parts, see
+    :func:`benchmark_face_parts`) every part gets its own scaled spec, exactly as the version-2 data scales a
+    training object's parts: the quadruped's legs (0.155 units) show cells about a quarter of the body's size, so a
+    checkerboard reads as checks on a leg instead of one band per cell. Draw the result on
+    :func:`reference_render_mesh` (the mesh with the parts as materials); ``texture.specs[p]`` is part p's spec. The
+    factor applied is in ``texture.specs[p].params["part_factor"]`` for the patterns that have a feature size.
+    ``face_parts`` is used only with data version 2 (version 1 has no surface-tied scale).
 
     Dots (both versions): the ball lattice is turned by :func:`csdtex.tinyprior.textures.oblique_rotation` (drawn from
     its own stream, ``[seed, REFERENCE_ROTATION_STREAM]``, so every other parameter is as drawn before). With the
@@ -294,13 +306,48 @@ def reference_texture(prompt: BenchmarkPrompt, render_mesh, seed: int = 0, data_
         spec = random_texture_spec_v2(rng, pattern=prompt.pattern, colors=prompt.colors, y_range=y_range,
                                       color_jitter=0.0)
         faces = render_mesh.faces.long().cpu().numpy()
-        size = part_sizes(render_mesh.positions.double().cpu().numpy(), faces, np.zeros(len(faces), np.int64))
-        spec = spec.scaled(float(part_scale_factor(size[0])))
+        labels = np.zeros(len(faces), np.int64) if face_parts is None else _checked_face_parts(face_parts, len(faces))
+        sizes = part_sizes(render_mesh.positions.double().cpu().numpy(), faces, labels)
+        specs = [spec.scaled(float(factor)) for factor in np.atleast_1d(part_scale_factor(sizes))]
     else:
         raise ValueError(f"data_version must be 1 or 2, got {data_version!r}")
+    if data_version == 1:
+        specs = [spec]
     if spec.pattern == "dots":
-        spec.params["rotation"] = oblique_rotation(np.random.default_rng([seed, REFERENCE_ROTATION_STREAM]))
-    return ProceduralTexture(spec).to(render_mesh.positions.device)
+        rotation = oblique_rotation(np.random.default_rng([seed, REFERENCE_ROTATION_STREAM]))
+        for part_spec in specs:
+            part_spec.params["rotation"] = rotation
+    return ProceduralTexture(specs if len(specs) > 1 else specs[0]).to(render_mesh.positions.device)
+
+
+def _checked_face_parts(face_parts: np.ndarray, num_faces: int) -> np.ndarray:
+    labels = np.asarray(face_parts, dtype=np.int64)
+    if labels.shape != (num_faces,) or labels.min() < 0 or len(np.unique(labels)) != labels.max() + 1:
+        raise ValueError(f"face_parts must label each of the {num_faces} faces with 0 .. P-1 (every label used)")
+    return labels
+
+
+def reference_render_mesh(render_mesh, face_parts: np.ndarray | None):
+    """``render_mesh`` with its faces' materials replaced by the part labels ``face_parts`` (int [F], 0 .. P-1), so
+    that a per-part :func:`reference_texture` picks each face's spec; ``render_mesh`` itself when ``face_parts`` is
+    None. Geometry, normals and UVs are the same tensors (not copied)."""
+    if face_parts is None:
+        return render_mesh
+    labels = _checked_face_parts(face_parts, len(render_mesh.faces))
+    return dataclasses.replace(render_mesh, num_materials=int(labels.max()) + 1,
+                               face_materials=torch.as_tensor(labels, dtype=torch.int32, device=render_mesh.device))
+
+
+def benchmark_face_parts(name_or_path: str) -> np.ndarray | None:
+    """Part labels of a benchmark mesh's faces (int64 [F], 0 .. P-1, in the order of the mesh's faces, which the
+    benchmark's unwrap keeps): the builder's parts for ``proc:quadruped`` / ``proc:teapot`` (body, legs, head, ears,
+    tail / body, lid, spout, handle, ...; :class:`csdtex.tinyprior.shapes_v2.PartMesh`), None for a mesh file (one
+    part)."""
+    if not name_or_path.startswith("proc:"):
+        return None
+    from csdtex.tinyprior.shapes_v2 import held_out_mesh
+
+    return held_out_mesh(name_or_path).face_parts
 
 
 REFERENCE_ROTATION_STREAM = 11
@@ -838,8 +885,11 @@ def _setup(args: argparse.Namespace, work: str) -> None:
         torch.set_num_threads(max(1, torch.get_num_threads() // args.workers))
     device = resolve_device(args.device)
     # Unwrap meshes without UVs (the duck) once here rather than in every paint run (a no-op for the others).
+    mesh_names = [m.strip() for m in args.meshes.split(",") if m.strip()]
     meshes = [(name, unwrap_uvs(mesh, args.texture_size or 512))
-              for name, mesh in (load_benchmark_mesh(m.strip()) for m in args.meshes.split(",") if m.strip())]
+              for name, mesh in (load_benchmark_mesh(m) for m in mesh_names)]
+    # the reference textures of the procedural meshes scale their features per builder part (reference_texture)
+    face_parts = [benchmark_face_parts(m) for m in mesh_names]
     prior = None
     if {"csd", "sds"} & set(args.methods):
         from csdtex.guidance import load_prior
@@ -848,6 +898,7 @@ def _setup(args: argparse.Namespace, work: str) -> None:
     # benchmarks/edit.py calls this with its own arguments (no prompt sets): the default set then
     prompts = select_prompts(getattr(args, "prompt_sets", ["default"]), getattr(args, "data_version", 1))
     _WORKER.update(args=args, device=device, backend=resolve_backend("auto", device), meshes=meshes, prior=prior,
+                   face_parts=face_parts,
                    classifier=attributes.load_classifier(args.classifier, "cpu"), work=Path(work),
                    prompts=prompts[: getattr(args, "prompts", None) or len(prompts)])  # fmt: skip
 
@@ -871,10 +922,13 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
         run_start = time.perf_counter()
         extra: dict[str, Any] = {}
         if method == "reference":
-            model = reference_texture(prompt, render_mesh, args.seed + p_index, args.data_version)
-            target = render_mesh
+            parts = w.get("face_parts", [None] * len(w["meshes"]))[mesh_index] if args.data_version == 2 else None
+            model = reference_texture(prompt, render_mesh, args.seed + p_index, args.data_version, parts)
+            target = reference_render_mesh(render_mesh, parts)
             if "part_factor" in model.specs[0].params:
                 extra["feature_factor"] = round(float(model.specs[0].params["part_factor"]), 4)
+                if len(model.specs) > 1:
+                    extra["part_factors"] = [round(float(spec.params["part_factor"]), 4) for spec in model.specs]
         else:
             config = PaintConfig(
                 model=str(args.model), guidance_method=method, steps=args.steps, views_per_step=args.views_per_step,

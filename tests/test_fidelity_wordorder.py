@@ -239,3 +239,36 @@ def test_dots_references_show_their_dots_on_flat_faces(fidelity):
     spec = fidelity.reference_texture(prompt, render_mesh, index, 2).specs[0]
     axis_aligned = TextureSpec(spec.pattern, spec.colors, {k: v for k, v in spec.params.items() if k != "rotation"})
     assert _dot_share(fidelity, render_mesh, ProceduralTexture(axis_aligned), "black", heights) < 0.005
+
+
+def test_procedural_meshes_references_scale_their_features_per_part(fidelity):
+    """Data-version-2 references on proc:quadruped scale the feature size per builder part, as the version-2 data
+    scales a training object's parts: the legs get finer cells than the body. With one scale for the whole mesh
+    (session 11) a leg as thin as half a cell shows one colour band per cell and the label-set-2 classifier read all
+    three checkerboard prompts on the quadruped as stripes; per part it reads them as checkerboards."""
+    _, mesh = fidelity.load_benchmark_mesh("proc:quadruped")
+    parts = fidelity.benchmark_face_parts("proc:quadruped")
+    assert fidelity.benchmark_face_parts("crate") is None
+    render_mesh = mesh.to_render("cpu")
+    assert parts.shape == (len(render_mesh.faces),) and parts.max() >= 4
+    target = fidelity.reference_render_mesh(render_mesh, parts)
+    assert target.num_materials == parts.max() + 1 and target.positions is render_mesh.positions
+    np.testing.assert_array_equal(target.face_materials.numpy(), parts)
+    classifier = A.load_classifier(A.default_weights_path(2))
+    checkers = [(index, prompt) for index, prompt in enumerate(fidelity.PROMPTS) if prompt.pattern == "checkerboard"]
+    assert len(checkers) >= 3
+    per_part_read, whole_read = [], []
+    for index, prompt in checkers:
+        texture = fidelity.reference_texture(prompt, render_mesh, index, 2, parts)
+        factors = [spec.params["part_factor"] for spec in texture.specs]
+        assert len(factors) == target.num_materials and min(factors) < 0.6 * max(factors)
+        views = fidelity.render_turntable(target, texture, 8, torch.device("cpu"), "torch")
+        per_part_read.append(A.classify_views(views, classifier).pattern)
+        whole = fidelity.reference_texture(prompt, render_mesh, index, 2)
+        assert len(whole.specs) == 1
+        views = fidelity.render_turntable(render_mesh, whole, 8, torch.device("cpu"), "torch")
+        whole_read.append(A.classify_views(views, classifier).pattern)
+    assert per_part_read == ["checkerboard"] * len(checkers), per_part_read
+    assert whole_read.count("checkerboard") < len(checkers), whole_read
+    with pytest.raises(ValueError, match="face_parts"):
+        fidelity.reference_render_mesh(render_mesh, parts[:-1])
