@@ -564,3 +564,39 @@ def test_claim_refuses_foreign_csdtex_glb_without_record(tmp_path):
     replaced = claim_output_folder(out, "chair", overwrite=True)
     assert sorted(replaced) == ["table.glb", "table.mtl", "table.obj", "table_a.png", "table_b.png"]
     assert claim_output_folder(out, "table") and "notes.txt" not in claim_output_folder(out, "table")
+
+
+def test_outputs_never_replace_the_input_files(tmp_path):
+    """``--out`` = the mesh's own folder would rename the painted ``scene.glb`` / ``chair.obj`` over the artist's
+    source file (found by a new-user test, session 12): refused before any work, one line, the input untouched. An
+    input texture named like an output (``chair.png`` read by another mesh's MTL) is refused the same way."""
+    folder = tmp_path / "asset"
+    source = two_material_obj(folder, "chair")
+    before = source.read_bytes()
+    for out in (folder, tmp_path / "asset" / "."):
+        result = CliRunner().invoke(main, ["paint", str(source), "red", "--out", str(out), "--steps", "1", "--quiet"])
+        assert result.exit_code != 0 and "input file 'chair.obj'" in result.output and "--out" in result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert source.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["chair.obj"]
+    # a GLB painted next to itself
+    glb = folder / "scene.glb"
+    export_all(load_mesh(source), [np.zeros((4, 4, 3), np.uint8)] * 2, tmp_path / "made", "scene")
+    glb.write_bytes((tmp_path / "made" / "scene.glb").read_bytes())
+    result = CliRunner().invoke(main, ["paint", str(glb), "red", "--out", str(folder), "--steps", "1", "--quiet"])
+    assert result.exit_code != 0 and "input file 'scene.glb'" in result.output
+    # an input texture with an output's name (found once the mesh is loaded): box.obj reads textures/box.png
+    textures = folder / "textures"
+    textures.mkdir()
+    Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(textures / "box.png")
+    write_text(folder / "box.mtl", "newmtl a\nmap_Kd textures/box.png\n")
+    box = write_text(folder / "box.obj", "mtllib box.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\n"
+                                         "usemtl a\nf 1/1 2/2 3/3\n")
+    texture_before = (textures / "box.png").read_bytes()
+    with pytest.raises(ConfigError, match="input file 'box.png'"):
+        paint(box, "red", FAST, out_dir=textures, show_progress=False)
+    assert (textures / "box.png").read_bytes() == texture_before and sorted(p.name for p in textures.iterdir()) == [
+        "box.png"]
+    # another folder is fine
+    result = CliRunner().invoke(main, ["paint", str(source), "red", "--out", str(tmp_path / "o"), "--steps", "1",
+                                       "--texture-size", "16", "--quiet"])
+    assert result.exit_code == 0, result.output

@@ -94,7 +94,9 @@ def load_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         tensors = load_file(str(tensor_path))
     except (OSError, ValueError, SafetensorError) as error:
-        raise ConfigError(f"--resume: the checkpoint in {out_dir} is unreadable ({error}); delete it and start again") from None
+        raise ConfigError(
+            f"--resume: the checkpoint in {out_dir} is unreadable ({error}); delete it and start again"
+        ) from None
     saved = meta.get("identity", {}) if isinstance(meta.get("identity"), dict) else {}
     if saved != identity:
         keys = list(identity) + [k for k in saved if k not in identity]  # the prompt first, then options in order

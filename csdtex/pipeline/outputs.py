@@ -12,7 +12,8 @@ the folder:
   outputs are complete, so an interrupted run leaves the old outputs as they were.
 
 A file counts as replaced only if it is still the file seen at the start (same inode and modification time), so a
-file the new run has written is never removed.
+file the new run has written is never removed. The files a run reads (the mesh, its textures) are never outputs: a run
+whose outputs would land on one of them fails at once (:func:`check_inputs_kept`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from csdtex.errors import ConfigError
 
-__all__ = ["PREVIEW_SUFFIXES", "claim_output_folder", "remove_replaced_outputs", "stale_outputs"]
+__all__ = ["PREVIEW_SUFFIXES", "check_inputs_kept", "claim_output_folder", "remove_replaced_outputs", "stale_outputs"]
 
 PREVIEW_SUFFIXES = ("_turntable.gif", "_turntable.mp4", "_views.png", "_before_after.gif", "_before_after.png")
 """Suffixes (after the asset name) of the preview files paint and edit write."""
@@ -89,6 +90,44 @@ def _asset_files(out_dir: Path, stem: str) -> set[str]:
             if len(parts) == 2 and parts[0].lower() == "map_kd" and Path(parts[1].strip()).name == parts[1].strip():
                 names.add(parts[1].strip())
     return {name for name in names if (out_dir / name).is_file()}
+
+
+def _is_output_name(file_name: str, name: str) -> bool:
+    """True when ``file_name`` is one of the names a run of asset ``name`` may write (model files, textures
+    ``<name>.png`` / ``<name>_<material>.png``, previews, ``run.json``)."""
+    if file_name == RUN_RECORD or file_name in {f"{name}{suffix}" for suffix in (".obj", ".mtl", ".glb", ".png")}:
+        return True
+    if file_name in {f"{name}{suffix}" for suffix in PREVIEW_SUFFIXES}:
+        return True
+    return file_name.startswith(f"{name}_") and file_name.lower().endswith(".png")
+
+
+def check_inputs_kept(out_dir: str | os.PathLike, name: str, input_files) -> None:
+    """Refuse a run whose outputs would replace one of the files it reads.
+
+    Writing the outputs of asset ``name`` into the folder that holds its own mesh (``--out .`` next to
+    ``scene.glb``) would otherwise rename the painted ``scene.glb`` over the artist's source file, and a texture
+    ``<name>.png`` over an input texture of that name.
+
+    Args:
+        out_dir: the output folder (need not exist).
+        name: the run's output name (:func:`csdtex.export.safe_asset_name` of the mesh file's stem).
+        input_files: paths the run reads (the mesh file, its texture files); None entries are skipped.
+    Raises:
+        ConfigError: one line naming the input file and the remedy (another ``--out``).
+    """
+    out_dir = Path(out_dir)
+    with contextlib.suppress(OSError):
+        out_resolved = out_dir.resolve()
+        for path in input_files:
+            if path is None:
+                continue
+            path = Path(path)
+            if path.parent.resolve() == out_resolved and _is_output_name(path.name, name):
+                raise ConfigError(
+                    f"output folder {out_dir} holds the input file '{path.name}', which the outputs ({name}.obj, "
+                    f"{name}.glb, textures) would replace: choose another --out"
+                )
 
 
 def claim_output_folder(out_dir: str | os.PathLike, name: str, overwrite: bool = False) -> dict[str, FileStamp]:

@@ -14,7 +14,7 @@ from csdtex.errors import ConfigError
 from csdtex.export import safe_asset_name
 from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
 from csdtex.mesh.analysis import shared_texel_fractions
-from csdtex.pipeline.outputs import claim_output_folder
+from csdtex.pipeline.outputs import check_inputs_kept, claim_output_folder
 from csdtex.pipeline.run import PhaseTimer, PreparedRun
 from csdtex.render import CandidateBudget, resolve_backend
 
@@ -97,6 +97,7 @@ def prepare_run(
         name = safe_asset_name(mesh.source.stem if mesh.source else "mesh")
     else:
         name = safe_asset_name(Path(mesh).stem)
+    check_inputs_kept(out_dir, name, [None if isinstance(mesh, Mesh) else Path(mesh)])
     replaced = claim_output_folder(out_dir, name, overwrite=config.overwrite)
     timer = PhaseTimer()
     device = resolve_device(config.device)
@@ -107,6 +108,7 @@ def prepare_run(
         config = dataclasses.replace(config, model=DEFAULT_MODEL)
 
     source_mesh = mesh if isinstance(mesh, Mesh) else timer.run("load_mesh", load_mesh, mesh)
+    check_inputs_kept(out_dir, name, [source_mesh.source, *(m.texture_source for m in source_mesh.materials)])
     owns_prior = prior is None
     if owns_prior:
         from csdtex.guidance import load_prior
