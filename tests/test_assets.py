@@ -324,6 +324,40 @@ def test_points_only_gltf_is_refused_in_one_line(tmp_path):
         load_mesh(builder.write_glb(tmp_path / "points.glb"))
 
 
+def test_mesh_outside_the_default_scene_is_named_in_the_error(tmp_path):
+    """A mesh that no node of the default scene places is not "no triangle faces" (new-user test, session 12)."""
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(*quad())])
+    builder.doc["nodes"].append({"name": "empty"})
+    builder.doc["scenes"][0]["nodes"] = [1]
+    with pytest.raises(MeshError, match=r"has 1 mesh\(es\), but its default scene \(scene 0\) places none"):
+        load_mesh(builder.write_glb(tmp_path / "unplaced.glb"))
+
+
+def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(tmp_path):
+    """Viewers show texture x baseColorFactor; the outputs write factor 1, so the reader multiplies it in (an edit
+    would otherwise brighten the parts it leaves alone: (63, 101, 63) became (126, 126, 127) in a new-user test).
+    What the outputs do not carry (normal / metallic-roughness maps, emissive, alpha) is named in one warning."""
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    builder = GltfBuilder()
+    positions, faces = quad()
+    uvs = positions[:, :2].astype(np.float64)
+    leaf = builder.material("leaf", builder.texture(image), color=(0.5, 0.8, 0.5))
+    builder.doc["materials"][leaf].update({
+        "normalTexture": {"index": builder.texture(image)}, "alphaMode": "MASK", "emissiveFactor": [0.1, 0.0, 0.0]})
+    builder.doc["materials"][leaf]["pbrMetallicRoughness"]["metallicRoughnessTexture"] = {"index": 0}
+    plain = builder.material("plain", builder.texture(image))  # factor 1: texels as stored
+    builder.mesh([builder.primitive(positions, faces, uvs, material=leaf),
+                  builder.primitive(positions + [0, 0, 1], faces, uvs, material=plain)])
+    mesh = load_mesh(builder.write_glb(tmp_path / "leaf.glb"))
+    expected = np.rint(image.astype(np.float32) * np.array([0.5, 0.8, 0.5], np.float32)).astype(np.uint8)
+    np.testing.assert_array_equal(mesh.materials[0].texture, expected)
+    np.testing.assert_array_equal(mesh.materials[1].texture, image)
+    [warning] = [w for w in mesh.warnings if "base colour only" in w]
+    assert "'leaf': normal map, metallic-roughness map, emissive colour, alpha (MASK)" in warning
+    assert "plain" not in warning
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 5. Draco and meshopt
 # ----------------------------------------------------------------------------------------------------------------------

@@ -284,8 +284,8 @@ def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
     LINEAR_MIPMAP_LINEAR min filter, and per axis the wrap mode of :func:`csdtex.sampling.baked_sampler` (the rule
     the bake used): CLAMP_TO_EDGE when the material's UVs lie in [0, 1] along it, else the input material's wrap
     mode (REPEAT when it had none, MIRRORED_REPEAT kept). No ``KHR_texture_transform`` is written: baked textures
-    live in raw UV space. Chunks and bufferViews are 4-byte aligned; ``asset.generator`` is ``'csdtex'``. The document is checked
-    with :func:`check_gltf_document` before packing.
+    live in raw UV space. Chunks and bufferViews are 4-byte aligned; ``asset.generator`` is ``'csdtex'``. The
+    document is checked with :func:`check_gltf_document` before packing.
 
     Args:
         mesh: a mesh with UVs on every face; vertices float64 [V, 3], faces / uv_faces int64 [F, 3], uvs float64

@@ -12,7 +12,11 @@ What it reads (the README's "glTF features" list is this module's :data:`GLTF_EX
   sparse (base values from the buffer view, or zeros, then the sparse substitutions), ``data:`` URIs, external
   ``.bin`` files inside the mesh's folder, compressed geometry (:mod:`csdtex.io.gltf_data`);
 - per material: ``pbrMetallicRoughness.baseColorTexture`` (its image as uint8 RGB, its ``texCoord`` set, its sampler
-  and ``KHR_texture_transform``) and ``baseColorFactor``; ``COLOR_0`` as vertex colours.
+  and ``KHR_texture_transform``) and ``baseColorFactor`` (with a texture, its RGB is multiplied into the texture's
+  texels, which is what viewers show, so that an edit keeps the colour of the parts it does not change); ``COLOR_0``
+  as vertex colours. What a material has beyond its base colour (normal, metallic-roughness, occlusion and emissive
+  maps, emissive colour, alpha other than OPAQUE) is named in one warning: csdtex's outputs carry the base colour
+  only.
 
 UVs come back with (0, 0) = bottom-left: ``v = 1 - v_file`` (glTF puts the origin at the top-left).
 """
@@ -139,6 +143,31 @@ def _triangles(indices: np.ndarray, mode: int) -> np.ndarray:
     return np.stack([indices[i + 1], indices[i + 2], np.full(count, indices[0])], axis=1)  # fans
 
 
+def _times_factor(texture: np.ndarray, factor: tuple[float, float, float]) -> np.ndarray:
+    """uint8 [H, W, 3] ``texture`` times the RGB ``baseColorFactor`` (each in [0, 1]), rounded; unchanged (the same
+    array) when the factor is white, as it is in most files."""
+    if all(f >= 1.0 for f in factor):
+        return texture
+    scaled = texture.astype(np.float32) * np.asarray(factor, dtype=np.float32)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _beyond_base_colour(source: dict) -> list[str]:
+    """What glTF material ``source`` has besides its base colour, in words (empty for a base-colour material)."""
+    pbr = source.get("pbrMetallicRoughness") or {}
+    parts = [words for key, words in (("normalTexture", "normal map"), ("occlusionTexture", "occlusion map"),
+                                      ("emissiveTexture", "emissive map")) if isinstance(source.get(key), dict)]
+    if isinstance(pbr.get("metallicRoughnessTexture"), dict):
+        parts.append("metallic-roughness map")
+    emissive = source.get("emissiveFactor")
+    if isinstance(emissive, list) and any(isinstance(v, (int, float)) and v > 0 for v in emissive):
+        parts.append("emissive colour")
+    mode = source.get("alphaMode", "OPAQUE")
+    if mode in ("MASK", "BLEND"):
+        parts.append(f"alpha ({mode})")
+    return parts
+
+
 class _Reader:
     def __init__(self, document: dict, data: GltfData, path: Path, warnings: list[str]) -> None:
         self.document, self.data, self.path, self.warnings = document, data, path, warnings
@@ -148,6 +177,7 @@ class _Reader:
         self.taken: set[str] = set()
         self.geometry_cache: dict[tuple[int, int], tuple] = {}
         self.skipped_modes: set[str] = set()
+        self.not_carried: dict[str, list[str]] = {}
 
     # -- scene -------------------------------------------------------------------------------------------------------
 
@@ -256,10 +286,14 @@ class _Reader:
     def read_material(self, source: dict, material: Material) -> int:
         """Fill base colour, texture, sampler and transform; return the texture coordinate set to use."""
         pbr = source.get("pbrMetallicRoughness") or {}
+        lost = _beyond_base_colour(source)
+        if lost:
+            self.not_carried[material.name] = lost
         factor = pbr.get("baseColorFactor")
+        factor_rgb = (1.0, 1.0, 1.0)
         if isinstance(factor, list) and len(factor) >= 3:
             rgb = np.clip(np.asarray(factor[:3], dtype=np.float64), 0.0, 1.0)
-            material.base_color = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+            material.base_color = factor_rgb = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
         info = pbr.get("baseColorTexture")
         if not isinstance(info, dict):
             return 0
@@ -288,7 +322,7 @@ class _Reader:
             from PIL import Image
 
             with Image.open(io.BytesIO(self.data.image_bytes(image_index))) as image:
-                material.texture = image_to_rgb8(image)
+                material.texture = _times_factor(image_to_rgb8(image), factor_rgb)
             material.texture_source = self.path
         except (ReadError, ParseError) as err:
             self.warnings.append(str(err) if str(err).startswith(self.path.name) else f"{self.path.name}: {err}")
@@ -341,6 +375,14 @@ class _Reader:
         if self.skipped_modes:
             self.warnings.append(f"{self.path.name}: ignored non-triangle primitives "
                                  f"({', '.join(sorted(self.skipped_modes))})")
+        if self.not_carried:
+            listed = "; ".join(f"'{name}': {', '.join(parts)}" for name, parts in self.not_carried.items())
+            self.warnings.append(f"{self.path.name}: the outputs carry the base colour only, not these parts of its "
+                                 f"materials ({listed}); copy them over from the source file in your 3D tool")
+        if not parts_f and meshes and not self.skipped_modes and not self.instances():
+            scene = self.document.get("scene", 0)
+            raise MeshError(f"mesh file '{self.path}' has {len(meshes)} mesh(es), but its default scene (scene "
+                            f"{scene}) places none of them: add them to the scene in your 3D tool and re-export")
         if not parts_f:
             what = f" (it holds only {', '.join(sorted(self.skipped_modes))})" if self.skipped_modes else ""
             raise MeshError(f"mesh file '{self.path}' contains no triangle faces{what}: export the surface as a "

@@ -38,7 +38,8 @@ class Material:
     Attributes:
         name: material name (from the MTL / glTF file, or generated), used for export.
         texture: the existing base-colour texture as uint8 [H, W, 3] (RGB, row 0 = top of the image, i.e. v = 1),
-            or None. Alpha is dropped on load.
+            or None, as viewers show it: a glTF ``baseColorFactor`` is multiplied into its texels on load. Alpha is
+            dropped on load.
         texture_source: where the texture was read from (for messages), or None.
         base_color: RGB in [0, 1] used when there is no texture.
         sampler: wrap and filter modes of the texture (glTF ``sampler``; OBJ: repeat), or None when the file says
