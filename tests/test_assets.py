@@ -402,6 +402,32 @@ def test_draco_glb_decodes_silently(tmp_path, capfd):
         sys.modules["DracoPy"] = DracoPy
     message = str(info.value)
     assert "KHR_draco_mesh_compression" in message and "pip install" in message and "\n" not in message
+    assert "check that it is a valid" not in message  # one remedy, the reader's own
+
+    # attribute ids that do not match the Draco data (POSITION mapped to the 2-component UVs): named, not a numpy error
+    extension = builder.doc["meshes"][0]["primitives"][0]["extensions"]["KHR_draco_mesh_compression"]
+    extension["attributes"] = {"POSITION": ids[3], "TEXCOORD_0": ids[0]}
+    with pytest.raises(MeshError, match=r"Draco attribute \d+, mapped to POSITION, has 2 components where POSITION "
+                                        r"needs 3"):
+        load_mesh(builder.write_glb(tmp_path / "draco_swapped.glb"))
+
+
+def test_misnamed_and_empty_files_get_their_own_message(tmp_path):
+    """A GLB saved as .obj is named as a GLB; an OBJ with nothing in it says so (new-user test, session 12)."""
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(*quad())])
+    glb = builder.write_glb(tmp_path / "model.glb")
+    (tmp_path / "model.obj").write_bytes(glb.read_bytes())
+    with pytest.raises(MeshError, match=r"is a GLB file \(it starts with 'glTF'\), not OBJ: rename it to \.glb$"):
+        load_mesh(tmp_path / "model.obj")
+    write_text(tmp_path / "blank.obj", "# nothing here\n\n")
+    with pytest.raises(MeshError, match="has no vertices and no faces"):
+        load_mesh(tmp_path / "blank.obj")
+    builder.use_extension("VENDOR_magic", required=True)
+    with pytest.raises(MeshError) as info:
+        load_mesh(builder.write_glb(tmp_path / "vendor.glb"))
+    assert str(info.value).endswith("which csdtex does not support): convert the file without it (e.g. re-export it "
+                                    "from Blender)")
 
 
 def test_meshopt_quantized_glb_decodes(tmp_path):

@@ -176,6 +176,7 @@ def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
         assert message in result.output, (args, result.output)
         if message != "No such option":
             assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+        assert " object at 0x" not in result.output and "''" not in result.output, result.output  # no reprs
         assert not out.exists(), args
 
 

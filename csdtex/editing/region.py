@@ -126,7 +126,9 @@ def read_uv_mask(path: str | Path) -> tuple[np.ndarray, dict]:
 
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except UnidentifiedImageError:
+        raise ConfigError(f"mask {path} is not an image Pillow can read: give a PNG, white = editable") from None
+    except (OSError, ValueError) as error:
         raise ConfigError(f"mask {path} is not an image ({one_line(error)}): give a PNG, white = editable") from None
     if "A" in image.getbands() and np.asarray(image.getchannel("A")).min() < 255:
         values = np.asarray(image.getchannel("A"))
@@ -139,7 +141,7 @@ def read_uv_mask(path: str | Path) -> tuple[np.ndarray, dict]:
 def _fit_mask(mask: np.ndarray, height: int, width: int, material: str) -> np.ndarray:
     mask_height, mask_width = mask.shape
     if abs(mask_width / mask_height - width / height) > ASPECT_TOLERANCE * (width / height):
-        raise ConfigError(f"the mask is {mask_width}x{mask_height} but material {material!r}'s texture is "
+        raise ConfigError(f"the mask is {mask_width}x{mask_height} but the texture of material '{material}' is "
                           f"{width}x{height}: give a mask with the texture's aspect ratio (ideally its size)")
     if mask.shape == (height, width):
         return mask

@@ -114,10 +114,8 @@ def load_mesh(path: str | os.PathLike) -> Mesh:
         raise MeshError(f"mesh file '{path}' is not a valid {fmt} file ({err}): repair or re-export it") from None
     except Exception as err:  # trimesh / numpy / PIL / OS errors: wrap, never leak
         reason = str(err) if isinstance(err, ReadError) else error_text(err)
-        raise MeshError(
-            f"mesh file '{path}' could not be read as {fmt} ({reason}): check that it is a valid {fmt} file "
-            "or re-export it"
-        ) from err
+        remedy = getattr(err, "remedy", None) or f"check that it is a valid {fmt} file or re-export it"
+        raise MeshError(f"mesh file '{path}' could not be read as {fmt} ({reason}): {remedy}") from err
     mesh.source = path
     validate_mesh(mesh)
     return mesh

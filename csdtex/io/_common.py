@@ -31,8 +31,14 @@ class ParseError(Exception):
 
 class ReadError(Exception):
     """A reader failed for a reason it knows better than the exception it caught (e.g. a glTF buffer outside the
-    mesh folder); :func:`csdtex.io.load_mesh` reports it as "mesh file '...' could not be read as <format> (<message>)".
+    mesh folder); :func:`csdtex.io.load_mesh` reports it as "mesh file '...' could not be read as <format>
+    (<message>): <remedy>", with ``remedy`` (what to do, e.g. an install command) when the reader knows one, else the
+    generic "check that it is a valid <format> file or re-export it".
     """
+
+    def __init__(self, message: str, remedy: str | None = None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
 
 
 def error_text(err: BaseException) -> str:

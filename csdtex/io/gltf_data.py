@@ -91,7 +91,8 @@ class GltfData:
             if isinstance(uri, str) and not uri.startswith("data:") and "://" not in uri:
                 relative = clean_relative(unquote(uri))
                 if not is_within(path.parent / relative, path.parent):
-                    raise ReadError(f"{path.name}: '{relative}' lies outside the mesh folder and was not read")
+                    raise ReadError(f"{path.name}: '{relative}' lies outside the mesh folder and was not read",
+                                    remedy=OUTSIDE_REMEDY)
 
     # -- resources ---------------------------------------------------------------------------------------------------
 
@@ -117,12 +118,15 @@ class GltfData:
                 raise ReadError(f"{self.path.name}: {what} has a broken base64 data URI") from None
         relative = clean_relative(unquote(uri))
         if "://" in relative:
-            raise ReadError(f"{self.path.name}: {what} '{relative}' is a URL; csdtex reads only local files")
+            raise ReadError(f"{self.path.name}: {what} '{relative}' is a URL; csdtex reads only local files",
+                            remedy="download it into the mesh's folder and point the file at the copy, or export a GLB")
         target = self.path.parent / relative
         if not is_within(target, self.path.parent):
-            raise ReadError(f"{self.path.name}: '{relative}' lies outside the mesh folder and was not read")
+            raise ReadError(f"{self.path.name}: '{relative}' lies outside the mesh folder and was not read",
+                            remedy=OUTSIDE_REMEDY)
         if not target.is_file():
-            raise ReadError(f"{self.path.name}: '{relative}' was not found")
+            raise ReadError(f"{self.path.name}: '{relative}' was not found",
+                            remedy="put it where the file expects it (relative to the mesh), or export a GLB")
         return target.read_bytes()
 
     def buffer(self, index: int) -> bytes:
@@ -253,8 +257,9 @@ def _decode_meshopt(data: GltfData, name: str, info: dict) -> bytes:
         import meshopt
     except ImportError:
         raise ReadError(
-            f"it uses {name} (meshoptimizer-compressed geometry) and the decoder is not installed: "
-            f"`{DECODER_INSTALL}`, or write an uncompressed copy first (e.g. `gltfpack -i in.glb -o out.glb -noq`)"
+            f"it uses {name} (meshoptimizer-compressed geometry) and the decoder is not installed",
+            remedy=f"`{DECODER_INSTALL}`, or write an uncompressed copy first (e.g. `gltfpack -i in.glb -o out.glb "
+            "-noq`)",
         ) from None
     try:
         source = data.buffer(int(info["buffer"]))
@@ -274,6 +279,16 @@ def _decode_meshopt(data: GltfData, name: str, info: dict) -> bytes:
     return np.ascontiguousarray(decoded).tobytes()
 
 
+_SEMANTIC_WIDTHS: dict[str, tuple[int, ...]] = {"POSITION": (3,), "NORMAL": (3,), "TEXCOORD": (2,), "COLOR": (3, 4),
+                                                 "TANGENT": (4,)}
+"""Components per vertex of the glTF attribute semantics csdtex reads from Draco data (``TEXCOORD_n`` ->
+``TEXCOORD``)."""
+
+
+OUTSIDE_REMEDY = "copy it into the mesh's folder and point the file at the copy, or export a GLB"
+"""What to do about a resource a glTF file names outside its folder (csdtex reads only inside it)."""
+
+
 def decode_draco(data: GltfData, primitive: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The triangles and attributes of a ``KHR_draco_mesh_compression`` primitive.
 
@@ -288,8 +303,8 @@ def decode_draco(data: GltfData, primitive: dict) -> tuple[np.ndarray, dict[str,
         import DracoPy
     except ImportError:
         raise ReadError(
-            "it uses KHR_draco_mesh_compression (Draco-compressed geometry) and the decoder is not installed: "
-            f"`{DECODER_INSTALL}`, or re-export the file without Draco compression (e.g. from Blender)"
+            "it uses KHR_draco_mesh_compression (Draco-compressed geometry) and the decoder is not installed",
+            remedy=f"`{DECODER_INSTALL}`, or re-export the file without Draco compression (e.g. from Blender)",
         ) from None
     stream = data.view(extension.get("bufferView", -1))
     try:
@@ -308,6 +323,11 @@ def decode_draco(data: GltfData, primitive: dict) -> tuple[np.ndarray, dict[str,
             raise ParseError(f"its Draco data lacks attribute {semantic} (id {unique_id})")
         values = np.asarray(by_id[unique_id]["data"])
         values = values.reshape(len(values), -1)
+        width = _SEMANTIC_WIDTHS.get(semantic.split("_")[0])
+        if width is not None and values.shape[1] not in width:
+            raise ParseError(f"its Draco attribute {unique_id}, mapped to {semantic}, has {values.shape[1]} "
+                             f"components where {semantic} needs {' or '.join(map(str, width))} (the extension's "
+                             "attribute ids do not match the Draco data)")
         result = values.astype(np.float64)
         accessor = data.document.get("accessors", [])[accessors[semantic]] if semantic in accessors else {}
         if accessor.get("normalized") and np.issubdtype(values.dtype, np.integer):

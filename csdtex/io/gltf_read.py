@@ -96,8 +96,8 @@ def read_gltf_file(path: Path) -> Mesh:
     required = [str(name) for name in document.get("extensionsRequired") or []]
     refused = [name for name in required if name not in GLTF_EXTENSIONS and name not in IGNORABLE_EXTENSIONS]
     if refused:
-        raise ReadError(f"it requires the glTF extension {', '.join(refused)}, which csdtex does not support; "
-                        "convert the file without it (e.g. re-export it from Blender)")
+        raise ReadError(f"it requires the glTF extension {', '.join(refused)}, which csdtex does not support",
+                        remedy="convert the file without it (e.g. re-export it from Blender)")
     warnings: list[str] = []
     reader = _Reader(document, GltfData(document, binary, path, warnings), path, warnings)
     with quiet_libraries():

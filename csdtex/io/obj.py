@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from csdtex.errors import MeshError
 from csdtex.fileio import is_within
 from csdtex.io._common import GENERATOR, ParseError, clean_relative, error_text, image_to_rgb8
 from csdtex.mesh.types import Material, Mesh, unique_name
@@ -50,6 +51,8 @@ def read_obj(path: Path) -> Mesh:
         ParseError: binary content, an unreadable line, index 0 or a relative index before the first element.
     """
     raw = path.read_bytes()
+    if raw[:4] == b"glTF":
+        raise MeshError(f"mesh file '{path}' is a GLB file (it starts with 'glTF'), not OBJ: rename it to .glb")
     if b"\x00" in raw[:4096]:
         raise ParseError("it contains binary data, but OBJ is a text format")
     text = raw.decode("utf-8", errors="replace")

@@ -61,6 +61,8 @@ def validate_mesh(mesh: Mesh) -> None:
         raise MeshError(f"{where}: vertices must have shape [V, 3], got {list(vertices.shape)}: pass xyz positions")
     if faces.ndim != 2 or faces.shape[1] != 3:
         raise MeshError(f"{where}: faces must have shape [F, 3] (triangles), got {list(faces.shape)}: triangulate it")
+    if len(faces) == 0 and len(vertices) == 0:
+        raise MeshError(f"{where} has no vertices and no faces: export the mesh again (as triangles)")
     if len(faces) == 0:
         raise MeshError(
             f"{where} has no faces ({len(vertices)} vertices only, e.g. a point cloud): export a triangle mesh"
