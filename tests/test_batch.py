@@ -222,7 +222,7 @@ def test_resume_after_a_killed_batch_redoes_nothing_finished(tmp_path, fast_toml
 
     result = invoke(*args)
     assert result.exit_code == 1  # zbroken failed
-    assert "failed  zbroken: error: mesh file" in result.output
+    assert "failed  zbroken (jobs.jsonl line 4): error: mesh file" in result.output  # the row, to fix it
     assert f"{len(finished)} skipped" in result.output
     for name, (mtime, marker) in finished.items():
         assert (out / name / "run.json").stat().st_mtime_ns == mtime and (out / name / "batch.json").read_text() == marker

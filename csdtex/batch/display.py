@@ -4,7 +4,8 @@
 - One bar per worker (lines 1..N) with the current asset's optimization steps, where the backend reports steps
   (local workers; Ray shows the overall bar only). With one worker that is the current asset's step bar.
 - Log lines (``log``): one per finished, failed or retried asset, e.g. ``done    chair (12.3 s)`` or
-  ``failed  lamp: error: mesh file ... is not a valid OBJ file ...``. Without ``log``, failures and retries are still
+  ``failed  lamp (jobs.csv line 4): error: mesh file ... is not a valid OBJ file ...`` (the manifest line only for
+  a manifest's row). Without ``log``, failures and retries are still
   printed above the bars.
 """
 
@@ -91,14 +92,16 @@ class BatchDisplay:
         """An attempt failed in a way worth retrying; another attempt follows."""
         self._write(f"retry   {result.name} (attempt {result.attempt + 1} of {attempts}): {result.error}", True)
 
-    def finished(self, result: TaskResult) -> None:
-        """An asset is finished: done, or failed for good."""
+    def finished(self, result: TaskResult, where: str | None = None) -> None:
+        """An asset is finished: done, or failed for good. ``where``: the manifest row it came from (``"jobs.csv
+        line 3"``), named on a failure so that the row can be found and fixed."""
         if result.ok:
             self.done += 1
             self._write(f"done    {result.name} ({result.seconds:.1f} s)", False)
         else:
             self.failed += 1
-            self._write(f"failed  {result.name}: {result.error}", True)
+            origin = f" ({where})" if where and " line " in where else ""
+            self._write(f"failed  {result.name}{origin}: {result.error}", True)
         if self._overall is not None:
             self._refresh_counts()
             self._overall.update(1)

@@ -315,7 +315,7 @@ def _execute(todo: list[PlannedAsset], backend: Backend, options: BatchOptions, 
                     continue
                 results[result.name] = result
                 left -= 1
-                display.finished(result)
+                display.finished(result, asset.row.where)
                 summary.maybe_write()
     finally:
         if display is not None:
