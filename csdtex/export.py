@@ -300,13 +300,13 @@ def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLi
 
     Layout (written by :func:`csdtex.io.gltf.glb_bytes`): one scene, one node (no transform), one mesh named after the
     file stem, one triangle primitive per material that has faces. glTF wants one index per vertex, so vertices are
-    split at UV seams (:func:`csdtex.io.gltf.split_seams`, one vertex per distinct (vertex, uv) pair, per primitive);
-    faces keep their input order within a material. Attributes:
+    split at UV seams and normal creases (:func:`csdtex.io.gltf.split_corners`, one vertex per distinct (vertex, uv,
+    normal) combination, per primitive); faces keep their input order within a material. Attributes:
 
     - ``POSITION``: float32 VEC3 with exact min/max. glTF has no float64 positions, so coordinates are rounded to
       float32 (relative error ~6e-8; absolute error grows with the distance from the origin).
-    - ``NORMAL``: float32 VEC3, smooth area-weighted normals over the original vertices
-      (:func:`csdtex.mesh.vertex_normals`, shared across seams), gathered onto the split vertices.
+    - ``NORMAL``: float32 VEC3: the input's own normals where it has them (:attr:`csdtex.mesh.Mesh.normals`),
+      else smooth area-weighted normals over the original vertices (:func:`csdtex.mesh.vertex_normals`).
     - ``TEXCOORD_0``: float32 VEC2 ``(u, 1 - v)`` (glTF's origin is the top-left of the image).
     - indices: uint16 when the primitive has fewer than 65535 vertices, else uint32.
 

@@ -660,3 +660,63 @@ def test_outputs_never_replace_the_input_files(tmp_path):
     result = CliRunner().invoke(main, ["paint", str(source), "red", "--out", str(tmp_path / "o"), "--steps", "1",
                                        "--texture-size", "16", "--quiet"])
     assert result.exit_code == 0, result.output
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 10. the input's shading normals are kept (hard edges, custom normals)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _corner_normals(mesh) -> np.ndarray:
+    table, corners = mesh.export_normals()
+    return table[corners]  # [F, 3, 3]
+
+
+def test_obj_and_glb_normals_survive_export_hard_edges_included(tmp_path):
+    """A hard-edged box (its own flat normals on split vertices) came out smooth-shaded like a sphere: exports wrote
+    smooth normals over welded positions (new-user test, session 12). Now the file's normals are written back."""
+    positions, faces, uvs = box_faces()
+    positions, uvs = positions.astype(np.float64), uvs.astype(np.float64)
+    flat = np.cross(positions[faces[:, 1]] - positions[faces[:, 0]], positions[faces[:, 2]] - positions[faces[:, 0]])
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    elements = [f"v {x!r} {y!r} {z!r}" for x, y, z in positions.tolist()]
+    elements += [f"vt {u!r} {v!r}" for u, v in (uvs / 6.0).tolist()]
+    normal_lines = [f"vn {x!r} {y!r} {z!r}" for x, y, z in flat.tolist()]
+    with_normals = ["f " + " ".join(f"{v + 1}/{v + 1}/{f + 1}" for v in face) for f, face in enumerate(faces)]
+    mesh = load_mesh(write_text(tmp_path / "box.obj", "\n".join(elements + normal_lines + with_normals) + "\n"))
+    assert mesh.normals is not None and mesh.normal_faces.shape == faces.shape
+    np.testing.assert_allclose(_corner_normals(mesh), np.repeat(flat[:, None], 3, axis=1), atol=1e-12)
+    files = export_all(mesh, [np.zeros((4, 4, 3), np.uint8)], tmp_path / "out", "box")
+    for path in (files.obj, files.glb):
+        back = load_mesh(path)
+        np.testing.assert_allclose(_corner_normals(back), np.repeat(flat[:, None], 3, axis=1), atol=1e-6)
+        np.testing.assert_allclose(back.vertices[back.faces], positions[faces], atol=1e-6)  # geometry as before
+    # without normals in the file: smooth ones, as before (no vn lines)
+    without = ["f " + " ".join(f"{v + 1}/{v + 1}" for v in face) for face in faces]
+    plain = load_mesh(write_text(tmp_path / "plain.obj", "\n".join(elements + without) + "\n"))
+    assert plain.normals is None
+    files = export_all(plain, [np.zeros((4, 4, 3), np.uint8)], tmp_path / "plain_out", "plain")
+    assert "\nvn " not in files.obj.read_text()
+
+
+def test_gltf_normals_are_read_in_world_space_and_missing_ones_fall_back(tmp_path):
+    """NORMAL goes through the node's inverse transpose (a non-uniform scale and a mirror here); a primitive
+    without NORMAL and a zero normal get the smooth normal in the exports."""
+    builder = GltfBuilder()
+    positions, faces = quad()
+    uvs = positions[:, :2].astype(np.float64)
+    with_normals = builder.primitive(positions, faces, uvs)
+    tilted = np.array([[0.0, 0.6, 0.8]] * 3 + [[0.0, 0.0, 0.0]], dtype=np.float32)  # the last one unusable
+    with_normals["attributes"]["NORMAL"] = builder.accessor(tilted)
+    builder.mesh([with_normals], node={"scale": [2.0, 1.0, -1.0]})  # stretch x, mirror z
+    builder.mesh([builder.primitive(positions + [0, 0, 3], faces, uvs)], name="plain")
+    mesh = load_mesh(builder.write_glb(tmp_path / "normals.glb"))
+    expected = np.array([0.0, 0.6, -0.8])  # n M^-1 with M = diag(2, 1, -1), normalized
+    table, corners = mesh.export_normals()
+    first = table[corners[:2]]  # the two triangles of the scaled quad
+    own = np.abs(first - expected).max(axis=-1) < 1e-6  # float32 in the file
+    assert own.sum() == 5  # five corners use one of the three tilted normals, the one at vertex 3 falls back
+    np.testing.assert_allclose(np.linalg.norm(table[corners], axis=-1), 1.0, atol=1e-12)  # every used one
+    smooth = mesh.copy_with(normals=None, normal_faces=None).export_normals()
+    np.testing.assert_allclose(table[corners[2:]], smooth[0][smooth[1][2:]], atol=1e-12)  # the plain quad: smooth
+    np.testing.assert_allclose(first[~own], smooth[0][smooth[1][:2]][~own], atol=1e-12)

@@ -17,10 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from csdtex.io._common import GENERATOR
-from csdtex.mesh.types import Mesh, vertex_normals
+from csdtex.mesh.types import Mesh
 from csdtex.sampling import baked_samplers
 
-__all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_seams"]
+__all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_corners", "split_seams"]
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Reading
@@ -68,17 +68,31 @@ def split_seams(faces: np.ndarray, uv_faces: np.ndarray, num_uvs: int) -> tuple[
     Args:
         faces: int64 [F, 3] vertex indices.
         uv_faces: int64 [F, 3] UV indices (all >= 0).
-        num_uvs: T, the number of UVs (used to build the pair key).
+        num_uvs: T, the number of UVs (kept for callers; the split does not need it).
     Returns:
         ``(vertex_index int64 [N], uv_index int64 [N], new_faces int64 [F, 3])`` where output vertex ``k`` has
         position ``vertices[vertex_index[k]]`` and UV ``uvs[uv_index[k]]``, and ``new_faces`` indexes output vertices
         with the same corner order as ``faces``. Output vertices are sorted by (vertex index, uv index), so they
         follow the input's vertex order.
     """
-    num_uvs = max(int(num_uvs), 1)
-    keys = faces.reshape(-1).astype(np.int64) * num_uvs + uv_faces.reshape(-1).astype(np.int64)
-    unique_keys, inverse = np.unique(keys, return_inverse=True)
-    return unique_keys // num_uvs, unique_keys % num_uvs, inverse.reshape(-1, 3).astype(np.int64)
+    (vertex_index, uv_index), new_faces = split_corners(faces, uv_faces)
+    return vertex_index, uv_index, new_faces
+
+
+def split_corners(*corner_indices: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """One output vertex per distinct combination of per-corner indices (vertex, uv, normal, ...).
+
+    Args:
+        corner_indices: K arrays int [F, 3] (all >= 0), e.g. faces, uv_faces and normal corners.
+    Returns:
+        ``((index_1 int64 [N], ..., index_K int64 [N]), new_faces int64 [F, 3])``: output vertex ``k`` takes entry
+        ``index_j[k]`` of the j-th attribute; ``new_faces`` keeps the corner order. Output vertices are sorted by
+        the combination (first array first), so they follow the input's vertex order.
+    """
+    stacked = np.stack([np.asarray(c, dtype=np.int64).reshape(-1) for c in corner_indices], axis=1)
+    unique_rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    columns = tuple(np.ascontiguousarray(unique_rows[:, j]) for j in range(unique_rows.shape[1]))
+    return columns, inverse.reshape(-1, 3).astype(np.int64)
 
 
 class _BinaryBuilder:
@@ -115,7 +129,7 @@ class _BinaryBuilder:
 
 def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[dict, bytes]:
     """Build the glTF JSON document and its binary buffer (see :func:`glb_bytes` for the layout)."""
-    normals = vertex_normals(mesh.vertices, mesh.faces)  # over the original vertices, smooth across seams
+    normal_table, normal_corners = mesh.export_normals()  # the file's own normals, else smooth across seams
     builder = _BinaryBuilder()
     primitives: list[dict] = []
     materials: list[dict] = []
@@ -129,9 +143,10 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         selected = np.flatnonzero(mesh.face_materials == material_index)
         if len(selected) == 0:
             continue  # glTF forbids empty accessors; an unused material is left out of the GLB
-        vertex_index, uv_index, new_faces = split_seams(mesh.faces[selected], mesh.uv_faces[selected], len(mesh.uvs))
+        (vertex_index, uv_index, normal_index), new_faces = split_corners(
+            mesh.faces[selected], mesh.uv_faces[selected], normal_corners[selected])
         positions = mesh.vertices[vertex_index].astype(np.float32)
-        vertex_normal = normals[vertex_index].astype(np.float32)
+        vertex_normal = normal_table[normal_index].astype(np.float32)
         uv = mesh.uvs[uv_index]
         texcoord = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1).astype(np.float32)  # glTF: (0, 0) = top-left
         # The largest value of the index type is reserved for primitive restart, hence "<" and not "<=".
@@ -270,12 +285,14 @@ def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
     """The content of a binary glTF 2.0 file holding ``mesh`` with one embedded PNG texture per material.
 
     Layout: one scene, one node (no transform), one mesh named ``name``, one triangle primitive per material that
-    has faces. glTF wants one index per vertex, so vertices are split at UV seams (:func:`split_seams`, one vertex
-    per distinct (vertex, uv) pair, per primitive); faces keep their input order within a material. Attributes:
+    has faces. glTF wants one index per vertex, so vertices are split at UV seams and normal creases
+    (:func:`split_corners`, one vertex per distinct (vertex, uv, normal) combination, per primitive); faces keep their
+    input order within a material. Attributes:
 
     - ``POSITION``: float32 VEC3 with exact min/max (float64 input coordinates rounded to float32).
-    - ``NORMAL``: float32 VEC3, smooth area-weighted normals over the original vertices
-      (:func:`csdtex.mesh.vertex_normals`, shared across seams), gathered onto the split vertices.
+    - ``NORMAL``: float32 VEC3: the input file's own normals where it has them (hard edges and custom normals
+      kept; vertices are split where a position has several), else smooth area-weighted normals over the original
+      vertices (:func:`csdtex.mesh.vertex_normals`, shared across seams); :meth:`csdtex.mesh.Mesh.export_normals`.
     - ``TEXCOORD_0``: float32 VEC2 ``(u, 1 - v)`` (glTF's origin is the top-left of the image).
     - indices: uint16 when the primitive has fewer than 65535 vertices, else uint32.
 

@@ -232,7 +232,8 @@ class _Reader:
     # -- geometry ----------------------------------------------------------------------------------------------------
 
     def geometry(self, mesh_index: int, primitive_index: int, primitive: dict, uv_set: int):
-        """(positions [N, 3], faces [F, 3], uvs [N, 2] or None, colours [N, 3] or None), cached per primitive."""
+        """(positions [N, 3], faces [F, 3], uvs [N, 2] or None, colours [N, 3] or None, normals [N, 3] or None),
+        cached per primitive."""
         key = (mesh_index, primitive_index)
         if key not in self.geometry_cache:
             mode = int(primitive.get("mode", 4))
@@ -243,7 +244,7 @@ class _Reader:
                     raise ParseError("a Draco-compressed primitive is not in TRIANGLES mode")
             else:
                 attributes = {name: self.data.accessor(index) for name, index in attributes_info.items()
-                              if name == "POSITION" or name.startswith("TEXCOORD_") or name == "COLOR_0"}
+                              if name in ("POSITION", "NORMAL", "COLOR_0") or name.startswith("TEXCOORD_")}
                 if "POSITION" not in attributes:
                     raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
                 count = len(attributes["POSITION"])
@@ -265,7 +266,11 @@ class _Reader:
             colors = attributes.get("COLOR_0")
             if colors is not None:
                 colors = np.clip(colors[:, :3], 0.0, 1.0)
-            self.geometry_cache[key] = (positions, faces, uvs, colors)
+            normals = attributes.get("NORMAL")
+            if normals is not None and (normals.ndim != 2 or normals.shape[1] < 3 or len(normals) != len(positions)):
+                normals = None  # unusable: export falls back to smooth normals
+            self.geometry_cache[key] = (positions, faces, uvs, colors,
+                                        None if normals is None else normals[:, :3])
         return self.geometry_cache[key]
 
     # -- materials ---------------------------------------------------------------------------------------------------
@@ -344,7 +349,8 @@ class _Reader:
     def build(self) -> Mesh:
         meshes = self.document.get("meshes") or []
         parts_v, parts_f, parts_uv, parts_uvf, parts_m, parts_c = [], [], [], [], [], []
-        v_offset = uv_offset = 0
+        parts_n, parts_nf = [], []
+        v_offset = uv_offset = n_offset = 0
         for world, mesh_index in self.instances():
             if not 0 <= mesh_index < len(meshes):
                 raise ParseError(f"a node refers to mesh {mesh_index}, which does not exist")
@@ -355,7 +361,8 @@ class _Reader:
                     self.skipped_modes.add(_MODE_NAMES.get(mode, f"mode {mode}"))
                     continue
                 material, uv_set = self.material_for(primitive, mesh_index, mesh.get("name"))
-                positions, faces, uvs, colors = self.geometry(mesh_index, primitive_index, primitive, uv_set)
+                positions, faces, uvs, colors, normals = self.geometry(mesh_index, primitive_index, primitive,
+                                                                        uv_set)
                 if len(faces) == 0:
                     continue
                 vertices = positions @ world[:3, :3].T + world[:3, 3]
@@ -371,6 +378,14 @@ class _Reader:
                     uv_offset += len(uvs)
                 else:
                     parts_uvf.append(np.full_like(faces, -1))
+                linear = world[:3, :3]
+                if normals is not None and abs(np.linalg.det(linear)) > 1e-300:
+                    world_normals = normals @ np.linalg.inv(linear)  # n' = n M^-1: the inverse transpose
+                    parts_n.append(world_normals)
+                    parts_nf.append(faces + n_offset)
+                    n_offset += len(world_normals)
+                else:
+                    parts_nf.append(np.full_like(faces, -1))
                 v_offset += len(vertices)
         if self.skipped_modes:
             self.warnings.append(f"{self.path.name}: ignored non-triangle primitives "
@@ -400,4 +415,6 @@ class _Reader:
             materials=self.materials,
             warnings=self.warnings,
             vertex_colors=vertex_colors,
+            normals=np.concatenate(parts_n) if parts_n else None,
+            normal_faces=np.concatenate(parts_nf) if parts_n else None,
         )

@@ -59,8 +59,10 @@ def read_obj(path: Path) -> Mesh:
 
     positions: list[tuple[float, float, float]] = []
     texcoords: list[tuple[float, float]] = []
+    normals: list[tuple[float, float, float]] = []
     tri_v: list[tuple[int, int, int]] = []
     tri_t: list[tuple[int, int, int]] = []
+    tri_n: list[tuple[int, int, int]] = []
     tri_m: list[int] = []
     group_keys: list[str | None] = []  # material names in order of first use (None = before any usemtl)
     group_index: dict[str | None, int] = {}
@@ -96,20 +98,26 @@ def read_obj(path: Path) -> Mesh:
                     colors.append((float(parts[4]), float(parts[5]), float(parts[6])))
             elif key == "vt":
                 texcoords.append((float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0))
+            elif key == "vn":
+                normals.append((float(parts[1]), float(parts[2]), float(parts[3])))
             elif key == "f":
                 corners = parts[1:]
                 if len(corners) < 3:
                     short_faces += 1
                     continue
-                nv, nt = len(positions), len(texcoords)
+                nv, nt, nn = len(positions), len(texcoords), len(normals)
                 vi: list[int] = []
                 ti: list[int] = []
+                ni: list[int] = []
                 for corner in corners:
                     fields = corner.split("/")
                     vi.append(_obj_index(fields[0], nv, "vertex", lineno))
                     if len(fields) > 1 and fields[1]:
                         ti.append(_obj_index(fields[1], nt, "texture coordinate", lineno))
+                    if len(fields) > 2 and fields[2]:
+                        ni.append(_obj_index(fields[2], nn, "normal", lineno))
                 has_t = len(ti) == len(vi)
+                has_n = len(ni) == len(vi)
                 if current_group < 0:
                     current_group = group_index.setdefault(current, len(group_keys))
                     if current_group == len(group_keys):
@@ -117,13 +125,14 @@ def read_obj(path: Path) -> Mesh:
                 for k in range(1, len(vi) - 1):
                     tri_v.append((vi[0], vi[k], vi[k + 1]))
                     tri_t.append((ti[0], ti[k], ti[k + 1]) if has_t else no_uv)
+                    tri_n.append((ni[0], ni[k], ni[k + 1]) if has_n else no_uv)
                     tri_m.append(current_group)
             elif key == "usemtl":
                 current = stripped.split(None, 1)[1].strip() if len(parts) > 1 else None
                 current_group = -1
             elif key == "mtllib":
                 mtllibs.append(stripped.split(None, 1)[1].strip() if len(parts) > 1 else "")
-            # vn, vp, o, g, s, l, p, curv, ... are ignored
+            # vp, o, g, s, l, p, curv, ... are ignored
         except (ValueError, IndexError):
             shown = line.strip()
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -140,6 +149,10 @@ def read_obj(path: Path) -> Mesh:
     uvs: np.ndarray | None = np.asarray(texcoords, dtype=np.float64).reshape(-1, 2)
     if len(uv_faces) == 0 or (uv_faces < 0).all():
         uvs, uv_faces = None, None  # no face uses a texture coordinate
+    normal_faces: np.ndarray | None = np.asarray(tri_n, dtype=np.int64).reshape(-1, 3)
+    normal_table: np.ndarray | None = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    if len(normal_faces) == 0 or (normal_faces < 0).all():
+        normal_table, normal_faces = None, None  # no face uses a normal
 
     materials: list[Material] = []
     taken = {name for name in group_keys if name is not None}
@@ -175,6 +188,8 @@ def read_obj(path: Path) -> Mesh:
         materials=materials,
         warnings=warnings,
         vertex_colors=vertex_colors,
+        normals=normal_table,
+        normal_faces=normal_faces,
     )
 
 
@@ -361,7 +376,9 @@ def obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str])
     Returns:
         the file content: a header comment, ``mtllib``, ``o``, every ``v x y z`` then every ``vt u v`` in input
         order, then per non-empty material a ``usemtl`` line and its faces as ``f v/vt v/vt v/vt`` in their
-        original relative order. No normals.
+        original relative order. A mesh with its own normals (``mesh.normals``) also gets ``vn`` lines (its normals,
+        then smooth ones for corners without, :meth:`~csdtex.mesh.Mesh.export_normals`) and ``f v/vt/vn`` corners;
+        other meshes get none (viewers compute smooth normals).
     """
     out = io.StringIO()
     out.write(f"# {GENERATOR} export: {mesh.num_vertices} vertices, {len(mesh.uvs)} uvs, {mesh.num_faces} faces\n")
@@ -370,15 +387,23 @@ def obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str])
     # %r on Python floats is the shortest string that round-trips to the same float64 (bit-exact).
     out.write(("v %r %r %r\n" * mesh.num_vertices) % tuple(mesh.vertices.ravel().tolist()))
     out.write(("vt %r %r\n" * len(mesh.uvs)) % tuple(mesh.uvs.ravel().tolist()))
+    normal_table, normal_corners = mesh.export_normals() if mesh.normals is not None else (None, None)
+    if normal_table is not None:
+        out.write(("vn %r %r %r\n" * len(normal_table)) % tuple(normal_table.ravel().tolist()))
     for material_index, label in enumerate(labels):
         selected = np.flatnonzero(mesh.face_materials == material_index)  # ascending: original relative order
         if len(selected) == 0:
             continue
-        corners = np.empty((len(selected), 6), dtype=np.int64)
-        corners[:, 0::2] = mesh.faces[selected] + 1
-        corners[:, 1::2] = mesh.uv_faces[selected] + 1
+        per_corner = 2 if normal_corners is None else 3
+        corners = np.empty((len(selected), 3 * per_corner), dtype=np.int64)
+        corners[:, 0::per_corner] = mesh.faces[selected] + 1
+        corners[:, 1::per_corner] = mesh.uv_faces[selected] + 1
+        if normal_corners is not None:
+            corners[:, 2::per_corner] = normal_corners[selected] + 1
         out.write(f"usemtl {label}\n")
-        out.write(("f %d/%d %d/%d %d/%d\n" * len(selected)) % tuple(corners.ravel().tolist()))
+        corner_format = "%d/%d" if normal_corners is None else "%d/%d/%d"
+        out.write((f"f {corner_format} {corner_format} {corner_format}\n" * len(selected))
+                  % tuple(corners.ravel().tolist()))
     return out.getvalue()
 
 

@@ -76,6 +76,10 @@ class Mesh:
             replaces them (the outputs do not carry them).
         extensions: glTF extensions the file uses (``extensionsUsed``), name -> True when csdtex applies it, False
             when it ignores it (:data:`csdtex.io.gltf_features.GLTF_EXTENSIONS`); empty for other formats.
+        normals: float64 [N, 3] unit shading normals from the file (glTF ``NORMAL`` in world space, OBJ ``vn``), or
+            None. Exports write them back (hard edges, custom normals); rendering and painting use smooth normals.
+        normal_faces: int64 [F, 3] indexing ``normals`` per face corner (-1: that corner has none, and exports
+            give it the smooth area-weighted normal); None exactly when ``normals`` is None.
     """
 
     vertices: np.ndarray
@@ -88,6 +92,8 @@ class Mesh:
     warnings: list[str] = field(default_factory=list)
     vertex_colors: np.ndarray | None = None
     extensions: dict[str, bool] = field(default_factory=dict)
+    normals: np.ndarray | None = None
+    normal_faces: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64)
@@ -102,6 +108,10 @@ class Mesh:
             self.face_materials = np.ascontiguousarray(self.face_materials, dtype=np.int64)
         if self.vertex_colors is not None:
             self.vertex_colors = np.ascontiguousarray(self.vertex_colors, dtype=np.float32)
+        if self.normals is not None:
+            self.normals = np.ascontiguousarray(self.normals, dtype=np.float64)
+        if self.normal_faces is not None:
+            self.normal_faces = np.ascontiguousarray(self.normal_faces, dtype=np.int64)
 
     @property
     def num_vertices(self) -> int:
@@ -115,6 +125,27 @@ class Mesh:
     def has_uvs(self) -> bool:
         """True when every face has a UV triangle."""
         return self.uv_faces is not None and self.uvs is not None and bool((self.uv_faces >= 0).all())
+
+    def export_normals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Shading normals for export: ``(table float64 [N', 3] unit vectors, corners int64 [F, 3] into it)``.
+
+        The file's own normals (:attr:`normals`, :attr:`normal_faces`) where it has them; elsewhere, and for meshes
+        without any, smooth area-weighted vertex normals (:func:`vertex_normals`, shared across UV seams), appended
+        after the file's normals (only when some corner needs them) and indexed by vertex. The file's normals are
+        returned as unit vectors; a zero or non-finite one counts as missing."""
+        if self.normals is None or self.normal_faces is None or len(self.normals) == 0:
+            return vertex_normals(self.vertices, self.faces), self.faces
+        smooth = vertex_normals(self.vertices, self.faces)
+        own = np.asarray(self.normals, dtype=np.float64)
+        length = np.linalg.norm(own, axis=1)
+        usable = np.isfinite(own).all(axis=1) & (length > 1e-12)  # a zero or NaN normal falls back to smooth
+        own = own / np.where(usable, length, 1.0)[:, None]
+        fallback = len(own) + self.faces
+        corners = np.where(self.normal_faces >= 0, self.normal_faces, fallback)
+        corners = np.where(usable[np.clip(corners, 0, len(own) - 1)] | (corners >= len(own)), corners, fallback)
+        if (corners < len(own)).all():
+            return own, corners.astype(np.int64)
+        return np.concatenate([own, smooth]), corners.astype(np.int64)
 
     def copy_with(self, **changes) -> "Mesh":
         """A shallow copy with some fields replaced (dataclasses.replace)."""

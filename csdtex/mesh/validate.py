@@ -102,6 +102,17 @@ def validate_mesh(mesh: Mesh) -> None:
                 f"{where}: the texture of material '{material.name}' must be uint8 [H, W, 3], got "
                 f"{tex.dtype} {list(tex.shape)}"
             )
+    if (mesh.normals is None) != (mesh.normal_faces is None):
+        raise MeshError(f"{where}: normals and normal_faces must both be set or both be None")
+    if mesh.normals is not None:
+        if mesh.normals.ndim != 2 or mesh.normals.shape[1] != 3 or mesh.normal_faces.shape != faces.shape:
+            raise MeshError(f"{where}: normals must be [N, 3] and normal_faces the shape of faces; the mesh is "
+                            "inconsistent")
+        if mesh.normal_faces.size and (mesh.normal_faces.max() >= len(mesh.normals) or mesh.normal_faces.min() < -1):
+            raise MeshError(
+                f"{where} has faces that use missing normals (normal {int(mesh.normal_faces.max()) + 1}, but there "
+                f"are only {len(mesh.normals)}): the file is truncated or corrupt, re-export it"
+            )
     if (mesh.uvs is None) != (mesh.uv_faces is None):
         raise MeshError(f"{where}: uvs and uv_faces must both be set or both be None")
     if mesh.uv_faces is None:
