@@ -364,7 +364,9 @@ def test_train_script_splits_its_time_budget_over_resumed_invocations(tmp_path):
               "--reserve-seconds", "1", "--quiet"]  # fmt: skip
     first = train_prior.main(common + ["--stop-after-minutes", "0.2"])["training"]
     assert first["stopped_by"] == "paused (--stop-after-minutes)" and first["steps"] > 0
-    assert first["resumed_at_step"] == 0 and 5 < first["budget_seconds_used"] < 20
+    # 12 s asked; a step on a busy 2-core CI machine can take seconds (21.7 s seen with another job running): the
+    # bound checks that it paused near the request, not at the 10-minute limit
+    assert first["resumed_at_step"] == 0 and 5 < first["budget_seconds_used"] < 60
     saved = torch_module.load(state, weights_only=True)
     assert saved["step"] == first["steps"] and saved["horizon"] == first["schedule_horizon"]
     assert first["steps"] < first["schedule_horizon"]  # the schedule spans the whole 10-minute budget
@@ -372,7 +374,7 @@ def test_train_script_splits_its_time_budget_over_resumed_invocations(tmp_path):
     assert second["resumed_at_step"] == first["steps"] and second["steps"] > first["steps"]
     assert second["stopped_by"] == "paused (--stop-after-minutes)"
     # the budget goes on from the first invocation's (the second's data loading is not counted)
-    assert first["budget_seconds_used"] < second["budget_seconds_used"] < first["budget_seconds_used"] + 8
+    assert first["budget_seconds_used"] < second["budget_seconds_used"] < first["budget_seconds_used"] + 30
     assert len(second["losses"]) == second["steps"]
     with pytest.raises(SystemExit):
         train_prior.parse_args(["--stop-after-minutes", "1"])  # nothing to resume from without --state
