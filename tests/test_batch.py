@@ -342,3 +342,34 @@ def test_batch_output_folder_not_written_by_batch_is_refused(tmp_path):
     result = invoke("batch", tmp_path / "jobs.csv", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "was not written by csdtex batch" in one_error_line(result)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["crate"]
+
+
+def test_edit_batch_edits_each_row_inside_its_mask(tmp_path, prior, fast_toml):
+    """``--task edit``: ``source`` is the text of the texture as it is now (like ``csdtex edit --source``) and
+    ``mask`` a PNG next to the manifest. Every row failed with an internal error while ``source`` was read as a
+    file path (README walkthrough, session 12)."""
+    import numpy as np
+    from PIL import Image
+
+    from csdtex.painting import paint
+
+    config = apply_overrides(PaintConfig(**FAST, model=str(prior), device="cpu"), {})
+    painted = paint(ASSETS / "crate.obj", "a red object", config, out_dir=tmp_path / "painted", show_progress=False)
+    texture = np.asarray(Image.open(painted.files.textures[0]).convert("RGB"))
+    mask = np.zeros(texture.shape[:2], np.uint8)
+    mask[:, : texture.shape[1] // 2] = 255  # the left half may change
+    Image.fromarray(mask).save(tmp_path / "painted" / "left.png")
+    manifest = tmp_path / "painted" / "edits.csv"
+    manifest.write_text("mesh,prompt,source,mask,out\ncrate.obj,a blue object,a red object,left.png,crate_blue\n")
+    out = tmp_path / "out"
+    result = invoke("batch", manifest, "--task", "edit", "--out", out, "--config", fast_toml, "--workers", "1",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "done    crate_blue" in result.output and "internal error" not in result.output
+    edited = np.asarray(Image.open(out / "crate_blue" / "crate.png").convert("RGB"))
+    assert edited.shape == texture.shape
+    np.testing.assert_array_equal(edited[:, texture.shape[1] // 2 + 3:], texture[:, texture.shape[1] // 2 + 3:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["done"] == 1
+    marker = json.loads((out / "crate_blue" / "batch.json").read_text())
+    assert marker["settings"]["source"] == "a red object" and marker["settings"]["mask"].endswith("left.png")

@@ -3,11 +3,12 @@
 Formats
 -------
 - **CSV** (``.csv``, UTF-8, optional BOM): a header row, then one asset per row. Columns: ``mesh`` and ``prompt``
-  (required), ``out`` (the asset's output folder name, optional), the edit columns ``source``, ``mask``,
-  ``material`` (``--task edit`` only), and any :class:`~csdtex.config.PaintConfig` option by its field name
-  (``steps``, ``seed``, ``negative_prompt``, ``guidance_method``, ...; nested ones dotted: ``field.log2_hashmap_size``,
-  ``cameras.fov_deg``, ``guidance.w1``). An empty cell leaves the option at the batch's value. Cells are text:
-  a cell is taken as written when the option accepts it, else read as JSON (``12``, ``0.5``, ``true``, ``[30, 40]``).
+  (required), ``out`` (the asset's output folder name, optional), the edit columns ``source`` (text: the texture as
+  it is now, like ``csdtex edit --source``), ``mask`` (a PNG path) and ``material`` (``--task edit`` only), and
+  any :class:`~csdtex.config.PaintConfig` option by its field name (``steps``, ``seed``, ``negative_prompt``,
+  ``guidance_method``, ...; nested ones dotted: ``field.log2_hashmap_size``, ``cameras.fov_deg``, ``guidance.w1``).
+  An empty cell leaves the option at the batch's value. Cells are text: a cell is taken as written when the option
+  accepts it, else read as JSON (``12``, ``0.5``, ``true``, ``[30, 40]``).
 - **JSONL** (``.jsonl`` / ``.ndjson``): one JSON object per line with the same keys; options may also be nested
   objects (``{"field": {"log2_hashmap_size": 14}}``). Blank lines are skipped.
 - **Folder**: every mesh file under it (recursively; hidden entries, the output folder and csdtex output folders
@@ -51,7 +52,8 @@ TASKS = ("paint", "edit")
 
 ROW_COLUMNS = ("mesh", "prompt", "out")
 EDIT_COLUMNS = ("source", "mask", "material")
-EDIT_PATH_COLUMNS = ("source", "mask")
+EDIT_PATH_COLUMNS = ("mask",)
+"""Edit columns that name files (resolved like ``mesh``); ``source`` and ``material`` are text."""
 PROMPTS_FILE = "prompts.csv"
 RESERVED_NAMES = ("summary.json", "summary.html")
 """Files of the batch itself in the output folder; no asset folder takes these names."""
@@ -76,7 +78,9 @@ class AssetRow:
         prompt: the text prompt, stripped (not empty).
         config: the batch's config with the row's options applied; ``model`` filled in (never None).
         options: the row's own options as given (``{"steps": 12, "field": {...}}``), for the report.
-        source, mask, material: the edit columns (None when absent).
+        source: the edit's description of the texture as it is now (text, like ``csdtex edit --source``).
+        mask: the edit's UV-space mask PNG (a path resolved like ``mesh``), or None.
+        material: the one material to edit (text), or None for every textured material.
     """
 
     where: str
@@ -86,7 +90,7 @@ class AssetRow:
     prompt: str
     config: PaintConfig
     options: dict[str, Any] = field(default_factory=dict)
-    source: Path | None = None
+    source: str | None = None
     mask: Path | None = None
     material: str | None = None
 
@@ -305,7 +309,8 @@ class _RowReader:
             raise ManifestError(f"{where}: column {next(iter(edit_values))!r} is for --task edit; remove it or use "
                                 "--task edit")
         if self.task == "edit" and "source" not in edit_values:
-            raise ManifestError(f"{where} has no source: an edit row needs the textured mesh or texture to edit")
+            raise ManifestError(f"{where} has no source: an edit row describes the texture as it is now, like "
+                                "csdtex edit --source (e.g. \"a red object\")")
         for column, value in edit_values.items():
             if not isinstance(value, str) or not value.strip():
                 raise ManifestError(f"{where}: {column} must be text, got {value!r}")
@@ -318,7 +323,8 @@ class _RowReader:
                  for column in EDIT_PATH_COLUMNS if column in edit_values}
         return AssetRow(
             where=where, name=out or "", task=self.task, mesh=self._path(record["mesh"], "mesh", where, base),
-            prompt=record["prompt"].strip(), config=config, options=given, source=paths.get("source"),
+            prompt=record["prompt"].strip(), config=config, options=given,
+            source=edit_values["source"].strip() if "source" in edit_values else None,
             mask=paths.get("mask"), material=edit_values.get("material"),
         )
 

@@ -111,7 +111,7 @@ class RayBackend:
             import logging
 
             try:
-                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
             except Exception as error:  # noqa: BLE001 - connection refused, bad address, version mismatch, ...
                 where = f"at {self.address}" if self.address else "(RAY_ADDRESS or a new local Ray)"
                 raise CsdtexError(f"cannot start or join Ray {where}: {one_line(error)}; check --ray-address and that "

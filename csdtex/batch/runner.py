@@ -115,8 +115,8 @@ def row_settings(row: AssetRow, mesh_sha256: str | None) -> dict[str, Any]:
     settings = {"task": row.task, "prompt": row.prompt, "mesh": row.mesh.name, "mesh_sha256": mesh_sha256,
                 "config": config}
     if row.task == "edit":
-        settings.update(source=str(row.source), source_sha256=file_sha256(row.source), mask=str(row.mask)
-                        if row.mask else None, mask_sha256=file_sha256(row.mask), material=row.material)
+        settings.update(source=row.source, mask=str(row.mask) if row.mask else None,
+                        mask_sha256=file_sha256(row.mask), material=row.material)
     return json.loads(json.dumps(settings, default=str))
 
 
