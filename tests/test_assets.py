@@ -356,6 +356,16 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     [warning] = [w for w in mesh.warnings if "base colour only" in w]
     assert "'leaf': normal map, metallic-roughness map, emissive colour, alpha (MASK)" in warning
     assert "plain" not in warning
+    # a material painted through TEXCOORD_1: the outputs keep that set only, and say so
+    builder = GltfBuilder()
+    lightmapped = builder.material("lightmapped", builder.texture(image), tex_coord=1)
+    primitive = builder.primitive(positions, faces, uvs, material=lightmapped)
+    half = uvs * 0.5  # csdtex UVs of the second set; the file stores (u, 1 - v)
+    primitive["attributes"]["TEXCOORD_1"] = builder.accessor(np.stack([half[:, 0], 1.0 - half[:, 1]], 1))
+    builder.mesh([primitive])
+    mesh = load_mesh(builder.write_glb(tmp_path / "lightmapped.glb"))
+    np.testing.assert_allclose(mesh.uvs, half, atol=1e-6)  # the set the texture uses
+    assert any("'lightmapped': UV sets TEXCOORD_0" in w for w in mesh.warnings), mesh.warnings
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -361,6 +361,13 @@ class _Reader:
                     self.skipped_modes.add(_MODE_NAMES.get(mode, f"mode {mode}"))
                     continue
                 material, uv_set = self.material_for(primitive, mesh_index, mesh.get("name"))
+                other_sets = sorted(name for name in (primitive.get("attributes") or {})
+                                    if name.startswith("TEXCOORD_") and name != f"TEXCOORD_{uv_set}")
+                if other_sets:  # lightmap / detail UVs: the outputs have one UV set
+                    lost = self.not_carried.setdefault(self.materials[material].name, [])
+                    words = f"UV sets {', '.join(other_sets)}"
+                    if words not in lost:
+                        lost.append(words)
                 positions, faces, uvs, colors, normals = self.geometry(mesh_index, primitive_index, primitive,
                                                                         uv_set)
                 if len(faces) == 0:
