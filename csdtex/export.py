@@ -207,15 +207,32 @@ def _as_texture_u8(image, what: str = "texture") -> np.ndarray:
     raise ConfigError(f"{what} must be uint8 in [0, 255] or float in [0, 1]; got dtype {array.dtype}")
 
 
-def _png_bytes(image_u8: np.ndarray) -> bytes:
-    """Encode uint8 [H, W, 3] as an 8-bit RGB PNG tagged sRGB (rendering intent perceptual)."""
+def _png_bytes(image_u8: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
+    """Encode uint8 [H, W, 3] as an 8-bit RGB PNG tagged sRGB (rendering intent perceptual); with ``alpha`` (uint8
+    [H, W]) as RGBA."""
     from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add(b"sRGB", b"\x00")
     buffer = io.BytesIO()
-    Image.fromarray(image_u8).save(buffer, format="PNG", pnginfo=info)
+    pixels = image_u8 if alpha is None else np.concatenate([image_u8, alpha[:, :, None]], axis=2)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def export_alpha(material: Material, height: int, width: int) -> np.ndarray | None:
+    """The alpha an exported texture of ``material`` carries: its input alpha (:attr:`Material.alpha`, MASK or
+    BLEND) resized to ``height`` x ``width`` (nearest for MASK, so a cut-out keeps hard edges; bilinear for BLEND), or
+    None for an opaque material. uint8 [height, width]."""
+    if material.alpha is None or material.alpha_mode == "OPAQUE":
+        return None
+    alpha = np.asarray(material.alpha, dtype=np.uint8)
+    if alpha.shape == (height, width):
+        return alpha
+    from PIL import Image
+
+    resample = Image.Resampling.NEAREST if material.alpha_mode == "MASK" else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(alpha).resize((width, height), resample), dtype=np.uint8)
 
 
 def save_texture_png(path: str | os.PathLike, image: np.ndarray) -> Path:
@@ -362,7 +379,8 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
 
     def png(index: int) -> bytes:
         if index not in png_cache:
-            png_cache[index] = _png_bytes(checked[index])
+            image = checked[index]
+            png_cache[index] = _png_bytes(image, export_alpha(mesh.materials[index], *image.shape[:2]))
         return png_cache[index]
 
     with contextlib.ExitStack() as stack:
@@ -370,7 +388,8 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
         if obj:
             texture_names = [p.name for p in result.textures]
             stage(result.obj).write_text(obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
-            stage(result.mtl).write_text(mtl_text(labels, texture_names), encoding="utf-8")
+            cutouts = [m.alpha is not None and m.alpha_mode != "OPAQUE" for m in mesh.materials]
+            stage(result.mtl).write_text(mtl_text(labels, texture_names, cutouts), encoding="utf-8")
             for index, texture_path in enumerate(result.textures):
                 data = png(index)
                 stage(texture_path).write_bytes(data)

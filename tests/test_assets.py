@@ -337,7 +337,7 @@ def test_mesh_outside_the_default_scene_is_named_in_the_error(tmp_path):
 def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(tmp_path):
     """Viewers show texture x baseColorFactor; the outputs write factor 1, so the reader multiplies it in (an edit
     would otherwise brighten the parts it leaves alone: (63, 101, 63) became (126, 126, 127) in a new-user test).
-    What the outputs do not carry (normal / metallic-roughness maps, emissive, alpha) is named in one warning."""
+    What the outputs do not carry (normal / metallic-roughness maps, emissive) is named in one warning."""
     image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     builder = GltfBuilder()
     positions, faces = quad()
@@ -354,7 +354,7 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     np.testing.assert_array_equal(mesh.materials[0].texture, expected)
     np.testing.assert_array_equal(mesh.materials[1].texture, image)
     [warning] = [w for w in mesh.warnings if "base colour only" in w]
-    assert "'leaf': normal map, metallic-roughness map, emissive colour, alpha (MASK)" in warning
+    assert "'leaf': normal map, metallic-roughness map, emissive colour)" in warning  # its alpha is carried
     assert "plain" not in warning
     # a material painted through TEXCOORD_1: the outputs keep that set only, and say so
     builder = GltfBuilder()
@@ -730,3 +730,39 @@ def test_gltf_normals_are_read_in_world_space_and_missing_ones_fall_back(tmp_pat
     smooth = mesh.copy_with(normals=None, normal_faces=None).export_normals()
     np.testing.assert_allclose(table[corners[2:]], smooth[0][smooth[1][2:]], atol=1e-12)  # the plain quad: smooth
     np.testing.assert_allclose(first[~own], smooth[0][smooth[1][:2]][~own], atol=1e-12)
+
+
+def test_alpha_cutouts_survive_paint_and_edit(tmp_path):
+    """A leaf card (RGBA texture, alphaMode MASK) came out opaque: the outputs dropped the alpha (new-user test,
+    session 12). Now paint and edit write RGBA PNGs with the input's alpha (resized with nearest for MASK) and keep
+    alphaMode / alphaCutoff in the GLB and map_d in the MTL; the RGB stays what was painted."""
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., :3] = 90
+    rgba[4:12, 4:12, 3] = 255  # an opaque square in a transparent card
+    builder = GltfBuilder()
+    positions, faces = quad()
+    leaf = builder.material("leaf", builder.texture(rgba))
+    builder.doc["materials"][leaf].update({"alphaMode": "MASK", "alphaCutoff": 0.3})
+    builder.mesh([builder.primitive(positions, faces, positions[:, :2].astype(np.float64), material=leaf)])
+    source = builder.write_glb(tmp_path / "leaf.glb")
+    mesh = load_mesh(source)
+    assert mesh.materials[0].alpha_mode == "MASK" and mesh.materials[0].alpha_cutoff == pytest.approx(0.3)
+    np.testing.assert_array_equal(mesh.materials[0].alpha, rgba[..., 3])
+    assert not any("alpha" in w for w in mesh.warnings)  # carried, so not in the not-carried warning
+    config = PaintConfig(steps=1, views_per_step=1, texture_size=32, preview_frames=2, preview_size=32, device="cpu")
+    painted = paint(source, "a green object", config, out_dir=tmp_path / "painted", show_progress=False)
+    image = np.asarray(Image.open(painted.files.textures[0]))
+    assert image.shape == (32, 32, 4)
+    expected = np.asarray(Image.fromarray(rgba[..., 3]).resize((32, 32), Image.Resampling.NEAREST))
+    np.testing.assert_array_equal(image[..., 3], expected)
+    document, _ = read_glb(painted.files.glb)
+    assert document["materials"][0]["alphaMode"] == "MASK" and document["materials"][0]["alphaCutoff"] == 0.3
+    assert "map_d leaf.png" in painted.files.mtl.read_text()
+    # an edit of the painted GLB keeps the alpha byte for byte
+    from csdtex.config import EditConfig
+    from csdtex.editing import edit
+
+    edit_config = EditConfig(steps=1, views_per_step=1, preview_frames=2, preview_size=32, device="cpu")
+    edited = edit(painted.files.glb, "a blue object", "a green object", edit_config, tmp_path / "edited",
+                  show_progress=False)
+    np.testing.assert_array_equal(np.asarray(Image.open(edited.files.textures[0]))[..., 3], image[..., 3])

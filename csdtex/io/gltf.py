@@ -170,19 +170,22 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         indices = builder.accessor(flat_indices, index_code, "SCALAR", _ELEMENT_ARRAY_BUFFER)
         images.append({"bufferView": builder.view(png_images[material_index]), "mimeType": "image/png"})
         textures.append({"sampler": sampler_index[key], "source": len(images) - 1})
-        materials.append(
-            {
-                "name": material.name,
-                "pbrMetallicRoughness": {
-                    "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
-                    "baseColorTexture": {"index": len(textures) - 1, "texCoord": 0},
-                    "metallicFactor": 0.0,
-                    "roughnessFactor": 0.9,
-                },
-                # Existing meshes are often open (cloth, leaves, scans): show both sides rather than holes.
-                "doubleSided": True,
-            }
-        )
+        entry = {
+            "name": material.name,
+            "pbrMetallicRoughness": {
+                "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
+                "baseColorTexture": {"index": len(textures) - 1, "texCoord": 0},
+                "metallicFactor": 0.0,
+                "roughnessFactor": 0.9,
+            },
+            # Existing meshes are often open (cloth, leaves, scans): show both sides rather than holes.
+            "doubleSided": True,
+        }
+        if material.alpha is not None and material.alpha_mode in ("MASK", "BLEND"):  # the PNG carries the alpha
+            entry["alphaMode"] = material.alpha_mode
+            if material.alpha_mode == "MASK":
+                entry["alphaCutoff"] = float(material.alpha_cutoff)
+        materials.append(entry)
         primitives.append({"attributes": attributes, "indices": indices, "material": len(materials) - 1, "mode": 4})
 
     builder.blob.extend(b"\x00" * (-len(builder.blob) % 4))
@@ -297,9 +300,11 @@ def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
     - indices: uint16 when the primitive has fewer than 65535 vertices, else uint32.
 
     Each material is PBR metallic-roughness with ``baseColorTexture`` -> texture -> image embedded in the buffer
-    (``image/png``), metallicFactor 0, roughnessFactor 0.9, double-sided. Samplers: LINEAR mag filter,
-    LINEAR_MIPMAP_LINEAR min filter, and per axis the wrap mode of :func:`csdtex.sampling.baked_sampler` (the rule
-    the bake used): CLAMP_TO_EDGE when the material's UVs lie in [0, 1] along it, else the input material's wrap
+    (``image/png``), metallicFactor 0, roughnessFactor 0.9, double-sided; a material with an input alpha (MASK or
+    BLEND, :attr:`csdtex.mesh.Material.alpha`) keeps its ``alphaMode`` / ``alphaCutoff`` and its PNG is RGBA.
+    Samplers: LINEAR mag filter, LINEAR_MIPMAP_LINEAR min filter, and per axis the wrap mode of
+    :func:`csdtex.sampling.baked_sampler` (the rule the bake used): CLAMP_TO_EDGE when the material's UVs lie in
+    [0, 1] along it, else the input material's wrap
     mode (REPEAT when it had none, MIRRORED_REPEAT kept). No ``KHR_texture_transform`` is written: baked textures
     live in raw UV space. Chunks and bufferViews are 4-byte aligned; ``asset.generator`` is ``'csdtex'``. The
     document is checked with :func:`check_gltf_document` before packing.

@@ -152,6 +152,19 @@ def _times_factor(texture: np.ndarray, factor: tuple[float, float, float]) -> np
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def _image_alpha(image, factor_alpha: float) -> np.ndarray:
+    """uint8 [H, W] alpha of a PIL image (Pillow's alpha bands are 8-bit; 255 where the image has none) times the
+    factor's alpha in [0, 1], rounded."""
+    bands = image.getbands()
+    if "A" in bands:
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32)
+    elif image.mode == "P" and "transparency" in image.info:
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
+    else:
+        alpha = np.full((image.height, image.width), 255.0, dtype=np.float32)
+    return np.clip(np.rint(alpha * min(max(factor_alpha, 0.0), 1.0)), 0, 255).astype(np.uint8)
+
+
 def _beyond_base_colour(source: dict) -> list[str]:
     """What glTF material ``source`` has besides its base colour, in words (empty for a base-colour material)."""
     pbr = source.get("pbrMetallicRoughness") or {}
@@ -162,9 +175,6 @@ def _beyond_base_colour(source: dict) -> list[str]:
     emissive = source.get("emissiveFactor")
     if isinstance(emissive, list) and any(isinstance(v, (int, float)) and v > 0 for v in emissive):
         parts.append("emissive colour")
-    mode = source.get("alphaMode", "OPAQUE")
-    if mode in ("MASK", "BLEND"):
-        parts.append(f"alpha ({mode})")
     return parts
 
 
@@ -328,6 +338,12 @@ class _Reader:
 
             with Image.open(io.BytesIO(self.data.image_bytes(image_index))) as image:
                 material.texture = _times_factor(image_to_rgb8(image), factor_rgb)
+                mode = source.get("alphaMode", "OPAQUE")
+                if mode in ("MASK", "BLEND"):
+                    material.alpha_mode = mode
+                    material.alpha_cutoff = float(source.get("alphaCutoff", 0.5))
+                    factor_alpha = float(factor[3]) if isinstance(factor, list) and len(factor) >= 4 else 1.0
+                    material.alpha = _image_alpha(image, factor_alpha)
             material.texture_source = self.path
         except (ReadError, ParseError) as err:
             self.warnings.append(str(err) if str(err).startswith(self.path.name) else f"{self.path.name}: {err}")

@@ -407,18 +407,19 @@ def obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str])
     return out.getvalue()
 
 
-def mtl_text(labels: Sequence[str], texture_files: Sequence[str]) -> str:
+def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequence[bool] = ()) -> str:
     """MTL text: a matte, fully textured material per label (Kd = 1 so viewers show the texture unmodulated).
 
     Args:
         labels: ``newmtl`` names, one per material.
         texture_files: the ``map_Kd`` file name (relative to the MTL) of each label's texture.
+        alpha: per label, whether its texture carries an alpha cut-out (an RGBA PNG); default none.
     Returns:
         the file content: per label ``newmtl``, ``Ka 1 1 1``, ``Kd 1 1 1``, ``Ks 0 0 0``, ``Ns 10``, ``d 1``,
-        ``illum 1`` and ``map_Kd``.
+        ``illum 1`` and ``map_Kd``, plus ``map_d`` (the same PNG, whose alpha importers read) for a cut-out.
     """
     blocks = [f"# {GENERATOR} export\n"]
-    for label, texture in zip(labels, texture_files):
+    for index, (label, texture) in enumerate(zip(labels, texture_files)):
         blocks.append(
             f"\nnewmtl {label}\n"
             "Ka 1.000000 1.000000 1.000000\n"
@@ -428,5 +429,6 @@ def mtl_text(labels: Sequence[str], texture_files: Sequence[str]) -> str:
             "d 1.000000\n"
             "illum 1\n"
             f"map_Kd {texture}\n"
+            + (f"map_d {texture}\n" if index < len(alpha) and alpha[index] else "")
         )
     return "".join(blocks)

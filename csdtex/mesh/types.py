@@ -47,6 +47,11 @@ class Material:
             defaults (repeat, linear) for input textures.
         texture_transform: the UV transform applied before sampling the texture (glTF ``KHR_texture_transform``,
             OBJ ``map_Kd -o/-s``), or None (identity). Baked outputs live in raw UV space and never carry one.
+        alpha: uint8 [H, W] coverage of ``texture`` (255 = opaque; glTF ``alphaMode`` MASK / BLEND: the base-colour
+            image's alpha times the factor's), or None (opaque). Exports write it back (RGBA PNG, the same alpha
+            mode), resized to the exported texture, so cut-outs (leaves, decals, fences) stay cut out.
+        alpha_mode: ``"OPAQUE"``, ``"MASK"`` or ``"BLEND"`` (glTF's); ``alpha`` is set exactly when not OPAQUE.
+        alpha_cutoff: the MASK threshold in [0, 1] (glTF ``alphaCutoff``, default 0.5).
     """
 
     name: str
@@ -55,6 +60,9 @@ class Material:
     base_color: tuple[float, float, float] = (0.8, 0.8, 0.8)
     sampler: TextureSampler | None = None
     texture_transform: TextureTransform | None = None
+    alpha: np.ndarray | None = None
+    alpha_mode: str = "OPAQUE"
+    alpha_cutoff: float = 0.5
 
 
 @dataclass
