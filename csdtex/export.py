@@ -410,9 +410,11 @@ def export_obj(mesh: Mesh, textures: Sequence[np.ndarray], out_dir: str | os.Pat
     float64 round-trip representation (bit-exact on reading back), every UV as ``vt u v`` in input order (UV (0, 0) =
     bottom-left, OBJ's own convention, so written unchanged), then faces grouped by material (materials in index
     order, a ``usemtl`` line per non-empty group, faces in their original relative order; with one material the face
-    order is exactly the input's) as 1-based ``f v/vt v/vt v/vt``. No normals are written (importers compute them).
-    MTL content per material: ``Ka 1 1 1``, ``Kd 1 1 1`` (so the texture shows unmodulated), ``Ks 0 0 0``, ``Ns 10``,
-    ``d 1``, ``illum 1`` and ``map_Kd`` with the PNG's file name (relative, same folder).
+    order is exactly the input's) as 1-based ``f v/vt v/vt v/vt``; a mesh with its own normals
+    (:attr:`csdtex.mesh.Mesh.normals`) also gets ``vn`` lines and ``f v/vt/vn`` corners (others get none: importers
+    compute them). MTL content per material: ``Ka 1 1 1``, ``Kd 1 1 1`` (so the texture shows unmodulated),
+    ``Ks 0 0 0``, ``Ns 10``, ``d 1``, ``illum 1`` and ``map_Kd`` with the PNG's file name (relative, same folder),
+    plus ``map_d`` (the same RGBA PNG) for a material with an alpha cut-out.
 
     Args:
         mesh: a mesh with UVs on every face (``mesh.has_uvs``); its vertices, UVs and faces are written unchanged.
