@@ -217,6 +217,18 @@ def test_resume_refuses_other_schedules_learning_rates_and_cameras(tmp_path, bal
         assert result.exit_code == 2 and named in result.output, result.output
 
 
+def test_resume_refuses_a_checkpoint_of_another_mesh(tmp_path, interrupted_run):
+    """A checkpoint of one mesh resumed on another of the same name continued silently (new-user test, session 12):
+    the identity now holds the mesh's fingerprint."""
+    out, options = interrupted_run
+    other = tmp_path / "other" / "ball.obj"
+    other.parent.mkdir()
+    trimesh.creation.icosphere(1).export(other)
+    result = invoke("paint", str(other), "a ball", "--out", str(out), *options, "--resume")
+    assert result.exit_code == 2 and "made with a different mesh" in result.output, result.output
+    assert (out / "checkpoint.json").exists() and not (out / "run.json").exists()
+
+
 def test_resume_accepts_what_does_not_change_the_result(ball, interrupted_run):
     out, options = interrupted_run
     result = invoke("paint", str(ball), "a ball", "--out", str(out), *options, "--renderer", "torch", "--resume")

@@ -1,9 +1,10 @@
 """Resumable checkpoints: tensors in safetensors (never pickle), metadata in JSON, both written atomically.
 
-A checkpoint records the *identity* of the run that made it: the prompt, the texture model's kind and every
-resolved option that changes the result (method, negative prompt, schedules, learning rate, cameras, seed, steps,
-field, ...). ``--resume`` refuses a checkpoint whose identity differs and names what differs. Options that do not
-change the optimized texture model (device, renderer, preview and checkpoint settings, baked texture size) may change.
+A checkpoint records the *identity* of the run that made it: the prompt, the mesh (:func:`mesh_fingerprint` of its
+vertices, faces and UVs), the texture model's kind and every resolved option that changes the result (method,
+negative prompt, schedules, learning rate, cameras, seed, steps, field, ...). ``--resume`` refuses a checkpoint
+whose identity differs and names what differs. Options that do not change the optimized texture model (device,
+renderer, preview and checkpoint settings, baked texture size) may change.
 """
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ CHECKPOINT_META = "checkpoint.json"
 # Options that do not change the optimized texture model.
 _NOT_IDENTITY = ("checkpoint_every", "metrics_every", "preview_frames", "preview_size", "device", "renderer",
                  "texture_size", "overwrite", "low_vram", "compile_encoder")
+
+
+def mesh_fingerprint(mesh) -> str:
+    """SHA-256 (hex) of a :class:`csdtex.mesh.Mesh`'s vertices, faces, UVs, UV faces and face materials (float64 /
+    int64 bytes): what the optimized field is tied to. A checkpoint of another mesh, or of this one unwrapped another
+    way, does not match."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for array in (mesh.vertices, mesh.faces, mesh.uvs, mesh.uv_faces, mesh.face_materials):
+        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def has_checkpoint(out_dir: Path) -> bool:

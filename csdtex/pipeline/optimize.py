@@ -19,7 +19,7 @@ from csdtex.cameras import sample_cameras
 from csdtex.devices import to_device
 from csdtex.field import TextureModel
 from csdtex.guidance.scores import non_finite_error
-from csdtex.pipeline.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
+from csdtex.pipeline.checkpoint import checkpoint_identity, load_checkpoint, mesh_fingerprint, save_checkpoint
 from csdtex.pipeline.objectives import Objective, StepViews
 from csdtex.pipeline.progress import Progress, SilentProgress
 from csdtex.pipeline.run import PreparedRun
@@ -133,7 +133,8 @@ def optimize(
     progress = progress or SilentProgress()
     optimizer = make_optimizer(model, config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
-    identity = checkpoint_identity(run.prompt, config, run.guidance, type(model).__name__, identity_extra)
+    identity = checkpoint_identity(run.prompt, config, run.guidance, type(model).__name__,
+                                   {"mesh": mesh_fingerprint(run.mesh), **(identity_extra or {})})
     start_step = load_checkpoint(run.out_dir, model, optimizer, generator, identity, config.steps) if resume else 0
 
     result = OptimizeResult(start_step=start_step, steps_run=0, seconds=0.0)
