@@ -88,7 +88,8 @@ def contact_sheet(frames: np.ndarray, columns: int | None = None) -> np.ndarray:
 def write_preview(frames: np.ndarray, path: str | Path, fps: int = 12) -> Path:
     """Write frames uint8 [N, H, W, 3] to ``path`` atomically; the format follows the suffix.
 
-    ``.gif``: looping animation (Pillow). ``.mp4``: H.264 via imageio-ffmpeg (``pip install imageio-ffmpeg``).
+    ``.gif``: looping animation (Pillow). ``.mp4``: H.264 via imageio-ffmpeg (``pip install imageio-ffmpeg``); an
+    odd width or height gets one more column / row (a copy of the last), since H.264 frames have even sides.
     ``.png``: a contact sheet of all frames.
 
     Raises:
@@ -114,10 +115,15 @@ def _write_preview(frames: np.ndarray, path: Path, suffix: str, fps: int) -> Pat
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
             raise ConfigError("MP4 previews need imageio-ffmpeg: `pip install imageio-ffmpeg`, or write a .gif") from None
+        # H.264 in yuv420p needs even sides: an odd side gets one more row / column, a copy of the last one
+        height, width = frames.shape[1:3]
+        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
         with atomic_path(path) as tmp:
             with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
                 for frame in frames:
                     writer.append_data(frame)
+            if Path(tmp).stat().st_size == 0:  # never report a video that ffmpeg did not write
+                raise ConfigError(f"ffmpeg wrote no video for {path} ({width}x{height} frames); write a .gif instead")
         return path
     with atomic_path(path) as tmp:
         if suffix == ".png":

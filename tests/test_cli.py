@@ -66,6 +66,12 @@ def test_render_writes_mp4_when_imageio_ffmpeg_is_present(tmp_path):
     reader = imageio.get_reader(out)
     assert reader.count_frames() == 6 and reader.get_meta_data()["size"] == (64, 64)
     assert [p.name for p in tmp_path.iterdir()] == ["turntable.mp4"]
+    # an odd size was a 0-byte file reported as written (new-user test, session 12): now one more row and column
+    odd = tmp_path / "odd.mp4"
+    result = invoke("render", str(ASSETS / "vase.obj"), "--out", str(odd), "--frames", "3", "--size", "63")
+    assert result.exit_code == 0, result.output
+    reader = imageio.get_reader(odd)
+    assert reader.count_frames() == 3 and reader.get_meta_data()["size"] == (64, 64)
 
 
 @pytest.mark.parametrize(
