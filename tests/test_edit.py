@@ -251,3 +251,22 @@ def test_edit_schedule_lets_the_source_term_fade_and_merges_with_user_tables(tmp
     # A batch's edit row: the row's paint options, the edit schedule under the row's own guidance keys.
     row = edit_config(PaintConfig(steps=7, guidance={"t_max_end": 0.3}))
     assert row.steps == 7 and row.guidance == {**EDIT_GUIDANCE, "t_max_end": 0.3}
+
+
+def test_sixteen_bit_greyscale_masks_read_like_eight_bit_ones(tmp_path):
+    """A 16-bit greyscale mask's dark half (2000 / 65535, about 3% grey) was read as editable: convert("L") clips
+    16-bit values to white (new-user test, session 12)."""
+    from PIL import Image
+
+    from csdtex.editing.region import read_uv_mask
+
+    sixteen = np.zeros((8, 8), np.uint16)
+    sixteen[:, :4], sixteen[:, 4:] = 65535, 2000
+    Image.fromarray(sixteen).save(tmp_path / "mask16.png")
+    eight = np.zeros((8, 8), np.uint8)
+    eight[:, :4], eight[:, 4:] = 255, 8
+    Image.fromarray(eight).save(tmp_path / "mask8.png")
+    assert Image.open(tmp_path / "mask16.png").mode.startswith("I")
+    np.testing.assert_array_equal(read_uv_mask(tmp_path / "mask16.png")[0], read_uv_mask(tmp_path / "mask8.png")[0])
+    editable = read_uv_mask(tmp_path / "mask16.png")[0]
+    assert editable[:, :4].all() and not editable[:, 4:].any()
