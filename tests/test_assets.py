@@ -353,6 +353,11 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     expected = np.rint(image.astype(np.float32) * np.array([0.5, 0.8, 0.5], np.float32)).astype(np.uint8)
     np.testing.assert_array_equal(mesh.materials[0].texture, expected)
     np.testing.assert_array_equal(mesh.materials[1].texture, image)
+    builder = GltfBuilder()  # no baseColorFactor at all: glTF's default is white, not csdtex's grey
+    builder.mesh([builder.primitive(*quad())])
+    builder.doc["materials"] = [{"name": "bare"}]
+    builder.doc["meshes"][0]["primitives"][0]["material"] = 0
+    assert load_mesh(builder.write_glb(tmp_path / "bare.glb")).materials[0].base_color == (1.0, 1.0, 1.0)
     [warning] = [w for w in mesh.warnings if "base colour only" in w]
     assert "'leaf': normal map, metallic-roughness map, emissive colour)" in warning  # its alpha is carried
     assert "plain" not in warning

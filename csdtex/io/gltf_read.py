@@ -306,6 +306,7 @@ class _Reader:
             self.not_carried[material.name] = lost
         factor = pbr.get("baseColorFactor")
         factor_rgb = (1.0, 1.0, 1.0)
+        material.base_color = factor_rgb  # glTF's default base colour is white (csdtex's own default is grey)
         if isinstance(factor, list) and len(factor) >= 3:
             rgb = np.clip(np.asarray(factor[:3], dtype=np.float64), 0.0, 1.0)
             material.base_color = factor_rgb = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
