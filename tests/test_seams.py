@@ -240,6 +240,32 @@ def test_bench_small_run(tmp_path):
     assert (out / "seams.png").stat().st_size > 0 and "| mismatch | uv |" in (out / "seams.md").read_text()
 
 
+def test_bench_keeps_meshes_of_the_same_file_name_apart(tmp_path):
+    """Two meshes named crate.obj in two folders: both are reported (crate, crate_1); the second overwrote the
+    first's results before (new-user test, session 12)."""
+    import pathlib
+    import shutil
+
+    from csdtex.guidance.random_priors import build_tiny_pixel_folder
+
+    crate = pathlib.Path(__file__).resolve().parents[1] / "assets" / "meshes" / "crate.obj"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for source in crate.parent.glob("crate*"):
+            shutil.copy(source, tmp_path / folder / source.name)
+    prior = build_tiny_pixel_folder(tmp_path / "prior")
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "seams", str(tmp_path / "a" / "crate.obj"),
+                                       str(tmp_path / "b" / "crate.obj"), "--model", str(prior), "--steps", "1",
+                                       "--texture-size", "32", "--device", "cpu", "--methods", "field",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "seams.json").read_text())
+    assert sorted(payload["meshes"]) == ["crate", "crate_1"]
+    assert payload["meshes"]["crate"]["source"].endswith("a/crate.obj")
+    assert payload["meshes"]["crate_1"]["source"].endswith("b/crate.obj")
+
+
 def test_info_reports_seam_length_and_density_mismatch():
     from csdtex.mesh import analyze_mesh
     from csdtex.metrics.meshes import mismatch_sphere

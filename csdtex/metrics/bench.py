@@ -207,6 +207,16 @@ def fit_errors(textures: dict[str, list[np.ndarray]], truth: list[np.ndarray],
     return out
 
 
+def _unique_mesh_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_1``, ``name_2``, ... when another mesh of the run has it (case-insensitively, as file
+    systems may be); the chosen name is added to ``taken`` (lower-cased)."""
+    candidate, k = name, 1
+    while candidate.lower() in taken:
+        candidate, k = f"{name}_{k}", k + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
 def _mesh_name(spec: str) -> str:
     from csdtex.export import safe_asset_name
 
@@ -279,8 +289,9 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
     results: dict[str, dict] = {}
     figures: dict[str, dict] = {}
     resolved = None
+    taken: set[str] = set()
     for spec, mesh in loaded:
-        name = _mesh_name(spec)
+        name = _unique_mesh_name(_mesh_name(spec), taken)  # two "chair.obj" in other folders: chair, chair_1
         run = prepare_run(mesh, settings.prompt, config, out_dir / name, prior=prior,
                           warn=warn or (lambda message: None))
         resolved = run.config
