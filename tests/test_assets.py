@@ -771,3 +771,28 @@ def test_alpha_cutouts_survive_paint_and_edit(tmp_path):
     edited = edit(painted.files.glb, "a blue object", "a green object", edit_config, tmp_path / "edited",
                   show_progress=False)
     np.testing.assert_array_equal(np.asarray(Image.open(edited.files.textures[0]))[..., 3], image[..., 3])
+
+
+def test_renders_shade_with_the_files_normals(tmp_path):
+    """Previews and ``csdtex render`` shaded a hard-edged box with smooth normals (gradients across flat faces)
+    while its exports kept the flat ones (new-user test, session 12): lit renders now use the file's normals."""
+    from csdtex.field import UVTexture
+    from csdtex.preview import turntable_frames
+
+    positions, faces, _ = box_faces()
+    positions = positions.astype(np.float64)
+    flat = np.cross(positions[faces[:, 1]] - positions[faces[:, 0]], positions[faces[:, 2]] - positions[faces[:, 0]])
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    builder = GltfBuilder()
+    split = positions[faces].reshape(-1, 3)  # unshared corners, each with its face's normal
+    primitive = builder.primitive(split.astype(np.float32), np.arange(len(split)).reshape(-1, 3),
+                                  np.full((len(split), 2), 0.5))  # one texel colour everywhere
+    primitive["attributes"]["NORMAL"] = builder.accessor(np.repeat(flat, 3, axis=0).astype(np.float32))
+    builder.mesh([primitive])
+    mesh = load_mesh(builder.write_glb(tmp_path / "box.glb"))
+    grey = UVTexture.from_images([np.full((4, 4, 3), 200, np.uint8)])
+    own = turntable_frames(mesh.to_render("cpu"), grey, num_frames=1, resolution=64, shading="lit")[0]
+    smooth = turntable_frames(mesh.copy_with(normals=None, normal_faces=None).to_render("cpu"), grey, num_frames=1,
+                              resolution=64, shading="lit")[0]
+    front = own[24:40, 28:36].astype(float)  # the middle of the front face
+    assert front.std() < 1.0 < smooth[24:40, 28:36].astype(float).std()  # one flat tone vs a smooth gradient

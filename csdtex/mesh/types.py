@@ -170,7 +170,9 @@ class Mesh:
         return center, (1.0 / radius if radius > 0 else 1.0)
 
     def to_render(self, device: torch.device | str = "cpu", vertex_colors: bool = False) -> RenderMesh:
-        """Tensors for rendering: positions normalized into the unit sphere, smooth normals, UVs.
+        """Tensors for rendering: positions normalized into the unit sphere, smooth normals, UVs, and the file's own
+        shading normals per face corner when it has them (:meth:`export_normals`; renders then shade hard edges as
+        viewers do).
 
         See :class:`csdtex.render.mesh.RenderMesh` for the shapes and dtypes (float32 positions/normals/uvs, int32
         faces/uv_faces/face_materials, all on ``device``). ``vertex_colors`` True also passes
@@ -193,6 +195,8 @@ class Mesh:
             num_materials=len(self.materials),
             colors=(torch.as_tensor(self.vertex_colors[:, :3], **as_f32)
                     if vertex_colors and self.vertex_colors is not None else None),
+            corner_normals=None if self.normals is None else torch.as_tensor(
+                np.take(*self.export_normals(), axis=0), **as_f32),
         )
 
 

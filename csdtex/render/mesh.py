@@ -29,6 +29,9 @@ class RenderMesh:
         num_materials: number of materials (texture images) of the mesh.
         colors: float32 [V, 3] per-vertex RGB in [0, 1] multiplied into the texture colour by
             :func:`csdtex.render.views.render_views` (glTF ``COLOR_0``), or None (the default; painting never sets it).
+        corner_normals: float32 [F, 3, 3] unit shading normal of every face corner, from the mesh file (glTF
+            ``NORMAL``, OBJ ``vn``: hard edges and custom normals, so that renders shade as viewers do), or None: then
+            ``normals`` is interpolated.
     """
 
     positions: torch.Tensor
@@ -39,6 +42,7 @@ class RenderMesh:
     face_materials: torch.Tensor
     num_materials: int
     colors: torch.Tensor | None = None
+    corner_normals: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:

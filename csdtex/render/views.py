@@ -69,7 +69,9 @@ def surface_samples(
     points = (render_mesh.positions[corners] * weights).sum(1)
     normals = uvs = None
     if need_normals:
-        normals = F.normalize((render_mesh.normals[corners] * weights).sum(1), dim=-1)
+        corner_normals = render_mesh.normals[corners] if render_mesh.corner_normals is None else (
+            render_mesh.corner_normals[face])
+        normals = F.normalize((corner_normals * weights).sum(1), dim=-1)
     if need_uvs:
         uv_corners = render_mesh.uv_faces.long()[face]
         has_uv = (uv_corners >= 0).all(-1, keepdim=True)
