@@ -85,7 +85,8 @@ class Mesh:
         extensions: glTF extensions the file uses (``extensionsUsed``), name -> True when csdtex applies it, False
             when it ignores it (:data:`csdtex.io.gltf_features.GLTF_EXTENSIONS`); empty for other formats.
         normals: float64 [N, 3] unit shading normals from the file (glTF ``NORMAL`` in world space, OBJ ``vn``), or
-            None. Exports write them back (hard edges, custom normals); rendering and painting use smooth normals.
+            None. Exports write them back (hard edges, custom normals) and renders shade with them
+            (:meth:`to_render`).
         normal_faces: int64 [F, 3] indexing ``normals`` per face corner (-1: that corner has none, and exports
             give it the smooth area-weighted normal); None exactly when ``normals`` is None.
     """
