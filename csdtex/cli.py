@@ -5,6 +5,7 @@ Every user error surfaces as one line ``error: ...`` on stderr and a non-zero ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -37,6 +38,26 @@ class CsdtexGroup(click.Group):
                 raise
             click.echo(message[0], err=True)
             ctx.exit(message[1])
+
+
+@contextlib.contextmanager
+def _interrupt_names_checkpoint(out_dir: Path):
+    """On Ctrl-C during paint / edit: when a checkpoint was kept in ``out_dir``, say so and how to continue (exit
+    130, as for any interrupt)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from csdtex.pipeline.checkpoint import CHECKPOINT_META, has_checkpoint
+
+        if not has_checkpoint(out_dir):
+            raise
+        try:
+            step = json.loads((out_dir / CHECKPOINT_META).read_text(encoding="utf-8")).get("step", "?")
+        except (OSError, ValueError, AttributeError):
+            step = "?"
+        click.echo(f"error: interrupted; no partial outputs were kept, but the checkpoint at step {step} in {out_dir} "
+                   "was: run the same command with --resume to continue from it", err=True)
+        sys.exit(130)
 
 
 @click.group(cls=CsdtexGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,9 +210,10 @@ def paint(mesh_path: Path, prompt: str, **options) -> None:
     from csdtex.painting import paint as run_paint
 
     config = _run_config(PaintConfig, options)
-    result = run_paint(mesh_path, prompt, config, out_dir=_default_out(mesh_path, options["out_dir"]),
-                       resume=options["resume"], show_progress=not options["quiet"], notify=_echo("note"),
-                       warn=_echo("warning"))
+    out_dir = _default_out(mesh_path, options["out_dir"])
+    with _interrupt_names_checkpoint(out_dir):
+        result = run_paint(mesh_path, prompt, config, out_dir=out_dir, resume=options["resume"],
+                           show_progress=not options["quiet"], notify=_echo("note"), warn=_echo("warning"))
     click.echo(f"textured mesh: {result.files.obj} and {result.files.glb}")
     click.echo(f"preview:       {result.preview} ({result.preview_sheet.name})")
     click.echo(f"run record:    {result.run_json}")
@@ -217,9 +239,11 @@ def edit(mesh_path: Path, prompt: str, source: str, mask: Path | None, materials
     from csdtex.editing import edit as run_edit
 
     config = _run_config(EditConfig, options)
-    result = run_edit(mesh_path, prompt, source, config, out_dir=_default_out(mesh_path, options["out_dir"]),
-                      mask=mask, materials=materials, resume=options["resume"], show_progress=not options["quiet"],
-                      notify=_echo("note"), warn=_echo("warning"))
+    out_dir = _default_out(mesh_path, options["out_dir"])
+    with _interrupt_names_checkpoint(out_dir):
+        result = run_edit(mesh_path, prompt, source, config, out_dir=out_dir, mask=mask, materials=materials,
+                          resume=options["resume"], show_progress=not options["quiet"], notify=_echo("note"),
+                          warn=_echo("warning"))
     metrics = result.metrics
     click.echo(f"edited mesh:   {result.files.obj} and {result.files.glb}")
     click.echo(f"before/after:  {result.before_after} ({result.before_after_sheet.name})")

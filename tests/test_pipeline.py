@@ -229,6 +229,28 @@ def test_resume_refuses_a_checkpoint_of_another_mesh(tmp_path, interrupted_run):
     assert (out / "checkpoint.json").exists() and not (out / "run.json").exists()
 
 
+def test_an_interrupt_names_the_kept_checkpoint(tmp_path, priors, ball, monkeypatch):
+    """Ctrl-C after a checkpoint: the line says which step was kept and that --resume continues (it only said "no
+    partial outputs were kept"; new-user test, session 12)."""
+    real_step, calls = optimize_module.training_step, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "training_step", interrupted)
+    (tmp_path / "every2.toml").write_text("checkpoint_every = 2\n")
+    out = tmp_path / "out"
+    result = invoke("paint", str(ball), "a ball", "--out", str(out), "--model", str(priors["latent"]), "--steps", "4",
+                    "--views-per-step", "1", "--texture-size", "32", "--quiet",
+                    "--config", str(tmp_path / "every2.toml"))
+    assert result.exit_code == 130
+    assert f"the checkpoint at step 2 in {out} was: run the same command with --resume" in result.output
+    assert not (out / "run.json").exists()
+
+
 def test_resume_accepts_what_does_not_change_the_result(ball, interrupted_run):
     out, options = interrupted_run
     result = invoke("paint", str(ball), "a ball", "--out", str(out), *options, "--renderer", "torch", "--resume")
