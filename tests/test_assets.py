@@ -796,3 +796,25 @@ def test_renders_shade_with_the_files_normals(tmp_path):
                               resolution=64, shading="lit")[0]
     front = own[24:40, 28:36].astype(float)  # the middle of the front face
     assert front.std() < 1.0 < smooth[24:40, 28:36].astype(float).std()  # one flat tone vs a smooth gradient
+
+
+def test_gltf_index_and_uv_set_mistakes_are_named(tmp_path):
+    """Found by a new-user test (session 12): trailing indices were dropped silently, a missing TEXCOORD_1 fell back
+    unannounced, and a material index past the list was a bare IndexError."""
+    positions, faces = quad()
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(positions, np.append(faces.reshape(-1), [0, 1]))])  # 8 indices
+    mesh = load_mesh(builder.write_glb(tmp_path / "count.glb"))
+    assert mesh.num_faces == 2 and any("8 indices, not a multiple of 3; the last 2 were ignored" in w
+                                       for w in mesh.warnings)
+    builder = GltfBuilder()
+    material = builder.material("m", builder.texture(np.zeros((4, 4, 3), np.uint8)), tex_coord=1)
+    builder.mesh([builder.primitive(positions, faces, positions[:, :2], material=material)])
+    mesh = load_mesh(builder.write_glb(tmp_path / "set.glb"))
+    assert any("has no TEXCOORD_1, which its base-colour texture names; TEXCOORD_0 is used" in w
+               for w in mesh.warnings)
+    assert not any("UV sets" in w for w in mesh.warnings)  # TEXCOORD_0 is the set in use, not a lost one
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(positions, faces, material=7)])
+    with pytest.raises(MeshError, match="mesh 0 names material 7, but the file has 0 material"):
+        load_mesh(builder.write_glb(tmp_path / "material.glb"))

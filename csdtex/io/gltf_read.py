@@ -263,6 +263,10 @@ class _Reader:
                 else:
                     indices = np.arange(count)
                 faces = _triangles(indices, mode)
+                if mode == 4 and len(indices) % 3:
+                    self.warnings.append(f"{self.path.name}: mesh {mesh_index} primitive {primitive_index} has "
+                                         f"{len(indices)} indices, not a multiple of 3; the last {len(indices) % 3} "
+                                         "were ignored")
                 if len(faces) and (faces.min() < 0 or faces.max() >= count):
                     raise ParseError(f"mesh {mesh_index} primitive {primitive_index} indexes past its {count} "
                                      "vertices")
@@ -270,6 +274,9 @@ class _Reader:
                 raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
             positions = attributes["POSITION"][:, :3]
             uv_name = f"TEXCOORD_{uv_set}" if f"TEXCOORD_{uv_set}" in attributes else "TEXCOORD_0"
+            if uv_name != f"TEXCOORD_{uv_set}" and uv_name in attributes:
+                self.warnings.append(f"{self.path.name}: mesh {mesh_index} primitive {primitive_index} has no "
+                                     f"TEXCOORD_{uv_set}, which its base-colour texture names; TEXCOORD_0 is used")
             uvs = attributes.get(uv_name)
             if uvs is not None:
                 uvs = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1)  # glTF (0, 0) = top-left -> bottom-left
@@ -290,7 +297,11 @@ class _Reader:
         gltf_index = primitive.get("material")
         key: object = gltf_index if isinstance(gltf_index, int) else ("mesh", mesh_index)
         if key not in self.material_index:
-            source = self.document.get("materials", [])[gltf_index] if isinstance(gltf_index, int) else {}
+            materials = self.document.get("materials") or []
+            if isinstance(gltf_index, int) and not 0 <= gltf_index < len(materials):
+                raise ParseError(f"mesh {mesh_index} names material {gltf_index}, but the file has "
+                                 f"{len(materials)} material(s)")
+            source = materials[gltf_index] if isinstance(gltf_index, int) else {}
             fallback = mesh_name or f"material_{len(self.materials)}"
             material = Material(unique_name(str(source.get("name") or fallback), self.taken))
             self.uv_sets[key] = self.read_material(source, material)
@@ -378,8 +389,9 @@ class _Reader:
                     self.skipped_modes.add(_MODE_NAMES.get(mode, f"mode {mode}"))
                     continue
                 material, uv_set = self.material_for(primitive, mesh_index, mesh.get("name"))
-                other_sets = sorted(name for name in (primitive.get("attributes") or {})
-                                    if name.startswith("TEXCOORD_") and name != f"TEXCOORD_{uv_set}")
+                names = primitive.get("attributes") or {}
+                used = f"TEXCOORD_{uv_set}" if f"TEXCOORD_{uv_set}" in names else "TEXCOORD_0"
+                other_sets = sorted(name for name in names if name.startswith("TEXCOORD_") and name != used)
                 if other_sets:  # lightmap / detail UVs: the outputs have one UV set
                     lost = self.not_carried.setdefault(self.materials[material].name, [])
                     words = f"UV sets {', '.join(other_sets)}"
