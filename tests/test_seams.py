@@ -217,6 +217,11 @@ def test_bench_errors_are_one_line(tmp_path):
     assert result.exit_code != 0 and "bogus" in result.output and len(result.output.strip().splitlines()) == 1
     result = runner.invoke(main, ["bench", "seams", "proc:nope", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "proc:mismatch" in result.output
+    # one UV chart, no seam: said before any painting (it printed "nan" ratios; new-user test, session 12)
+    (tmp_path / "sheet.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+                                        "f 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
+    result = runner.invoke(main, ["bench", "seams", str(tmp_path / "sheet.obj"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "has no UV seams" in result.output, result.output
     assert not (tmp_path / "o").exists()
 
 

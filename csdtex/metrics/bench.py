@@ -283,6 +283,10 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
         config.cameras = CameraRanges(elevation_deg=PROCEDURAL_ELEVATION)
     config.validate()
     loaded = [(spec, load_bench_mesh(spec)) for spec in meshes]  # every mesh error before any painting
+    for spec, mesh in loaded:  # a mesh without UVs is unwrapped by xatlas, which makes seams
+        if mesh.has_uvs and len(seam_edges(mesh).faces) == 0:
+            raise ConfigError(f"mesh {spec} has no UV seams (no edge where two UV charts meet, e.g. one chart or "
+                              "overlapping tiles): nothing to measure; give meshes with seams (or proc:mismatch)")
     device = resolve_device(config.device)
     prior = load_prior(config.model or DEFAULT_MODEL, device)
 
