@@ -165,6 +165,20 @@ def test_guidance_resolution_per_prior_kind():
     assert resolve_guidance(PaintConfig(), "latent").negative_prompt.startswith("oversaturated")
 
 
+def interrupting_step(real_step, at_call: int):
+    """``real_step`` (the optimizer's training step) that raises KeyboardInterrupt, as Ctrl-C would, on call
+    ``at_call`` (1-based)."""
+    calls = {"n": 0}
+
+    def step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    return step
+
+
 @pytest.fixture(scope="module")
 def interrupted_run(tmp_path_factory, priors, ball) -> tuple[Path, list[str]]:
     """A checkpoint at step 2 of a 4-step run that was interrupted at step 3, and the options it was made with."""
@@ -173,15 +187,8 @@ def interrupted_run(tmp_path_factory, priors, ball) -> tuple[Path, list[str]]:
                "--negative", "dull", "--quiet"]
     config = PaintConfig(model=str(priors["latent"]), steps=4, views_per_step=1, texture_size=32, checkpoint_every=2,
                          negative_prompt="dull")
-    real_step, calls = optimize_module.training_step, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    optimize_module.training_step = interrupted
+    real_step = optimize_module.training_step
+    optimize_module.training_step = interrupting_step(real_step, at_call=3)
     try:
         with pytest.raises(KeyboardInterrupt):
             csdtex.paint(ball, "a ball", config, out_dir=out, show_progress=False)
@@ -232,15 +239,7 @@ def test_resume_refuses_a_checkpoint_of_another_mesh(tmp_path, interrupted_run):
 def test_an_interrupt_names_the_kept_checkpoint(tmp_path, priors, ball, monkeypatch):
     """Ctrl-C after a checkpoint: the line says which step was kept and that --resume continues (it only said "no
     partial outputs were kept"; new-user test, session 12)."""
-    real_step, calls = optimize_module.training_step, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(optimize_module, "training_step", interrupted)
+    monkeypatch.setattr(optimize_module, "training_step", interrupting_step(optimize_module.training_step, 3))
     (tmp_path / "every2.toml").write_text("checkpoint_every = 2\n")
     out = tmp_path / "out"
     result = invoke("paint", str(ball), "a ball", "--out", str(out), "--model", str(priors["latent"]), "--steps", "4",
