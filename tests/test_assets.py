@@ -818,3 +818,25 @@ def test_gltf_index_and_uv_set_mistakes_are_named(tmp_path):
     builder.mesh([builder.primitive(positions, faces, material=7)])
     with pytest.raises(MeshError, match="mesh 0 names material 7, but the file has 0 material"):
         load_mesh(builder.write_glb(tmp_path / "material.glb"))
+
+
+def test_obj_map_d_cutouts_survive_paint(tmp_path):
+    """An OBJ leaf card (map_Kd RGBA + map_d) lost its alpha silently (new-user test, session 12): map_d is read and
+    the painted outputs keep the cut-out (RGBA PNG, map_d in the MTL)."""
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 1], rgba[2:6, 2:6, 3] = 150, 255
+    Image.fromarray(rgba).save(tmp_path / "leaf.png")
+    write_text(tmp_path / "leaf.mtl", "newmtl leaf\nmap_Kd leaf.png\nmap_d leaf.png\n")
+    mesh_path = write_text(tmp_path / "leaf.obj", "mtllib leaf.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n"
+                           "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nusemtl leaf\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
+    material = load_mesh(mesh_path).materials[0]
+    assert material.alpha_mode == "MASK"
+    np.testing.assert_array_equal(material.alpha, rgba[..., 3])
+    painted = paint(mesh_path, "a green object", FAST, out_dir=tmp_path / "out", show_progress=False)
+    image = np.asarray(Image.open(painted.files.textures[0]))
+    expected = np.asarray(Image.fromarray(rgba[..., 3]).resize(image.shape[1::-1], Image.Resampling.NEAREST))
+    np.testing.assert_array_equal(image[..., 3], expected)
+    assert "map_d leaf.png" in painted.files.mtl.read_text()
+    # without map_d the RGBA texture's alpha is not used (viewers ignore it too)
+    write_text(tmp_path / "leaf.mtl", "newmtl leaf\nmap_Kd leaf.png\n")
+    assert load_mesh(mesh_path).materials[0].alpha is None

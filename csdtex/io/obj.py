@@ -36,10 +36,11 @@ def read_obj(path: Path) -> Mesh:
     (``(0, i, i + 1)``) in file order. Negative (relative) indices are resolved. Every ``usemtl`` name becomes one
     :class:`~csdtex.mesh.Material` (in order of first use; faces before any ``usemtl`` get a default material);
     ``Kd`` gives ``base_color``, ``map_Kd`` the texture (sampler: repeat, or clamp with ``-clamp on``; ``-o`` /
-    ``-s`` become the material's texture transform); ``v x y z r g b`` lines give ``vertex_colors`` (0..255 values
-    are rescaled). MTL files and textures are read only when they resolve inside
-    the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they are missing or unreadable, the mesh
-    loads without them and ``mesh.warnings`` says why.
+    ``-s`` become the material's texture transform), ``map_d`` its alpha (the image's alpha band, else its
+    luminance; MASK when only 0 and 255, else BLEND); ``vn`` + ``f v/vt/vn`` give ``normals``; ``v x y z r g b``
+    lines give ``vertex_colors`` (0..255 values are rescaled). MTL files and textures are read only when they
+    resolve inside the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they are missing or
+    unreadable, the mesh loads without them and ``mesh.warnings`` says why.
 
     Args:
         path: the ``.obj`` file.
@@ -209,7 +210,7 @@ def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str])
     """Materials by name from the OBJ's ``mtllib`` files; files outside the mesh folder are never opened."""
     folder = obj_path.parent
     library: dict[str, Material] = {}
-    textures: dict[Path, tuple[np.ndarray, Path] | None] = {}
+    textures: dict = {}  # (file, reader) -> (image array, path) or None
     for entry in mtllibs:
         entry = clean_relative(entry)
         if not entry:
@@ -243,7 +244,7 @@ _MAP_OPTIONS = {"-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-c
 
 
 def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
-               textures: dict[Path, tuple[np.ndarray, Path] | None]) -> list[Material]:
+               textures: dict) -> list[Material]:
     materials: list[Material] = []
     current: Material | None = None
     for line in text.splitlines():
@@ -270,7 +271,40 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
             if loaded is not None:
                 current.texture, current.texture_source = loaded
                 current.sampler, current.texture_transform = _map_options(parts[1:])
+        elif key == "map_d" and len(parts) > 1:
+            loaded = _load_mtl_texture(parts[1:], mtl_path, folder, warnings, textures, reader=_coverage)
+            if loaded is not None:
+                current.alpha = loaded[0]
+    for material in materials:
+        _settle_alpha(material)
     return materials
+
+
+def _coverage(image) -> np.ndarray:
+    """The coverage a ``map_d`` image gives: its alpha band when it has one (the usual RGBA texture), else its
+    luminance. uint8 [H, W]; 16-bit / float greyscale scaled to 8 bits."""
+    if "A" in image.getbands():
+        return np.ascontiguousarray(np.asarray(image.getchannel("A"), dtype=np.uint8))
+    grey = image.convert("L") if image.mode in ("RGB", "P", "CMYK") else image
+    return np.ascontiguousarray(image_to_rgb8(grey)[..., 0])
+
+
+def _settle_alpha(material: Material) -> None:
+    """A ``map_d`` coverage becomes the material's alpha at its texture's size: MASK (cutoff 0.5) when it holds only
+    0 and 255, else BLEND; dropped when the material has no texture or the coverage is opaque everywhere."""
+    alpha = material.alpha
+    if alpha is None:
+        return
+    if material.texture is None or alpha.min() == 255:
+        material.alpha = None
+        return
+    height, width = material.texture.shape[:2]
+    if alpha.shape != (height, width):
+        from PIL import Image
+
+        alpha = np.asarray(Image.fromarray(alpha).resize((width, height), Image.Resampling.NEAREST), dtype=np.uint8)
+    material.alpha = alpha
+    material.alpha_mode = "MASK" if np.isin(alpha, (0, 255)).all() else "BLEND"
 
 
 def _map_filename_candidates(tokens: list[str]) -> list[str]:
@@ -326,7 +360,9 @@ def _is_float(token: str) -> bool:
 
 
 def _load_mtl_texture(tokens: list[str], mtl_path: Path, folder: Path, warnings: list[str],
-                      cache: dict[Path, tuple[np.ndarray, Path] | None]) -> tuple[np.ndarray, Path] | None:
+                      cache: dict, reader=image_to_rgb8) -> tuple[np.ndarray, Path] | None:
+    """``(reader(image), path)`` of the image a ``map_Kd`` / ``map_d`` statement names (``tokens``: its options and
+    file name), or None with a warning (outside the mesh folder, missing, unreadable). Cached per (file, reader)."""
     candidates = _map_filename_candidates(tokens)
     name = candidates[0]
     for candidate in candidates:
@@ -340,7 +376,7 @@ def _load_mtl_texture(tokens: list[str], mtl_path: Path, folder: Path, warnings:
             "(copy it next to the mesh to use it)"
         )
         return None
-    key = tex_path.resolve()
+    key = (tex_path.resolve(), reader.__name__)
     if key in cache:
         return cache[key]
     result = None
@@ -352,7 +388,7 @@ def _load_mtl_texture(tokens: list[str], mtl_path: Path, folder: Path, warnings:
 
             with Image.open(tex_path) as image:
                 image.load()
-                result = (image_to_rgb8(image), tex_path)
+                result = (reader(image), tex_path)
         except Exception as err:  # unreadable / unsupported / decompression bomb: go on without it
             warnings.append(f"{mtl_path.name}: texture '{name}' could not be read ({error_text(err)}); ignored")
     cache[key] = result
