@@ -574,3 +574,62 @@ def test_glb_failure_after_pngs_leaves_nothing(tmp_path, monkeypatch):
         export_all(random_mesh(rng, num_materials=2), random_textures(rng, 2), tmp_path, "late")
     assert staged == ["late.obj", "late.mtl", "late_mat_0.png", "late_mat_1.png"]
     assert list(tmp_path.iterdir()) == []
+
+
+def _gltf_validator_modules() -> Path | None:
+    """The node_modules folder holding the npm package gltf-validator (``CSDTEX_GLTF_VALIDATOR``, else the CI's
+    ``.ci-node/node_modules``), or None."""
+    import os
+    import shutil
+
+    if shutil.which("node") is None:
+        return None
+    root = Path(__file__).resolve().parents[1]
+    for candidate in (os.environ.get("CSDTEX_GLTF_VALIDATOR"), root / ".ci-node" / "node_modules"):
+        if candidate and (Path(candidate) / "gltf-validator").is_dir():
+            return Path(candidate)
+    return None
+
+
+def test_glb_outputs_pass_the_khronos_validator(tmp_path):
+    """What viewers load: the Khronos glTF-Validator (npm gltf-validator, installed by .ci/run) finds no error and no
+    warning in GLBs with several materials, the file's own hard-edge normals (vertices split per normal) and an
+    alpha cut-out (RGBA image, alphaMode MASK)."""
+    import os
+    import subprocess
+    import sys
+
+    modules = _gltf_validator_modules()
+    if modules is None:
+        pytest.skip("node or the npm package gltf-validator is missing (.ci/run installs it into .ci-node)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gltf_files import GltfBuilder, box_faces
+
+    from csdtex.mesh import load_mesh
+
+    positions, faces, uvs = box_faces()
+    flat = np.cross(positions[faces[:, 1]] - positions[faces[:, 0]], positions[faces[:, 2]] - positions[faces[:, 0]])
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0], rgba[2:6, 2:6, 3] = 200, 255
+    builder = GltfBuilder()
+    cutout = builder.material("cutout", builder.texture(rgba))
+    builder.doc["materials"][cutout].update({"alphaMode": "MASK", "alphaCutoff": 0.4})
+    plain = builder.material("plain", builder.texture(rgba[..., :3].copy()))
+    split = positions[faces].reshape(-1, 3).astype(np.float32)
+    primitives = []
+    for material, rows in ((cutout, slice(0, 6)), (plain, slice(6, 12))):
+        corners = np.arange(len(split)).reshape(-1, 3)[rows]
+        primitive = builder.primitive(split, corners, uvs[faces].reshape(-1, 2) / 6.0, material=material)
+        primitive["attributes"]["NORMAL"] = builder.accessor(np.repeat(flat, 3, axis=0).astype(np.float32))
+        primitives.append(primitive)
+    builder.mesh(primitives)
+    mesh = load_mesh(builder.write_glb(tmp_path / "box.glb"))
+    assert mesh.normals is not None and mesh.materials[0].alpha is not None
+    files = export_all(mesh, [np.full((16, 16, 3), 90, np.uint8)] * 2, tmp_path / "out", "box")
+    script = Path(__file__).parent / "data" / "gltf_validate.mjs"
+    completed = subprocess.run(["node", str(script), str(files.glb)], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "GLTF_VALIDATOR_MODULES": str(modules)})
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["errors"] == 0 and report["warnings"] == 0, report["messages"]
