@@ -358,7 +358,7 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     builder.doc["materials"] = [{"name": "bare"}]
     builder.doc["meshes"][0]["primitives"][0]["material"] = 0
     assert load_mesh(builder.write_glb(tmp_path / "bare.glb")).materials[0].base_color == (1.0, 1.0, 1.0)
-    [warning] = [w for w in mesh.warnings if "base colour only" in w]
+    [warning] = [w for w in mesh.warnings if "reads the base colour only" in w]
     assert "'leaf': normal map, metallic-roughness map, emissive colour)" in warning  # its alpha is carried
     assert "plain" not in warning
     # a material painted through TEXCOORD_1: the outputs keep that set only, and say so

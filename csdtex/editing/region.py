@@ -145,7 +145,8 @@ def _fit_mask(mask: np.ndarray, height: int, width: int, material: str) -> np.nd
     mask_height, mask_width = mask.shape
     if abs(mask_width / mask_height - width / height) > ASPECT_TOLERANCE * (width / height):
         raise ConfigError(f"the mask is {mask_width}x{mask_height} but the texture of material '{material}' is "
-                          f"{width}x{height}: give a mask with the texture's aspect ratio (ideally its size)")
+                          f"{width}x{height}: give a mask with the texture's aspect ratio (ideally its size), or "
+                          "limit the edit to materials of the mask's shape with --material")
     if mask.shape == (height, width):
         return mask
     from PIL import Image

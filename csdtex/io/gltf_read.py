@@ -428,8 +428,9 @@ class _Reader:
                                  f"({', '.join(sorted(self.skipped_modes))})")
         if self.not_carried:
             listed = "; ".join(f"'{name}': {', '.join(parts)}" for name, parts in self.not_carried.items())
-            self.warnings.append(f"{self.path.name}: the outputs carry the base colour only, not these parts of its "
-                                 f"materials ({listed}); copy them over from the source file in your 3D tool")
+            self.warnings.append(f"{self.path.name}: csdtex reads the base colour only, not these parts of its "
+                                 f"materials ({listed}); painted or edited outputs do not carry them: copy them over "
+                                 "from the source file in your 3D tool")
         if not parts_f and meshes and not self.skipped_modes and not self.instances():
             scene = self.document.get("scene", 0)
             raise MeshError(f"mesh file '{self.path}' has {len(meshes)} mesh(es), but its default scene (scene "
