@@ -20,6 +20,7 @@ only a new field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -124,6 +125,7 @@ class PaintConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a one-line message for the first invalid value."""
+        _check_types(self)  # first: the range checks below compare numbers
         checks = [
             (self.steps is None or self.steps >= 1, f"steps must be at least 1 (got {self.steps})"),
             (1 <= self.views_per_step <= 64, f"views per step must be in 1..64 (got {self.views_per_step})"),
@@ -147,10 +149,16 @@ class PaintConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        problem = self.coverage.validate()
-        if problem is not None:
-            raise ConfigError(problem)
+        if self.learning_rate is not None and not math.isfinite(self.learning_rate):
+            raise ConfigError(f"learning rate must be a finite positive number (got {self.learning_rate})")
+        for problem in (self.coverage.validate(), None if self.field is None else self.field.validate(),
+                        _camera_problem(self.cameras)):
+            if problem is not None:
+                raise ConfigError(problem)
         _check_guidance_keys(self.guidance, "the guidance options")
+        for key, value in self.guidance.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"guidance.{key} must be a finite number (got {value})")
 
 
 DEFAULT_PRESERVE = 0.0
@@ -350,6 +358,56 @@ def _apply(instance: Any, values: dict[str, Any], source: str, prefix: str) -> A
         return dataclasses.replace(instance, **changes)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid options in {source}: {error}") from None
+
+
+_INT_FIELDS = ("steps", "views_per_step", "texture_size", "render_resolution", "seed", "checkpoint_every",
+               "metrics_every", "preview_frames", "preview_size")
+_FLOAT_FIELDS = ("learning_rate", "white_background_probability", "lit_probability")
+_BOOL_FIELDS = ("low_vram", "compile_encoder", "unwrap", "overwrite", "view_dependent_prompt", "seam_erasure")
+
+
+def _check_types(config: "PaintConfig") -> None:
+    """One-line :class:`ConfigError` for a PaintConfig built in Python with a value of the wrong type (``steps="2"``,
+    ``low_vram="no"``, a dict for ``cameras``), which would otherwise fail deep in a library or, for a flag, count
+    as true."""
+    def fail(name: str, kind: str) -> None:
+        raise ConfigError(f"{name} must be {kind} (got {getattr(config, name)!r})")
+
+    for name in _INT_FIELDS:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            fail(name, "a whole number")
+    for name in _FLOAT_FIELDS:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            fail(name, "a number")
+    for name in _BOOL_FIELDS:
+        if not isinstance(getattr(config, name), bool):
+            fail(name, "True or False")
+    if not isinstance(config.cameras, CameraRanges):
+        fail("cameras", "a csdtex.cameras.CameraRanges")
+    if config.field is not None and not isinstance(config.field, FieldConfig):
+        fail("field", "a csdtex.field.FieldConfig or None")
+    if not isinstance(config.guidance, dict):
+        fail("guidance", "a dict of guidance options")
+
+
+def _camera_problem(cameras: CameraRanges) -> str | None:
+    """The first nonsensical training-camera range as one line, or None: each a pair (low, high) of finite numbers,
+    low <= high; distance > 0; field of view in (0, 180) degrees; elevation in [-90, 90]."""
+    bounds = {"elevation_deg": (-90.0, 90.0, True), "azimuth_deg": (-720.0, 720.0, True),
+              "distance": (0.0, 1e6, False), "fov_deg": (0.0, 180.0, False)}
+    for name, (low, high, inclusive) in bounds.items():
+        pair = getattr(cameras, name)
+        try:
+            a, b = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            return f"cameras.{name} must be a pair of numbers [low, high] (got {pair!r})"
+        inside = (low <= a <= high and low <= b <= high) if inclusive else (low < a < high and low < b < high)
+        if not (math.isfinite(a) and math.isfinite(b)) or a > b or not inside:
+            where = f"[{low:g}, {high:g}]" if inclusive else f"({low:g}, {high:g})"
+            return f"cameras.{name} must be finite numbers low <= high within {where} (got {list(pair)})"
+    return None
 
 
 def _check_guidance_keys(values: dict[str, Any], source: str) -> None:

@@ -102,6 +102,20 @@ class FieldConfig:
     hidden_dim: int = 64
     """Width of the single hidden layer of the MLP."""
 
+    def validate(self) -> str | None:
+        """The first problem of these settings as one line (None when they are usable): whole numbers in the ranges
+        the hash grid and MLP can be built with (a 2^40-row table would allocate ~110 GB)."""
+        limits = {"num_levels": (1, 32), "features_per_level": (1, 16), "log2_hashmap_size": (8, 26),
+                  "base_resolution": (1, 1 << 20), "max_resolution": (1, 1 << 20), "hidden_dim": (1, 1024)}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                return f"field.{name} must be a whole number in {low}..{high} (got {value!r})"
+        if self.max_resolution < self.base_resolution:
+            return (f"field.max_resolution ({self.max_resolution}) must be at least field.base_resolution "
+                    f"({self.base_resolution})")
+        return None
+
     @classmethod
     def small(cls) -> "FieldConfig":
         """A CPU-friendly configuration for tests and smoke runs: table 2^16, finest resolution 512."""

@@ -402,3 +402,39 @@ def test_host_synchronizations_per_step(tmp_path, priors, ball, renderer, allowe
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
     print(f"\n{renderer}: {len(syncs)} host synchronizations in 5 steps: {sorted(set(syncs))}")
     assert len(syncs) <= allowed * 5
+
+
+@pytest.mark.parametrize("table, message", [
+    ("[field]\nnum_levels = 0\n", "field.num_levels must be a whole number in 1..32"),
+    ("[field]\nlog2_hashmap_size = 40\n", "field.log2_hashmap_size must be a whole number in 8..26"),
+    ("[field]\nbase_resolution = 64\nmax_resolution = 32\n", "must be at least field.base_resolution"),
+    ("learning_rate = inf\n", "learning rate must be a finite positive number"),
+    ("[guidance]\nw1 = nan\n", "guidance.w1 must be a finite number"),
+    ("[cameras]\ndistance = [0.0, 0.0]\n", "cameras.distance must be finite numbers low <= high within (0, 1e+06)"),
+    ("[cameras]\nfov_deg = [179.0, 360.0]\n", "cameras.fov_deg"),
+    ("[cameras]\nelevation_deg = [45.0, -10.0]\n", "cameras.elevation_deg"),
+])
+def test_nonsense_option_values_get_one_line_before_any_work(tmp_path, ball, table, message):
+    """Found by a new-user test (session 12): bad [field] values ended in a traceback (a 2^40-row table tried to
+    allocate ~110 GB), inf / NaN weights in a misleading overflow message, nonsense camera ranges ran silently."""
+    (tmp_path / "bad.toml").write_text(table)
+    result = invoke("paint", str(ball), "a ball", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "o"),
+                    "--steps", "1", "--quiet")
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_python_configs_of_the_wrong_type_get_one_line():
+    """PaintConfig built in Python: strings and floats where whole numbers or flags belong failed deep in a library,
+    and low_vram="no" counted as true (new-user test, session 12)."""
+    from csdtex.cameras import CameraRanges
+
+    for changes, message in [({"steps": "2"}, "steps must be a whole number"),
+                             ({"views_per_step": 2.0}, "views_per_step must be a whole number"),
+                             ({"learning_rate": "0.01"}, "learning_rate must be a number"),
+                             ({"low_vram": "no"}, "low_vram must be True or False"),
+                             ({"cameras": {"distance": [1, 2]}}, "cameras must be a csdtex.cameras.CameraRanges"),
+                             ({"field": {"num_levels": 4}}, "field must be a csdtex.field.FieldConfig")]:
+        with pytest.raises(ConfigError, match=message):
+            PaintConfig(**changes).validate()
+    PaintConfig(cameras=CameraRanges(distance=(1.0, 2.0)), learning_rate=1, seed=3).validate()  # ints are numbers
