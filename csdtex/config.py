@@ -25,6 +25,7 @@ import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -373,16 +374,16 @@ def _check_types(config: "PaintConfig") -> None:
     def fail(name: str, kind: str) -> None:
         raise ConfigError(f"{name} must be {kind} (got {getattr(config, name)!r})")
 
-    for name in _INT_FIELDS:
+    for name in _INT_FIELDS:  # numbers.Integral: numpy integers count too
         value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is not None and (isinstance(value, (bool, _numpy_bool_types())) or not isinstance(value, Integral)):
             fail(name, "a whole number")
     for name in _FLOAT_FIELDS:
         value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and (isinstance(value, (bool, _numpy_bool_types())) or not isinstance(value, Real)):
             fail(name, "a number")
     for name in _BOOL_FIELDS:
-        if not isinstance(getattr(config, name), bool):
+        if not isinstance(getattr(config, name), (bool, _numpy_bool_types())):
             fail(name, "True or False")
     if not isinstance(config.cameras, CameraRanges):
         fail("cameras", "a csdtex.cameras.CameraRanges")
@@ -390,6 +391,12 @@ def _check_types(config: "PaintConfig") -> None:
         fail("field", "a csdtex.field.FieldConfig or None")
     if not isinstance(config.guidance, dict):
         fail("guidance", "a dict of guidance options")
+
+
+def _numpy_bool_types() -> tuple[type, ...]:
+    """numpy's bool type when numpy is imported already (it is not imported for this check), else ()."""
+    numpy = sys.modules.get("numpy")
+    return (numpy.bool_,) if numpy is not None else ()
 
 
 def _camera_problem(cameras: CameraRanges) -> str | None:
