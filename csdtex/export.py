@@ -224,7 +224,7 @@ def export_alpha(material: Material, height: int, width: int) -> np.ndarray | No
     """The alpha an exported texture of ``material`` carries: its input alpha (:attr:`Material.alpha`, MASK or
     BLEND) resized to ``height`` x ``width`` (nearest for MASK, so a cut-out keeps hard edges; bilinear for BLEND), or
     None for an opaque material. uint8 [height, width]."""
-    if material.alpha is None or material.alpha_mode == "OPAQUE":
+    if not material.has_cutout:
         return None
     alpha = np.asarray(material.alpha, dtype=np.uint8)
     if alpha.shape == (height, width):
@@ -388,7 +388,7 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
         if obj:
             texture_names = [p.name for p in result.textures]
             stage(result.obj).write_text(obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
-            cutouts = [m.alpha is not None and m.alpha_mode != "OPAQUE" for m in mesh.materials]
+            cutouts = [m.has_cutout for m in mesh.materials]
             stage(result.mtl).write_text(mtl_text(labels, texture_names, cutouts), encoding="utf-8")
             for index, texture_path in enumerate(result.textures):
                 data = png(index)

@@ -132,11 +132,10 @@ def read_uv_mask(path: str | Path) -> tuple[np.ndarray, dict]:
         raise ConfigError(f"mask {path} is not an image ({one_line(error)}): give a PNG, white = editable") from None
     if "A" in image.getbands() and np.asarray(image.getchannel("A")).min() < 255:
         values = np.asarray(image.getchannel("A"))
-    else:  # 16-bit / float greyscale scaled to 8 bits (convert("L") would clip 16-bit values to white)
-        from csdtex.io._common import image_to_rgb8
+    else:  # luminance; 16-bit / float greyscale scaled to 8 bits
+        from csdtex.io._common import image_to_grey8
 
-        values = image_to_rgb8(image)[..., 0] if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F") else (
-            np.asarray(image.convert("L")))
+        values = image_to_grey8(image)
     record = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "size": [image.width, image.height]}
     return values >= 128, record
 

@@ -55,9 +55,13 @@ def clean_relative(name: str) -> str:
     return name.replace("\\", "/")
 
 
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+"""Pillow modes of greyscale images deeper than 8 bits."""
+
+
 def image_to_rgb8(image) -> np.ndarray:
     """A PIL image as uint8 [H, W, 3] RGB, row 0 = top; alpha dropped, 16-bit / float greyscale rescaled."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if image.mode in _HIGH_DEPTH_MODES:
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I") and values.max(initial=0) > 255 else 255.0
         if image.mode == "F":
@@ -65,6 +69,14 @@ def image_to_rgb8(image) -> np.ndarray:
         grey = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def image_to_grey8(image) -> np.ndarray:
+    """A PIL image as uint8 [H, W] luminance, row 0 = top; 16-bit / float greyscale rescaled like
+    :func:`image_to_rgb8` (Pillow's ``convert("L")`` would clip 16-bit values to white)."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        return np.ascontiguousarray(image_to_rgb8(image)[..., 0])
+    return np.ascontiguousarray(np.asarray(image.convert("L"), dtype=np.uint8))
 
 
 _NOISY_LOGGERS = ("trimesh", "DracoPy", "PIL", "meshopt")

@@ -181,7 +181,7 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
             # Existing meshes are often open (cloth, leaves, scans): show both sides rather than holes.
             "doubleSided": True,
         }
-        if material.alpha is not None and material.alpha_mode in ("MASK", "BLEND"):  # the PNG carries the alpha
+        if material.has_cutout:  # the PNG carries the alpha
             entry["alphaMode"] = material.alpha_mode
             if material.alpha_mode == "MASK":
                 entry["alphaCutoff"] = float(material.alpha_cutoff)

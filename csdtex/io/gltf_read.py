@@ -14,9 +14,9 @@ What it reads (the README's "glTF features" list is this module's :data:`GLTF_EX
 - per material: ``pbrMetallicRoughness.baseColorTexture`` (its image as uint8 RGB, its ``texCoord`` set, its sampler
   and ``KHR_texture_transform``) and ``baseColorFactor`` (with a texture, its RGB is multiplied into the texture's
   texels, which is what viewers show, so that an edit keeps the colour of the parts it does not change); ``COLOR_0``
-  as vertex colours. What a material has beyond its base colour (normal, metallic-roughness, occlusion and emissive
-  maps, emissive colour, alpha other than OPAQUE) is named in one warning: csdtex's outputs carry the base colour
-  only.
+  as vertex colours; ``alphaMode`` MASK / BLEND: the image's alpha times the factor's (``Material.alpha``); ``NORMAL``
+  in world space (``Mesh.normals``). What a material has beyond that (normal, metallic-roughness, occlusion and
+  emissive maps, emissive colour, other UV sets) is named in one warning: csdtex's outputs do not carry it.
 
 UVs come back with (0, 0) = bottom-left: ``v = 1 - v_file`` (glTF puts the origin at the top-left).
 """
@@ -141,6 +141,12 @@ def _triangles(indices: np.ndarray, mode: int) -> np.ndarray:
         restart = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
         return faces[~restart]
     return np.stack([indices[i + 1], indices[i + 2], np.full(count, indices[0])], axis=1)  # fans
+
+
+def _uv_set_name(attribute_names, uv_set: int) -> str:
+    """The attribute a primitive's base-colour texture reads: ``TEXCOORD_<uv_set>``, or ``TEXCOORD_0`` when the
+    primitive lacks that set (a warning says so)."""
+    return f"TEXCOORD_{uv_set}" if f"TEXCOORD_{uv_set}" in attribute_names else "TEXCOORD_0"
 
 
 def _times_factor(texture: np.ndarray, factor: tuple[float, float, float]) -> np.ndarray:
@@ -273,7 +279,7 @@ class _Reader:
             if "POSITION" not in attributes:
                 raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
             positions = attributes["POSITION"][:, :3]
-            uv_name = f"TEXCOORD_{uv_set}" if f"TEXCOORD_{uv_set}" in attributes else "TEXCOORD_0"
+            uv_name = _uv_set_name(attributes, uv_set)
             if uv_name != f"TEXCOORD_{uv_set}" and uv_name in attributes:
                 self.warnings.append(f"{self.path.name}: mesh {mesh_index} primitive {primitive_index} has no "
                                      f"TEXCOORD_{uv_set}, which its base-colour texture names; TEXCOORD_0 is used")
@@ -390,7 +396,7 @@ class _Reader:
                     continue
                 material, uv_set = self.material_for(primitive, mesh_index, mesh.get("name"))
                 names = primitive.get("attributes") or {}
-                used = f"TEXCOORD_{uv_set}" if f"TEXCOORD_{uv_set}" in names else "TEXCOORD_0"
+                used = _uv_set_name(names, uv_set)
                 other_sets = sorted(name for name in names if name.startswith("TEXCOORD_") and name != used)
                 if other_sets:  # lightmap / detail UVs: the outputs have one UV set
                     lost = self.not_carried.setdefault(self.materials[material].name, [])

@@ -16,7 +16,7 @@ import numpy as np
 
 from csdtex.errors import MeshError
 from csdtex.fileio import is_within
-from csdtex.io._common import GENERATOR, ParseError, clean_relative, error_text, image_to_rgb8
+from csdtex.io._common import GENERATOR, ParseError, clean_relative, error_text, image_to_grey8, image_to_rgb8
 from csdtex.mesh.types import Material, Mesh, unique_name
 from csdtex.sampling import CLAMP_TO_EDGE, TextureSampler, TextureTransform
 
@@ -285,8 +285,7 @@ def _coverage(image) -> np.ndarray:
     luminance. uint8 [H, W]; 16-bit / float greyscale scaled to 8 bits."""
     if "A" in image.getbands():
         return np.ascontiguousarray(np.asarray(image.getchannel("A"), dtype=np.uint8))
-    grey = image.convert("L") if image.mode in ("RGB", "P", "CMYK") else image
-    return np.ascontiguousarray(image_to_rgb8(grey)[..., 0])
+    return image_to_grey8(image)
 
 
 def _settle_alpha(material: Material) -> None:

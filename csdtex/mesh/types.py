@@ -38,8 +38,8 @@ class Material:
     Attributes:
         name: material name (from the MTL / glTF file, or generated), used for export.
         texture: the existing base-colour texture as uint8 [H, W, 3] (RGB, row 0 = top of the image, i.e. v = 1),
-            or None, as viewers show it: a glTF ``baseColorFactor`` is multiplied into its texels on load. Alpha is
-            dropped on load.
+            or None, as viewers show it: a glTF ``baseColorFactor`` is multiplied into its texels on load. Its alpha,
+            where the file uses it, is kept apart in ``alpha``.
         texture_source: where the texture was read from (for messages), or None.
         base_color: RGB in [0, 1] used when there is no texture.
         sampler: wrap and filter modes of the texture (glTF ``sampler``; OBJ: repeat), or None when the file says
@@ -64,6 +64,11 @@ class Material:
     alpha_mode: str = "OPAQUE"
     alpha_cutoff: float = 0.5
 
+    @property
+    def has_cutout(self) -> bool:
+        """True when the material's alpha is to be carried (MASK or BLEND with an ``alpha`` array)."""
+        return self.alpha is not None and self.alpha_mode in ("MASK", "BLEND")
+
 
 @dataclass
 class Mesh:
@@ -84,9 +89,9 @@ class Mesh:
             replaces them (the outputs do not carry them).
         extensions: glTF extensions the file uses (``extensionsUsed``), name -> True when csdtex applies it, False
             when it ignores it (:data:`csdtex.io.gltf_features.GLTF_EXTENSIONS`); empty for other formats.
-        normals: float64 [N, 3] unit shading normals from the file (glTF ``NORMAL`` in world space, OBJ ``vn``), or
-            None. Exports write them back (hard edges, custom normals) and renders shade with them
-            (:meth:`to_render`).
+        normals: float64 [N, 3] shading normals from the file (glTF ``NORMAL`` in world space, OBJ ``vn``; any
+            length, :meth:`export_normals` normalizes them), or None. Exports write them back (hard edges, custom
+            normals) and renders shade with them (:meth:`to_render`).
         normal_faces: int64 [F, 3] indexing ``normals`` per face corner (-1: that corner has none, and exports
             give it the smooth area-weighted normal); None exactly when ``normals`` is None.
     """
@@ -144,7 +149,6 @@ class Mesh:
         returned as unit vectors; a zero or non-finite one counts as missing."""
         if self.normals is None or self.normal_faces is None or len(self.normals) == 0:
             return vertex_normals(self.vertices, self.faces), self.faces
-        smooth = vertex_normals(self.vertices, self.faces)
         own = np.asarray(self.normals, dtype=np.float64)
         length = np.linalg.norm(own, axis=1)
         usable = np.isfinite(own).all(axis=1) & (length > 1e-12)  # a zero or NaN normal falls back to smooth
@@ -154,7 +158,7 @@ class Mesh:
         corners = np.where(usable[np.clip(corners, 0, len(own) - 1)] | (corners >= len(own)), corners, fallback)
         if (corners < len(own)).all():
             return own, corners.astype(np.int64)
-        return np.concatenate([own, smooth]), corners.astype(np.int64)
+        return np.concatenate([own, vertex_normals(self.vertices, self.faces)]), corners.astype(np.int64)
 
     def copy_with(self, **changes) -> "Mesh":
         """A shallow copy with some fields replaced (dataclasses.replace)."""
@@ -247,13 +251,17 @@ def vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.where(length > 1e-20, accumulated / np.maximum(length, 1e-20), fallback)
 
 
-def unique_name(name: str, taken: set[str]) -> str:
+def unique_name(name: str, taken: set[str], ignore_case: bool = False) -> str:
     """``name``, else ``name_1``, ``name_2``, ...: the first candidate not in ``taken`` (which is then added to it).
 
-    Used for material names (loaders, :func:`csdtex.mesh.unwrap.unwrap_uvs`); comparison is case-sensitive.
+    Used for material names (loaders, :func:`csdtex.mesh.unwrap.unwrap_uvs`; case-sensitive) and output folder names
+    (``ignore_case`` True: ``taken`` holds lower-cased names, as case-insensitive file systems compare them).
     """
+    def key(text: str) -> str:
+        return text.lower() if ignore_case else text
+
     candidate, k = name, 1
-    while candidate in taken:
+    while key(candidate) in taken:
         candidate, k = f"{name}_{k}", k + 1
-    taken.add(candidate)
+    taken.add(key(candidate))
     return candidate

@@ -53,6 +53,7 @@ import numpy as np
 from csdtex.errors import ConfigError
 from csdtex.fileio import write_bytes_atomic, write_text_atomic
 from csdtex.mesh import Mesh
+from csdtex.mesh.types import unique_name
 from csdtex.metrics.seams import interior_edges, seam_metrics
 from csdtex.mesh.seams import seam_edges
 
@@ -207,16 +208,6 @@ def fit_errors(textures: dict[str, list[np.ndarray]], truth: list[np.ndarray],
     return out
 
 
-def _unique_mesh_name(name: str, taken: set[str]) -> str:
-    """``name``, or ``name_1``, ``name_2``, ... when another mesh of the run has it (case-insensitively, as file
-    systems may be); the chosen name is added to ``taken`` (lower-cased)."""
-    candidate, k = name, 1
-    while candidate.lower() in taken:
-        candidate, k = f"{name}_{k}", k + 1
-    taken.add(candidate.lower())
-    return candidate
-
-
 def _mesh_name(spec: str) -> str:
     from csdtex.export import safe_asset_name
 
@@ -295,7 +286,7 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
     resolved = None
     taken: set[str] = set()
     for spec, mesh in loaded:
-        name = _unique_mesh_name(_mesh_name(spec), taken)  # two "chair.obj" in other folders: chair, chair_1
+        name = unique_name(_mesh_name(spec), taken, ignore_case=True)  # two "chair.obj": chair, chair_1
         run = prepare_run(mesh, settings.prompt, config, out_dir / name, prior=prior,
                           warn=warn or (lambda message: None))
         resolved = run.config

@@ -9,10 +9,12 @@ renderer, preview and checkpoint settings, baked texture size) may change.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from csdtex import __version__
@@ -33,10 +35,6 @@ def mesh_fingerprint(mesh) -> str:
     """SHA-256 (hex) of a :class:`csdtex.mesh.Mesh`'s vertices, faces, UVs, UV faces and face materials (float64 /
     int64 bytes): what the optimized field is tied to. A checkpoint of another mesh, or of this one unwrapped another
     way, does not match."""
-    import hashlib
-
-    import numpy as np
-
     digest = hashlib.sha256()
     for array in (mesh.vertices, mesh.faces, mesh.uvs, mesh.uv_faces, mesh.face_materials):
         digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())

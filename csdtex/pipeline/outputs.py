@@ -80,9 +80,15 @@ def _is_csdtex_glb(path: Path) -> bool:
     return isinstance(document, dict) and (document.get("asset") or {}).get("generator") == "csdtex"
 
 
+def _output_names(stem: str) -> set[str]:
+    """The fixed output file names of asset ``stem``: model files, its single-material texture, previews (material
+    textures ``<stem>_<label>.png`` come on top)."""
+    return {f"{stem}{suffix}" for suffix in (".obj", ".mtl", ".glb", ".png", *PREVIEW_SUFFIXES)}
+
+
 def _asset_files(out_dir: Path, stem: str) -> set[str]:
     """The csdtex output files of asset ``stem`` present in ``out_dir``: model files, the MTL's textures, previews."""
-    names = {f"{stem}{suffix}" for suffix in (".obj", ".mtl", ".glb", ".png", *PREVIEW_SUFFIXES)}
+    names = _output_names(stem)
     mtl = out_dir / f"{stem}.mtl"
     with contextlib.suppress(OSError):
         for line in mtl.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -95,9 +101,7 @@ def _asset_files(out_dir: Path, stem: str) -> set[str]:
 def _is_output_name(file_name: str, name: str) -> bool:
     """True when ``file_name`` is one of the names a run of asset ``name`` may write (model files, textures
     ``<name>.png`` / ``<name>_<material>.png``, previews, ``run.json``)."""
-    if file_name == RUN_RECORD or file_name in {f"{name}{suffix}" for suffix in (".obj", ".mtl", ".glb", ".png")}:
-        return True
-    if file_name in {f"{name}{suffix}" for suffix in PREVIEW_SUFFIXES}:
+    if file_name == RUN_RECORD or file_name in _output_names(name):
         return True
     return file_name.startswith(f"{name}_") and file_name.lower().endswith(".png")
 
