@@ -6,7 +6,8 @@ same order (:func:`asset_roots`), once per call; nothing is searched at import t
 
 Layout below an asset root:
 
-- ``priors/tiny/``: the built-in prior, a diffusers folder (:func:`builtin_prior_folder`);
+- ``priors/tiny/``: the built-in prior, a diffusers folder (:func:`builtin_prior_folder`); ``priors/tiny-materials/``
+  the second built-in prior (material words, ``--model tiny-materials``), same layout;
 - ``meshes/*.obj``: the sample meshes;
 - ``classifier/``: the attribute classifier of the fidelity benchmark (``attributes.safetensors`` +
   ``attributes.json``, see :func:`csdtex.tinyprior.attributes.default_weights_path`).
@@ -81,17 +82,22 @@ def find_asset_file(*parts: str) -> Path:
     return next((path for path in candidates if path.is_file()), candidates[0])
 
 
-def builtin_prior_folder() -> Path:
-    """The folder of the built-in prior: the first ``<root>/priors/tiny`` holding a ``model_index.json``.
+def builtin_prior_folder(name: str = BUILTIN_PRIOR_PARTS[-1]) -> Path:
+    """The folder of a built-in prior: the first ``<root>/priors/<name>`` holding a ``model_index.json``.
+
+    Args:
+        name: the prior's folder name below ``priors/``: ``"tiny"`` (the default prior) or ``"tiny-materials"``
+            (the alias of :data:`csdtex.guidance.aliases.MODEL_ALIASES` is the folder name).
 
     Raises:
         ModelError: it is in none of the places of :func:`asset_roots` (an incomplete installation).
     """
-    candidates = asset_candidates(*BUILTIN_PRIOR_PARTS)
+    candidates = asset_candidates(BUILTIN_PRIOR_PARTS[0], name)
     for folder in candidates:
         if (folder / "model_index.json").is_file():
             return folder
+    what = "the built-in prior" if name == BUILTIN_PRIOR_PARTS[-1] else f"the built-in prior {name!r}"
     raise ModelError(
-        f"the built-in prior is missing from this installation (looked in {', '.join(map(str, candidates))}): "
+        f"{what} is missing from this installation (looked in {', '.join(map(str, candidates))}): "
         "reinstall csdtex, or pass --model with a local diffusers folder"
     )

@@ -111,7 +111,7 @@ def test_wheel_ships_the_builtin_prior(tmp_path):
     (site,) = prefix.glob("lib/python3*/site-packages")
     code = ("import csdtex, csdtex.assets as a; from csdtex.tinyprior import attributes; "
             "print(csdtex.__file__); print(a.builtin_prior_folder()); print(attributes.default_weights_path()); "
-            "print(type(attributes.load_classifier()).__name__)")  # fmt: skip
+            "print(type(attributes.load_classifier()).__name__); print(a.builtin_prior_folder('tiny-materials'))")
     env = {**os.environ, "PYTHONPATH": str(site)}
     output = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             check=True).stdout.split("\n")  # fmt: skip
@@ -127,8 +127,57 @@ def test_wheel_ships_the_builtin_prior(tmp_path):
     assert np.all([(prefix / "share" / "csdtex" / "meshes" / f"{m}.obj").is_file() for m in ("vase", "crate")])
     # The prior's config with its vocabulary, and the attribute classifier, found like the prior and byte-identical.
     assert (folder / "tiny_prior_config.json").read_bytes() == (source / "tiny_prior_config.json").read_bytes()
+    # The second built-in prior (--model tiny-materials) beside it, byte-identical too.
+    materials = Path(output[4])
+    assert materials == prefix / "share" / "csdtex" / "priors" / "tiny-materials"
+    for name in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                 "tokenizer/tokenizer.json", "tiny_prior_config.json", "model_index.json"):
+        assert (materials / name).read_bytes() == (builtin_prior_folder("tiny-materials") / name).read_bytes(), name
     weights = Path(output[2])
     assert weights == prefix / "share" / "csdtex" / "classifier" / "attributes.safetensors"
     assert output[3] == "AttributeClassifier"
     for name in ("attributes.safetensors", "attributes.json", "README.md"):
         assert (weights.parent / name).read_bytes() == (ROOT / "assets" / "classifier" / name).read_bytes(), name
+
+
+def test_materials_prior_is_shipped_complete_and_loads_by_its_alias():
+    folder = builtin_prior_folder("tiny-materials")
+    assert folder == ROOT / "assets" / "priors" / "tiny-materials"
+    assert tiny_prior.folder_weight_bytes(folder) <= tiny_prior.SIZE_LIMIT_BYTES
+    record = json.loads((folder / "training.json").read_text())
+    readme = (folder / "README.md").read_text()
+    assert record["command"] in readme and "--init-from assets/priors/tiny" in record["command"]
+    assert "## Fidelity" in readme  # the measured numbers, beside the default prior's
+    materials = load_prior("TINY-MATERIALS", "cpu")
+    assert materials.preset == "tiny" and {"wooden", "marble", "brick", "camouflage", "red"} <= materials.vocabulary
+    assert materials.vocabulary.groups["materials"] == ("brick", "bricks", "camouflage", "marble", "wood", "wooden")
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0 and "tiny-materials" in result.output
+
+
+def test_materials_prior_samples_read_as_their_material():
+    """Samples of material prompts, read by the label-set-2 attribute classifier: most show the asked material."""
+    from csdtex.tinyprior import attributes
+
+    components = tiny_prior.load_components(builtin_prior_folder("tiny-materials"))
+    classifier = attributes.load_classifier(attributes.default_weights_path(2))
+    materials = {"brick": "a red brick cylinder, front view", "marble": "a gray marble sphere, front view",
+                 "camouflage": "a green camouflage box, front view"}  # fmt: skip
+    images = tiny_prior.sample_images(components, list(materials.values()), num_per_prompt=3, steps=12,
+                                      guidance_scale=4.0, seed=0)  # fmt: skip
+    _, pattern_probs = attributes.predict_probabilities(images, classifier)
+    read = [classifier.patterns[i] for i in pattern_probs.argmax(axis=1)]
+    expected = [material for material in materials for _ in range(3)]
+    assert sum(r == e for r, e in zip(read, expected)) >= 6, read
+
+
+def test_unknown_material_words_point_to_the_materials_prior(prior):
+    from csdtex.guidance.loading import builtin_prior_vocabularies
+
+    vocabularies = builtin_prior_vocabularies()
+    assert set(vocabularies) == {"tiny", "tiny-materials"}
+    message = unknown_words_message("a brown wooden vase", prior.vocabulary, vocabularies)
+    assert "'wooden', 'vase'" in message and "(--model tiny-materials knows 'wooden')" in message
+    assert unknown_words_message("a brown wooden box", vocabularies["tiny-materials"], vocabularies) is None
+    # No suggestion when no built-in prior knows the words.
+    assert "--model tiny-materials" not in unknown_words_message("a bronze vase", prior.vocabulary, vocabularies)

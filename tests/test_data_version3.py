@@ -164,6 +164,8 @@ def test_vocabulary_v3_is_version_1s_plus_the_material_words(pair):
     assert set(v3) == set(W.VOCABULARY) | _material_caption_words()
     assert sorted(set(v3) - set(W.VOCABULARY)) == ["brick", "bricks", "camouflage", "made", "marble", "of", "wood",
                                                    "wooden"]  # fmt: skip
+    assert set(W.MATERIAL_WORDS) == set(v3) - set(W.VOCABULARY) - {"made", "of"}
+    assert W.vocabulary_groups(v3)["materials"] == list(W.MATERIAL_WORDS) and "materials" not in W.vocabulary_groups()
     assert W.patterns_for(3) == W.PATTERNS + tuple(W.MATERIALS) and W.nouns_for(3) == W.SHAPES
     assert W.DATA_VERSIONS == (1, 2, 3) and W.vocabulary_for(1) == W.VOCABULARY
     assert W.caption_templates_for(3) == W.CAPTION_TEMPLATES_V3

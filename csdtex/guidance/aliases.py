@@ -1,8 +1,9 @@
 """Short names for diffusion priors: what ``--model`` accepts besides a folder or a hub id (``csdtex models``).
 
-The alias :data:`BUILTIN_MODEL` (``tiny``) stands for the prior shipped with csdtex (see
-:func:`csdtex.assets.builtin_prior_folder`); the others stand for Hugging Face Hub repositories, which
-:func:`csdtex.guidance.load_prior` downloads into the Hugging Face cache.
+The alias :data:`BUILTIN_MODEL` (``tiny``) stands for the prior shipped with csdtex and used by default, and
+:data:`MATERIALS_MODEL` (``tiny-materials``) for the second shipped prior, which also knows four material words (see
+:func:`csdtex.assets.builtin_prior_folder`; a built-in alias is its folder's name); the others stand for Hugging Face
+Hub repositories, which :func:`csdtex.guidance.load_prior` downloads into the Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class ModelAlias:
 BUILTIN_MODEL = "tiny"
 """The alias of the built-in prior, the default ``--model``."""
 
+MATERIALS_MODEL = "tiny-materials"
+"""The alias of the second built-in prior: the default one fine-tuned on material objects (wood, marble, brick,
+camouflage), better at word order, worse at simple patterns (its model card has the fidelity table)."""
+
 MODEL_ALIASES: dict[str, ModelAlias] = {
     a.alias: a
     for a in (
@@ -41,6 +46,12 @@ MODEL_ALIASES: dict[str, ModelAlias] = {
             "(built in)",
             "csdtex's own tiny pixel prior, 64 px, works offline on a CPU; knows flat colours and simple patterns only "
             "(the default)",
+            builtin=True,
+        ),
+        ModelAlias(
+            MATERIALS_MODEL,
+            "(built in)",
+            "the built-in prior fine-tuned on materials: also knows wood(en), marble, brick(s), camouflage; offline",
             builtin=True,
         ),
         ModelAlias(

@@ -10,7 +10,8 @@ is never trusted. A hub id is first fetched into the Hugging Face cache with ``h
 (only the files a prior needs), then loaded from that folder exactly like a local folder, so every network problem
 surfaces in one place and becomes a one-line :class:`~csdtex.errors.ModelError`.
 
-The built-in prior (alias ``tiny``) is loaded from :func:`csdtex.assets.builtin_prior_folder`. Any folder with a
+The built-in priors (aliases ``tiny`` and ``tiny-materials``) are loaded from
+:func:`csdtex.assets.builtin_prior_folder`. Any folder with a
 ``tiny_prior_config.json`` (the built-in one, or one trained with ``benchmarks/train_prior.py``) gets
 ``Prior.preset = "tiny"`` and its closed word list in ``Prior.vocabulary`` (:mod:`csdtex.guidance.vocabulary`).
 """
@@ -372,6 +373,23 @@ def _tiny_prior_vocabulary(config_path: Path, tokenizer: Any) -> Vocabulary | fr
     return vocabulary if vocabulary is not None else tokenizer_words(tokenizer)
 
 
+def builtin_prior_vocabularies() -> dict[str, Vocabulary]:
+    """The words of every built-in prior installed: alias (``"tiny"``, ``"tiny-materials"``) -> its
+    :class:`~csdtex.guidance.vocabulary.Vocabulary`, read from the folder's ``tiny_prior_config.json`` (no weights
+    loaded). A built-in prior missing from the installation or without a readable word list is left out."""
+    vocabularies = {}
+    for alias in MODEL_ALIASES.values():
+        if not alias.builtin:
+            continue
+        try:
+            vocabulary = read_vocabulary(_read_json(builtin_prior_folder(alias.alias) / TINY_PRIOR_CONFIG_NAME))
+        except (ModelError, ValueError):
+            continue
+        if vocabulary is not None:
+            vocabularies[alias.alias] = vocabulary
+    return vocabularies
+
+
 def _hub_offline() -> bool:
     from huggingface_hub import constants
 
@@ -498,8 +516,8 @@ def load_prior(
     """Load a diffusion prior from an alias, a local diffusers folder or a Hugging Face Hub id.
 
     Resolution order: an alias from :data:`~csdtex.guidance.aliases.MODEL_ALIASES` (``tiny`` = the built-in prior,
-    ``sd21``, ``sd15``, ``if``; case-insensitive), then an existing local path, then a hub id ``org/name`` (downloaded
-    into the HF cache, or taken from it when offline).
+    ``tiny-materials`` = the built-in prior with material words, ``sd21``, ``sd15``, ``if``; case-insensitive), then an
+    existing local path, then a hub id ``org/name`` (downloaded into the HF cache, or taken from it when offline).
 
     Args:
         model: alias, folder path or hub repo id.
@@ -523,7 +541,7 @@ def load_prior(
         raise ModelError("no model given: pass an alias (csdtex models), a local diffusers folder or a hub id")
     alias = MODEL_ALIASES.get(name.lower())
     if alias is not None and alias.builtin:
-        return load_prior_from_folder(builtin_prior_folder(), device, dtype, low_vram=low_vram)
+        return load_prior_from_folder(builtin_prior_folder(alias.alias), device, dtype, low_vram=low_vram)
     if alias is not None:
         repo_id = alias.repo_id
     elif Path(name).expanduser().exists():

@@ -105,7 +105,9 @@ def unknown_words(prompt: str, vocabulary: Collection[str]) -> list[str]:
     return unknown
 
 
-def unknown_words_message(prompt: str, vocabulary: Collection[str]) -> str | None:
+def unknown_words_message(
+    prompt: str, vocabulary: Collection[str], alternatives: Mapping[str, Collection[str]] | None = None
+) -> str | None:
     """One-line warning naming the words of ``prompt`` a tiny prior does not know, and listing those it knows.
 
     Args:
@@ -113,6 +115,9 @@ def unknown_words_message(prompt: str, vocabulary: Collection[str]) -> str | Non
         vocabulary: the prior's words (``Prior.vocabulary``); a :class:`Vocabulary` with groups lists its known words
             grouped (the built-in prior: colours, shapes, then the other words), any other collection lists them in one
             sorted list.
+        alternatives: other priors the user could pass instead, ``--model`` value -> its words (e.g. the built-in
+            priors, :func:`csdtex.guidance.loading.builtin_prior_vocabularies`); the message names those that know
+            some of the unknown words (``"; --model tiny-materials knows 'wooden'"``).
 
     Returns:
         None when every word of ``prompt`` is known; otherwise the warning, e.g. ``"the built-in prior does not know
@@ -139,9 +144,15 @@ def unknown_words_message(prompt: str, vocabulary: Collection[str]) -> str | Non
     else:
         known = f"the words {', '.join(other)}"
     quoted = ", ".join(f"'{w}'" for w in unknown)
+    suggestions = []
+    for model, words in (alternatives or {}).items():
+        knows = [f"'{w}'" for w in unknown if w in words]
+        if knows:
+            suggestions.append(f"--model {model} knows {', '.join(knows)}")
     return (
-        f"the built-in prior does not know {quoted} (ignored as <unk>); it knows only {known}. For other prompts use a "
-        "real prior on a GPU (--model sd21 or a local diffusers folder)"
+        f"the built-in prior does not know {quoted} (ignored as <unk>); it knows only {known}"
+        + (f" ({'; '.join(suggestions)})" if suggestions else "")
+        + ". For other prompts use a real prior on a GPU (--model sd21 or a local diffusers folder)"
     )
 
 

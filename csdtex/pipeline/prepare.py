@@ -179,9 +179,13 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
 
 
 def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, warn: Notify) -> None:
+    from csdtex.guidance.loading import builtin_prior_vocabularies
     from csdtex.guidance.vocabulary import unknown_words_message
 
+    alternatives = None
     for text, where in ((prompt, ""), (negative_prompt, "in the negative prompt: ")):
-        message = unknown_words_message(text, vocabulary) if text else None
+        if text and alternatives is None and unknown_words_message(text, vocabulary) is not None:
+            alternatives = builtin_prior_vocabularies()
+        message = unknown_words_message(text, vocabulary, alternatives) if text else None
         if message:
             warn(where + message)

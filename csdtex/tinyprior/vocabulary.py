@@ -219,6 +219,10 @@ VOCABULARY_V3: tuple[str, ...] = _vocabulary_v3()
 (brick, bricks, camouflage, made, marble, of, wood, wooden); the colours, the version-1 nouns and the view suffixes
 a material caption carries are version 1's."""
 
+MATERIAL_WORDS: tuple[str, ...] = ("brick", "bricks", "camouflage", "marble", "wood", "wooden")
+"""The material words of data versions 2 and 3's captions (the unknown-word warning lists them as a group): the words
+:data:`VOCABULARY_V3` adds to :data:`VOCABULARY` except the function words "made" and "of"."""
+
 DATA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 """Data versions: 1 = the shipped prior's data (v1 vocabulary, templates, primitives), 2 = issue #15's data, 3 =
 version 1's data with a share of its objects repainted with a material and captioned with the material's words
@@ -273,17 +277,22 @@ def unknown_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
 def vocabulary_groups(words: Iterable[str] | None = None) -> dict[str, list[str]]:
     """The word groups the unknown-word warning lists separately: ``{"colours": [...], "shapes": [...]}``, each
     sorted, restricted to ``words`` (default :data:`VOCABULARY`); the shapes include :data:`GENERIC_NOUN` (and the
-    data-version-2 nouns :data:`SHAPE_NOUNS_V2` when ``words`` has them)."""
+    data-version-2 nouns :data:`SHAPE_NOUNS_V2` when ``words`` has them); a third group ``"materials"``
+    (:data:`MATERIAL_WORDS`) only when ``words`` has any of them."""
     known = set(VOCABULARY if words is None else words)
-    return {
+    groups = {
         "colours": sorted(w for w in known if w in COLORS),
         "shapes": sorted(w for w in known if w in SHAPES or w in SHAPE_NOUNS_V2 or w == GENERIC_NOUN),
     }
+    materials = sorted(w for w in known if w in MATERIAL_WORDS)
+    if materials:
+        groups["materials"] = materials
+    return groups
 
 
 def prior_vocabulary_entries(words: Iterable[str] | None = None) -> dict[str, Any]:
     """The ``tiny_prior_config.json`` entries for a prior that knows ``words`` (default :data:`VOCABULARY`):
-    ``{"vocabulary": sorted words, "vocabulary_groups": {"colours": [...], "shapes": [...]}}`` (see
+    ``{"vocabulary": sorted words, "vocabulary_groups": {"colours": [...], "shapes": [...], ...}}`` (see
     :mod:`csdtex.guidance.vocabulary`)."""
     words = list(VOCABULARY if words is None else words)
     return runtime_vocabulary.vocabulary_entries(words, vocabulary_groups(words))
