@@ -6,6 +6,7 @@ Every user error surfaces as one line ``error: ...`` on stderr and a non-zero ex
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -144,16 +145,17 @@ def _run_options(*, paint: bool, single_run: bool = True):
         click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto]."),
         click.option("--renderer", type=click.Choice(BACKENDS), default=None,
                      help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch]."),
-        click.option("--low-vram", "low_vram", is_flag=True, default=None,
+        click.option("--low-vram/--no-low-vram", "low_vram", default=None,
                      help="Use less GPU memory, more slowly, with the same result: smaller UNet batches, VAE-encoder "
                           "activations recomputed one view at a time, no CUDA graphs, text encoder kept off the GPU."),
-        click.option("--compile-encoder", "compile_encoder", is_flag=True, default=None,
+        click.option("--compile-encoder/--no-compile-encoder", "compile_encoder", default=None,
                      help="Run the VAE encoder of an SD-style prior through torch.compile, for faster steps on CUDA: "
                           "the same result, the first step slower by the compilation (ignored with --low-vram)."),
-        click.option("--overwrite", is_flag=True, default=None,
+        click.option("--overwrite/--no-overwrite", "overwrite", default=None,
                      help="Replace another asset's outputs in the output folder (removed once the new ones are complete)."),
         click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-                     help="TOML file of options (command-line options override it)."),
+                     help="TOML file of options (command-line options override it; --no-low-vram and the like turn "
+                          "off a flag the file turns on)."),
     ]
     if single_run:
         options = [click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
@@ -167,7 +169,8 @@ def _run_options(*, paint: bool, single_run: bool = True):
                          help="Negative prompt (default: the preset's; \"\" disables it)."),
             click.option("--texture-size", type=int, default=None,
                          help="Baked texture size in texels [default: 1024; 512 with the built-in prior]."),
-            click.option("--unwrap", is_flag=True, default=None, help="Re-unwrap UVs with xatlas even if the mesh has UVs."),
+            click.option("--unwrap/--no-unwrap", "unwrap", default=None,
+                         help="Re-unwrap UVs with xatlas even if the mesh has UVs."),
         ]
 
     def decorate(function):
@@ -188,6 +191,17 @@ def _run_config(config_type, options: dict):
     config = load_config_file(options["config_file"], config_type()) if options["config_file"] else config_type()
     values = {k: v for k, v in options.items() if k not in _NOT_CONFIG and v is not None}
     return apply_overrides(config, values, source="the command line")
+
+
+def _without_paint_only_options(config, config_file: Path | None):
+    """An edit's config without the paint-only ``texture_size`` and ``unwrap`` that a ``--config`` file shared with
+    ``csdtex paint`` may set (an edit keeps the mesh's UVs and texture resolution); a note names what is ignored."""
+    ignored = [name for name, off in (("texture_size", None), ("unwrap", False)) if getattr(config, name) != off]
+    if not ignored:
+        return config
+    _echo("note")(f"{' and '.join(ignored)} in {config_file} do not apply to an edit (it keeps the mesh's UVs and "
+                  "texture resolution): ignored")
+    return dataclasses.replace(config, texture_size=None, unwrap=False)
 
 
 def _echo(kind: str):
@@ -238,7 +252,7 @@ def edit(mesh_path: Path, prompt: str, source: str, mask: Path | None, materials
     from csdtex.config import EditConfig
     from csdtex.editing import edit as run_edit
 
-    config = _run_config(EditConfig, options)
+    config = _without_paint_only_options(_run_config(EditConfig, options), options["config_file"])
     out_dir = _default_out(mesh_path, options["out_dir"])
     with _interrupt_names_checkpoint(out_dir):
         result = run_edit(mesh_path, prompt, source, config, out_dir=out_dir, mask=mask, materials=materials,

@@ -216,7 +216,7 @@ class EditConfig(PaintConfig):
         if self.preserve is not None and not self.preserve >= 0:
             raise ConfigError(f"preserve must be 0 or positive (got {self.preserve})")
         if self.unwrap:
-            raise ConfigError("an edit keeps the mesh's own UVs (its texture is mapped by them): drop --unwrap")
+            raise ConfigError("an edit keeps the mesh's own UVs (its texture is mapped by them): leave unwrap off")
 
 
 DEFAULT_MODEL = BUILTIN_MODEL

@@ -63,3 +63,61 @@ def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     except ValueError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, lock_name: str, busy: Exception) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` while the block runs, so that two csdtex processes never write into one
+    folder at once.
+
+    The lock is an advisory ``flock`` on ``folder / lock_name`` (released by the operating system when the process
+    ends, however it ends, so a crash leaves no stale lock). The folder and its missing parents are created; on exit
+    the lock file is removed, and the folders this call created are removed again when nothing else was written
+    into them (a run that failed early leaves no empty output folder behind). Without ``fcntl`` (Windows) the block
+    runs unlocked.
+
+    Args:
+        folder: the folder to lock.
+        lock_name: the lock file's name inside it (e.g. ``".csdtex-run.lock"``).
+        busy: the exception raised when another process holds the lock (a one-line
+            :class:`csdtex.errors.CsdtexError` naming the remedy).
+    Yields:
+        ``folder`` as a Path.
+    """
+    folder = Path(folder)
+    created = []
+    missing = folder.absolute()
+    while not missing.exists() and missing.parent != missing:
+        created.append(missing)
+        missing = missing.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    path, handle = folder / lock_name, None
+    try:
+        while fcntl is not None:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(handle)
+                handle = None
+                raise busy from None
+            try:  # the previous holder may have removed the file between our open and our lock: lock the new one
+                if os.fstat(handle).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(handle)
+            handle = None
+        yield folder
+    finally:
+        if handle is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(handle)
+        for empty in created:  # deepest first
+            with contextlib.suppress(OSError):
+                empty.rmdir()

@@ -19,6 +19,7 @@ from csdtex.mesh import Mesh
 from csdtex.pipeline.finalize import PaintResult, finalize
 from csdtex.pipeline.objectives import ScoreObjective
 from csdtex.pipeline.optimize import optimize
+from csdtex.pipeline.outputs import run_folder_lock
 from csdtex.pipeline.prepare import prepare_run
 from csdtex.pipeline.progress import Progress, TqdmProgress
 
@@ -66,7 +67,8 @@ def paint(
         :class:`PaintResult`.
     Raises:
         csdtex.errors.CsdtexError: a one-line user error (bad option, prompt, mesh, model, device, output folder; a
-            GPU out-of-memory error becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``).
+            GPU out-of-memory error becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``;
+            another csdtex run writing into ``out_dir``, :func:`csdtex.pipeline.outputs.run_folder_lock`).
     """
     config = config or PaintConfig()
 
@@ -78,4 +80,5 @@ def paint(
         optimized = optimize(run, model, objective, resume=resume, progress=bar)
         return finalize(run, model, optimized)
 
-    return call_with_gpu_memory_errors(run_paint, low_vram=config.low_vram)
+    with run_folder_lock(out_dir):
+        return call_with_gpu_memory_errors(run_paint, low_vram=config.low_vram)

@@ -226,7 +226,7 @@ def test_resume_after_a_killed_batch_redoes_nothing_finished(tmp_path, fast_toml
     assert f"{len(finished)} skipped" in result.output
     for name, (mtime, marker) in finished.items():
         assert (out / name / "run.json").stat().st_mtime_ns == mtime and (out / name / "batch.json").read_text() == marker
-    assert sorted(p.name for p in out.iterdir()) == [".csdtex-batch.lock", "first", "second", "summary.html",
+    assert sorted(p.name for p in out.iterdir()) == ["first", "second", "summary.html",
                                                      "summary.json", "third"]
 
 

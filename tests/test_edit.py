@@ -270,3 +270,18 @@ def test_sixteen_bit_greyscale_masks_read_like_eight_bit_ones(tmp_path):
     np.testing.assert_array_equal(read_uv_mask(tmp_path / "mask16.png")[0], read_uv_mask(tmp_path / "mask8.png")[0])
     editable = read_uv_mask(tmp_path / "mask16.png")[0]
     assert editable[:, :4].all() and not editable[:, 4:].any()
+
+
+def test_a_config_file_shared_with_paint_works_for_an_edit(tmp_path, prior, box):
+    """A TOML file written for `csdtex paint` (texture_size, unwrap = true, low_vram = true): the edit ignores the
+    paint-only options with a note, and --no-low-vram turns off the file's flag."""
+    config = tmp_path / "shared.toml"
+    config.write_text("texture_size = 256\nunwrap = true\nlow_vram = true\nsteps = 2\nviews_per_step = 1\n")
+    out = tmp_path / "out"
+    result = invoke("edit", str(box), "a blue box", "--source", "a red box", "--model", str(prior), "--config",
+                    str(config), "--no-low-vram", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"note: texture_size and unwrap in {config} do not apply to an edit" in result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["low_vram"] is False and record["config"]["unwrap"] is False
+    assert Image.open(out / "box_lid.png").size == Image.open(box.parent / "box_lid.png").size  # not 256

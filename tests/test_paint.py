@@ -214,3 +214,36 @@ def test_models_lists_the_aliases():
     result = invoke("models")
     assert result.exit_code == 0
     assert "sd21" in result.output and "stabilityai/stable-diffusion-2-1-base" in result.output
+
+
+def test_one_run_at_a_time_writes_into_an_output_folder(tmp_path, priors, small_mesh):
+    """While a run holds the output folder (here: this process, through the same lock a paint takes), a second paint
+    into it fails at once with one line; the folder is free again afterwards and no lock file is left behind."""
+    from csdtex.pipeline.outputs import RUN_LOCK, run_folder_lock
+
+    out = tmp_path / "out"
+    with run_folder_lock(out):
+        result = CliRunner().invoke(main, ["paint", str(small_mesh), "a red ball", "--model", str(priors["pixel"]),
+                                           "--out", str(out), *FAST])  # fmt: skip
+        assert result.exit_code != 0 and result.exception is not None
+        assert "another csdtex run is writing into" in result.output and "choose another --out" in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        assert [p.name for p in out.iterdir()] == [RUN_LOCK]
+    assert not out.exists()  # the lock created the folder and nothing else was written: removed again
+
+    # A lock file left by a killed run (no process holds it) does not block the next run.
+    out.mkdir()
+    (out / RUN_LOCK).write_text("")
+    result = invoke("paint", str(small_mesh), "a red ball", "--model", str(priors["pixel"]), "--out", str(out), *FAST)
+    assert result.exit_code == 0, result.output
+    assert RUN_LOCK not in {p.name for p in out.iterdir()} and (out / "run.json").is_file()
+
+
+def test_a_run_that_fails_early_leaves_no_output_folder(tmp_path, priors):
+    broken = tmp_path / "broken.obj"
+    broken.write_text("v 0 0 0\nf 1 2 3\n")  # a face with missing vertices
+    out = tmp_path / "new" / "out"
+    result = CliRunner().invoke(main, ["paint", str(broken), "a red ball", "--model", str(priors["pixel"]),
+                                       "--out", str(out), *FAST])  # fmt: skip
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert not (tmp_path / "new").exists()

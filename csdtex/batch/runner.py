@@ -5,7 +5,8 @@ Output folder layout::
     <out>/<name>/                 one finished asset: the files of csdtex paint, run.json, batch.json
     <out>/summary.json, summary.html
     <out>/.staging/               attempts in progress (removed at the end and when a batch starts)
-    <out>/.csdtex-batch.lock      held while a batch writes here (a second batch into the same folder is refused)
+    <out>/.csdtex-batch.lock      held while a batch writes here (a second batch into the same folder is refused;
+                                  removed at the end)
 
 Every attempt writes into its own ``.staging/<name>.<token>/`` folder; only a complete attempt is renamed to
 ``<out>/<name>`` (one ``rename``), after ``batch.json`` (the hash of the row's settings) was written into it. A batch
@@ -17,7 +18,6 @@ redoes the rest (replacing changed ones), and retries failed attempts up to ``re
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from csdtex import __version__
 from csdtex.batch.display import BatchDisplay
@@ -38,7 +38,7 @@ from csdtex.batch.tasks import (EDIT_UNAVAILABLE, AssetTask, Backend, Event, Fin
                                 TaskResult, edit_available)
 from csdtex.config import to_dict
 from csdtex.errors import ConfigError, CsdtexError, one_line
-from csdtex.fileio import write_text_atomic
+from csdtex.fileio import folder_lock, write_text_atomic
 
 STAGING = ".staging"
 LOCK_FILE = ".csdtex-batch.lock"
@@ -214,7 +214,8 @@ def run_batch(manifest: Manifest, options: BatchOptions, observer: Callable[[Eve
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, TaskResult] = {}
     started = time.time()
-    with _locked(out_dir):
+    busy = CsdtexError(f"another csdtex batch is writing to {out_dir}: wait for it to finish or choose another --out")
+    with folder_lock(out_dir, LOCK_FILE, busy):
         _clean_staging(out_dir)
         summary = _SummaryWriter(manifest, planned, out_dir, results, started)
         try:
@@ -352,26 +353,6 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
 
 def _clean_staging(out_dir: Path) -> None:
     shutil.rmtree(out_dir / STAGING, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _locked(out_dir: Path) -> Iterator[None]:
-    """Hold ``<out>/.csdtex-batch.lock`` (an advisory ``flock``; released when the process ends, however it ends)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock
-        yield
-        return
-    with open(out_dir / LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise CsdtexError(f"another csdtex batch is writing to {out_dir}: wait for it to finish or choose "
-                              "another --out") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _SummaryWriter:

@@ -30,6 +30,7 @@ from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.finalize import write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
 from csdtex.pipeline.optimize import optimize, render_step_views
+from csdtex.pipeline.outputs import run_folder_lock
 from csdtex.pipeline.prepare import prepare_run
 from csdtex.pipeline.progress import Progress, TqdmProgress
 from csdtex.pipeline.run import PreparedRun
@@ -124,14 +125,15 @@ def edit(
         :class:`EditResult`.
     Raises:
         csdtex.errors.CsdtexError: one-line user errors (no texture, unknown material, bad mask, empty or identical
-            prompts, ...), before any long work; a GPU out-of-memory error becomes
-            :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``.
+            prompts, another run writing into ``out_dir``, ...), before any long work; a GPU out-of-memory error
+            becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``.
     """
     config = config or EditConfig()
-    return call_with_gpu_memory_errors(
-        lambda: _edit(mesh, prompt, source, config, out_dir, mask, materials, resume, show_progress, prior, notify,
-                      warn, progress),
-        low_vram=config.low_vram, texture_option=False)
+    with run_folder_lock(out_dir):
+        return call_with_gpu_memory_errors(
+            lambda: _edit(mesh, prompt, source, config, out_dir, mask, materials, resume, show_progress, prior, notify,
+                          warn, progress),
+            low_vram=config.low_vram, texture_option=False)
 
 
 def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig, out_dir: str | Path,

@@ -13,7 +13,8 @@ the folder:
 
 A file counts as replaced only if it is still the file seen at the start (same inode and modification time), so a
 file the new run has written is never removed. The files a run reads (the mesh, its textures) are never outputs: a run
-whose outputs would land on one of them fails at once (:func:`check_inputs_kept`).
+whose outputs would land on one of them fails at once (:func:`check_inputs_kept`). One run writes into a folder at a
+time (:func:`run_folder_lock`): a second run into the same folder fails at once.
 """
 
 from __future__ import annotations
@@ -23,15 +24,20 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Iterator
 
 from csdtex.errors import ConfigError
 
-__all__ = ["PREVIEW_SUFFIXES", "check_inputs_kept", "claim_output_folder", "remove_replaced_outputs", "stale_outputs"]
+__all__ = ["PREVIEW_SUFFIXES", "RUN_LOCK", "check_inputs_kept", "claim_output_folder", "remove_replaced_outputs",
+           "run_folder_lock", "stale_outputs"]
 
 PREVIEW_SUFFIXES = ("_turntable.gif", "_turntable.mp4", "_views.png", "_before_after.gif", "_before_after.png")
 """Suffixes (after the asset name) of the preview files paint and edit write."""
 
 RUN_RECORD = "run.json"
+
+RUN_LOCK = ".csdtex-run.lock"
+"""The lock file a paint or edit run holds in its output folder while it runs (removed at the end)."""
 
 FileStamp = tuple[int, int]
 
@@ -201,3 +207,25 @@ def remove_replaced_outputs(out_dir: str | os.PathLike, replaced: dict[str, File
                 path.unlink()
                 removed.append(file_name)
     return removed
+
+
+@contextlib.contextmanager
+def run_folder_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``out_dir`` for one paint or edit run (:func:`csdtex.fileio.folder_lock` on :data:`RUN_LOCK`).
+
+    Checks first that the folder can be created and written (:func:`csdtex.pipeline.prepare.check_writable`); creates
+    it; a run that fails before writing anything leaves no folder behind.
+
+    Raises:
+        ConfigError: the folder cannot be written, or another csdtex run (paint or edit, in any process) is writing
+            into it now.
+    """
+    from csdtex.fileio import folder_lock
+    from csdtex.pipeline.prepare import check_writable
+
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    busy = (f"another csdtex run is writing into {out_dir} right now: wait for it to finish, or choose another --out "
+            "(a batch gives every asset its own folder)")
+    with folder_lock(out_dir, RUN_LOCK, ConfigError(busy)) as folder:
+        yield folder
