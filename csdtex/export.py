@@ -175,16 +175,19 @@ class ExportedFiles:
         mtl: the ``.mtl`` file the OBJ references.
         textures: one PNG per material, in material order.
         glb: the ``.glb`` file.
+        maps: the carried maps the MTL names (normal, emissive, roughness and metallic PNGs; see
+            :func:`export_obj`), in material order.
     """
 
     obj: Path | None = None
     mtl: Path | None = None
     textures: list[Path] = field(default_factory=list)
     glb: Path | None = None
+    maps: list[Path] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
-        """Every written path: obj, mtl, textures, glb (those that exist in this export)."""
-        return [p for p in (self.obj, self.mtl, *self.textures, self.glb) if p is not None]
+        """Every written path: obj, mtl, textures, glb, maps (those that exist in this export)."""
+        return [p for p in (self.obj, self.mtl, *self.textures, self.glb, *self.maps) if p is not None]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -357,6 +360,60 @@ def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLi
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[list[str], list[tuple[str, bytes]]]]:
+    """Per material: the MTL lines and the (file name, PNG bytes) files of its carried maps and factors
+    (:attr:`Material.maps`, ``metallic_factor``, ...) for the OBJ output. ``stems`` are the materials' texture stems
+    (``<name>`` or ``<name>_<label>``); map files are ``<stem>_normal.png``, ``_emissive.png``, ``_roughness.png``
+    and ``_metallic.png`` (the green and blue channels of a glTF metallic-roughness map), made unique against
+    ``taken`` (lowercase file names already used), which is updated. MTL has no occlusion key: the GLB carries it."""
+    from PIL import Image
+
+    from csdtex.mesh.types import unique_name
+
+    def png_of(data: bytes, channel: int | None = None) -> bytes:
+        if data.startswith(b"\x89PNG\r\n\x1a\n") and channel is None:
+            return data  # the input's own file, 16-bit normal maps included
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB")
+            if channel is not None:
+                image = image.getchannel(channel)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def file_name(stem: str, what: str) -> str:
+        chosen = safe_asset_name(unique_name(safe_asset_name(f"{stem}_{what}"), taken, ignore_case=True))
+        taken.add(chosen.lower())
+        return chosen + ".png"
+
+    result = []
+    for material, stem in zip(mesh.materials, stems):
+        lines: list[str] = []
+        files: list[tuple[str, bytes]] = []
+        if material.roughness_factor is not None:
+            lines.append(f"Pr {material.roughness_factor:.6f}")
+        if material.metallic_factor is not None:
+            lines.append(f"Pm {material.metallic_factor:.6f}")
+        if material.emissive_factor is not None and any(material.emissive_factor) or "emissive" in material.maps:
+            r, g, b = material.emissive_factor if material.emissive_factor is not None else (1.0, 1.0, 1.0)
+            lines.append(f"Ke {r:.6f} {g:.6f} {b:.6f}")
+        for slot, carried in material.maps.items():
+            if slot == "normal":
+                files.append((file_name(stem, "normal"), png_of(carried.image)))
+                option = f"-bm {carried.strength:g} " if carried.strength != 1.0 else ""
+                lines.append(f"map_Bump {option}{files[-1][0]}")
+            elif slot == "emissive":
+                files.append((file_name(stem, "emissive"), png_of(carried.image)))
+                lines.append(f"map_Ke {files[-1][0]}")
+            elif slot == "metallic_roughness":
+                files.append((file_name(stem, "roughness"), png_of(carried.image, channel=1)))
+                lines.append(f"map_Pr {files[-1][0]}")
+                files.append((file_name(stem, "metallic"), png_of(carried.image, channel=2)))
+                lines.append(f"map_Pm {files[-1][0]}")
+        result.append((lines, files))
+    return result
+
+
 def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj: bool, glb: bool) -> ExportedFiles:
     checked = _check_inputs(mesh, textures)
     stem = safe_asset_name(name)
@@ -372,6 +429,11 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
             result.textures = [output_path(out_dir, f"{stem}_{label}", ".png") for label in labels]
     if glb:
         result.glb = output_path(out_dir, stem, ".glb")
+    obj_maps: list[tuple[list[str], list[tuple[str, bytes]]]] = []
+    if obj:
+        taken = {Path(p.name).stem.lower() for p in result.textures}
+        obj_maps = _obj_maps(mesh, [p.stem for p in result.textures], taken)
+        result.maps = [output_path(out_dir, Path(file).stem, ".png") for _, files in obj_maps for file, _ in files]
 
     # Stage every file as a temporary file; all are renamed into place only after the last one was written, and all
     # temporaries are removed if anything fails (see csdtex.fileio.atomic_path).
@@ -389,10 +451,13 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
             texture_names = [p.name for p in result.textures]
             stage(result.obj).write_text(obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
             cutouts = [m.has_cutout for m in mesh.materials]
-            stage(result.mtl).write_text(mtl_text(labels, texture_names, cutouts), encoding="utf-8")
+            stage(result.mtl).write_text(mtl_text(labels, texture_names, cutouts, [lines for lines, _ in obj_maps]),
+                                         encoding="utf-8")
             for index, texture_path in enumerate(result.textures):
                 data = png(index)
                 stage(texture_path).write_bytes(data)
+            for path, data in zip(result.maps, [data for _, files in obj_maps for _, data in files]):
+                stage(path).write_bytes(data)
         if glb:
             data = glb_bytes(mesh, [png(i) for i in range(len(checked))], stem)
             stage(result.glb).write_bytes(data)
@@ -414,7 +479,12 @@ def export_obj(mesh: Mesh, textures: Sequence[np.ndarray], out_dir: str | os.Pat
     (:attr:`csdtex.mesh.Mesh.normals`) also gets ``vn`` lines and ``f v/vt/vn`` corners (others get none: importers
     compute them). MTL content per material: ``Ka 1 1 1``, ``Kd 1 1 1`` (so the texture shows unmodulated),
     ``Ks 0 0 0``, ``Ns 10``, ``d 1``, ``illum 1`` and ``map_Kd`` with the PNG's file name (relative, same folder),
-    plus ``map_d`` (the same RGBA PNG) for a material with an alpha cut-out.
+    plus ``map_d`` (the same RGBA PNG) for a material with an alpha cut-out. The input's carried maps and factors
+    (:attr:`csdtex.mesh.Material.maps`, glTF inputs) follow in the MTL's PBR keys: ``Pr`` / ``Pm`` (roughness and
+    metallic factors), ``Ke`` (emissive factor), ``map_Bump [-bm scale] <stem>_normal.png`` (the normal map, the
+    input's PNG bytes, else re-encoded as PNG), ``map_Ke <stem>_emissive.png``, and ``map_Pr`` / ``map_Pm`` with
+    ``<stem>_roughness.png`` / ``<stem>_metallic.png`` (the green / blue channel of the metallic-roughness map). MTL
+    has no occlusion map key; the GLB carries every map (:func:`export_glb`).
 
     Args:
         mesh: a mesh with UVs on every face (``mesh.has_uvs``); its vertices, UVs and faces are written unchanged.

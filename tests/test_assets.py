@@ -337,7 +337,8 @@ def test_mesh_outside_the_default_scene_is_named_in_the_error(tmp_path):
 def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(tmp_path):
     """Viewers show texture x baseColorFactor; the outputs write factor 1, so the reader multiplies it in (an edit
     would otherwise brighten the parts it leaves alone: (63, 101, 63) became (126, 126, 127) in a new-user test).
-    What the outputs do not carry (normal / metallic-roughness maps, emissive) is named in one warning."""
+    The normal and metallic-roughness maps and the emissive colour are carried (read into ``Material.maps`` and the
+    factors), so nothing is named as lost."""
     image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     builder = GltfBuilder()
     positions, faces = quad()
@@ -358,9 +359,10 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     builder.doc["materials"] = [{"name": "bare"}]
     builder.doc["meshes"][0]["primitives"][0]["material"] = 0
     assert load_mesh(builder.write_glb(tmp_path / "bare.glb")).materials[0].base_color == (1.0, 1.0, 1.0)
-    [warning] = [w for w in mesh.warnings if "reads the base colour only" in w]
-    assert "'leaf': normal map, metallic-roughness map, emissive colour)" in warning  # its alpha is carried
-    assert "plain" not in warning
+    assert not [w for w in mesh.warnings if "do not carry" in w], mesh.warnings
+    leaf_material = mesh.materials[0]
+    assert set(leaf_material.maps) == {"normal", "metallic_roughness"} and leaf_material.emissive_factor == (0.1, 0, 0)
+    assert leaf_material.metallic_factor == 1.0 and leaf_material.roughness_factor == 1.0  # glTF's defaults
     # a material painted through TEXCOORD_1: the outputs keep that set only, and say so
     builder = GltfBuilder()
     lightmapped = builder.material("lightmapped", builder.texture(image), tex_coord=1)

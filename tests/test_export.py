@@ -11,6 +11,7 @@ UV convention checked here: ``Mesh.uvs`` has (0, 0) at the bottom-left of the im
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import unicodedata
@@ -593,8 +594,9 @@ def _gltf_validator_modules() -> Path | None:
 
 def test_glb_outputs_pass_the_khronos_validator(tmp_path):
     """What viewers load: the Khronos glTF-Validator (npm gltf-validator, installed by .ci/run) finds no error and no
-    warning in GLBs with several materials, the file's own hard-edge normals (vertices split per normal) and an
-    alpha cut-out (RGBA image, alphaMode MASK)."""
+    warning in GLBs with several materials, the file's own hard-edge normals (vertices split per normal), an
+    alpha cut-out (RGBA image, alphaMode MASK) and the input's carried normal / occlusion / metallic-roughness /
+    emissive maps (with a texture transform)."""
     import os
     import subprocess
     import sys
@@ -616,20 +618,143 @@ def test_glb_outputs_pass_the_khronos_validator(tmp_path):
     cutout = builder.material("cutout", builder.texture(rgba))
     builder.doc["materials"][cutout].update({"alphaMode": "MASK", "alphaCutoff": 0.4})
     plain = builder.material("plain", builder.texture(rgba[..., :3].copy()))
+    map_image = builder.texture(np.full((4, 4, 3), 128, np.uint8))  # carried maps (one image serves all four here)
+    builder.use_extension("KHR_texture_transform")
+    builder.doc["materials"][plain].update({
+        "normalTexture": {"index": map_image, "scale": 0.5,
+                          "extensions": {"KHR_texture_transform": {"scale": [2.0, 2.0]}}},
+        "occlusionTexture": {"index": map_image, "strength": 0.7}, "emissiveTexture": {"index": map_image},
+        "emissiveFactor": [0.2, 0.2, 0.2]})
+    builder.doc["materials"][plain]["pbrMetallicRoughness"]["metallicRoughnessTexture"] = {"index": map_image}
     split = positions[faces].reshape(-1, 3).astype(np.float32)
     primitives = []
     for material, rows in ((cutout, slice(0, 6)), (plain, slice(6, 12))):
         corners = np.arange(len(split)).reshape(-1, 3)[rows]
         primitive = builder.primitive(split, corners, uvs[faces].reshape(-1, 2) / 6.0, material=material)
         primitive["attributes"]["NORMAL"] = builder.accessor(np.repeat(flat, 3, axis=0).astype(np.float32))
+        helper = np.where(np.abs(flat[:, 1:2]) > 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+        tangent = np.cross(flat, helper)
+        tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+        tangent = np.concatenate([tangent, np.ones((len(tangent), 1))], axis=1)  # the normal map's frame, w = +1
+        primitive["attributes"]["TANGENT"] = builder.accessor(np.repeat(tangent, 3, axis=0).astype(np.float32))
         primitives.append(primitive)
     builder.mesh(primitives)
     mesh = load_mesh(builder.write_glb(tmp_path / "box.glb"))
-    assert mesh.normals is not None and mesh.materials[0].alpha is not None
+    assert mesh.normals is not None and mesh.materials[0].alpha is not None and len(mesh.materials[1].maps) == 4
+    assert mesh.tangents is not None and mesh.tangents.shape == (len(mesh.normals), 4)
     files = export_all(mesh, [np.full((16, 16, 3), 90, np.uint8)] * 2, tmp_path / "out", "box")
+    from gltf_files import read_glb
+
+    written = [p["attributes"] for p in read_glb(files.glb)[0]["meshes"][0]["primitives"]]
+    assert "TANGENT" not in written[0] and "TANGENT" in written[1]  # the frame of the carried normal map
     script = Path(__file__).parent / "data" / "gltf_validate.mjs"
     completed = subprocess.run(["node", str(script), str(files.glb)], capture_output=True, text=True, timeout=120,
                                env={**os.environ, "GLTF_VALIDATOR_MODULES": str(modules)})
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout)
     assert report["errors"] == 0 and report["warnings"] == 0, report["messages"]
+
+
+def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
+    """csdtex paints the base colour only: a glTF material's normal, metallic-roughness, occlusion and emissive maps
+    (with their strengths, texture transforms and the factors) reach the GLB unchanged and the MTL in its PBR keys; a
+    map on another UV set is named as not carried."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gltf_files import GltfBuilder, png_bytes, quad, read_glb
+
+    from csdtex.mesh import load_mesh
+
+    rng = np.random.default_rng(3)
+    base, normal, packed, glow, occlusion = (rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(5))
+    builder = GltfBuilder()
+    metal = builder.material("metal", builder.texture(base))
+    transform = {"offset": [0.25, 0.0], "scale": [2.0, 2.0]}
+    builder.use_extension("KHR_texture_transform")
+    builder.doc["materials"][metal].update({
+        "normalTexture": {"index": builder.texture(normal), "scale": 0.5,
+                          "extensions": {"KHR_texture_transform": transform}},
+        "emissiveTexture": {"index": builder.texture(glow)}, "emissiveFactor": [1.0, 0.5, 0.0],
+        "occlusionTexture": {"index": builder.texture(occlusion), "strength": 0.7, "texCoord": 1}})
+    builder.doc["materials"][metal]["pbrMetallicRoughness"].update({
+        "metallicRoughnessTexture": {"index": builder.texture(packed)}, "metallicFactor": 0.3, "roughnessFactor": 0.6})
+    positions, faces = quad()
+    primitive = builder.primitive(positions, faces, positions[:, :2].astype(np.float64), material=metal)
+    primitive["attributes"]["TEXCOORD_1"] = builder.accessor(positions[:, :2] * 0.5)
+    builder.mesh([primitive])
+    mesh = load_mesh(builder.write_glb(tmp_path / "metal.glb"))
+    assert set(mesh.materials[0].maps) == {"normal", "emissive", "metallic_roughness"}
+    [warning] = [w for w in mesh.warnings if "do not carry" in w]
+    assert "'metal': occlusion map (it reads TEXCOORD_1, the base colour TEXCOORD_0), UV sets TEXCOORD_1" in warning
+
+    files = export_all(mesh, [np.full((16, 16, 3), 90, np.uint8)], tmp_path / "out", "metal")
+    document, binary = read_glb(files.glb)
+    material = document["materials"][0]
+    pbr = material["pbrMetallicRoughness"]
+    assert (pbr["metallicFactor"], pbr["roughnessFactor"], material["emissiveFactor"]) == (0.3, 0.6, [1.0, 0.5, 0.0])
+    assert material["normalTexture"]["scale"] == 0.5 and "occlusionTexture" not in material
+    assert material["normalTexture"]["extensions"] == {"KHR_texture_transform": transform}
+    assert document["extensionsUsed"] == ["KHR_texture_transform"]
+
+    def image_of(info: dict) -> bytes:
+        view = document["bufferViews"][document["images"][document["textures"][info["index"]]["source"]]["bufferView"]]
+        return binary[view.get("byteOffset", 0): view.get("byteOffset", 0) + view["byteLength"]]
+
+    assert image_of(material["normalTexture"]) == png_bytes(normal)  # the input's own bytes
+    assert image_of(pbr["metallicRoughnessTexture"]) == png_bytes(packed)
+    assert image_of(material["emissiveTexture"]) == png_bytes(glow)
+    again = load_mesh(files.glb)  # and csdtex reads its own output's maps back
+    assert again.materials[0].maps["normal"].image == png_bytes(normal)
+    assert again.materials[0].maps["normal"].transform == transform
+
+    mtl = files.mtl.read_text().splitlines()
+    for line in ("Pr 0.600000", "Pm 0.300000", "Ke 1.000000 0.500000 0.000000", "map_Bump -bm 0.5 metal_normal.png",
+                 "map_Ke metal_emissive.png", "map_Pr metal_roughness.png", "map_Pm metal_metallic.png"):
+        assert line in mtl, (line, mtl)
+    assert sorted(p.name for p in files.maps) == ["metal_emissive.png", "metal_metallic.png", "metal_normal.png",
+                                                  "metal_roughness.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(files.obj.parent / "metal_roughness.png")), packed[..., 1])
+    np.testing.assert_array_equal(np.asarray(Image.open(files.obj.parent / "metal_metallic.png")), packed[..., 2])
+    assert (files.obj.parent / "metal_normal.png").read_bytes() == png_bytes(normal)
+
+
+def test_an_objs_normal_emissive_and_pbr_maps_are_carried(tmp_path):
+    """MTL maps as Blender and other tools write them: ``map_Bump -bm`` with a normal map, ``map_Pr`` / ``map_Pm``
+    greyscale maps (packed into one glTF metallic-roughness map), ``map_Ke`` + ``Ke``; a greyscale ``bump`` height map
+    and a specular map are named as not carried."""
+    from csdtex.mesh import load_mesh
+
+    rng = np.random.default_rng(5)
+    normal = np.stack([rng.integers(100, 156, (8, 8)), rng.integers(100, 156, (8, 8)),
+                       rng.integers(220, 256, (8, 8))], axis=2).astype(np.uint8)
+    rough, metal = rng.integers(0, 256, (8, 8), dtype=np.uint8), rng.integers(0, 256, (4, 4), dtype=np.uint8)
+    glow = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    height = np.repeat(rng.integers(0, 256, (8, 8, 1), dtype=np.uint8), 3, axis=2)
+    for name, image in (("n.png", normal), ("r.png", rough), ("m.png", metal), ("e.png", glow), ("h.png", height),
+                        ("kd.png", np.full((8, 8, 3), 60, np.uint8))):
+        Image.fromarray(image).save(tmp_path / name)
+    (tmp_path / "m.mtl").write_text(
+        "newmtl panel\nmap_Kd kd.png\nmap_Bump -bm 0.8 n.png\nPr 0.5\nmap_Pr r.png\nmap_Pm m.png\nKe 1 0.5 0\n"
+        "map_Ke e.png\nmap_Ks kd.png\n"
+        "newmtl stone\nmap_Kd kd.png\nbump h.png\n")
+    (tmp_path / "m.obj").write_text("mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\n"
+                                    "vt 0 1\nusemtl panel\nf 1/1 2/2 3/3\nusemtl stone\nf 1/1 3/3 4/4\n")
+    mesh = load_mesh(tmp_path / "m.obj")
+    panel, stone = mesh.materials
+    assert set(panel.maps) == {"normal", "metallic_roughness", "emissive"} and not stone.maps
+    assert panel.maps["normal"].strength == 0.8 and panel.maps["normal"].image == (tmp_path / "n.png").read_bytes()
+    assert (panel.roughness_factor, panel.metallic_factor, panel.emissive_factor) == (0.5, 1.0, (1.0, 0.5, 0.0))
+    [warning] = [w for w in mesh.warnings if "do not carry" in w]
+    assert "'panel': specular map (map_Ks); 'stone': a height (bump) map" in warning
+
+    files = export_all(mesh, [np.full((8, 8, 3), 90, np.uint8)] * 2, tmp_path / "out", "m")
+    packed = load_mesh(files.glb).materials[0].maps["metallic_roughness"]  # the GLB's map, read back
+    channels = np.asarray(Image.open(io.BytesIO(packed.image)))
+    np.testing.assert_array_equal(channels[..., 1], rough)
+    np.testing.assert_array_equal(channels[..., 2], np.asarray(Image.fromarray(metal).resize((8, 8),
+                                                                                              Image.Resampling.BILINEAR)))
+    again = load_mesh(files.obj).materials[0]  # the OBJ output reads back the same
+    assert again.maps["normal"].image == (tmp_path / "n.png").read_bytes() and again.maps["normal"].strength == 0.8
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(again.maps["metallic_roughness"].image)))[..., 1],
+                                  rough)

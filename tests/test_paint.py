@@ -247,3 +247,45 @@ def test_a_run_that_fails_early_leaves_no_output_folder(tmp_path, priors):
                                        "--out", str(out), *FAST])  # fmt: skip
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_paint_keeps_the_inputs_normal_and_pbr_maps_unless_it_unwraps(tmp_path, priors):
+    """A glTF with a normal map and a metallic-roughness map: the painted GLB carries both (same image bytes), the
+    OBJ's MTL names them, run.json lists them; painting again with --unwrap drops them with a warning and removes the
+    earlier run's map files."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gltf_files import GltfBuilder, box_faces, png_bytes, read_glb
+
+    positions, faces, uvs = box_faces()
+    normal = np.full((8, 8, 3), (128, 128, 255), np.uint8)
+    builder = GltfBuilder()
+    material = builder.material("steel", builder.texture(np.full((8, 8, 3), 90, np.uint8)))
+    builder.doc["materials"][material]["normalTexture"] = {"index": builder.texture(normal)}
+    builder.doc["materials"][material]["pbrMetallicRoughness"].update(
+        {"metallicRoughnessTexture": {"index": builder.texture(np.full((8, 8, 3), 200, np.uint8))},
+         "metallicFactor": 1.0, "roughnessFactor": 0.4})
+    builder.mesh([builder.primitive(positions.astype(np.float32), faces, uvs / 6.0, material=material)])
+    mesh_path = builder.write_glb(tmp_path / "steel.glb")
+    out = tmp_path / "out"
+    result = invoke("paint", str(mesh_path), "a red box", "--model", str(priors["pixel"]), "--out", str(out), *FAST)
+    assert result.exit_code == 0, result.output
+    document, binary = read_glb(out / "steel.glb")
+    painted = document["materials"][0]
+    assert painted["pbrMetallicRoughness"]["roughnessFactor"] == 0.4 and "metallicRoughnessTexture" in (
+        painted["pbrMetallicRoughness"])
+    view = document["bufferViews"][document["images"][document["textures"][painted["normalTexture"]["index"]][
+        "source"]]["bufferView"]]
+    assert binary[view["byteOffset"]: view["byteOffset"] + view["byteLength"]] == png_bytes(normal)
+    record = json.loads((out / "run.json").read_text())
+    assert sorted(record["outputs"]["maps"]) == ["steel_metallic.png", "steel_normal.png", "steel_roughness.png"]
+    assert "map_Bump steel_normal.png" in (out / "steel.mtl").read_text()
+
+    result = invoke("paint", str(mesh_path), "a red box", "--model", str(priors["pixel"]), "--out", str(out), *FAST,
+                    "--unwrap")
+    assert result.exit_code == 0, result.output
+    assert "the UVs were unwrapped anew, so the input's other maps" in result.output
+    assert "'steel': normal map, metallic-roughness map" in result.output
+    assert "normalTexture" not in read_glb(out / "steel.glb")[0]["materials"][0]
+    assert not (out / "steel_normal.png").exists() and json.loads((out / "run.json").read_text())["outputs"]["maps"] == []

@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from csdtex.io._common import GENERATOR
-from csdtex.mesh.types import Mesh
-from csdtex.sampling import baked_samplers
+from csdtex.mesh.types import MaterialMap, Mesh
+from csdtex.sampling import TextureSampler, baked_samplers
 
 __all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_corners", "split_seams"]
 
@@ -127,9 +127,49 @@ class _BinaryBuilder:
         return len(self.accessors) - 1
 
 
+_MAP_KEY = {"normal": "normalTexture", "occlusion": "occlusionTexture", "emissive": "emissiveTexture"}
+
+
+class _CarriedMaps:
+    """Adds the input's carried maps (:class:`~csdtex.mesh.types.MaterialMap`) to a document being built: each
+    distinct image once, one texture per (image, sampler)."""
+
+    def __init__(self, builder: _BinaryBuilder, textures: list, images: list, samplers: list, sampler_index: dict):
+        self.builder, self.textures, self.images = builder, textures, images
+        self.samplers, self.sampler_index = samplers, sampler_index
+        self.image_index: dict[bytes, int] = {}
+        self.texture_index: dict[tuple, int] = {}
+        self.uses_transform = False
+
+    def texture_info(self, carried: MaterialMap, slot: str) -> dict:
+        """The glTF textureInfo of ``carried`` in slot ``slot`` (texCoord 0: the outputs' only UV set)."""
+        if carried.image not in self.image_index:
+            self.images.append({"bufferView": self.builder.view(carried.image), "mimeType": carried.mime_type})
+            self.image_index[carried.image] = len(self.images) - 1
+        sampler = (carried.sampler or TextureSampler()).to_gltf()
+        sampler_key = tuple(sorted(sampler.items()))
+        if sampler_key not in self.sampler_index:
+            self.samplers.append(sampler)
+            self.sampler_index[sampler_key] = len(self.samplers) - 1
+        key = (self.image_index[carried.image], self.sampler_index[sampler_key])
+        if key not in self.texture_index:
+            self.textures.append({"sampler": key[1], "source": key[0]})
+            self.texture_index[key] = len(self.textures) - 1
+        info: dict = {"index": self.texture_index[key], "texCoord": 0}
+        if slot == "normal" and carried.strength != 1.0:
+            info["scale"] = float(carried.strength)
+        if slot == "occlusion" and carried.strength != 1.0:
+            info["strength"] = float(carried.strength)
+        if carried.transform:
+            info["extensions"] = {"KHR_texture_transform": dict(carried.transform)}
+            self.uses_transform = True
+        return info
+
+
 def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[dict, bytes]:
     """Build the glTF JSON document and its binary buffer (see :func:`glb_bytes` for the layout)."""
     normal_table, normal_corners = mesh.export_normals()  # the file's own normals, else smooth across seams
+    tangent_table = mesh.export_tangents() if any(m.maps.get("normal") for m in mesh.materials) else None
     builder = _BinaryBuilder()
     primitives: list[dict] = []
     materials: list[dict] = []
@@ -138,6 +178,7 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
     samplers: list[dict] = []
     sampler_index: dict[tuple, int] = {}
     baked = baked_samplers(mesh)
+    carried_maps = _CarriedMaps(builder, textures, images, samplers, sampler_index)
 
     for material_index, material in enumerate(mesh.materials):
         selected = np.flatnonzero(mesh.face_materials == material_index)
@@ -166,6 +207,9 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
             "NORMAL": builder.accessor(vertex_normal, _FLOAT, "VEC3", _ARRAY_BUFFER),
             "TEXCOORD_0": builder.accessor(texcoord, _FLOAT, "VEC2", _ARRAY_BUFFER),
         }
+        if tangent_table is not None and "normal" in material.maps:  # the frame the carried normal map was baked in
+            attributes["TANGENT"] = builder.accessor(tangent_table[normal_index].astype(np.float32), _FLOAT, "VEC4",
+                                                     _ARRAY_BUFFER)
         flat_indices = new_faces.reshape(-1).astype(index_type)
         indices = builder.accessor(flat_indices, index_code, "SCALAR", _ELEMENT_ARRAY_BUFFER)
         images.append({"bufferView": builder.view(png_images[material_index]), "mimeType": "image/png"})
@@ -175,12 +219,20 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
             "pbrMetallicRoughness": {
                 "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
                 "baseColorTexture": {"index": len(textures) - 1, "texCoord": 0},
-                "metallicFactor": 0.0,
-                "roughnessFactor": 0.9,
+                "metallicFactor": 0.0 if material.metallic_factor is None else float(material.metallic_factor),
+                "roughnessFactor": 0.9 if material.roughness_factor is None else float(material.roughness_factor),
             },
             # Existing meshes are often open (cloth, leaves, scans): show both sides rather than holes.
             "doubleSided": True,
         }
+        if material.emissive_factor is not None and any(material.emissive_factor):
+            entry["emissiveFactor"] = [float(v) for v in material.emissive_factor]
+        for slot, carried in material.maps.items():  # the input's other maps, unchanged (same UVs, same UV set)
+            info = carried_maps.texture_info(carried, slot)
+            if slot == "metallic_roughness":
+                entry["pbrMetallicRoughness"]["metallicRoughnessTexture"] = info
+            else:
+                entry[_MAP_KEY[slot]] = info
         if material.has_cutout:  # the PNG carries the alpha
             entry["alphaMode"] = material.alpha_mode
             if material.alpha_mode == "MASK":
@@ -189,7 +241,7 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         primitives.append({"attributes": attributes, "indices": indices, "material": len(materials) - 1, "mode": 4})
 
     builder.blob.extend(b"\x00" * (-len(builder.blob) % 4))
-    document = {
+    document: dict = {
         "asset": {"version": "2.0", "generator": GENERATOR},
         "scene": 0,
         "scenes": [{"name": name, "nodes": [0]}],
@@ -203,6 +255,8 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         "bufferViews": builder.buffer_views,
         "buffers": [{"byteLength": len(builder.blob)}],
     }
+    if carried_maps.uses_transform:
+        document["extensionsUsed"] = ["KHR_texture_transform"]
     return document, bytes(builder.blob)
 
 
@@ -262,8 +316,10 @@ def check_gltf_document(document: dict, binary: bytes) -> None:
         if texture["source"] >= len(document.get("images", [])) or texture["sampler"] >= len(document["samplers"]):
             fail(f"texture {i} references a missing image or sampler")
     for i, material in enumerate(document.get("materials", [])):
-        index = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
-        if index >= len(document.get("textures", [])):
+        pbr = material["pbrMetallicRoughness"]
+        infos = [pbr["baseColorTexture"], pbr.get("metallicRoughnessTexture"), *(material.get(key) for key in
+                                                                                 _MAP_KEY.values())]
+        if any(info is not None and info["index"] >= len(document.get("textures", [])) for info in infos):
             fail(f"material {i} references a missing texture")
 
 

@@ -15,8 +15,10 @@ What it reads (the README's "glTF features" list is this module's :data:`GLTF_EX
   and ``KHR_texture_transform``) and ``baseColorFactor`` (with a texture, its RGB is multiplied into the texture's
   texels, which is what viewers show, so that an edit keeps the colour of the parts it does not change); ``COLOR_0``
   as vertex colours; ``alphaMode`` MASK / BLEND: the image's alpha times the factor's (``Material.alpha``); ``NORMAL``
-  in world space (``Mesh.normals``). What a material has beyond that (normal, metallic-roughness, occlusion and
-  emissive maps, emissive colour, other UV sets) is named in one warning: csdtex's outputs do not carry it.
+  in world space (``Mesh.normals``); the normal, occlusion, metallic-roughness and emissive maps that read the base
+  colour's UV set, with their samplers, strengths and texture transforms, and the metallic, roughness and emissive
+  factors (``Material.maps``, ``metallic_factor``, ...), which the outputs carry unchanged. What the outputs cannot
+  carry (other UV sets, a map on another UV set, KTX2 images) is named in one warning.
 
 UVs come back with (0, 0) = bottom-left: ``v = 1 - v_file`` (glTF puts the origin at the top-left).
 """
@@ -32,7 +34,7 @@ import numpy as np
 from csdtex.errors import MeshError
 from csdtex.io._common import ParseError, ReadError, error_text, image_to_rgb8, quiet_libraries
 from csdtex.io.gltf_data import GltfData, decode_draco, read_container
-from csdtex.mesh.types import Material, Mesh, unique_name
+from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import TextureSampler, TextureTransform
 
 __all__ = ["GLTF_EXTENSIONS", "IGNORABLE_EXTENSIONS", "read_gltf_file"]
@@ -171,17 +173,33 @@ def _image_alpha(image, factor_alpha: float) -> np.ndarray:
     return np.clip(np.rint(alpha * min(max(factor_alpha, 0.0), 1.0)), 0, 255).astype(np.uint8)
 
 
-def _beyond_base_colour(source: dict) -> list[str]:
-    """What glTF material ``source`` has besides its base colour, in words (empty for a base-colour material)."""
-    pbr = source.get("pbrMetallicRoughness") or {}
-    parts = [words for key, words in (("normalTexture", "normal map"), ("occlusionTexture", "occlusion map"),
-                                      ("emissiveTexture", "emissive map")) if isinstance(source.get(key), dict)]
-    if isinstance(pbr.get("metallicRoughnessTexture"), dict):
-        parts.append("metallic-roughness map")
-    emissive = source.get("emissiveFactor")
-    if isinstance(emissive, list) and any(isinstance(v, (int, float)) and v > 0 for v in emissive):
-        parts.append("emissive colour")
-    return parts
+_MAP_KEYS: dict[str, tuple[str, str]] = {
+    "normal": ("normalTexture", "normal map"),
+    "occlusion": ("occlusionTexture", "occlusion map"),
+    "metallic_roughness": ("metallicRoughnessTexture", "metallic-roughness map"),
+    "emissive": ("emissiveTexture", "emissive map"),
+}
+"""Material map slot (:data:`csdtex.mesh.types.MAP_SLOTS`) -> (glTF textureInfo key, words for messages)."""
+
+
+def _map_image(data: bytes) -> tuple[bytes, str]:
+    """A map's image as (bytes, MIME type) for the outputs: PNG and JPEG as they are, anything else Pillow decodes
+    (WebP, ...) re-encoded as PNG. Raises what Pillow raises for bytes it cannot decode."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data, "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return data, "image/jpeg"
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+    return buffer.getvalue(), "image/png"
+
+
+def _unit(value, default: float) -> float:
+    """A glTF factor in [0, 1] (``default`` when missing or not a number)."""
+    return float(min(max(value, 0.0), 1.0)) if isinstance(value, (int, float)) and math.isfinite(value) else default
 
 
 class _Reader:
@@ -248,8 +266,8 @@ class _Reader:
     # -- geometry ----------------------------------------------------------------------------------------------------
 
     def geometry(self, mesh_index: int, primitive_index: int, primitive: dict, uv_set: int):
-        """(positions [N, 3], faces [F, 3], uvs [N, 2] or None, colours [N, 3] or None, normals [N, 3] or None),
-        cached per primitive."""
+        """(positions [N, 3], faces [F, 3], uvs [N, 2] or None, colours [N, 3] or None, normals [N, 3] or None,
+        tangents [N, 4] or None), cached per primitive."""
         key = (mesh_index, primitive_index)
         if key not in self.geometry_cache:
             mode = int(primitive.get("mode", 4))
@@ -260,7 +278,7 @@ class _Reader:
                     raise ParseError("a Draco-compressed primitive is not in TRIANGLES mode")
             else:
                 attributes = {name: self.data.accessor(index) for name, index in attributes_info.items()
-                              if name in ("POSITION", "NORMAL", "COLOR_0") or name.startswith("TEXCOORD_")}
+                              if name in ("POSITION", "NORMAL", "TANGENT", "COLOR_0") or name.startswith("TEXCOORD_")}
                 if "POSITION" not in attributes:
                     raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
                 count = len(attributes["POSITION"])
@@ -292,8 +310,12 @@ class _Reader:
             normals = attributes.get("NORMAL")
             if normals is not None and (normals.ndim != 2 or normals.shape[1] < 3 or len(normals) != len(positions)):
                 normals = None  # unusable: export falls back to smooth normals
+            tangents = attributes.get("TANGENT") if normals is not None else None  # glTF: ignored without normals
+            if tangents is not None and (tangents.ndim != 2 or tangents.shape[1] != 4
+                                         or len(tangents) != len(positions)):
+                tangents = None
             self.geometry_cache[key] = (positions, faces, uvs, colors,
-                                        None if normals is None else normals[:, :3])
+                                        None if normals is None else normals[:, :3], tangents)
         return self.geometry_cache[key]
 
     # -- materials ---------------------------------------------------------------------------------------------------
@@ -316,11 +338,56 @@ class _Reader:
         return self.material_index[key], self.uv_sets[key]
 
     def read_material(self, source: dict, material: Material) -> int:
+        """Fill base colour, texture, sampler, transform and the carried maps and factors; return the texture
+        coordinate set to use."""
+        uv_set = self.read_base_colour(source, material)
+        self.read_maps(source, material, uv_set)
+        return uv_set
+
+    def read_maps(self, source: dict, material: Material, uv_set: int) -> None:
+        """The maps and factors csdtex carries unchanged (:attr:`Material.maps`): each map that reads ``uv_set`` (the
+        UV set the outputs keep); the others are named in the not-carried warning."""
+        pbr = source.get("pbrMetallicRoughness") or {}
+        material.metallic_factor = _unit(pbr.get("metallicFactor"), 1.0)
+        material.roughness_factor = _unit(pbr.get("roughnessFactor"), 1.0)
+        emissive = source.get("emissiveFactor")
+        if isinstance(emissive, list) and len(emissive) >= 3:
+            material.emissive_factor = tuple(_unit(v, 0.0) for v in emissive[:3])
+        lost: list[str] = []
+        for slot, (key, words) in _MAP_KEYS.items():
+            info = (pbr if slot == "metallic_roughness" else source).get(key)
+            if not isinstance(info, dict):
+                continue
+            transform = (info.get("extensions") or {}).get("KHR_texture_transform")
+            transform = dict(transform) if isinstance(transform, dict) else None
+            map_set = int((transform or {}).pop("texCoord", info.get("texCoord", 0)))
+            if map_set != uv_set:
+                lost.append(f"{words} (it reads TEXCOORD_{map_set}, the base colour TEXCOORD_{uv_set})")
+                continue
+            try:
+                texture = self.document.get("textures", [])[int(info["index"])]
+                sampler_index = texture.get("sampler")
+                samplers = self.document.get("samplers") or []
+                sampler = TextureSampler.from_gltf(
+                    samplers[sampler_index] if isinstance(sampler_index, int) and sampler_index < len(samplers)
+                    else None)
+                image_index = self.image_source(texture)
+                if image_index is None:
+                    lost.append(f"{words} (a KTX2/Basis image)")
+                    continue
+                image, mime_type = _map_image(self.data.image_bytes(image_index))
+            except Exception:  # noqa: BLE001 - a broken map is left out (and named), the mesh still loads
+                lost.append(f"{words} (its texture or image is missing or unreadable)")
+                continue
+            strength = info.get("scale" if slot == "normal" else "strength", 1.0)
+            strength = float(strength) if isinstance(strength, (int, float)) and math.isfinite(strength) else 1.0
+            material.maps[slot] = MaterialMap(image, mime_type, sampler, strength, transform)
+        if lost:
+            self.not_carried.setdefault(material.name, []).extend(lost)
+
+    def read_base_colour(self, source: dict, material: Material) -> int:
         """Fill base colour, texture, sampler and transform; return the texture coordinate set to use."""
         pbr = source.get("pbrMetallicRoughness") or {}
-        lost = _beyond_base_colour(source)
-        if lost:
-            self.not_carried[material.name] = lost
         factor = pbr.get("baseColorFactor")
         factor_rgb = (1.0, 1.0, 1.0)
         material.base_color = factor_rgb  # glTF's default base colour is white (csdtex's own default is grey)
@@ -383,7 +450,7 @@ class _Reader:
     def build(self) -> Mesh:
         meshes = self.document.get("meshes") or []
         parts_v, parts_f, parts_uv, parts_uvf, parts_m, parts_c = [], [], [], [], [], []
-        parts_n, parts_nf = [], []
+        parts_n, parts_nf, parts_t = [], [], []
         v_offset = uv_offset = n_offset = 0
         for world, mesh_index in self.instances():
             if not 0 <= mesh_index < len(meshes):
@@ -403,8 +470,8 @@ class _Reader:
                     words = f"UV sets {', '.join(other_sets)}"
                     if words not in lost:
                         lost.append(words)
-                positions, faces, uvs, colors, normals = self.geometry(mesh_index, primitive_index, primitive,
-                                                                        uv_set)
+                positions, faces, uvs, colors, normals, tangents = self.geometry(mesh_index, primitive_index,
+                                                                                  primitive, uv_set)
                 if len(faces) == 0:
                     continue
                 vertices = positions @ world[:3, :3].T + world[:3, 3]
@@ -426,6 +493,11 @@ class _Reader:
                     parts_n.append(world_normals)
                     parts_nf.append(faces + n_offset)
                     n_offset += len(world_normals)
+                    if tangents is not None:  # t' = M t; a mirroring transform flips the bitangent's sign
+                        sign = np.sign(np.linalg.det(linear))
+                        parts_t.append(np.concatenate([tangents[:, :3] @ linear.T, tangents[:, 3:4] * sign], axis=1))
+                    else:
+                        parts_t.append(None)
                 else:
                     parts_nf.append(np.full_like(faces, -1))
                 v_offset += len(vertices)
@@ -434,9 +506,8 @@ class _Reader:
                                  f"({', '.join(sorted(self.skipped_modes))})")
         if self.not_carried:
             listed = "; ".join(f"'{name}': {', '.join(parts)}" for name, parts in self.not_carried.items())
-            self.warnings.append(f"{self.path.name}: csdtex reads the base colour only, not these parts of its "
-                                 f"materials ({listed}); painted or edited outputs do not carry them: copy them over "
-                                 "from the source file in your 3D tool")
+            self.warnings.append(f"{self.path.name}: painted or edited outputs do not carry these parts of its "
+                                 f"materials ({listed}): copy them over from the source file in your 3D tool")
         if not parts_f and meshes and not self.skipped_modes and not self.instances():
             scene = self.document.get("scene", 0)
             raise MeshError(f"mesh file '{self.path}' has {len(meshes)} mesh(es), but its default scene (scene "
@@ -460,4 +531,5 @@ class _Reader:
             vertex_colors=vertex_colors,
             normals=np.concatenate(parts_n) if parts_n else None,
             normal_faces=np.concatenate(parts_nf) if parts_n else None,
+            tangents=np.concatenate(parts_t) if parts_t and all(t is not None for t in parts_t) else None,
         )

@@ -17,7 +17,7 @@ import numpy as np
 from csdtex.errors import MeshError
 from csdtex.fileio import is_within
 from csdtex.io._common import GENERATOR, ParseError, clean_relative, error_text, image_to_grey8, image_to_rgb8
-from csdtex.mesh.types import Material, Mesh, unique_name
+from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import CLAMP_TO_EDGE, TextureSampler, TextureTransform
 
 __all__ = ["mtl_text", "obj_text", "read_obj"]
@@ -37,7 +37,11 @@ def read_obj(path: Path) -> Mesh:
     :class:`~csdtex.mesh.Material` (in order of first use; faces before any ``usemtl`` get a default material);
     ``Kd`` gives ``base_color``, ``map_Kd`` the texture (sampler: repeat, or clamp with ``-clamp on``; ``-o`` /
     ``-s`` become the material's texture transform), ``map_d`` its alpha (the image's alpha band, else its
-    luminance; MASK when only 0 and 255, else BLEND); ``vn`` + ``f v/vt/vn`` give ``normals``; ``v x y z r g b``
+    luminance; MASK when only 0 and 255, else BLEND); the PBR keys become the carried maps and factors
+    (:attr:`~csdtex.mesh.Material.maps`): ``map_Bump`` / ``bump`` / ``norm`` with a normal map (a grey height map
+    is named as not carried), ``map_Ke`` + ``Ke``, ``map_Pr`` / ``map_Pm`` packed into one metallic-roughness map,
+    ``Pr`` / ``Pm``; other maps (``map_Ks``, ``disp``, ...) are named in one warning; ``vn`` + ``f v/vt/vn`` give
+    ``normals``; ``v x y z r g b``
     lines give ``vertex_colors`` (0..255 values are rescaled). MTL files and textures are read only when they
     resolve inside the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they are missing or
     unreadable, the mesh loads without them and ``mesh.warnings`` says why.
@@ -247,6 +251,9 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
                textures: dict) -> list[Material]:
     materials: list[Material] = []
     current: Material | None = None
+    scalars: dict[str, dict[str, float]] = {}  # material name -> Pr / Pm / Ke values
+    channels: dict[str, dict[str, np.ndarray]] = {}  # material name -> map_Pr / map_Pm images
+    lost: dict[str, list[str]] = {}
     for line in text.splitlines():
         hash_at = line.find("#")
         if hash_at >= 0:
@@ -275,9 +282,96 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
             loaded = _load_mtl_texture(parts[1:], mtl_path, folder, warnings, textures, reader=_coverage)
             if loaded is not None:
                 current.alpha = loaded[0]
+        elif key in ("map_bump", "bump", "norm", "map_ke") and len(parts) > 1:
+            loaded = _load_mtl_texture(parts[1:], mtl_path, folder, warnings, textures, reader=_encoded)
+            if loaded is None:
+                continue
+            (data, mime_type, is_normal_map), _ = loaded
+            if key == "map_ke":
+                current.maps["emissive"] = MaterialMap(data, mime_type, _map_options(parts[1:])[0])
+            elif is_normal_map:
+                strength = _option_value(parts[1:], "-bm", 1.0)
+                current.maps["normal"] = MaterialMap(data, mime_type, _map_options(parts[1:])[0], strength)
+            else:
+                lost.setdefault(current.name, []).append("a height (bump) map")
+        elif key in ("map_pr", "map_pm") and len(parts) > 1:
+            loaded = _load_mtl_texture(parts[1:], mtl_path, folder, warnings, textures, reader=image_to_grey8)
+            if loaded is not None:
+                channels.setdefault(current.name, {})[key] = loaded[0]
+        elif key in ("pr", "pm") and len(parts) >= 2 and _is_float(parts[1]):
+            scalars.setdefault(current.name, {})[key] = min(max(float(parts[1]), 0.0), 1.0)
+        elif key == "ke" and len(parts) >= 4 and all(_is_float(x) for x in parts[1:4]):
+            scalars.setdefault(current.name, {})["ke"] = tuple(min(max(float(x), 0.0), 1.0) for x in parts[1:4])
+        elif key in _UNCARRIED_MAPS and len(parts) > 1:
+            lost.setdefault(current.name, []).append(f"{_UNCARRIED_MAPS[key]} ({parts[0]})")
     for material in materials:
         _settle_alpha(material)
+        _settle_pbr(material, scalars.get(material.name, {}), channels.get(material.name, {}))
+    if lost:
+        listed = "; ".join(f"'{name}': {', '.join(dict.fromkeys(parts))}" for name, parts in lost.items())
+        warnings.append(f"{mtl_path.name}: painted or edited outputs do not carry these parts of its materials "
+                        f"({listed}): copy them over from the source file in your 3D tool")
     return materials
+
+
+_UNCARRIED_MAPS = {"map_ks": "specular map", "map_ns": "glossiness map", "map_ka": "ambient map",
+                   "disp": "displacement map", "decal": "decal map", "refl": "reflection map",
+                   "map_pc": "clearcoat map", "map_ps": "sheen map"}
+"""MTL map statements csdtex does not carry into its outputs (named in one warning), with words for it."""
+
+
+def _encoded(image) -> tuple[bytes, str, bool]:
+    """A map image for the outputs: ``(bytes, MIME type, looks like a tangent-space normal map)``. PNG and JPEG files
+    keep their own bytes (16-bit normal maps included); other formats are re-encoded as PNG. A normal map is a colour
+    image whose blue channel is on average the largest (flat regions are (128, 128, 255)); a grey image is a height
+    (bump) map, which glTF cannot carry."""
+    rgb = image_to_rgb8(image).astype(np.float64)
+    means = rgb.reshape(-1, 3).mean(axis=0)
+    is_normal_map = bool(np.ptp(rgb, axis=2).mean() > 8.0 and means[2] > max(means[0], means[1]))
+    if image.format in ("PNG", "JPEG") and getattr(image, "filename", ""):
+        return Path(image.filename).read_bytes(), f"image/{image.format.lower()}", is_normal_map
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), "image/png", is_normal_map
+
+
+def _option_value(tokens: list[str], option: str, default: float) -> float:
+    """The number after ``option`` in a map statement's tokens (``-bm 0.5``), or ``default``."""
+    for i, token in enumerate(tokens[:-1]):
+        if token.lower() == option and _is_float(tokens[i + 1]):
+            return float(tokens[i + 1])
+    return default
+
+
+def _settle_pbr(material: Material, scalars: dict, channels: dict[str, np.ndarray]) -> None:
+    """The MTL PBR keys as glTF's: ``Pr`` / ``Pm`` / ``Ke`` become the factors, ``map_Pr`` / ``map_Pm`` one packed
+    metallic-roughness map (roughness in green, metallic in blue, at the larger map's size; a missing one is 255, its
+    factor then does the work); an emissive map without ``Ke`` shows at full strength."""
+    if "pr" in scalars or "map_pr" in channels:
+        material.roughness_factor = scalars.get("pr", 1.0)
+    if "pm" in scalars or "map_pm" in channels:
+        material.metallic_factor = scalars.get("pm", 1.0 if "map_pm" in channels else 0.0)
+        if material.roughness_factor is None:
+            material.roughness_factor = 1.0 if "map_pr" in channels else 0.9
+    elif material.roughness_factor is not None:
+        material.metallic_factor = 0.0
+    if "ke" in scalars or "emissive" in material.maps:
+        material.emissive_factor = scalars.get("ke", (1.0, 1.0, 1.0))
+    if channels:
+        from PIL import Image
+
+        height = max(c.shape[0] for c in channels.values())
+        width = max(c.shape[1] for c in channels.values())
+        packed = np.full((height, width, 3), 255, dtype=np.uint8)
+        for key, channel in (("map_pr", 1), ("map_pm", 2)):
+            if key in channels:
+                image = channels[key]
+                if image.shape != (height, width):
+                    image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+                packed[:, :, channel] = image
+        buffer = io.BytesIO()
+        Image.fromarray(packed).save(buffer, format="PNG")
+        material.maps["metallic_roughness"] = MaterialMap(buffer.getvalue(), "image/png")
 
 
 def _coverage(image) -> np.ndarray:
@@ -442,16 +536,20 @@ def obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str])
     return out.getvalue()
 
 
-def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequence[bool] = ()) -> str:
+def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequence[bool] = (),
+             extra_lines: Sequence[Sequence[str]] = ()) -> str:
     """MTL text: a matte, fully textured material per label (Kd = 1 so viewers show the texture unmodulated).
 
     Args:
         labels: ``newmtl`` names, one per material.
         texture_files: the ``map_Kd`` file name (relative to the MTL) of each label's texture.
         alpha: per label, whether its texture carries an alpha cut-out (an RGBA PNG); default none.
+        extra_lines: per label, more MTL lines (the carried maps' ``map_Bump``, ``map_Ke``, ``Pr``, ...); default
+            none.
     Returns:
         the file content: per label ``newmtl``, ``Ka 1 1 1``, ``Kd 1 1 1``, ``Ks 0 0 0``, ``Ns 10``, ``d 1``,
-        ``illum 1`` and ``map_Kd``, plus ``map_d`` (the same PNG, whose alpha importers read) for a cut-out.
+        ``illum 1`` and ``map_Kd``, plus ``map_d`` (the same PNG, whose alpha importers read) for a cut-out, then its
+        ``extra_lines``.
     """
     blocks = [f"# {GENERATOR} export\n"]
     for index, (label, texture) in enumerate(zip(labels, texture_files)):
@@ -465,5 +563,6 @@ def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequenc
             "illum 1\n"
             f"map_Kd {texture}\n"
             + (f"map_d {texture}\n" if index < len(alpha) and alpha[index] else "")
+            + "".join(f"{line}\n" for line in (extra_lines[index] if index < len(extra_lines) else ()))
         )
     return "".join(blocks)

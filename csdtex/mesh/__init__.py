@@ -17,7 +17,7 @@ Re-exported here so that ``from csdtex.mesh import X`` works for every public na
 
 from __future__ import annotations
 
-from csdtex.mesh.types import Material, Mesh, vertex_normals, weld_positions
+from csdtex.mesh.types import MAP_SLOTS, Material, MaterialMap, Mesh, vertex_normals, weld_positions
 from csdtex.mesh.validate import degenerate_faces, validate_mesh
 from csdtex.mesh.unwrap import unwrap_uvs
 from csdtex.mesh.seams import SeamEdges, seam_edges
@@ -28,7 +28,9 @@ from csdtex.render.mesh import RenderMesh
 from csdtex.io import SUPPORTED_EXTENSIONS, SUPPORTED_FORMATS, load_mesh
 
 __all__ = [
+    "MAP_SLOTS",
     "Material",
+    "MaterialMap",
     "Mesh",
     "MeshReport",
     "RenderMesh",

@@ -28,7 +28,32 @@ import torch
 from csdtex.render.mesh import RenderMesh
 from csdtex.sampling import TextureSampler, TextureTransform
 
-__all__ = ["Material", "Mesh", "unique_name", "vertex_normals", "weld_positions"]
+__all__ = ["MAP_SLOTS", "Material", "MaterialMap", "Mesh", "unique_name", "vertex_normals", "weld_positions"]
+
+MAP_SLOTS: tuple[str, ...] = ("normal", "occlusion", "metallic_roughness", "emissive")
+"""The texture maps besides the base colour that a material can carry through csdtex (glTF's ``normalTexture``,
+``occlusionTexture``, ``pbrMetallicRoughness.metallicRoughnessTexture`` and ``emissiveTexture``)."""
+
+
+@dataclass(frozen=True)
+class MaterialMap:
+    """A texture map of a material that csdtex carries into its outputs unchanged: csdtex paints the base colour
+    only, and a map that reads the same UV set as the base colour stays valid because the geometry and UVs are kept.
+
+    Attributes:
+        image: the image file as read (PNG or JPEG bytes; other formats, e.g. WebP, re-encoded as PNG when read).
+        mime_type: ``"image/png"`` or ``"image/jpeg"``.
+        sampler: the map's wrap and filter modes, or None (the format's defaults).
+        strength: glTF ``normalTexture.scale`` / ``occlusionTexture.strength`` (1.0 for the other slots).
+        transform: the map's ``KHR_texture_transform`` object as read (offset, rotation, scale; without
+            ``texCoord``), written back as it is; None for none.
+    """
+
+    image: bytes
+    mime_type: str
+    sampler: TextureSampler | None = None
+    strength: float = 1.0
+    transform: dict | None = None
 
 
 @dataclass
@@ -52,6 +77,13 @@ class Material:
             mode), resized to the exported texture, so cut-outs (leaves, decals, fences) stay cut out.
         alpha_mode: ``"OPAQUE"``, ``"MASK"`` or ``"BLEND"`` (glTF's); ``alpha`` is set exactly when not OPAQUE.
         alpha_cutoff: the MASK threshold in [0, 1] (glTF ``alphaCutoff``, default 0.5).
+        maps: slot (:data:`MAP_SLOTS`) -> :class:`MaterialMap`: the normal, occlusion, metallic-roughness and
+            emissive maps carried into the outputs (glTF inputs whose maps read the base colour's UV set); empty when
+            there are none, or when the UVs were re-unwrapped (the maps belonged to the old UVs).
+        metallic_factor, roughness_factor: glTF ``metallicFactor`` / ``roughnessFactor`` in [0, 1] (the spec's
+            default 1.0 when the file omits them), or None for formats without them (exports then write a matte,
+            non-metallic material: 0.0 / 0.9).
+        emissive_factor: glTF ``emissiveFactor`` RGB in [0, 1], or None (black).
     """
 
     name: str
@@ -63,6 +95,10 @@ class Material:
     alpha: np.ndarray | None = None
     alpha_mode: str = "OPAQUE"
     alpha_cutoff: float = 0.5
+    maps: dict[str, MaterialMap] = field(default_factory=dict)
+    metallic_factor: float | None = None
+    roughness_factor: float | None = None
+    emissive_factor: tuple[float, float, float] | None = None
 
     @property
     def has_cutout(self) -> bool:
@@ -94,6 +130,9 @@ class Mesh:
             normals) and renders shade with them (:meth:`to_render`).
         normal_faces: int64 [F, 3] indexing ``normals`` per face corner (-1: that corner has none, and exports
             give it the smooth area-weighted normal); None exactly when ``normals`` is None.
+        tangents: float64 [N, 4] tangent frames aligned with ``normals`` row for row (glTF ``TANGENT`` in world
+            space: xyz the tangent, w = +-1 the bitangent's sign), or None. A carried normal map was baked against
+            them, so GLB exports write them back (:meth:`export_tangents`).
     """
 
     vertices: np.ndarray
@@ -108,6 +147,7 @@ class Mesh:
     extensions: dict[str, bool] = field(default_factory=dict)
     normals: np.ndarray | None = None
     normal_faces: np.ndarray | None = None
+    tangents: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64)
@@ -126,6 +166,8 @@ class Mesh:
             self.normals = np.ascontiguousarray(self.normals, dtype=np.float64)
         if self.normal_faces is not None:
             self.normal_faces = np.ascontiguousarray(self.normal_faces, dtype=np.int64)
+        if self.tangents is not None:
+            self.tangents = np.ascontiguousarray(self.tangents, dtype=np.float64)
 
     @property
     def num_vertices(self) -> int:
@@ -159,6 +201,21 @@ class Mesh:
         if (corners < len(own)).all():
             return own, corners.astype(np.int64)
         return np.concatenate([own, vertex_normals(self.vertices, self.faces)]), corners.astype(np.int64)
+
+    def export_tangents(self) -> np.ndarray | None:
+        """The file's tangents for export, row for row with :meth:`export_normals`' table (float64 [N', 4], xyz unit,
+        w = +-1), or None when the mesh has none or some corner's normal is not the file's own (its tangent frame
+        would be incomplete; viewers then generate tangents for every corner, consistently)."""
+        if self.tangents is None or self.normals is None or len(self.tangents) != len(self.normals):
+            return None
+        table, _ = self.export_normals()
+        if len(table) != len(self.normals):
+            return None
+        tangents = np.asarray(self.tangents, dtype=np.float64)
+        length = np.linalg.norm(tangents[:, :3], axis=1)
+        if not (np.isfinite(tangents).all() and (length > 1e-12).all()):
+            return None
+        return np.concatenate([tangents[:, :3] / length[:, None], np.where(tangents[:, 3:] < 0, -1.0, 1.0)], axis=1)
 
     def copy_with(self, **changes) -> "Mesh":
         """A shallow copy with some fields replaced (dataclasses.replace)."""

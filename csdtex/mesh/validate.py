@@ -102,6 +102,8 @@ def validate_mesh(mesh: Mesh) -> None:
                 f"{where}: the texture of material '{material.name}' must be uint8 [H, W, 3], got "
                 f"{tex.dtype} {list(tex.shape)}"
             )
+    if mesh.tangents is not None and (mesh.normals is None or mesh.tangents.shape != (len(mesh.normals), 4)):
+        raise MeshError(f"{where}: tangents must be [N, 4], row for row with the normals; the mesh is inconsistent")
     if (mesh.normals is None) != (mesh.normal_faces is None):
         raise MeshError(f"{where}: normals and normal_faces must both be set or both be None")
     if mesh.normals is not None:

@@ -156,7 +156,7 @@ def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: Exporte
         "history_every_n_steps": stride,
         "history": {key: values[::stride] for key, values in history.items()},
         "outputs": {"obj": files.obj.name, "mtl": files.mtl.name, "textures": [p.name for p in files.textures],
-                    "glb": files.glb.name, "preview": preview.name,
+                    "maps": [p.name for p in files.maps], "glb": files.glb.name, "preview": preview.name,
                     "preview_sheet": preview.name.replace("_turntable.gif", "_views.png")},
         "samplers": [sampler.to_gltf() for sampler in baked_samplers(mesh)],
         "input_notes": list(run.notes),

@@ -92,15 +92,19 @@ def _output_names(stem: str) -> set[str]:
     return {f"{stem}{suffix}" for suffix in (".obj", ".mtl", ".glb", ".png", *PREVIEW_SUFFIXES)}
 
 
+_MTL_MAP_KEYS = ("map_kd", "map_d", "map_bump", "map_ke", "map_pr", "map_pm")
+"""The MTL statements whose file csdtex writes: the texture and the carried maps (:func:`csdtex.export.export_obj`)."""
+
+
 def _asset_files(out_dir: Path, stem: str) -> set[str]:
     """The csdtex output files of asset ``stem`` present in ``out_dir``: model files, the MTL's textures, previews."""
     names = _output_names(stem)
     mtl = out_dir / f"{stem}.mtl"
     with contextlib.suppress(OSError):
         for line in mtl.read_text(encoding="utf-8", errors="replace").splitlines():
-            parts = line.split(None, 1)
-            if len(parts) == 2 and parts[0].lower() == "map_kd" and Path(parts[1].strip()).name == parts[1].strip():
-                names.add(parts[1].strip())
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].lower() in _MTL_MAP_KEYS and Path(parts[-1]).name == parts[-1]:
+                names.add(parts[-1])  # csdtex writes plain file names, options (-bm 0.5) before them
     return {name for name in names if (out_dir / name).is_file()}
 
 

@@ -170,6 +170,15 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
                    + ("" if is_edit else ": the painted texture replaces them"))
         warn(message)
         notes.append(message)
+    kept = {m.name for m in textured.materials if m.maps}
+    dropped = [m for m in source.materials if m.maps and m.name not in kept]
+    if dropped:  # a full re-unwrap: the maps belonged to the old UVs
+        parts = "; ".join(f"'{m.name}': {', '.join(slot.replace('_', '-') + ' map' for slot in m.maps)}"
+                          for m in dropped)
+        message = (f"the UVs were unwrapped anew, so the input's other maps, which belong to the old UVs, are not "
+                   f"carried into the outputs ({parts}); paint without --unwrap to keep them")
+        warn(message)
+        notes.append(message)
     for material in [] if is_edit else textured.materials:
         transform = material.texture_transform
         if transform is not None and not transform.is_identity:
