@@ -396,7 +396,8 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
             lines.append(f"Pm {material.metallic_factor:.6f}")
         if material.emissive_factor is not None and any(material.emissive_factor) or "emissive" in material.maps:
             r, g, b = material.emissive_factor if material.emissive_factor is not None else (1.0, 1.0, 1.0)
-            lines.append(f"Ke {r:.6f} {g:.6f} {b:.6f}")
+            k = 1.0 if material.emissive_strength is None else material.emissive_strength  # MTL's Ke is unbounded
+            lines.append(f"Ke {r * k:.6f} {g * k:.6f} {b * k:.6f}")
         for slot, carried in material.maps.items():
             if slot == "normal":
                 files.append((file_name(stem, "normal"), png_of(carried.image)))

@@ -675,7 +675,8 @@ def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
     builder.doc["materials"][metal].update({
         "normalTexture": {"index": builder.texture(normal), "scale": 0.5,
                           "extensions": {"KHR_texture_transform": transform}},
-        "emissiveTexture": {"index": builder.texture(glow)}, "emissiveFactor": [1.0, 0.5, 0.0],
+        "emissiveTexture": {"index": builder.texture(glow)}, "emissiveFactor": [1.0, 0.5, 0.0], "doubleSided": False,
+        "extensions": {"KHR_materials_emissive_strength": {"emissiveStrength": 4.0}},
         "occlusionTexture": {"index": builder.texture(occlusion), "strength": 0.7, "texCoord": 1}})
     builder.doc["materials"][metal]["pbrMetallicRoughness"].update({
         "metallicRoughnessTexture": {"index": builder.texture(packed)}, "metallicFactor": 0.3, "roughnessFactor": 0.6})
@@ -695,7 +696,9 @@ def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
     assert (pbr["metallicFactor"], pbr["roughnessFactor"], material["emissiveFactor"]) == (0.3, 0.6, [1.0, 0.5, 0.0])
     assert material["normalTexture"]["scale"] == 0.5 and "occlusionTexture" not in material
     assert material["normalTexture"]["extensions"] == {"KHR_texture_transform": transform}
-    assert document["extensionsUsed"] == ["KHR_texture_transform"]
+    assert document["extensionsUsed"] == ["KHR_materials_emissive_strength", "KHR_texture_transform"]
+    assert material["extensions"] == {"KHR_materials_emissive_strength": {"emissiveStrength": 4.0}}
+    assert material["doubleSided"] is False  # as the file says (OBJ inputs stay double-sided)
 
     def image_of(info: dict) -> bytes:
         view = document["bufferViews"][document["images"][document["textures"][info["index"]]["source"]]["bufferView"]]
@@ -709,7 +712,7 @@ def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
     assert again.materials[0].maps["normal"].transform == transform
 
     mtl = files.mtl.read_text().splitlines()
-    for line in ("Pr 0.600000", "Pm 0.300000", "Ke 1.000000 0.500000 0.000000", "map_Bump -bm 0.5 metal_normal.png",
+    for line in ("Pr 0.600000", "Pm 0.300000", "Ke 4.000000 2.000000 0.000000", "map_Bump -bm 0.5 metal_normal.png",
                  "map_Ke metal_emissive.png", "map_Pr metal_roughness.png", "map_Pm metal_metallic.png"):
         assert line in mtl, (line, mtl)
     assert sorted(p.name for p in files.maps) == ["metal_emissive.png", "metal_metallic.png", "metal_normal.png",
@@ -717,6 +720,8 @@ def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(files.obj.parent / "metal_roughness.png")), packed[..., 1])
     np.testing.assert_array_equal(np.asarray(Image.open(files.obj.parent / "metal_metallic.png")), packed[..., 2])
     assert (files.obj.parent / "metal_normal.png").read_bytes() == png_bytes(normal)
+    from_obj = load_mesh(files.obj).materials[0]  # Ke 4 2 0 reads back as colour (1, 0.5, 0) x strength 4
+    assert from_obj.emissive_factor == (1.0, 0.5, 0.0) and from_obj.emissive_strength == 4.0
 
 
 def test_an_objs_normal_emissive_and_pbr_maps_are_carried(tmp_path):

@@ -179,6 +179,7 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
     sampler_index: dict[tuple, int] = {}
     baked = baked_samplers(mesh)
     carried_maps = _CarriedMaps(builder, textures, images, samplers, sampler_index)
+    extensions_used: set[str] = set()
 
     for material_index, material in enumerate(mesh.materials):
         selected = np.flatnonzero(mesh.face_materials == material_index)
@@ -222,11 +223,15 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
                 "metallicFactor": 0.0 if material.metallic_factor is None else float(material.metallic_factor),
                 "roughnessFactor": 0.9 if material.roughness_factor is None else float(material.roughness_factor),
             },
-            # Existing meshes are often open (cloth, leaves, scans): show both sides rather than holes.
-            "doubleSided": True,
+            # As the input says; else (OBJ, PLY, ...) both sides: existing meshes are often open (cloth, leaves, scans).
+            "doubleSided": True if material.double_sided is None else bool(material.double_sided),
         }
         if material.emissive_factor is not None and any(material.emissive_factor):
             entry["emissiveFactor"] = [float(v) for v in material.emissive_factor]
+            if material.emissive_strength is not None and material.emissive_strength != 1.0:
+                entry["extensions"] = {"KHR_materials_emissive_strength": {
+                    "emissiveStrength": float(material.emissive_strength)}}
+                extensions_used.add("KHR_materials_emissive_strength")
         for slot, carried in material.maps.items():  # the input's other maps, unchanged (same UVs, same UV set)
             info = carried_maps.texture_info(carried, slot)
             if slot == "metallic_roughness":
@@ -256,7 +261,9 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         "buffers": [{"byteLength": len(builder.blob)}],
     }
     if carried_maps.uses_transform:
-        document["extensionsUsed"] = ["KHR_texture_transform"]
+        extensions_used.add("KHR_texture_transform")
+    if extensions_used:
+        document["extensionsUsed"] = sorted(extensions_used)
     return document, bytes(builder.blob)
 
 

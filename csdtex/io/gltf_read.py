@@ -47,13 +47,13 @@ GLTF_EXTENSIONS: dict[str, str] = {
     "KHR_texture_transform": "applied when sampling input textures; not written to painted outputs",
     "EXT_mesh_gpu_instancing": "instances expanded into triangles",
     "EXT_texture_webp": "WebP base-colour images (decoded with Pillow)",
+    "KHR_materials_emissive_strength": "carried into the outputs with the emissive colour",
 }
 """glTF extensions csdtex applies, with how."""
 
 IGNORABLE_EXTENSIONS: dict[str, str] = {
     "KHR_texture_basisu": "KTX2 images are not decoded (a PNG/JPEG fallback source is used when present)",
     "KHR_materials_unlit": "only the base colour is read",
-    "KHR_materials_emissive_strength": "only the base colour is read",
     "KHR_materials_ior": "only the base colour is read",
     "KHR_materials_specular": "only the base colour is read",
     "KHR_materials_transmission": "only the base colour is read",
@@ -353,6 +353,11 @@ class _Reader:
         emissive = source.get("emissiveFactor")
         if isinstance(emissive, list) and len(emissive) >= 3:
             material.emissive_factor = tuple(_unit(v, 0.0) for v in emissive[:3])
+        strength = ((source.get("extensions") or {}).get("KHR_materials_emissive_strength") or {}).get(
+            "emissiveStrength")
+        if isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0:
+            material.emissive_strength = float(strength)
+        material.double_sided = bool(source.get("doubleSided", False))
         lost: list[str] = []
         for slot, (key, words) in _MAP_KEYS.items():
             info = (pbr if slot == "metallic_roughness" else source).get(key)

@@ -301,7 +301,7 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
         elif key in ("pr", "pm") and len(parts) >= 2 and _is_float(parts[1]):
             scalars.setdefault(current.name, {})[key] = min(max(float(parts[1]), 0.0), 1.0)
         elif key == "ke" and len(parts) >= 4 and all(_is_float(x) for x in parts[1:4]):
-            scalars.setdefault(current.name, {})["ke"] = tuple(min(max(float(x), 0.0), 1.0) for x in parts[1:4])
+            scalars.setdefault(current.name, {})["ke"] = tuple(max(float(x), 0.0) for x in parts[1:4])
         elif key in _UNCARRIED_MAPS and len(parts) > 1:
             lost.setdefault(current.name, []).append(f"{_UNCARRIED_MAPS[key]} ({parts[0]})")
     for material in materials:
@@ -344,7 +344,8 @@ def _option_value(tokens: list[str], option: str, default: float) -> float:
 
 
 def _settle_pbr(material: Material, scalars: dict, channels: dict[str, np.ndarray]) -> None:
-    """The MTL PBR keys as glTF's: ``Pr`` / ``Pm`` / ``Ke`` become the factors, ``map_Pr`` / ``map_Pm`` one packed
+    """The MTL PBR keys as glTF's: ``Pr`` / ``Pm`` / ``Ke`` become the factors (a ``Ke`` above 1 becomes a colour in
+    [0, 1] and an emissive strength), ``map_Pr`` / ``map_Pm`` one packed
     metallic-roughness map (roughness in green, metallic in blue, at the larger map's size; a missing one is 255, its
     factor then does the work); an emissive map without ``Ke`` shows at full strength."""
     if "pr" in scalars or "map_pr" in channels:
@@ -356,7 +357,12 @@ def _settle_pbr(material: Material, scalars: dict, channels: dict[str, np.ndarra
     elif material.roughness_factor is not None:
         material.metallic_factor = 0.0
     if "ke" in scalars or "emissive" in material.maps:
-        material.emissive_factor = scalars.get("ke", (1.0, 1.0, 1.0))
+        emissive = scalars.get("ke", (1.0, 1.0, 1.0))
+        brightest = max(emissive)
+        if brightest > 1.0:  # glTF: a colour in [0, 1] times KHR_materials_emissive_strength
+            material.emissive_strength = brightest
+            emissive = tuple(v / brightest for v in emissive)
+        material.emissive_factor = emissive
     if channels:
         from PIL import Image
 

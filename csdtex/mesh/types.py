@@ -84,6 +84,10 @@ class Material:
             default 1.0 when the file omits them), or None for formats without them (exports then write a matte,
             non-metallic material: 0.0 / 0.9).
         emissive_factor: glTF ``emissiveFactor`` RGB in [0, 1], or None (black).
+        emissive_strength: glTF ``KHR_materials_emissive_strength`` (a multiplier >= 0 of the emissive colour), or
+            None (1).
+        double_sided: glTF ``doubleSided`` as the file says, or None for formats without it (exports then write
+            double-sided materials: open meshes such as cloth, leaves and scans show both sides instead of holes).
     """
 
     name: str
@@ -99,6 +103,8 @@ class Material:
     metallic_factor: float | None = None
     roughness_factor: float | None = None
     emissive_factor: tuple[float, float, float] | None = None
+    emissive_strength: float | None = None
+    double_sided: bool | None = None
 
     @property
     def has_cutout(self) -> bool:
