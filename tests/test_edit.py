@@ -272,6 +272,28 @@ def test_sixteen_bit_greyscale_masks_read_like_eight_bit_ones(tmp_path):
     assert editable[:, :4].all() and not editable[:, 4:].any()
 
 
+def test_indexed_masks_with_png_transparency_lock_their_transparent_part(tmp_path):
+    """A palette PNG (pngquant, GIMP's indexed export) keeps its transparency in a tRNS chunk, not in an alpha band:
+    read as luminance, its light-coloured transparent half was editable (new-user test, session 13). An L image with
+    a tRNS colour key likewise."""
+    from PIL import Image
+
+    from csdtex.editing.region import read_uv_mask
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 255  # white everywhere: luminance alone would make all of it editable
+    rgba[:, :4, 3] = 255  # left half opaque, right half transparent
+    Image.fromarray(rgba, "RGBA").quantize(colors=4).save(tmp_path / "indexed.png")
+    with Image.open(tmp_path / "indexed.png") as image:
+        assert image.mode == "P" and "transparency" in image.info
+    keyed = np.full((8, 8), 255, np.uint8)
+    keyed[:, 4:] = 200  # light grey: editable by luminance, but it is the transparent colour key
+    Image.fromarray(keyed).save(tmp_path / "keyed.png", transparency=200)
+    for name in ("indexed.png", "keyed.png"):
+        editable = read_uv_mask(tmp_path / name)[0]
+        assert editable[:, :4].all() and not editable[:, 4:].any(), name
+
+
 def test_a_config_file_shared_with_paint_works_for_an_edit(tmp_path, prior, box):
     """A TOML file written for `csdtex paint` (texture_size, unwrap = true, low_vram = true): the edit ignores the
     paint-only options with a note, and --no-low-vram turns off the file's flag."""

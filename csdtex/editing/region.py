@@ -130,11 +130,12 @@ def read_uv_mask(path: str | Path) -> tuple[np.ndarray, dict]:
         raise ConfigError(f"mask {path} is not an image Pillow can read: give a PNG, white = editable") from None
     except (OSError, ValueError) as error:
         raise ConfigError(f"mask {path} is not an image ({one_line(error)}): give a PNG, white = editable") from None
-    if "A" in image.getbands() and np.asarray(image.getchannel("A")).min() < 255:
-        values = np.asarray(image.getchannel("A"))
-    else:  # luminance; 16-bit / float greyscale scaled to 8 bits
-        from csdtex.io._common import image_to_grey8
+    from csdtex.io._common import image_alpha8, image_to_grey8
 
+    alpha = image_alpha8(image)  # an alpha band, or a PNG tRNS transparency (indexed masks)
+    if alpha is not None and alpha.min() < 255:
+        values = alpha
+    else:  # luminance; 16-bit / float greyscale scaled to 8 bits
         values = image_to_grey8(image)
     record = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "size": [image.width, image.height]}
     return values >= 128, record

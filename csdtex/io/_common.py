@@ -79,6 +79,17 @@ def image_to_grey8(image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("L"), dtype=np.uint8))
 
 
+def image_alpha8(image) -> np.ndarray | None:
+    """A PIL image's transparency as uint8 [H, W] (255 = opaque), or None when it has none: its alpha band (RGBA,
+    LA, ...), else a PNG ``tRNS`` transparency (palette images from pngquant / GIMP's indexed export, a colour key in
+    L / RGB images), which Pillow keeps in ``image.info`` rather than in a band."""
+    if "A" in image.getbands():
+        return np.ascontiguousarray(np.asarray(image.getchannel("A"), dtype=np.uint8))
+    if "transparency" in image.info:
+        return np.ascontiguousarray(np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint8))
+    return None
+
+
 _NOISY_LOGGERS = ("trimesh", "DracoPy", "PIL", "meshopt")
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from csdtex.errors import MeshError
-from csdtex.io._common import ParseError, ReadError, error_text, image_to_rgb8, quiet_libraries
+from csdtex.io._common import ParseError, ReadError, error_text, image_alpha8, image_to_rgb8, quiet_libraries
 from csdtex.io.gltf_data import GltfData, decode_draco, read_container
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import TextureSampler, TextureTransform
@@ -163,13 +163,8 @@ def _times_factor(texture: np.ndarray, factor: tuple[float, float, float]) -> np
 def _image_alpha(image, factor_alpha: float) -> np.ndarray:
     """uint8 [H, W] alpha of a PIL image (Pillow's alpha bands are 8-bit; 255 where the image has none) times the
     factor's alpha in [0, 1], rounded."""
-    bands = image.getbands()
-    if "A" in bands:
-        alpha = np.asarray(image.getchannel("A"), dtype=np.float32)
-    elif image.mode == "P" and "transparency" in image.info:
-        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
-    else:
-        alpha = np.full((image.height, image.width), 255.0, dtype=np.float32)
+    alpha = image_alpha8(image)
+    alpha = np.full((image.height, image.width), 255.0, np.float32) if alpha is None else alpha.astype(np.float32)
     return np.clip(np.rint(alpha * min(max(factor_alpha, 0.0), 1.0)), 0, 255).astype(np.uint8)
 
 

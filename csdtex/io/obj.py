@@ -16,7 +16,8 @@ import numpy as np
 
 from csdtex.errors import MeshError
 from csdtex.fileio import is_within
-from csdtex.io._common import GENERATOR, ParseError, clean_relative, error_text, image_to_grey8, image_to_rgb8
+from csdtex.io._common import (GENERATOR, ParseError, clean_relative, error_text, image_alpha8, image_to_grey8,
+                               image_to_rgb8)
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import CLAMP_TO_EDGE, TextureSampler, TextureTransform
 
@@ -383,9 +384,8 @@ def _settle_pbr(material: Material, scalars: dict, channels: dict[str, np.ndarra
 def _coverage(image) -> np.ndarray:
     """The coverage a ``map_d`` image gives: its alpha band when it has one (the usual RGBA texture), else its
     luminance. uint8 [H, W]; 16-bit / float greyscale scaled to 8 bits."""
-    if "A" in image.getbands():
-        return np.ascontiguousarray(np.asarray(image.getchannel("A"), dtype=np.uint8))
-    return image_to_grey8(image)
+    alpha = image_alpha8(image)
+    return alpha if alpha is not None else image_to_grey8(image)
 
 
 def _settle_alpha(material: Material) -> None:
