@@ -822,3 +822,22 @@ def test_uv_overlap_fraction():
                     + [[[u0, v0], [u1, v1], [u0, v1]] for u0, v0, u1, v1 in cells])
     assert uv_overlap_fraction(grid) == 0.0
     assert uv_overlap_fraction(np.zeros((0, 3, 2))) == 0.0
+
+
+def test_obj_concave_polygons_are_triangulated_inside_their_outline(tmp_path):
+    """An L-shaped hexagon (area 3) and a dart-shaped quad: a fan from the first corner covered area outside them
+    and flipped a triangle (new-user test, session 13); ear clipping keeps the area and the winding. Convex faces keep
+    the fan, and a bow tie (it crosses itself) keeps the fan with a warning."""
+    obj = ("v 0 0 0\nv 2 0 0\nv 2 1 0\nv 1 1 0\nv 1 2 0\nv 0 2 0\n"  # L shape, corners 1-6, reflex corner 4
+           "v 5 0 0\nv 6 2 0\nv 5 1 0\nv 4 2 0\n"  # dart, corners 7-10, reflex corner 9
+           "v 0 0 1\nv 1 1 1\nv 1 0 1\nv 0 1 1\n"  # bow tie, corners 11-14
+           "f 3 4 5 6 1 2\nf 7 8 9 10\nf 11 12 13 14\n")
+    mesh = load_mesh(write(tmp_path / "concave.obj", obj))
+    corners = mesh.vertices[mesh.faces]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    assert mesh.num_faces == 4 + 2 + 2
+    assert abs(0.5 * np.linalg.norm(normals[:4], axis=1).sum() - 3.0) < 1e-12 and (normals[:4, 2] > 0).all()
+    assert abs(0.5 * np.linalg.norm(normals[4:6], axis=1).sum() - 1.0) < 1e-12 and (normals[4:6, 2] > 0).all()
+    assert set(mesh.faces[:4].ravel()) == set(range(6))
+    np.testing.assert_array_equal(mesh.faces[6:], [[10, 11, 12], [10, 12, 13]])  # the bow tie's fan, as written
+    assert any("1 polygon(s) with more than 3 corners cross themselves" in w for w in mesh.warnings), mesh.warnings

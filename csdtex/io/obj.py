@@ -33,19 +33,19 @@ def read_obj(path: Path) -> Mesh:
 
     Vertices and ``vt`` are kept in file order, never split or merged: ``vertices`` = the ``v`` lines (extra colour
     columns ignored), ``uvs`` = the ``vt`` lines (``u v``; a missing ``v`` is 0, ``w`` ignored), ``uv_faces`` = the
-    ``vt`` indices of each face (row -1 for a face written without ``vt``). Quads and n-gons are fan-triangulated
-    (``(0, i, i + 1)``) in file order. Negative (relative) indices are resolved. Every ``usemtl`` name becomes one
-    :class:`~csdtex.mesh.Material` (in order of first use; faces before any ``usemtl`` get a default material);
-    ``Kd`` gives ``base_color``, ``map_Kd`` the texture (sampler: repeat, or clamp with ``-clamp on``; ``-o`` /
-    ``-s`` become the material's texture transform), ``map_d`` its alpha (the image's alpha band, else its
-    luminance; MASK when only 0 and 255, else BLEND); the PBR keys become the carried maps and factors
-    (:attr:`~csdtex.mesh.Material.maps`): ``map_Bump`` / ``bump`` / ``norm`` with a normal map (a grey height map
-    is named as not carried), ``map_Ke`` + ``Ke``, ``map_Pr`` / ``map_Pm`` packed into one metallic-roughness map,
-    ``Pr`` / ``Pm``; other maps (``map_Ks``, ``disp``, ...) are named in one warning; ``vn`` + ``f v/vt/vn`` give
-    ``normals``; ``v x y z r g b``
-    lines give ``vertex_colors`` (0..255 values are rescaled). MTL files and textures are read only when they
-    resolve inside the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they are missing or
-    unreadable, the mesh loads without them and ``mesh.warnings`` says why.
+    ``vt`` indices of each face (row -1 for a face written without ``vt``). Quads and n-gons are triangulated in file
+    order: convex ones as the fan ``(0, i, i + 1)``, concave ones by ear clipping in their plane
+    (:func:`polygon_triangles`), so no triangle covers area outside the polygon. Negative (relative) indices are
+    resolved. Every ``usemtl`` name becomes one :class:`~csdtex.mesh.Material` (in order of first use; faces before any
+    ``usemtl`` get a default material); ``Kd`` gives ``base_color``, ``map_Kd`` the texture (sampler: repeat, or clamp
+    with ``-clamp on``; ``-o`` / ``-s`` become the material's texture transform), ``map_d`` its alpha (the image's alpha
+    band or PNG transparency, else its luminance; MASK when only 0 and 255, else BLEND); the PBR keys become the carried
+    maps and factors (:attr:`~csdtex.mesh.Material.maps`): ``map_Bump`` / ``bump`` / ``norm`` with a normal map (a grey
+    height map is named as not carried), ``map_Ke`` + ``Ke``, ``map_Pr`` / ``map_Pm`` packed into one metallic-roughness
+    map, ``Pr`` / ``Pm``; other maps (``map_Ks``, ``disp``, ...) are named in one warning; ``vn`` + ``f v/vt/vn`` give
+    ``normals``; ``v x y z r g b`` lines give ``vertex_colors`` (0..255 values are rescaled). MTL files and textures are
+    read only when they resolve inside the OBJ's folder (symbolic links and ``..`` resolved); otherwise, or when they
+    are missing or unreadable, the mesh loads without them and ``mesh.warnings`` says why.
 
     Args:
         path: the ``.obj`` file.
@@ -78,6 +78,7 @@ def read_obj(path: Path) -> Mesh:
     colors: list[tuple[float, float, float]] = []
     short_faces = 0
     no_uv = (-1, -1, -1)
+    polygons: list[tuple[int, list[int], list[int] | None, list[int] | None]] = []  # (first triangle, corners)
 
     pending = ""
     pending_line = 0
@@ -128,6 +129,8 @@ def read_obj(path: Path) -> Mesh:
                     current_group = group_index.setdefault(current, len(group_keys))
                     if current_group == len(group_keys):
                         group_keys.append(current)
+                if len(vi) > 3:  # fan for now; concave polygons are re-triangulated once every vertex is read
+                    polygons.append((len(tri_v), vi, ti if has_t else None, ni if has_n else None))
                 for k in range(1, len(vi) - 1):
                     tri_v.append((vi[0], vi[k], vi[k + 1]))
                     tri_t.append((ti[0], ti[k], ti[k + 1]) if has_t else no_uv)
@@ -147,6 +150,23 @@ def read_obj(path: Path) -> Mesh:
     warnings: list[str] = []
     if short_faces:
         warnings.append(f"{path.name}: skipped {short_faces} face(s) with fewer than 3 corners")
+    tangled = 0
+    vertex_array = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    for first, vi, ti, ni in polygons:
+        if max(vi) >= len(vertex_array):
+            continue  # a missing vertex: validate_mesh names it
+        order = polygon_triangles(vertex_array[vi])
+        if order is None:
+            tangled += 1
+            continue
+        for offset, (a, b, c) in enumerate(order):
+            tri_v[first + offset] = (vi[a], vi[b], vi[c])
+            tri_t[first + offset] = (ti[a], ti[b], ti[c]) if ti is not None else no_uv
+            tri_n[first + offset] = (ni[a], ni[b], ni[c]) if ni is not None else no_uv
+    if tangled:
+        warnings.append(f"{path.name}: {tangled} polygon(s) with more than 3 corners cross themselves or are not flat "
+                        "enough to triangulate by shape; they were split as a fan from their first corner "
+                        "(triangulate them in your 3D tool to choose)")
     library = _read_mtl_libraries(path, mtllibs, warnings)
 
     faces = np.asarray(tri_v, dtype=np.int64).reshape(-1, 3)
@@ -209,6 +229,65 @@ def _obj_index(token: str, count: int, what: str, lineno: int) -> int:
     if count + index < 0:
         raise ParseError(f"line {lineno}: relative {what} index {index} points before the first {what}")
     return count + index
+
+
+def polygon_triangles(points: np.ndarray) -> list[tuple[int, int, int]] | None:
+    """Triangles covering a polygon exactly, as corner index triples, in the polygon's winding.
+
+    A convex polygon gets the fan ``(0, i, i + 1)`` (what every OBJ reader does, so convex n-gons come out as
+    before); a concave one (an L-shaped face) is ear-clipped in its plane, so no triangle covers area outside it or
+    faces the other way.
+
+    Args:
+        points: float64 [N, 3] corner positions, N >= 3, in order around the polygon.
+    Returns:
+        N - 2 triples of indices into ``points``; None when the polygon crosses itself or has no usable plane
+        (degenerate), where the caller keeps the fan.
+    """
+    count = len(points)
+    fan = [(0, k, k + 1) for k in range(1, count - 1)]
+    if count == 3:
+        return fan
+    normal = np.zeros(3)  # Newell's normal: robust for non-planar and concave polygons
+    for i in range(count):
+        p, q = points[i], points[(i + 1) % count]
+        normal += np.array([(p[1] - q[1]) * (p[2] + q[2]), (p[2] - q[2]) * (p[0] + q[0]),
+                            (p[0] - q[0]) * (p[1] + q[1])])
+    if not np.isfinite(normal).all() or np.linalg.norm(normal) < 1e-300:
+        return None
+    drop = int(np.argmax(np.abs(normal)))
+    flat = points[:, [a for a in range(3) if a != drop]]
+    if normal[drop] < 0:
+        flat = flat[:, ::-1]  # counter-clockwise in the projection
+    edges = np.roll(flat, -1, axis=0) - flat
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    scale = float(np.abs(turns).max()) or 1.0
+    if (turns >= -1e-12 * scale).all():
+        return fan  # convex
+
+    def cross(o, a, b) -> float:
+        return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+    remaining = list(range(count))
+    triangles: list[tuple[int, int, int]] = []
+    while len(remaining) > 3:
+        for k in range(len(remaining)):
+            i, j, m = remaining[k - 1], remaining[k], remaining[(k + 1) % len(remaining)]
+            if cross(flat[i], flat[j], flat[m]) <= 1e-12 * scale:
+                continue  # a reflex or flat corner is no ear
+            corners = flat[[i, j, m]]
+            inside = any(cross(flat[i], flat[j], flat[r]) >= 0 and cross(flat[j], flat[m], flat[r]) >= 0
+                         and cross(flat[m], flat[i], flat[r]) >= 0
+                         for r in remaining
+                         if r not in (i, j, m) and not (corners == flat[r]).all(axis=1).any())  # skip duplicates
+            if not inside:
+                triangles.append((i, j, m))
+                remaining.pop(k)
+                break
+        else:
+            return None  # no ear: the polygon crosses itself
+    triangles.append(tuple(remaining))
+    return triangles
 
 
 def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str]) -> dict[str, Material]:
