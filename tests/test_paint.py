@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +111,19 @@ def test_resume_continues_from_the_checkpoint_exactly(tmp_path, priors, small_me
         paint_module.paint(small_mesh, "a ball", config, out_dir=out, show_progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
     assert json.loads((out / "checkpoint.json").read_text())["step"] == 4
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "checkpoint.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # like every output, not 0600
     monkeypatch.setattr(optimize_module, "training_step", real_step)
+
+    # Forgetting --resume starts over, and says so before the long part (a copy: this one is resumed below).
+    forgot = tmp_path / "forgot"
+    shutil.copytree(out, forgot)
+    result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(forgot),
+                    "--steps", "6", "--views-per-step", "2", "--texture-size", "32", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "holds the checkpoint of an interrupted run at step 4; this run starts over" in result.output
+    assert "--resume to continue from it" in result.output
 
     result = invoke("paint", str(small_mesh), "a ball", "--model", str(priors["latent"]), "--out", str(out),
                     "--steps", "6", "--views-per-step", "2", "--texture-size", "32", "--resume", "--quiet")
@@ -288,4 +302,5 @@ def test_paint_keeps_the_inputs_normal_and_pbr_maps_unless_it_unwraps(tmp_path, 
     assert "the UVs were unwrapped anew, so the input's other maps" in result.output
     assert "'steel': normal map, metallic-roughness map" in result.output
     assert "normalTexture" not in read_glb(out / "steel.glb")[0]["materials"][0]
-    assert not (out / "steel_normal.png").exists() and json.loads((out / "run.json").read_text())["outputs"]["maps"] == []
+    assert not (out / "steel_normal.png").exists()
+    assert json.loads((out / "run.json").read_text())["outputs"]["maps"] == []

@@ -20,7 +20,7 @@ import torch
 from csdtex import __version__
 from csdtex.config import PaintConfig, to_dict
 from csdtex.errors import ConfigError
-from csdtex.fileio import atomic_path, write_text_atomic
+from csdtex.fileio import write_bytes_atomic, write_text_atomic
 from csdtex.guidance.scores import GuidanceConfig
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
@@ -44,6 +44,15 @@ def mesh_fingerprint(mesh) -> str:
 def has_checkpoint(out_dir: Path) -> bool:
     """True when ``out_dir`` holds checkpoint metadata."""
     return (Path(out_dir) / CHECKPOINT_META).exists()
+
+
+def checkpoint_step(out_dir: Path) -> int | None:
+    """The step of the checkpoint in ``out_dir`` (from its metadata), or None when there is none or it is
+    unreadable."""
+    try:
+        return int(json.loads((Path(out_dir) / CHECKPOINT_META).read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def checkpoint_identity(prompt: str, config: PaintConfig, guidance: GuidanceConfig | None, texture_model: str,
@@ -71,7 +80,7 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def save_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     generator: torch.Generator, step: int, identity: dict[str, Any]) -> None:
     """Write the model, the Adam moments, the generator state and ``step`` (steps done) with ``identity``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {f"field.{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     for index, parameter in enumerate(model.parameters()):
@@ -82,8 +91,7 @@ def save_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         if "step" in state:
             tensors[f"adam.{index}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
     tensors["rng"] = generator.get_state()
-    with atomic_path(Path(out_dir) / CHECKPOINT_TENSORS) as tmp:
-        save_file(tensors, str(tmp))
+    write_bytes_atomic(Path(out_dir) / CHECKPOINT_TENSORS, save(tensors))  # the outputs' usual permissions
     meta = {"step": step, "identity": identity, "csdtex": __version__}
     write_text_atomic(Path(out_dir) / CHECKPOINT_META, json.dumps(meta, indent=2))
 

@@ -87,7 +87,7 @@ def prepare_run(
     Raises:
         csdtex.errors.CsdtexError: one-line user errors (bad options, prompt, mesh, model, device, output folder).
     """
-    from csdtex.pipeline.checkpoint import has_checkpoint
+    from csdtex.pipeline.checkpoint import checkpoint_step, has_checkpoint
 
     config.validate()
     prompt = check_prompt(prompt)
@@ -104,6 +104,7 @@ def prepare_run(
     backend = resolve_backend(config.renderer, device)
     if resume and not has_checkpoint(out_dir):
         raise ConfigError(f"--resume: no checkpoint in {out_dir}; run without --resume to start from scratch")
+    kept_step = None if resume else checkpoint_step(out_dir)
     if prior is None and not config.model:
         config = dataclasses.replace(config, model=DEFAULT_MODEL)
 
@@ -122,6 +123,9 @@ def prepare_run(
 
     notify = notify or (lambda message: None)
     warn = warn or python_warning
+    if kept_step is not None:  # said before the long part: the first checkpoint of this run replaces it
+        notify(f"{out_dir} holds the checkpoint of an interrupted run at step {kept_step}; this run starts over "
+               "and replaces it: stop now (Ctrl-C) and run again with --resume to continue from it instead")
     for warning in source_mesh.warnings:
         warn(warning)
     if prior.vocabulary:
