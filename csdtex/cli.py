@@ -184,24 +184,35 @@ def _run_options(*, paint: bool, single_run: bool = True):
 _NOT_CONFIG = ("out_dir", "resume", "config_file", "quiet")
 
 
-def _run_config(config_type, options: dict):
-    """A ``config_type`` built from ``--config`` (if given) with the command-line options (those not None) over it."""
-    from csdtex.config import apply_overrides, load_config_file
+def _run_config(config_type, options: dict, paint_task: bool = True):
+    """A ``config_type`` built from ``--config`` (if given) with the command-line options (those not None) over it.
+    A paint (``paint_task``) ignores the edit-only options of a file shared with ``csdtex edit``, with a note."""
+    from csdtex.config import EDIT_ONLY_OPTIONS, EditConfig, apply_overrides, read_config_table
 
-    config = load_config_file(options["config_file"], config_type()) if options["config_file"] else config_type()
+    config = config_type()
+    if options["config_file"]:
+        table = read_config_table(options["config_file"])
+        edit_only = issubclass(config_type, EditConfig) or not paint_task
+        ignored = [] if edit_only else [key for key in EDIT_ONLY_OPTIONS if key in table]
+        if ignored:
+            _echo("note")(f"{' and '.join(ignored)} in {options['config_file']} apply to an edit only: ignored")
+        table = {key: value for key, value in table.items() if key not in ignored}
+        config = apply_overrides(config, table, source=str(options["config_file"]))
     values = {k: v for k, v in options.items() if k not in _NOT_CONFIG and v is not None}
     return apply_overrides(config, values, source="the command line")
 
 
 def _without_paint_only_options(config, config_file: Path | None):
-    """An edit's config without the paint-only ``texture_size`` and ``unwrap`` that a ``--config`` file shared with
-    ``csdtex paint`` may set (an edit keeps the mesh's UVs and texture resolution); a note names what is ignored."""
-    ignored = [name for name, off in (("texture_size", None), ("unwrap", False)) if getattr(config, name) != off]
+    """An edit's config without the paint-only ``texture_size``, ``unwrap`` and ``negative_prompt`` that a
+    ``--config`` file shared with ``csdtex paint`` may set (an edit keeps the mesh's UVs and texture resolution, and
+    its source description is its negative prompt); a note names what is ignored."""
+    paint_only = (("texture_size", None), ("unwrap", False), ("negative_prompt", None))
+    ignored = [name for name, off in paint_only if getattr(config, name) != off]
     if not ignored:
         return config
-    _echo("note")(f"{' and '.join(ignored)} in {config_file} do not apply to an edit (it keeps the mesh's UVs and "
-                  "texture resolution): ignored")
-    return dataclasses.replace(config, texture_size=None, unwrap=False)
+    _echo("note")(f"{', '.join(ignored)} in {config_file} do not apply to an edit (it keeps the mesh's UVs and "
+                  "texture resolution, and --source is its negative prompt): ignored")
+    return dataclasses.replace(config, texture_size=None, unwrap=False, negative_prompt=None)
 
 
 def _echo(kind: str):
@@ -297,7 +308,7 @@ def batch(manifest_path: Path, out_dir: Path | None, task: str, prompt: str | No
     from csdtex.batch.command import run_batch_command
     from csdtex.config import PaintConfig
 
-    config = _run_config(PaintConfig, {**options, "config_file": config_file})
+    config = _run_config(PaintConfig, {**options, "config_file": config_file}, paint_task=task == "paint")
     code = run_batch_command(
         manifest_path, config, out_dir=out_dir, task=task, prompt=prompt, workers=workers, retries=retries,
         roots=roots, use_ray=use_ray or bool(ray_address), ray_address=ray_address, dry_run=dry_run, quiet=quiet,

@@ -308,6 +308,19 @@ def load_config_file(path: str | Path, base: PaintConfig | None = None) -> Paint
 
     Unknown keys and wrong types are :class:`ConfigError` with the offending key named.
     """
+    return apply_overrides(base or PaintConfig(), read_config_table(path), source=str(Path(path)))
+
+
+EDIT_ONLY_OPTIONS: tuple[str, ...] = ("preserve", "texel_learning_rate_scale")
+"""The :class:`EditConfig` fields a paint does not have (a config file shared by paint and edit may set them)."""
+
+
+def read_config_table(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML table of a config file (no option checked yet; :func:`load_config_file` applies it).
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not valid TOML (one line).
+    """
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -321,7 +334,7 @@ def load_config_file(path: str | Path, base: PaintConfig | None = None) -> Paint
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    return apply_overrides(base or PaintConfig(), data, source=str(path))
+    return data
 
 
 def apply_overrides(config: PaintConfig, values: dict[str, Any], source: str = "options") -> PaintConfig:

@@ -295,15 +295,23 @@ def test_indexed_masks_with_png_transparency_lock_their_transparent_part(tmp_pat
 
 
 def test_a_config_file_shared_with_paint_works_for_an_edit(tmp_path, prior, box):
-    """A TOML file written for `csdtex paint` (texture_size, unwrap = true, low_vram = true): the edit ignores the
-    paint-only options with a note, and --no-low-vram turns off the file's flag."""
+    """A TOML file shared by `csdtex paint` and `csdtex edit` (texture_size, unwrap = true, low_vram = true, a negative
+    prompt, preserve): each command ignores the other's options with a note, and --no-low-vram turns off the file's
+    flag."""
     config = tmp_path / "shared.toml"
-    config.write_text("texture_size = 256\nunwrap = true\nlow_vram = true\nsteps = 2\nviews_per_step = 1\n")
+    config.write_text("texture_size = 256\nunwrap = true\nlow_vram = true\nsteps = 2\nviews_per_step = 1\n"
+                      "negative_prompt = \"blurry\"\npreserve = 0.5\n")
     out = tmp_path / "out"
     result = invoke("edit", str(box), "a blue box", "--source", "a red box", "--model", str(prior), "--config",
                     str(config), "--no-low-vram", "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
-    assert f"note: texture_size and unwrap in {config} do not apply to an edit" in result.output
+    assert f"note: texture_size, unwrap, negative_prompt in {config} do not apply to an edit" in result.output
     record = json.loads((out / "run.json").read_text())
+    assert record["edit"]["preserve"] == 0.5
+    # The same file serves a paint: the edit-only preserve is ignored with a note.
+    result = invoke("paint", str(box), "a blue box", "--model", str(prior), "--config", str(config), "--texture-size",
+                    "32", "--out", str(tmp_path / "painted"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"note: preserve in {config} apply to an edit only: ignored" in result.output
     assert record["config"]["low_vram"] is False and record["config"]["unwrap"] is False
     assert Image.open(out / "box_lid.png").size == Image.open(box.parent / "box_lid.png").size  # not 256
