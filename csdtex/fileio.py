@@ -56,6 +56,22 @@ def write_text_atomic(destination: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(destination, text.encode("utf-8"))
 
 
+def file_sha256(path: str | os.PathLike | None) -> str | None:
+    """SHA-256 (hex) of a file's bytes, or None when it is missing or unreadable."""
+    if path is None:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """True when ``path`` resolves to a location inside ``folder`` (symbolic links and ``..`` resolved)."""
     try:

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from csdtex.batch import BatchOptions, load_manifest, plan_batch, run_batch
 from csdtex.batch.manifest import ManifestError
@@ -373,3 +375,41 @@ def test_edit_batch_edits_each_row_inside_its_mask(tmp_path, prior, fast_toml):
     assert summary["counts"]["done"] == 1
     marker = json.loads((out / "crate_blue" / "batch.json").read_text())
     assert marker["settings"]["source"] == "a red object" and marker["settings"]["mask"].endswith("left.png")
+
+
+def test_a_rerun_redoes_assets_whose_buffers_or_textures_changed(tmp_path, fast_toml):
+    """Done-ness covers every file the mesh load read: a re-exported .bin of a .gltf (its JSON unchanged) and a
+    repainted texture of an OBJ make their assets 'changed' (new-user test, session 13: both were skipped as done,
+    and an edit batch then kept texels that no longer matched its input)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gltf_files import GltfBuilder, quad
+
+    from csdtex.config import load_config_file
+
+    positions, faces = quad()
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(positions, faces, positions[:, :2].astype(np.float64))])
+    builder.write_gltf(tmp_path / "panel.gltf")
+    (tmp_path / "box.mtl").write_text("newmtl skin\nmap_Kd skin.png\n")
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "skin.png")
+    (tmp_path / "box.obj").write_text("mtllib box.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\n"
+                                      "usemtl skin\nf 1/1 2/2 3/3\n")
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("mesh,prompt\npanel.gltf,a red object\nbox.obj,a blue object\n")
+    out = tmp_path / "out"
+    result = invoke("batch", manifest, "--config", fast_toml, "--out", out, "--workers", "1", "--device", "cpu",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "box" / "run.json").read_text())
+    assert [f["path"] for f in record["mesh"]["files"]] == ["box.obj", "box.mtl", "skin.png"]
+    rows = load_manifest(manifest, config=load_config_file(fast_toml)).rows
+
+    def statuses() -> dict[str, str]:
+        return {p.row.name: p.status for p in plan_batch(rows, out)}
+
+    assert statuses() == {"panel": "done", "box": "done"}
+    binary = bytearray((tmp_path / "panel.bin").read_bytes())
+    binary[-4:] = bytes(4)  # a re-exported buffer (the last UV changes), the .gltf's JSON untouched
+    (tmp_path / "panel.bin").write_bytes(bytes(binary))
+    Image.fromarray(np.full((8, 8, 3), 30, np.uint8)).save(tmp_path / "skin.png")
+    assert statuses() == {"panel": "changed", "box": "changed"}

@@ -38,7 +38,7 @@ from csdtex.batch.tasks import (EDIT_UNAVAILABLE, AssetTask, Backend, Event, Fin
                                 TaskResult, edit_available)
 from csdtex.config import to_dict
 from csdtex.errors import ConfigError, CsdtexError, one_line
-from csdtex.fileio import folder_lock, write_text_atomic
+from csdtex.fileio import file_sha256, folder_lock, write_text_atomic
 
 STAGING = ".staging"
 LOCK_FILE = ".csdtex-batch.lock"
@@ -125,26 +125,40 @@ def settings_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def file_sha256(path: Path | None) -> str | None:
-    """SHA-256 (hex) of a file's bytes, or None when it is missing or unreadable."""
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
 def _stat(path: Path) -> list[int] | None:
+    """Size, modification and status-change times: a file replaced by a copy of the same size and mtime (``cp -p``,
+    ``rsync -t``) still gets a new ctime, so it is hashed again."""
     try:
         info = path.stat()
     except OSError:
         return None
-    return [info.st_size, info.st_mtime_ns]
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _input_files_changed(marker: dict, mesh: Path) -> bool:
+    """Whether a file the finished asset's mesh load read (``batch.json``'s ``input_files``: the ``.bin`` of a
+    ``.gltf``, its images, an OBJ's MTL files and textures) differs now; each is hashed only when its size or times
+    changed."""
+    for record in marker.get("input_files") or []:
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+            return True
+        path = mesh.parent / record["path"]
+        stat = _stat(path)
+        if stat is None or stat != record.get("stat"):
+            if file_sha256(path) != record.get("sha256"):
+                return True
+    return False
+
+
+def _input_file_records(staging: Path, mesh: Path) -> list[dict[str, Any]]:
+    """The files the run's mesh load read (its ``run.json``: ``mesh.files``), with their current stat, for
+    ``batch.json``."""
+    try:
+        files = json.loads((staging / "run.json").read_text(encoding="utf-8"))["mesh"]["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [{**record, "stat": _stat(mesh.parent / record["path"])} for record in files
+            if isinstance(record, dict) and isinstance(record.get("path"), str)]
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
@@ -159,9 +173,10 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
     """The state of each row in ``out_dir`` (see :class:`PlannedAsset`).
 
-    A mesh file is hashed only when its size or modification time differ from what the asset's ``batch.json``
-    recorded. Raises :class:`ConfigError` when an asset's folder exists but was not made by a batch (no
-    ``batch.json``): csdtex never replaces a folder it did not write.
+    A mesh file is hashed only when its size or times differ from what the asset's ``batch.json`` recorded; a
+    finished asset whose other input files (``input_files``: a ``.gltf``'s buffers and images, an OBJ's MTL and
+    textures) changed is ``changed`` too. Raises :class:`ConfigError` when an asset's folder exists but was not made
+    by a batch (no ``batch.json``): csdtex never replaces a folder it did not write.
     """
     planned = []
     for row in rows:
@@ -176,6 +191,8 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
         settings = row_settings(row, digest)
         key = settings_hash(settings)
         status = "new" if marker is None else "done" if marker.get("settings_hash") == key else "changed"
+        if status == "done" and _input_files_changed(marker, row.mesh):
+            status = "changed"
         planned.append(PlannedAsset(row=row, status=status, settings=settings, settings_hash=key, mesh_stat=stat))
     return planned
 
@@ -330,6 +347,7 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
     marker = {
         "name": asset.row.name, "where": asset.row.where, "settings_hash": asset.settings_hash,
         "settings": asset.settings, "mesh_stat": asset.mesh_stat, "mesh_path": str(asset.row.mesh),
+        "input_files": _input_file_records(task.staging, asset.row.mesh),
         "options": asset.row.options, "seconds": round(result.seconds, 3), "attempts": result.attempt,
         "worker": result.worker, "warnings": result.warnings, "csdtex": __version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

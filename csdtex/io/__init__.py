@@ -117,5 +117,6 @@ def load_mesh(path: str | os.PathLike) -> Mesh:
         remedy = getattr(err, "remedy", None) or f"check that it is a valid {fmt} file or re-export it"
         raise MeshError(f"mesh file '{path}' could not be read as {fmt} ({reason}): {remedy}") from err
     mesh.source = path
+    mesh.read_files = [path, *(f for f in dict.fromkeys(mesh.read_files) if f != path)]
     validate_mesh(mesh)
     return mesh

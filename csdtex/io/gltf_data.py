@@ -84,6 +84,7 @@ class GltfData:
 
     def __init__(self, document: dict, binary: bytes | None, path: Path, warnings: list[str]) -> None:
         self.document, self.binary, self.path, self.warnings = document, binary, path, warnings
+        self.read_files: list[Path] = []  # external files read (or looked for), for Mesh.read_files
         self._buffers: dict[int, bytes] = {}
         self._views: dict[int, bytes] = {}
         for buffer in document.get("buffers") or []:  # the folder rule first: it names the real problem
@@ -124,6 +125,7 @@ class GltfData:
         if not is_within(target, self.path.parent):
             raise ReadError(f"{self.path.name}: '{relative}' lies outside the mesh folder and was not read",
                             remedy=OUTSIDE_REMEDY)
+        self.read_files.append(target)
         if not target.is_file():
             raise ReadError(f"{self.path.name}: '{relative}' was not found",
                             remedy="put it where the file expects it (relative to the mesh), or export a GLB")

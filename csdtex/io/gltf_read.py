@@ -104,6 +104,7 @@ def read_gltf_file(path: Path) -> Mesh:
     reader = _Reader(document, GltfData(document, binary, path, warnings), path, warnings)
     with quiet_libraries():
         mesh = reader.build()
+    mesh.read_files = list(reader.data.read_files)
     mesh.extensions = {name: name in GLTF_EXTENSIONS for name in dict.fromkeys(used + required)}
     return mesh
 

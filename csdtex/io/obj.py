@@ -167,7 +167,8 @@ def read_obj(path: Path) -> Mesh:
         warnings.append(f"{path.name}: {tangled} polygon(s) with more than 3 corners cross themselves or are not flat "
                         "enough to triangulate by shape; they were split as a fan from their first corner "
                         "(triangulate them in your 3D tool to choose)")
-    library = _read_mtl_libraries(path, mtllibs, warnings)
+    read_files: list[Path] = []
+    library = _read_mtl_libraries(path, mtllibs, warnings, read_files)
 
     faces = np.asarray(tri_v, dtype=np.int64).reshape(-1, 3)
     vertices = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -216,6 +217,7 @@ def read_obj(path: Path) -> Mesh:
         vertex_colors=vertex_colors,
         normals=normal_table,
         normal_faces=normal_faces,
+        read_files=read_files,
     )
 
 
@@ -290,8 +292,11 @@ def polygon_triangles(points: np.ndarray) -> list[tuple[int, int, int]] | None:
     return triangles
 
 
-def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str]) -> dict[str, Material]:
-    """Materials by name from the OBJ's ``mtllib`` files; files outside the mesh folder are never opened."""
+def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str],
+                        read_files: list[Path] | None = None) -> dict[str, Material]:
+    """Materials by name from the OBJ's ``mtllib`` files; files outside the mesh folder are never opened. The MTL
+    files and textures read or looked for (inside the folder) are appended to ``read_files``."""
+    read_files = [] if read_files is None else read_files
     folder = obj_path.parent
     library: dict[str, Material] = {}
     textures: dict = {}  # (file, reader) -> (image array, path) or None
@@ -303,6 +308,8 @@ def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str])
         names = [entry] if (folder / entry).is_file() or len(entry.split()) == 1 else entry.split()
         for name in names:
             mtl_path = folder / name
+            if is_within(mtl_path, folder):
+                read_files.append(mtl_path)
             if not is_within(mtl_path, folder):
                 warnings.append(
                     f"{obj_path.name}: MTL file '{name}' lies outside the mesh folder and was not read; "
@@ -319,6 +326,7 @@ def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str])
                 continue
             for material in _parse_mtl(text, mtl_path, folder, warnings, textures):
                 library.setdefault(material.name, material)
+    read_files.extend(dict.fromkeys(file for file, _ in textures))
     return library
 
 

@@ -136,6 +136,9 @@ class Mesh:
             normals) and renders shade with them (:meth:`to_render`).
         normal_faces: int64 [F, 3] indexing ``normals`` per face corner (-1: that corner has none, and exports
             give it the smooth area-weighted normal); None exactly when ``normals`` is None.
+        read_files: every file the reader read or looked for to build this mesh, the mesh file first (MTL files,
+            textures and maps, glTF buffers and images; a referenced file that was missing too, so that adding it
+            later counts as a change); empty for meshes built in code. Batch reruns compare their contents.
         tangents: float64 [N, 4] tangent frames aligned with ``normals`` row for row (glTF ``TANGENT`` in world
             space: xyz the tangent, w = +-1 the bitangent's sign), or None. A carried normal map was baked against
             them, so GLB exports write them back (:meth:`export_tangents`).
@@ -154,6 +157,7 @@ class Mesh:
     normals: np.ndarray | None = None
     normal_faces: np.ndarray | None = None
     tangents: np.ndarray | None = None
+    read_files: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64)

@@ -9,6 +9,7 @@ anything is written. Earlier outputs this run replaces (:mod:`csdtex.pipeline.ou
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,21 @@ def write_previews(run: PreparedRun, textures: list[np.ndarray],
     return preview, sheet
 
 
+def _input_files(mesh) -> list[dict[str, Any]]:
+    """The files the mesh was read from (:attr:`csdtex.mesh.Mesh.read_files`), each as ``{"path": relative to the
+    mesh file's folder (POSIX), "sha256": hex, or None for a referenced file that is missing}``."""
+    if not mesh.read_files:
+        return []
+    from csdtex.fileio import file_sha256
+
+    base = Path(os.path.abspath(mesh.read_files[0].parent))
+    records = []
+    for path in mesh.read_files:
+        relative = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
+        records.append({"path": relative, "sha256": file_sha256(path)})
+    return records
+
+
 def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: ExportedFiles, preview: Path,
                      extra: dict[str, Any] | None = None) -> Path:
     """``run.json``: prompt, mesh, prior, resolved options, versions, timings, metrics, a history thinned to at most
@@ -143,7 +159,7 @@ def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: Exporte
     payload = {
         "prompt": run.prompt,
         "mesh": {"source": str(mesh.source) if mesh.source else None, "faces": mesh.num_faces,
-                 "vertices": mesh.num_vertices, "materials": len(mesh.materials)},
+                 "vertices": mesh.num_vertices, "materials": len(mesh.materials), "files": _input_files(mesh)},
         "model": run.config.model,
         "prior": {"kind": prior.kind, "render_resolution": prior.render_resolution, "dtype": str(prior.dtype)},
         "seed": run.config.seed,
