@@ -413,3 +413,29 @@ def test_a_rerun_redoes_assets_whose_buffers_or_textures_changed(tmp_path, fast_
     (tmp_path / "panel.bin").write_bytes(bytes(binary))
     Image.fromarray(np.full((8, 8, 3), 30, np.uint8)).save(tmp_path / "skin.png")
     assert statuses() == {"panel": "changed", "box": "changed"}
+
+
+def test_adding_a_row_keeps_a_finished_assets_folder(tmp_path, fast_toml):
+    """A finished a/chair.obj lives in chair/; adding b/chair.obj derives a_chair / b_chair, but the finished asset
+    keeps its folder and stays done (new-user test, session 13: it was painted again as a_chair and chair/ was left
+    behind, unlisted)."""
+    from csdtex.config import load_config_file
+
+    for relative in ("a/chair.obj", "b/chair.obj"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nf 1/1 2/2 3/3\n")
+    (tmp_path / "one.csv").write_text("mesh,prompt\na/chair.obj,a red object\n")
+    out = tmp_path / "out"
+    result = invoke("batch", tmp_path / "one.csv", "--config", fast_toml, "--out", out, "--workers", "1",
+                    "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (out / "chair" / "run.json").is_file()
+    (tmp_path / "two.csv").write_text("mesh,prompt\na/chair.obj,a red object\nb/chair.obj,a blue object\n")
+    rows = load_manifest(tmp_path / "two.csv", config=load_config_file(fast_toml)).rows
+    assert [row.name for row in rows] == ["a_chair", "b_chair"]
+    planned = {p.row.name: p.status for p in plan_batch(rows, out)}
+    assert planned == {"chair": "done", "b_chair": "new"}
+    # An out cell is kept as given.
+    (tmp_path / "named.csv").write_text("mesh,prompt,out\na/chair.obj,a red object,first\n")
+    rows = load_manifest(tmp_path / "named.csv", config=load_config_file(fast_toml)).rows
+    assert [p.row.name for p in plan_batch(rows, out)] == ["first"]

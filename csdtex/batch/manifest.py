@@ -28,7 +28,9 @@ Each asset writes ``<out>/<name>/``. ``name`` is the ``out`` cell (which must al
 the mesh's file stem made safe (:func:`csdtex.export.safe_asset_name`). Rows whose names collide (compared without
 case) take as many parent folders as needed to differ (``a/chair.obj`` -> ``a_chair``, ``b/chair.obj`` ->
 ``b_chair``); rows of the very same mesh file get ``-2``, ``-3``, ... in manifest order. The names depend only on
-the manifest, so a rerun finds every asset's folder again.
+the manifest, so a rerun finds every asset's folder again; and when rows are added or reordered, a derived name
+gives way to the folder that already holds the row's finished asset (:func:`csdtex.batch.runner.plan_batch`), so a
+finished asset is never renamed and painted again.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class AssetRow:
     source: str | None = None
     mask: Path | None = None
     material: str | None = None
+    named_by_out: bool = False
+    """The name is the row's ``out`` cell (kept as given), not derived from the mesh path."""
 
 
 @dataclass(frozen=True)
@@ -460,7 +464,8 @@ def assign_names(rows: list[AssetRow], roots: Sequence[Path] = ()) -> list[Asset
             name = f"{base}-{number}"
         names[i] = name
         taken.add(name.lower())
-    return [dataclasses.replace(row, name=row.name or names[i]) for i, row in enumerate(rows)]
+    return [dataclasses.replace(row, name=row.name or names[i], named_by_out=bool(row.name))
+            for i, row in enumerate(rows)]
 
 
 def _name_parts(mesh: Path, roots: Sequence[Path]) -> tuple[str, ...]:

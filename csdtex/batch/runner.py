@@ -170,8 +170,42 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def keep_finished_names(rows: list[AssetRow], out_dir: Path) -> list[AssetRow]:
+    """``rows`` with each derived name (not an ``out`` cell) replaced by the name of the folder that already holds
+    that row's finished asset, when the derived name is not it: adding ``b/chair.obj`` next to a finished
+    ``a/chair.obj`` derives ``a_chair`` / ``b_chair``, but the finished asset stays in ``chair``. A folder is matched
+    by its ``batch.json``'s mesh path, the same prompt preferred (the same mesh in two rows); it is taken only when
+    no row of the manifest has its name."""
+    if not out_dir.is_dir():
+        return rows
+    finished: dict[Path, list[tuple[str, str | None]]] = {}
+    for folder in sorted(out_dir.iterdir()):
+        marker = read_marker(folder) if folder.is_dir() and not folder.name.startswith(".") else None
+        if marker is None or not isinstance(marker.get("mesh_path"), str):
+            continue
+        prompt = (marker.get("settings") or {}).get("prompt")
+        finished.setdefault(Path(os.path.abspath(marker["mesh_path"])), []).append((folder.name, prompt))
+    used = {row.name.lower() for row in rows}
+    result = []
+    for row in rows:
+        candidates = finished.get(Path(os.path.abspath(row.mesh)), [])
+        own = out_dir / row.name
+        if row.named_by_out or not candidates or (own.is_dir() and any(n == row.name for n, _ in candidates)):
+            result.append(row)
+            continue
+        free = [(name, prompt) for name, prompt in candidates if name.lower() not in used]
+        chosen = next((name for name, prompt in free if prompt == row.prompt), free[0][0] if free else None)
+        if chosen is None:
+            result.append(row)
+            continue
+        used.add(chosen.lower())
+        result.append(dataclasses.replace(row, name=chosen))
+    return result
+
+
 def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
-    """The state of each row in ``out_dir`` (see :class:`PlannedAsset`).
+    """The state of each row in ``out_dir`` (see :class:`PlannedAsset`), the rows' names first given way to the
+    folders of their finished assets (:func:`keep_finished_names`).
 
     A mesh file is hashed only when its size or times differ from what the asset's ``batch.json`` recorded; a
     finished asset whose other input files (``input_files``: a ``.gltf``'s buffers and images, an OBJ's MTL and
@@ -179,7 +213,7 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
     by a batch (no ``batch.json``): csdtex never replaces a folder it did not write.
     """
     planned = []
-    for row in rows:
+    for row in keep_finished_names(rows, out_dir):
         folder = out_dir / row.name
         marker = read_marker(folder) if folder.is_dir() else None
         if folder.exists() and marker is None:
@@ -346,7 +380,7 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
     final = out_dir / asset.row.name
     marker = {
         "name": asset.row.name, "where": asset.row.where, "settings_hash": asset.settings_hash,
-        "settings": asset.settings, "mesh_stat": asset.mesh_stat, "mesh_path": str(asset.row.mesh),
+        "settings": asset.settings, "mesh_stat": asset.mesh_stat, "mesh_path": os.path.abspath(asset.row.mesh),
         "input_files": _input_file_records(task.staging, asset.row.mesh),
         "options": asset.row.options, "seconds": round(result.seconds, 3), "attempts": result.attempt,
         "worker": result.worker, "warnings": result.warnings, "csdtex": __version__,
