@@ -439,3 +439,29 @@ def test_adding_a_row_keeps_a_finished_assets_folder(tmp_path, fast_toml):
     (tmp_path / "named.csv").write_text("mesh,prompt,out\na/chair.obj,a red object,first\n")
     rows = load_manifest(tmp_path / "named.csv", config=load_config_file(fast_toml)).rows
     assert [p.row.name for p in plan_batch(rows, out)] == ["first"]
+
+
+def test_another_meshs_finished_asset_is_not_replaced_without_overwrite(tmp_path, fast_toml):
+    """Two manifests with a vase.obj from different folders, into one --out: the second refuses to replace the
+    first's finished vase/ (new-user test, session 13: it replaced it silently) unless --overwrite."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "vase.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\n"
+                                                    "f 1/1 2/2 3/3\n")
+        (tmp_path / folder / "jobs.csv").write_text("mesh,prompt\nvase.obj,a red object\n")
+    out = tmp_path / "out"
+    common = ["--config", fast_toml, "--out", out, "--workers", "1", "--device", "cpu", "--quiet"]
+    assert invoke("batch", tmp_path / "a" / "jobs.csv", *common).exit_code == 0
+    marker = (out / "vase" / "batch.json").read_text()
+    result = invoke("batch", tmp_path / "b" / "jobs.csv", *common)
+    assert result.exit_code == 2 and "holds the finished asset of another mesh" in result.output
+    assert "--overwrite" in one_error_line(result) and (out / "vase" / "batch.json").read_text() == marker
+    result = invoke("batch", tmp_path / "b" / "jobs.csv", *common, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "vase" / "batch.json").read_text())["mesh_path"] == str(tmp_path / "b" / "vase.obj")
+
+
+def test_a_semicolon_separated_manifest_gets_a_hint(tmp_path):
+    (tmp_path / "jobs.csv").write_text("mesh;prompt\nvase.obj;a red object\n")
+    result = invoke("batch", tmp_path / "jobs.csv", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "separate its columns with ';'" in one_error_line(result)

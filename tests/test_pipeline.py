@@ -210,7 +210,8 @@ def interrupted_run(tmp_path_factory, priors, ball) -> tuple[Path, list[str]]:
 def test_resume_refuses_a_checkpoint_made_with_other_result_changing_options(ball, interrupted_run, changed, named):
     out, options = interrupted_run
     result = invoke("paint", str(ball), "a ball", "--out", str(out), *options, *changed, "--resume")
-    assert result.exit_code == 2 and "made with a different" in result.output and named in result.output
+    assert result.exit_code == 2 and "made with other settings (not the same: " in result.output
+    assert named in result.output
     assert (out / "checkpoint.json").exists() and not (out / "run.json").exists()
 
 
@@ -232,7 +233,7 @@ def test_resume_refuses_a_checkpoint_of_another_mesh(tmp_path, interrupted_run):
     other.parent.mkdir()
     trimesh.creation.icosphere(1).export(other)
     result = invoke("paint", str(other), "a ball", "--out", str(out), *options, "--resume")
-    assert result.exit_code == 2 and "made with a different mesh" in result.output, result.output
+    assert result.exit_code == 2 and "made with other settings (not the same: mesh" in result.output, result.output
     assert (out / "checkpoint.json").exists() and not (out / "run.json").exists()
 
 

@@ -295,7 +295,9 @@ class _RowReader:
         top = key.split(".", 1)[0]
         if top not in self.option_names:
             columns = ", ".join(ROW_COLUMNS + (EDIT_COLUMNS if self.task == "edit" else ()))
-            raise ManifestError(f"{where}: unknown column {key!r}: columns are {columns} and the options of "
+            hint = (" (the file seems to separate its columns with ';': save it as comma-separated CSV)"
+                    if ";" in key and "," not in key else "")
+            raise ManifestError(f"{where}: unknown column {key!r}{hint}: columns are {columns} and the options of "
                                 f"csdtex paint ({', '.join(sorted(self.option_names))})")
         if top in BATCH_LEVEL_OPTIONS:
             raise ManifestError(f"{where}: {top} is set for the whole batch ({BATCH_LEVEL_OPTIONS[top]}), not "

@@ -210,7 +210,8 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
     A mesh file is hashed only when its size or times differ from what the asset's ``batch.json`` recorded; a
     finished asset whose other input files (``input_files``: a ``.gltf``'s buffers and images, an OBJ's MTL and
     textures) changed is ``changed`` too. Raises :class:`ConfigError` when an asset's folder exists but was not made
-    by a batch (no ``batch.json``): csdtex never replaces a folder it did not write.
+    by a batch (no ``batch.json``): csdtex never replaces a folder it did not write; and when it holds the finished
+    asset of another mesh file (another manifest's ``vase.obj`` into the same ``--out``), unless ``overwrite``.
     """
     planned = []
     for row in keep_finished_names(rows, out_dir):
@@ -219,6 +220,12 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
         if folder.exists() and marker is None:
             raise ConfigError(f"{folder} exists but was not written by csdtex batch (no {MARKER}): move it away or "
                               "choose another --out")
+        recorded = marker.get("mesh_path") if marker else None
+        if (isinstance(recorded, str) and os.path.isabs(recorded) and not row.config.overwrite
+                and Path(recorded) != Path(os.path.abspath(row.mesh))):
+            raise ConfigError(f"{row.where}: {folder} holds the finished asset of another mesh ({recorded}), not "
+                              f"{row.mesh}: give the row its own out name, choose another --out, or pass --overwrite "
+                              "to replace it")
         stat = _stat(row.mesh)
         known = marker and marker.get("mesh_stat") == stat and marker.get("settings", {}).get("mesh") == row.mesh.name
         digest = marker["settings"].get("mesh_sha256") if known else file_sha256(row.mesh)

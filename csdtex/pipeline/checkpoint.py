@@ -123,8 +123,8 @@ def load_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         keys = list(identity) + [k for k in saved if k not in identity]  # the prompt first, then options in order
         differing = [k for k in keys if saved.get(k) != identity.get(k)]
         shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
-        raise ConfigError(f"--resume: the checkpoint in {out_dir} was made with a different {shown}; "
-                          "use the same settings or another --out")
+        raise ConfigError(f"--resume: the checkpoint in {out_dir} was made with other settings (not the same: "
+                          f"{shown}); use the same settings or another --out")
     step = int(meta["step"])
     if step >= total_steps:
         raise ConfigError(f"--resume: the checkpoint is at step {step}, not below --steps {total_steps}; raise --steps")

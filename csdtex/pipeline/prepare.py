@@ -130,6 +130,8 @@ def prepare_run(
         warn(warning)
     if prior.vocabulary:
         _warn_unknown_words(prior.vocabulary, prompt, guidance.negative_prompt if guidance.method == "csd" else None,
+                            "in the source description (--source): " if isinstance(config, EditConfig) else
+                            "in the negative prompt: ",
                             warn)
     if config.unwrap or not source_mesh.has_uvs:
         reason = "as asked (--unwrap)" if config.unwrap else "it has no UVs" if source_mesh.uv_faces is None else (
@@ -191,12 +193,13 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
     return notes
 
 
-def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, warn: Notify) -> None:
+def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, negative_words: str,
+                        warn: Notify) -> None:
     from csdtex.guidance.loading import builtin_prior_vocabularies
     from csdtex.guidance.vocabulary import unknown_words_message
 
     alternatives = None
-    for text, where in ((prompt, ""), (negative_prompt, "in the negative prompt: ")):
+    for text, where in ((prompt, ""), (negative_prompt, negative_words)):
         if text and alternatives is None and unknown_words_message(text, vocabulary) is not None:
             alternatives = builtin_prior_vocabularies()
         message = unknown_words_message(text, vocabulary, alternatives) if text else None
