@@ -197,7 +197,8 @@ class EditConfig(PaintConfig):
     guidance: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(EDIT_GUIDANCE))
     """Schedule options of the score distillation (as :attr:`PaintConfig.guidance`), starting from
     :data:`EDIT_GUIDANCE`: the source description's weight ``w2`` falls from 1 to 0 over the run and the timesteps stay
-    in [0.2, 0.98]. A ``[guidance]`` table or ``--set guidance.KEY=VALUE`` changes only the keys it names."""
+    in [0.2, 0.98]. A ``[guidance]`` table (``--config``, or a batch manifest's ``guidance.KEY`` column) changes only the
+    keys it names."""
 
     preserve: float | None = None
     """Weight W of the L2 anchor ``W * mean((render - render_of_the_original)^2)`` over every rendered pixel, which

@@ -465,3 +465,12 @@ def test_a_semicolon_separated_manifest_gets_a_hint(tmp_path):
     (tmp_path / "jobs.csv").write_text("mesh;prompt\nvase.obj;a red object\n")
     result = invoke("batch", tmp_path / "jobs.csv", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "separate its columns with ';'" in one_error_line(result)
+
+
+def test_dry_run_names_rows_whose_mesh_is_missing(tmp_path):
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    (tmp_path / "jobs.csv").write_text("mesh,prompt\ncrate.obj,a red object\ngone.obj,a blue object\n")
+    result = invoke("batch", tmp_path / "jobs.csv", "--dry-run", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "missing  gone" in result.output and "new      crate" in result.output
+    assert "1 to run, 0 done, 1 with a missing mesh file (they would fail)" in result.output

@@ -55,11 +55,15 @@ def run_batch_command(
     if dry_run:
         planned = plan_batch(manifest.rows, out_dir)
         width = max(len(asset.row.name) for asset in planned)
+        missing = 0
         for asset in planned:
-            echo(f"{asset.status:8s} {asset.row.name.ljust(width)}  {asset.row.mesh}  {asset.row.prompt!r}")
-        todo = sum(asset.status != "done" for asset in planned)
-        echo(f"{len(planned)} assets in {manifest.description}: {todo} to run, {len(planned) - todo} done; "
-             f"output folder {out_dir}")
+            status = asset.status if asset.row.mesh.is_file() else "missing"  # it would fail: no mesh file
+            missing += status == "missing"
+            echo(f"{status:8s} {asset.row.name.ljust(width)}  {asset.row.mesh}  {asset.row.prompt!r}")
+        todo = sum(asset.status != "done" for asset in planned) - missing
+        echo(f"{len(planned)} assets in {manifest.description}: {todo} to run, {len(planned) - todo - missing} done"
+             + (f", {missing} with a missing mesh file (they would fail)" if missing else "")
+             + f"; output folder {out_dir}")
         return 0
     options = BatchOptions(
         out_dir=out_dir, workers=workers, retries=retries, device=config.device, ray=use_ray, ray_address=ray_address,
