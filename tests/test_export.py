@@ -688,6 +688,10 @@ def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
     assert set(mesh.materials[0].maps) == {"normal", "emissive", "metallic_roughness"}
     [warning] = [w for w in mesh.warnings if "do not carry" in w]
     assert "'metal': occlusion map (it reads TEXCOORD_1, the base colour TEXCOORD_0), UV sets TEXCOORD_1" in warning
+    from csdtex.mesh import analyze_mesh
+
+    [line] = analyze_mesh(mesh).textures  # what `csdtex info` shows
+    assert line.endswith("; carried into the outputs: normal map, metallic-roughness map, emissive map"), line
 
     files = export_all(mesh, [np.full((16, 16, 3), 90, np.uint8)], tmp_path / "out", "metal")
     document, binary = read_glb(files.glb)

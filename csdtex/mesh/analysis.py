@@ -224,17 +224,24 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
 
 
 def _texture_summary(material) -> str:
-    """``'<name>: 512x256 texture, wrap repeat/repeat, linear filter, <transform>'`` or the base colour."""
+    """``'<name>: 512x256 texture, wrap repeat/repeat, linear filter, <transform>'`` or the base colour, then the
+    maps and cut-out the outputs carry (``'; carried: normal map, metallic-roughness map, alpha MASK'``)."""
     if material.texture is None:
-        return f"{material.name}: no texture (base colour {', '.join(f'{c:.2f}' for c in material.base_color)})"
-    height, width = material.texture.shape[:2]
-    text = f"{material.name}: {width}x{height} texture"
-    if material.sampler is not None:
-        sampler = material.sampler
-        text += f", wrap {sampler.wrap_s}/{sampler.wrap_t}, {sampler.mag_filter} filter"
-    if material.texture_transform is not None and not material.texture_transform.is_identity:
-        text += f", {material.texture_transform.description}"
-    return text
+        text = f"{material.name}: no texture (base colour {', '.join(f'{c:.2f}' for c in material.base_color)})"
+    else:
+        height, width = material.texture.shape[:2]
+        text = f"{material.name}: {width}x{height} texture"
+        if material.sampler is not None:
+            sampler = material.sampler
+            text += f", wrap {sampler.wrap_s}/{sampler.wrap_t}, {sampler.mag_filter} filter"
+        if material.texture_transform is not None and not material.texture_transform.is_identity:
+            text += f", {material.texture_transform.description}"
+    carried = [slot.replace("_", "-") + " map" for slot in material.maps]
+    if material.has_cutout:
+        carried.append(f"alpha {material.alpha_mode}")
+    if material.emissive_factor is not None and any(material.emissive_factor) and "emissive" not in material.maps:
+        carried.append("emissive colour")
+    return text + (f"; carried into the outputs: {', '.join(carried)}" if carried else "")
 
 
 def shared_texel_fractions(mesh: Mesh, resolution: int = 256) -> list[tuple[str, float]]:
