@@ -842,3 +842,41 @@ def test_obj_map_d_cutouts_survive_paint(tmp_path):
     # without map_d the RGBA texture's alpha is not used (viewers ignore it too)
     write_text(tmp_path / "leaf.mtl", "newmtl leaf\nmap_Kd leaf.png\n")
     assert load_mesh(mesh_path).materials[0].alpha is None
+
+
+def _png_rgb16(path: Path, pixels: np.ndarray) -> Path:
+    """Write uint16 [H, W, 3] as a 48-bit PNG (Pillow cannot write one): signature, IHDR, one IDAT, IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    height, width = pixels.shape[:2]
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_sixteen_bit_colour_textures_are_named(tmp_path):
+    """Pillow reads a 48-bit PNG as 8-bit RGB without a word; csdtex says that its outputs hold the 8-bit version."""
+    pixels = (np.arange(4 * 4 * 3).reshape(4, 4, 3) * 4000).astype(np.uint16)
+    _png_rgb16(tmp_path / "deep.png", pixels)
+    (tmp_path / "m.mtl").write_text("newmtl deep\nmap_Kd deep.png\n")
+    (tmp_path / "m.obj").write_text("mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nusemtl deep\n"
+                                    "f 1/1 2/2 3/3\n")
+    mesh = load_mesh(tmp_path / "m.obj")
+    assert mesh.materials[0].texture.shape == (4, 4, 3)
+    assert any("texture 'deep.png' has 16 bits per channel" in w for w in mesh.warnings), mesh.warnings
+    builder = GltfBuilder()  # the same image as a glTF base colour
+    builder.doc["images"] = [{"bufferView": builder.view((tmp_path / "deep.png").read_bytes()),
+                              "mimeType": "image/png"}]
+    builder.doc["textures"] = [{"source": 0}]
+    positions, faces = quad()
+    builder.mesh([builder.primitive(positions, faces, positions[:, :2].astype(np.float64),
+                                    material=builder.material("deep", 0))])
+    gltf_mesh = load_mesh(builder.write_glb(tmp_path / "deep.glb"))
+    assert any("the base colour image of material 'deep' has 16 bits" in w for w in gltf_mesh.warnings)
+    Image.fromarray((pixels >> 8).astype(np.uint8)).save(tmp_path / "deep.png")  # 8-bit: no warning
+    assert not any("16 bits" in w for w in load_mesh(tmp_path / "m.obj").warnings)

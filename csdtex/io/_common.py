@@ -79,6 +79,23 @@ def image_to_grey8(image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("L"), dtype=np.uint8))
 
 
+def png_bit_depth(data: bytes) -> int | None:
+    """The bit depth per channel a PNG file's header declares (1, 2, 4, 8 or 16), or None for other data. Pillow
+    reads 16-bit colour PNGs as 8-bit RGB without saying so; callers use this to say it."""
+    if len(data) >= 25 and data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+        return data[24]
+    return None
+
+
+def sixteen_bit_note(what: str, image, header: bytes) -> str | None:
+    """The warning for a 16-bit-per-channel colour texture (csdtex keeps 8 bits), or None. ``what`` names the
+    texture (``"texture 'skin.png'"``); ``header``: the file's first bytes (at least 25)."""
+    if png_bit_depth(header) == 16 and image.mode in ("RGB", "RGBA"):
+        return (f"{what} has 16 bits per channel; csdtex reads and writes 8, so the outputs (an edit's untouched "
+                "texels too) hold its 8-bit version")
+    return None
+
+
 def image_alpha8(image) -> np.ndarray | None:
     """A PIL image's transparency as uint8 [H, W] (255 = opaque), or None when it has none: its alpha band (RGBA,
     LA, ...), else a PNG ``tRNS`` transparency (palette images from pngquant / GIMP's indexed export, a colour key in

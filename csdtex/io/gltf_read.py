@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from csdtex.errors import MeshError
-from csdtex.io._common import ParseError, ReadError, error_text, image_alpha8, image_to_rgb8, quiet_libraries
+from csdtex.io._common import (ParseError, ReadError, error_text, image_alpha8, image_to_rgb8, quiet_libraries,
+                               sixteen_bit_note)
 from csdtex.io.gltf_data import GltfData, decode_draco, read_container
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import TextureSampler, TextureTransform
@@ -422,8 +423,12 @@ class _Reader:
         try:
             from PIL import Image
 
-            with Image.open(io.BytesIO(self.data.image_bytes(image_index))) as image:
+            data = self.data.image_bytes(image_index)
+            with Image.open(io.BytesIO(data)) as image:
                 material.texture = _times_factor(image_to_rgb8(image), factor_rgb)
+                note = sixteen_bit_note(f"the base colour image of material '{material.name}'", image, data[:32])
+                if note:
+                    self.warnings.append(f"{self.path.name}: {note}")
                 mode = source.get("alphaMode", "OPAQUE")
                 if mode in ("MASK", "BLEND"):
                     material.alpha_mode = mode

@@ -17,7 +17,7 @@ import numpy as np
 from csdtex.errors import MeshError
 from csdtex.fileio import is_within
 from csdtex.io._common import (GENERATOR, ParseError, clean_relative, error_text, image_alpha8, image_to_grey8,
-                               image_to_rgb8)
+                               image_to_rgb8, sixteen_bit_note)
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import CLAMP_TO_EDGE, TextureSampler, TextureTransform
 
@@ -575,6 +575,11 @@ def _load_mtl_texture(tokens: list[str], mtl_path: Path, folder: Path, warnings:
             with Image.open(tex_path) as image:
                 image.load()
                 result = (reader(image), tex_path)
+                if reader is image_to_rgb8:
+                    with open(tex_path, "rb") as handle:
+                        note = sixteen_bit_note(f"texture '{name}'", image, handle.read(32))
+                    if note:
+                        warnings.append(f"{mtl_path.name}: {note}")
         except Exception as err:  # unreadable / unsupported / decompression bomb: go on without it
             warnings.append(f"{mtl_path.name}: texture '{name}' could not be read ({error_text(err)}); ignored")
     cache[key] = result
