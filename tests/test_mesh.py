@@ -828,6 +828,8 @@ def test_obj_concave_polygons_are_triangulated_inside_their_outline(tmp_path):
     """An L-shaped hexagon (area 3) and a dart-shaped quad: a fan from the first corner covered area outside them
     and flipped a triangle (new-user test, session 13); ear clipping keeps the area and the winding. Convex faces keep
     the fan, and a bow tie (it crosses itself) keeps the fan with a warning."""
+    from csdtex.io.obj import polygon_triangles
+
     obj = ("v 0 0 0\nv 2 0 0\nv 2 1 0\nv 1 1 0\nv 1 2 0\nv 0 2 0\n"  # L shape, corners 1-6, reflex corner 4
            "v 5 0 0\nv 6 2 0\nv 5 1 0\nv 4 2 0\n"  # dart, corners 7-10, reflex corner 9
            "v 0 0 1\nv 1 1 1\nv 1 0 1\nv 0 1 1\n"  # bow tie, corners 11-14
@@ -841,3 +843,15 @@ def test_obj_concave_polygons_are_triangulated_inside_their_outline(tmp_path):
     assert set(mesh.faces[:4].ravel()) == set(range(6))
     np.testing.assert_array_equal(mesh.faces[6:], [[10, 11, 12], [10, 12, 13]])  # the bow tie's fan, as written
     assert any("1 polygon(s) with more than 3 corners cross themselves" in w for w in mesh.warnings), mesh.warnings
+    # The same L shape in the other planes and windings (each axis dropped, both orientations), and every shipped
+    # mesh's quads: triangulated by shape with no warning.
+    ell = np.array([[2, 1], [1, 1], [1, 2], [0, 2], [0, 0], [2, 0]], dtype=np.float64)
+    for axis in range(3):
+        for winding in (1, -1):
+            points = np.insert(ell[::winding], axis, 0.5, axis=1)
+            order = polygon_triangles(points)
+            corners = points[np.asarray(order)]
+            area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+            assert abs(area.sum() - 3.0) < 1e-12, (axis, winding, order)
+    for shipped in sorted((Path(__file__).resolve().parents[1] / "assets" / "meshes").glob("*.obj")):
+        assert not [w for w in load_mesh(shipped).warnings if "cross themselves" in w], shipped

@@ -258,7 +258,7 @@ def polygon_triangles(points: np.ndarray) -> list[tuple[int, int, int]] | None:
     if not np.isfinite(normal).all() or np.linalg.norm(normal) < 1e-300:
         return None
     drop = int(np.argmax(np.abs(normal)))
-    flat = points[:, [a for a in range(3) if a != drop]]
+    flat = points[:, [(drop + 1) % 3, (drop + 2) % 3]]  # a right-handed pair: (y, z), (z, x) or (x, y)
     if normal[drop] < 0:
         flat = flat[:, ::-1]  # counter-clockwise in the projection
     edges = np.roll(flat, -1, axis=0) - flat
