@@ -673,6 +673,17 @@ def test_outputs_never_replace_the_input_files(tmp_path):
         paint(box, "red", FAST, out_dir=textures, show_progress=False)
     assert (textures / "box.png").read_bytes() == texture_before and sorted(p.name for p in textures.iterdir()) == [
         "box.png"]
+    # a map read from a file (an OBJ's map_Bump; a glTF's external image likewise) with an output's name (session 13)
+    maps = folder / "maps"
+    maps.mkdir()
+    Image.fromarray(np.full((4, 4, 3), (128, 128, 255), np.uint8)).save(maps / "panel_normal.png")
+    write_text(folder / "panel.mtl", "newmtl a\nmap_Kd textures/box.png\nmap_Bump maps/panel_normal.png\n")
+    panel = write_text(folder / "panel.obj", "mtllib panel.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\n"
+                                             "usemtl a\nf 1/1 2/2 3/3\n")
+    normal_before = (maps / "panel_normal.png").read_bytes()
+    with pytest.raises(ConfigError, match="input file 'panel_normal.png'"):
+        paint(panel, "red", FAST, out_dir=maps, show_progress=False)
+    assert (maps / "panel_normal.png").read_bytes() == normal_before
     # another folder is fine
     result = CliRunner().invoke(main, ["paint", str(source), "red", "--out", str(tmp_path / "o"), "--steps", "1",
                                        "--texture-size", "16", "--quiet"])

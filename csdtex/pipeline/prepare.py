@@ -109,7 +109,8 @@ def prepare_run(
         config = dataclasses.replace(config, model=DEFAULT_MODEL)
 
     source_mesh = mesh if isinstance(mesh, Mesh) else timer.run("load_mesh", load_mesh, mesh)
-    check_inputs_kept(out_dir, name, [source_mesh.source, *(m.texture_source for m in source_mesh.materials)])
+    check_inputs_kept(out_dir, name, [source_mesh.source, *(m.texture_source for m in source_mesh.materials),
+                                       *source_mesh.read_files])  # a glTF's images and an OBJ's maps too
     owns_prior = prior is None
     if owns_prior:
         from csdtex.guidance import load_prior
