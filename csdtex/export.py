@@ -295,6 +295,11 @@ def _check_inputs(mesh: Mesh, textures: Sequence[np.ndarray]) -> list[np.ndarray
     return checked
 
 
+_PREVIEW_LABELS = ("views", "before_after")
+"""Material labels whose texture name ``<stem>_<label>.png`` is a preview's (``csdtex.pipeline.outputs``): such a
+texture is written as ``<stem>_<label>_texture.png``."""
+
+
 def _material_labels(materials: Sequence[Material]) -> list[str]:
     """Unique (case-insensitively) file-safe labels for materials: MTL ``newmtl`` names and texture file suffixes."""
     labels: list[str] = []
@@ -394,16 +399,19 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
             lines.append(f"Pr {material.roughness_factor:.6f}")
         if material.metallic_factor is not None:
             lines.append(f"Pm {material.metallic_factor:.6f}")
-        if material.emissive_factor is not None and any(material.emissive_factor) or "emissive" in material.maps:
-            r, g, b = material.emissive_factor if material.emissive_factor is not None else (1.0, 1.0, 1.0)
+        emissive = material.emissive_factor
+        if emissive is None and "emissive" in material.maps:
+            emissive = (1.0, 1.0, 1.0)  # an OBJ's map_Ke without Ke
+        glows = emissive is not None and any(emissive)  # a glTF emissive map under a black factor shows nothing
+        if glows:
             k = 1.0 if material.emissive_strength is None else material.emissive_strength  # MTL's Ke is unbounded
-            lines.append(f"Ke {r * k:.6f} {g * k:.6f} {b * k:.6f}")
+            lines.append(f"Ke {emissive[0] * k:.6f} {emissive[1] * k:.6f} {emissive[2] * k:.6f}")
         for slot, carried in material.maps.items():
             if slot == "normal":
                 files.append((file_name(stem, "normal"), png_of(carried.image)))
                 option = f"-bm {carried.strength:g} " if carried.strength != 1.0 else ""
                 lines.append(f"map_Bump {option}{files[-1][0]}")
-            elif slot == "emissive":
+            elif slot == "emissive" and glows:
                 files.append((file_name(stem, "emissive"), png_of(carried.image)))
                 lines.append(f"map_Ke {files[-1][0]}")
             elif slot == "metallic_roughness":
@@ -426,8 +434,10 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
         result.mtl = output_path(out_dir, stem, ".mtl")
         if len(labels) == 1:
             result.textures = [output_path(out_dir, stem, ".png")]
-        else:
-            result.textures = [output_path(out_dir, f"{stem}_{label}", ".png") for label in labels]
+        else:  # a material named "views" must not write <stem>_views.png, the preview sheet's name
+            result.textures = [output_path(out_dir, f"{stem}_{label}" + ("_texture" if label.lower() in
+                                                                          _PREVIEW_LABELS else ""), ".png")
+                               for label in labels]
     if glb:
         result.glb = output_path(out_dir, stem, ".glb")
     obj_maps: list[tuple[list[str], list[tuple[str, bytes]]]] = []

@@ -767,3 +767,32 @@ def test_an_objs_normal_emissive_and_pbr_maps_are_carried(tmp_path):
     assert again.maps["normal"].image == (tmp_path / "n.png").read_bytes() and again.maps["normal"].strength == 0.8
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(again.maps["metallic_roughness"].image)))[..., 1],
                                   rough)
+
+
+def test_texture_names_never_take_a_previews_name_and_a_black_emissive_stays_dark(tmp_path):
+    """A material named "views" wrote <stem>_views.png, which the preview sheet then replaced; a glTF emissive map
+    without emissiveFactor (black: it shows nothing) became Ke 1 1 1 + map_Ke in the MTL, a glow (new-user tests,
+    session 13)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gltf_files import GltfBuilder, quad, read_glb
+
+    from csdtex.mesh import load_mesh
+
+    builder = GltfBuilder()
+    views = builder.material("Views", builder.texture(np.full((4, 4, 3), 50, np.uint8)))
+    builder.doc["materials"][views]["emissiveTexture"] = {"index": builder.texture(np.full((4, 4, 3), 250, np.uint8))}
+    other = builder.material("other", builder.texture(np.full((4, 4, 3), 90, np.uint8)))
+    positions, faces = quad()
+    uvs = positions[:, :2].astype(np.float64)
+    builder.mesh([builder.primitive(positions, faces, uvs, material=views),
+                  builder.primitive(positions + [0, 0, 1], faces, uvs, material=other)])
+    mesh = load_mesh(builder.write_glb(tmp_path / "t.glb"))
+    files = export_all(mesh, [np.full((8, 8, 3), 90, np.uint8)] * 2, tmp_path / "out", "t")
+    assert [p.name for p in files.textures] == ["t_Views_texture.png", "t_other.png"]
+    mtl = files.mtl.read_text()
+    assert "newmtl Views" in mtl and "map_Kd t_Views_texture.png" in mtl
+    assert "Ke " not in mtl and "map_Ke" not in mtl and not files.maps
+    material = read_glb(files.glb)[0]["materials"][0]
+    assert "emissiveTexture" in material and "emissiveFactor" not in material  # as the input: black

@@ -348,6 +348,7 @@ class _Reader:
         material.metallic_factor = _unit(pbr.get("metallicFactor"), 1.0)
         material.roughness_factor = _unit(pbr.get("roughnessFactor"), 1.0)
         emissive = source.get("emissiveFactor")
+        material.emissive_factor = (0.0, 0.0, 0.0)  # glTF's default: an emissive map alone shows nothing
         if isinstance(emissive, list) and len(emissive) >= 3:
             material.emissive_factor = tuple(_unit(v, 0.0) for v in emissive[:3])
         strength = ((source.get("extensions") or {}).get("KHR_materials_emissive_strength") or {}).get(
