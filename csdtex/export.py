@@ -38,7 +38,7 @@ import numpy as np
 from csdtex.errors import ConfigError, MeshError
 from csdtex.fileio import atomic_path, is_within, write_bytes_atomic
 from csdtex.io.gltf import glb_bytes
-from csdtex.io.obj import mtl_text, obj_text
+from csdtex.io.obj import mtl_map_options, mtl_text, obj_text
 from csdtex.mesh.types import Material, Mesh
 
 __all__ = [
@@ -410,15 +410,15 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
             if slot == "normal":
                 files.append((file_name(stem, "normal"), png_of(carried.image)))
                 option = f"-bm {carried.strength:g} " if carried.strength != 1.0 else ""
-                lines.append(f"map_Bump {option}{files[-1][0]}")
+                lines.append(f"map_Bump {option}{mtl_map_options(carried.transform)}{files[-1][0]}")
             elif slot == "emissive" and glows:
                 files.append((file_name(stem, "emissive"), png_of(carried.image)))
-                lines.append(f"map_Ke {files[-1][0]}")
+                lines.append(f"map_Ke {mtl_map_options(carried.transform)}{files[-1][0]}")
             elif slot == "metallic_roughness":
                 files.append((file_name(stem, "roughness"), png_of(carried.image, channel=1)))
-                lines.append(f"map_Pr {files[-1][0]}")
+                lines.append(f"map_Pr {mtl_map_options(carried.transform)}{files[-1][0]}")
                 files.append((file_name(stem, "metallic"), png_of(carried.image, channel=2)))
-                lines.append(f"map_Pm {files[-1][0]}")
+                lines.append(f"map_Pm {mtl_map_options(carried.transform)}{files[-1][0]}")
         result.append((lines, files))
     return result
 

@@ -716,7 +716,8 @@ def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
     assert again.materials[0].maps["normal"].transform == transform
 
     mtl = files.mtl.read_text().splitlines()
-    for line in ("Pr 0.600000", "Pm 0.300000", "Ke 4.000000 2.000000 0.000000", "map_Bump -bm 0.5 metal_normal.png",
+    for line in ("Pr 0.600000", "Pm 0.300000", "Ke 4.000000 2.000000 0.000000",
+                 "map_Bump -bm 0.5 -o 0.25 -1 0 -s 2 2 1 metal_normal.png",
                  "map_Ke metal_emissive.png", "map_Pr metal_roughness.png", "map_Pm metal_metallic.png"):
         assert line in mtl, (line, mtl)
     assert sorted(p.name for p in files.maps) == ["metal_emissive.png", "metal_metallic.png", "metal_normal.png",
@@ -796,3 +797,57 @@ def test_texture_names_never_take_a_previews_name_and_a_black_emissive_stays_dar
     assert "Ke " not in mtl and "map_Ke" not in mtl and not files.maps
     material = read_glb(files.glb)[0]["materials"][0]
     assert "emissiveTexture" in material and "emissiveFactor" not in material  # as the input: black
+
+
+def test_map_placement_options_travel_between_mtl_and_gltf(tmp_path):
+    """``norm -o / -s`` of an MTL map becomes the map's KHR_texture_transform in the GLB and comes back as -o / -s
+    in the output MTL (it was dropped; new-user test, session 13)."""
+    from csdtex.mesh import load_mesh
+
+    normal = np.zeros((8, 8, 3), np.uint8)
+    normal[..., 0], normal[..., 1], normal[..., 2] = 120, 135, 250
+    normal[::2, :, 0] = 100
+    Image.fromarray(normal).save(tmp_path / "n.png")
+    Image.fromarray(np.full((8, 8, 3), 60, np.uint8)).save(tmp_path / "kd.png")
+    (tmp_path / "m.mtl").write_text("newmtl a\nmap_Kd kd.png\nnorm -o 0.25 0.5 0 -s 2 2 1 n.png\n")
+    (tmp_path / "m.obj").write_text("mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nusemtl a\n"
+                                    "f 1/1 2/2 3/3\n")
+    carried = load_mesh(tmp_path / "m.obj").materials[0].maps["normal"]
+    assert carried.transform == {"offset": [0.25, -1.5], "scale": [2.0, 2.0]}  # v down: 1 - 2 - 0.5
+    files = export_all(load_mesh(tmp_path / "m.obj"), [np.full((8, 8, 3), 90, np.uint8)], tmp_path / "out", "m")
+    assert "map_Bump -o 0.25 0.5 0 -s 2 2 1 m_normal.png" in files.mtl.read_text()
+    assert load_mesh(files.glb).materials[0].maps["normal"].transform == carried.transform
+
+
+def test_tangents_of_a_material_whose_parts_all_have_them_survive_mixed_files(tmp_path):
+    """One material with TANGENT on every part keeps it; another whose parts are mixed gets none, with a warning
+    (it was silent, and dropped tangents for every material; new-user test, session 13)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gltf_files import GltfBuilder, quad, read_glb
+
+    from csdtex.mesh import load_mesh
+
+    builder = GltfBuilder()
+    flat = np.full((4, 3, 3), 0, np.uint8) + np.array([128, 128, 255], np.uint8)
+    materials = []
+    for name in ("full", "mixed"):
+        index = builder.material(name, builder.texture(np.full((4, 4, 3), 90, np.uint8)))
+        builder.doc["materials"][index]["normalTexture"] = {"index": builder.texture(flat)}
+        materials.append(index)
+    positions, faces = quad()
+    uvs = positions[:, :2].astype(np.float64)
+    primitives = []
+    for offset, material, tangent in ((0, 0, True), (1, 1, True), (2, 1, False)):
+        primitive = builder.primitive(positions + [0, 0, offset], faces, uvs, material=materials[material])
+        primitive["attributes"]["NORMAL"] = builder.accessor(np.tile([0.0, 0.0, 1.0], (4, 1)).astype(np.float32))
+        if tangent:
+            primitive["attributes"]["TANGENT"] = builder.accessor(np.tile([1.0, 0, 0, 1], (4, 1)).astype(np.float32))
+        primitives.append(primitive)
+    builder.mesh(primitives)
+    mesh = load_mesh(builder.write_glb(tmp_path / "t.glb"))
+    assert any("some parts of material(s) 'mixed' have tangents" in w for w in mesh.warnings), mesh.warnings
+    files = export_all(mesh, [np.full((8, 8, 3), 90, np.uint8)] * 2, tmp_path / "out", "t")
+    written = [p["attributes"] for p in read_glb(files.glb)[0]["meshes"][0]["primitives"]]
+    assert "TANGENT" in written[0] and "TANGENT" not in written[1]

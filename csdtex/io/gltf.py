@@ -208,9 +208,9 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
             "NORMAL": builder.accessor(vertex_normal, _FLOAT, "VEC3", _ARRAY_BUFFER),
             "TEXCOORD_0": builder.accessor(texcoord, _FLOAT, "VEC2", _ARRAY_BUFFER),
         }
-        if tangent_table is not None and "normal" in material.maps:  # the frame the carried normal map was baked in
-            attributes["TANGENT"] = builder.accessor(tangent_table[normal_index].astype(np.float32), _FLOAT, "VEC4",
-                                                     _ARRAY_BUFFER)
+        frames = tangent_table[normal_index] if tangent_table is not None and "normal" in material.maps else None
+        if frames is not None and np.isfinite(frames).all():  # the frame the carried normal map was baked in
+            attributes["TANGENT"] = builder.accessor(frames.astype(np.float32), _FLOAT, "VEC4", _ARRAY_BUFFER)
         flat_indices = new_faces.reshape(-1).astype(index_type)
         indices = builder.accessor(flat_indices, index_code, "SCALAR", _ELEMENT_ARRAY_BUFFER)
         images.append({"bufferView": builder.view(png_images[material_index]), "mimeType": "image/png"})

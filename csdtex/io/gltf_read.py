@@ -209,6 +209,7 @@ class _Reader:
         self.geometry_cache: dict[tuple[int, int], tuple] = {}
         self.skipped_modes: set[str] = set()
         self.not_carried: dict[str, list[str]] = {}
+        self.tangent_parts: dict[int, set[bool]] = {}  # material -> whether its parts had TANGENT
 
     # -- scene -------------------------------------------------------------------------------------------------------
 
@@ -500,17 +501,24 @@ class _Reader:
                     parts_n.append(world_normals)
                     parts_nf.append(faces + n_offset)
                     n_offset += len(world_normals)
+                    self.tangent_parts.setdefault(material, set()).add(tangents is not None)
                     if tangents is not None:  # t' = M t; a mirroring transform flips the bitangent's sign
                         sign = np.sign(np.linalg.det(linear))
                         parts_t.append(np.concatenate([tangents[:, :3] @ linear.T, tangents[:, 3:4] * sign], axis=1))
-                    else:
-                        parts_t.append(None)
+                    else:  # NaN rows: materials whose corners use them get no TANGENT (viewers generate it)
+                        parts_t.append(np.full((len(world_normals), 4), np.nan))
                 else:
                     parts_nf.append(np.full_like(faces, -1))
                 v_offset += len(vertices)
         if self.skipped_modes:
             self.warnings.append(f"{self.path.name}: ignored non-triangle primitives "
                                  f"({', '.join(sorted(self.skipped_modes))})")
+        mixed = [self.materials[m].name for m, kinds in self.tangent_parts.items()
+                 if kinds == {True, False} and "normal" in self.materials[m].maps]
+        if mixed:
+            self.warnings.append(f"{self.path.name}: some parts of material(s) {', '.join(repr(n) for n in mixed)} "
+                                 "have tangents (TANGENT) and others not; the outputs give those materials none, so "
+                                 "viewers generate them for their normal maps")
         if self.not_carried:
             listed = "; ".join(f"'{name}': {', '.join(parts)}" for name, parts in self.not_carried.items())
             self.warnings.append(f"{self.path.name}: painted or edited outputs do not carry these parts of its "
@@ -538,5 +546,5 @@ class _Reader:
             vertex_colors=vertex_colors,
             normals=np.concatenate(parts_n) if parts_n else None,
             normal_faces=np.concatenate(parts_nf) if parts_n else None,
-            tangents=np.concatenate(parts_t) if parts_t and all(t is not None for t in parts_t) else None,
+            tangents=np.concatenate(parts_t) if parts_t and any(np.isfinite(t).all() for t in parts_t) else None,
         )

@@ -140,8 +140,8 @@ class Mesh:
             textures and maps, glTF buffers and images; a referenced file that was missing too, so that adding it
             later counts as a change); empty for meshes built in code. Batch reruns compare their contents.
         tangents: float64 [N, 4] tangent frames aligned with ``normals`` row for row (glTF ``TANGENT`` in world
-            space: xyz the tangent, w = +-1 the bitangent's sign), or None. A carried normal map was baked against
-            them, so GLB exports write them back (:meth:`export_tangents`).
+            space: xyz the tangent, w = +-1 the bitangent's sign; NaN rows for parts of the file without), or None. A
+            carried normal map was baked against them, so GLB exports write them back (:meth:`export_tangents`).
     """
 
     vertices: np.ndarray
@@ -214,8 +214,9 @@ class Mesh:
 
     def export_tangents(self) -> np.ndarray | None:
         """The file's tangents for export, row for row with :meth:`export_normals`' table (float64 [N', 4], xyz unit,
-        w = +-1), or None when the mesh has none or some corner's normal is not the file's own (its tangent frame
-        would be incomplete; viewers then generate tangents for every corner, consistently)."""
+        w = +-1; NaN rows where a part of the file had none or an unusable one: a primitive using such a row is
+        written without TANGENT), or None when the mesh has none or some corner's normal is not the file's own (its
+        tangent frame would be incomplete; viewers then generate tangents for every corner, consistently)."""
         if self.tangents is None or self.normals is None or len(self.tangents) != len(self.normals):
             return None
         table, _ = self.export_normals()
@@ -223,9 +224,10 @@ class Mesh:
             return None
         tangents = np.asarray(self.tangents, dtype=np.float64)
         length = np.linalg.norm(tangents[:, :3], axis=1)
-        if not (np.isfinite(tangents).all() and (length > 1e-12).all()):
-            return None
-        return np.concatenate([tangents[:, :3] / length[:, None], np.where(tangents[:, 3:] < 0, -1.0, 1.0)], axis=1)
+        usable = np.isfinite(tangents).all(axis=1) & (length > 1e-12)
+        frames = np.concatenate([tangents[:, :3] / np.where(usable, length, 1.0)[:, None],
+                                 np.where(tangents[:, 3:] < 0, -1.0, 1.0)], axis=1)
+        return np.where(usable[:, None], frames, np.nan)
 
     def copy_with(self, **changes) -> "Mesh":
         """A shallow copy with some fields replaced (dataclasses.replace)."""
