@@ -195,7 +195,8 @@ def _run_config(config_type, options: dict, paint_task: bool = True):
         edit_only = issubclass(config_type, EditConfig) or not paint_task
         ignored = [] if edit_only else [key for key in EDIT_ONLY_OPTIONS if key in table]
         if ignored:
-            _echo("note")(f"{' and '.join(ignored)} in {options['config_file']} apply to an edit only: ignored")
+            verb = "applies" if len(ignored) == 1 else "apply"
+            _echo("note")(f"{' and '.join(ignored)} in {options['config_file']} {verb} to an edit only: ignored")
         table = {key: value for key, value in table.items() if key not in ignored}
         config = apply_overrides(config, table, source=str(options["config_file"]))
     values = {k: v for k, v in options.items() if k not in _NOT_CONFIG and v is not None}

@@ -312,6 +312,6 @@ def test_a_config_file_shared_with_paint_works_for_an_edit(tmp_path, prior, box)
     result = invoke("paint", str(box), "a blue box", "--model", str(prior), "--config", str(config), "--texture-size",
                     "32", "--out", str(tmp_path / "painted"), "--quiet")
     assert result.exit_code == 0, result.output
-    assert f"note: preserve in {config} apply to an edit only: ignored" in result.output
+    assert f"note: preserve in {config} applies to an edit only: ignored" in result.output
     assert record["config"]["low_vram"] is False and record["config"]["unwrap"] is False
     assert Image.open(out / "box_lid.png").size == Image.open(box.parent / "box_lid.png").size  # not 256

@@ -301,6 +301,7 @@ def test_paint_keeps_the_inputs_normal_and_pbr_maps_unless_it_unwraps(tmp_path, 
     assert result.exit_code == 0, result.output
     assert "the UVs were unwrapped anew, so the input's other maps" in result.output
     assert "'steel': normal map, metallic-roughness map" in result.output
-    assert "normalTexture" not in read_glb(out / "steel.glb")[0]["materials"][0]
+    unwrapped = read_glb(out / "steel.glb")[0]["materials"][0]
+    assert "normalTexture" not in unwrapped and unwrapped["pbrMetallicRoughness"]["roughnessFactor"] == 0.4
     assert not (out / "steel_normal.png").exists()
     assert json.loads((out / "run.json").read_text())["outputs"]["maps"] == []

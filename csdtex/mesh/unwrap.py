@@ -39,7 +39,8 @@ def unwrap_uvs(mesh: Mesh, texture_size: int = 1024, force: bool = False) -> Mes
 
     - Every face already has UVs and not ``force``: ``mesh`` is returned unchanged (same object).
     - No UVs at all, or ``force``: all faces are unwrapped into one atlas and one material (material 0's name and
-      base colour are kept; its old texture is dropped since it belonged to the old UVs); ``face_materials`` = 0.
+      base colour, factors and ``double_sided`` are kept; its texture, alpha and maps are dropped since they belonged
+      to the old UVs); ``face_materials`` = 0.
     - Some faces without UVs (``uv_faces`` rows of -1, e.g. a glTF primitive without ``TEXCOORD_0``): only those
       faces are unwrapped, into a NEW material appended to ``materials`` (named ``unwrapped``, base colour of the
       material most of them had); all other faces keep their UVs and materials bit for bit. Materials whose faces
@@ -75,7 +76,9 @@ def unwrap_uvs(mesh: Mesh, texture_size: int = 1024, force: bool = False) -> Mes
             uvs=new_uvs,
             uv_faces=new_uv_faces,
             face_materials=np.zeros(mesh.num_faces, dtype=np.int64),
-            materials=[Material(first.name, base_color=first.base_color)],
+            materials=[Material(first.name, base_color=first.base_color, metallic_factor=first.metallic_factor,
+                                roughness_factor=first.roughness_factor, emissive_factor=first.emissive_factor,
+                                emissive_strength=first.emissive_strength, double_sided=first.double_sided)],
             warnings=list(mesh.warnings),
         )
     uvs = np.concatenate([mesh.uvs, new_uvs])
