@@ -94,7 +94,7 @@ def folder_lock(folder: str | os.PathLike, lock_name: str, busy: Exception) -> I
 
     Args:
         folder: the folder to lock.
-        lock_name: the lock file's name inside it (e.g. ``".csdtex-run.lock"``).
+        lock_name: the lock file's name inside it (e.g. ``".csdtex.lock"``).
         busy: the exception raised when another process holds the lock (a one-line
             :class:`csdtex.errors.CsdtexError` naming the remedy).
     Yields:

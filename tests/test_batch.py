@@ -474,3 +474,36 @@ def test_dry_run_names_rows_whose_mesh_is_missing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "missing  gone" in result.output and "new      crate" in result.output
     assert "1 to run, 0 done, 1 with a missing mesh file (they would fail)" in result.output
+
+
+def test_batch_and_single_runs_never_write_into_one_folder(tmp_path, fast_toml):
+    """A batch into a folder a paint holds is refused with the lock's message (it said "not written by csdtex
+    batch"); a batch does not replace an asset folder that another run rewrote while it ran (new-user test,
+    session 13: the batch replaced it silently)."""
+    from csdtex.config import load_config_file
+    from csdtex.pipeline.outputs import run_folder_lock
+
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    (tmp_path / "jobs.csv").write_text("mesh,prompt\ncrate.obj,a red object\n")
+    out = tmp_path / "out"
+    with run_folder_lock(out):
+        result = invoke("batch", tmp_path / "jobs.csv", "--config", fast_toml, "--out", out, "--workers", "1",
+                        "--device", "cpu", "--quiet")
+    assert result.exit_code == 2 and "another csdtex run (a batch, paint or edit) is writing" in one_error_line(result)
+    config = load_config_file(fast_toml)
+    outcome = run_batch(load_manifest(tmp_path / "jobs.csv", config=config),
+                        BatchOptions(out_dir=out, workers=1, device="cpu", show_progress=False))
+    assert outcome.counts == {"done": 1}
+    (tmp_path / "again.csv").write_text("mesh,prompt\ncrate.obj,a blue object\n")  # changed: redone
+
+    def paint_meanwhile(event, backend) -> None:  # another run rewrites the asset's folder while the batch paints
+        if isinstance(event, Started):
+            (out / "crate" / "batch.json").unlink()
+            (out / "crate" / "mine.txt").write_text("a paint's outputs")
+
+    outcome = run_batch(load_manifest(tmp_path / "again.csv", config=config),
+                        BatchOptions(out_dir=out, workers=1, device="cpu", show_progress=False),
+                        observer=paint_meanwhile)
+    [entry] = outcome.entries
+    assert entry["status"] == "failed" and "was written by another csdtex run while the batch ran" in entry["error"]
+    assert (out / "crate" / "mine.txt").read_text() == "a paint's outputs"  # not replaced

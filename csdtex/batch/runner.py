@@ -5,8 +5,8 @@ Output folder layout::
     <out>/<name>/                 one finished asset: the files of csdtex paint, run.json, batch.json
     <out>/summary.json, summary.html
     <out>/.staging/               attempts in progress (removed at the end and when a batch starts)
-    <out>/.csdtex-batch.lock      held while a batch writes here (a second batch into the same folder is refused;
-                                  removed at the end)
+    <out>/.csdtex.lock            held while a batch writes here (a second batch, or a paint / edit, into the same
+                                  folder is refused; removed at the end)
 
 Every attempt writes into its own ``.staging/<name>.<token>/`` folder; only a complete attempt is renamed to
 ``<out>/<name>`` (one ``rename``), after ``batch.json`` (the hash of the row's settings) was written into it. A batch
@@ -39,9 +39,10 @@ from csdtex.batch.tasks import (EDIT_UNAVAILABLE, AssetTask, Backend, Event, Fin
 from csdtex.config import to_dict
 from csdtex.errors import ConfigError, CsdtexError, one_line
 from csdtex.fileio import file_sha256, folder_lock, write_text_atomic
+from csdtex.pipeline.outputs import RUN_LOCK
 
 STAGING = ".staging"
-LOCK_FILE = ".csdtex-batch.lock"
+LOCK_FILE = RUN_LOCK  # the lock paint and edit take too, so that none of them writes into a folder another one holds
 MARKER = "batch.json"
 """Written into every finished asset folder: the row's settings, their hash, how the asset was made."""
 NOT_SETTINGS = ("device", "checkpoint_every", "metrics_every")
@@ -265,15 +266,14 @@ def run_batch(manifest: Manifest, options: BatchOptions, observer: Callable[[Eve
     if any(row.task == "edit" for row in manifest.rows) and not edit_available():
         raise CsdtexError(EDIT_UNAVAILABLE)
     check_writable(out_dir)
-    planned = plan_batch(manifest.rows, out_dir)
-    todo = [asset for asset in planned if asset.status != "done"]
-    backend = make_backend(options, todo) if todo else None
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, TaskResult] = {}
-    started = time.time()
-    busy = CsdtexError(f"another csdtex batch is writing to {out_dir}: wait for it to finish or choose another --out")
-    with folder_lock(out_dir, LOCK_FILE, busy):
+    busy = CsdtexError(f"another csdtex run (a batch, paint or edit) is writing to {out_dir}: wait for it to finish "
+                       "or choose another --out")
+    with folder_lock(out_dir, LOCK_FILE, busy):  # before planning: the plan reads what another run may be writing
+        planned = plan_batch(manifest.rows, out_dir)
+        todo = [asset for asset in planned if asset.status != "done"]
+        backend = make_backend(options, todo) if todo else None
+        results: dict[str, TaskResult] = {}
+        started = time.time()
         _clean_staging(out_dir)
         summary = _SummaryWriter(manifest, planned, out_dir, results, started)
         try:
@@ -385,6 +385,21 @@ def _execute(todo: list[PlannedAsset], backend: Backend, options: BatchOptions, 
 def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: Path) -> TaskResult:
     """Write ``batch.json`` into the staging folder and rename it to ``<out>/<name>`` (replacing an older one)."""
     final = out_dir / asset.row.name
+    if final.exists():  # another csdtex run may have written into the asset's folder while the batch ran
+        error = None
+        if read_marker(final) is None:
+            error = (f"error: {final} was written by another csdtex run while the batch ran (it has no {MARKER}); "
+                     "not replaced: move it away and run the batch again")
+        else:
+            try:
+                with folder_lock(final, RUN_LOCK, CsdtexError("busy")):
+                    pass
+            except CsdtexError:
+                error = (f"error: another csdtex run is writing into {final}; not replaced: run the batch again "
+                         "when it has finished")
+        if error is not None:
+            shutil.rmtree(task.staging, ignore_errors=True)
+            return dataclasses.replace(result, ok=False, retryable=False, exit_code=2, error=error)
     marker = {
         "name": asset.row.name, "where": asset.row.where, "settings_hash": asset.settings_hash,
         "settings": asset.settings, "mesh_stat": asset.mesh_stat, "mesh_path": os.path.abspath(asset.row.mesh),

@@ -36,8 +36,8 @@ PREVIEW_SUFFIXES = ("_turntable.gif", "_turntable.mp4", "_views.png", "_before_a
 
 RUN_RECORD = "run.json"
 
-RUN_LOCK = ".csdtex-run.lock"
-"""The lock file a paint or edit run holds in its output folder while it runs (removed at the end)."""
+RUN_LOCK = ".csdtex.lock"
+"""The lock file a paint, edit or batch run holds in its output folder while it runs (removed at the end)."""
 
 FileStamp = tuple[int, int]
 
