@@ -661,29 +661,27 @@ def test_outputs_never_replace_the_input_files(tmp_path):
     glb.write_bytes((tmp_path / "made" / "scene.glb").read_bytes())
     result = CliRunner().invoke(main, ["paint", str(glb), "red", "--out", str(folder), "--steps", "1", "--quiet"])
     assert result.exit_code != 0 and "input file 'scene.glb'" in result.output
+    def refused_and_kept(name: str, mtl: str, kept: Path) -> None:
+        """Painting ``<folder>/<name>.obj`` (its MTL: ``mtl``) into ``kept``'s folder is refused; ``kept`` unchanged."""
+        write_text(folder / f"{name}.mtl", mtl)
+        mesh = write_text(folder / f"{name}.obj", f"mtllib {name}.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\n"
+                                                  "vt 1 1\nusemtl a\nf 1/1 2/2 3/3\n")
+        before = kept.read_bytes()
+        with pytest.raises(ConfigError, match=f"input file '{kept.name}'"):
+            paint(mesh, "red", FAST, out_dir=kept.parent, show_progress=False)
+        assert kept.read_bytes() == before
+
     # an input texture with an output's name (found once the mesh is loaded): box.obj reads textures/box.png
     textures = folder / "textures"
     textures.mkdir()
     Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(textures / "box.png")
-    write_text(folder / "box.mtl", "newmtl a\nmap_Kd textures/box.png\n")
-    box = write_text(folder / "box.obj", "mtllib box.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\n"
-                                         "usemtl a\nf 1/1 2/2 3/3\n")
-    texture_before = (textures / "box.png").read_bytes()
-    with pytest.raises(ConfigError, match="input file 'box.png'"):
-        paint(box, "red", FAST, out_dir=textures, show_progress=False)
-    assert (textures / "box.png").read_bytes() == texture_before and sorted(p.name for p in textures.iterdir()) == [
-        "box.png"]
+    refused_and_kept("box", "newmtl a\nmap_Kd textures/box.png\n", textures / "box.png")
+    assert sorted(p.name for p in textures.iterdir()) == ["box.png"]
     # a map read from a file (an OBJ's map_Bump; a glTF's external image likewise) with an output's name (session 13)
-    maps = folder / "maps"
-    maps.mkdir()
-    Image.fromarray(np.full((4, 4, 3), (128, 128, 255), np.uint8)).save(maps / "panel_normal.png")
-    write_text(folder / "panel.mtl", "newmtl a\nmap_Kd textures/box.png\nmap_Bump maps/panel_normal.png\n")
-    panel = write_text(folder / "panel.obj", "mtllib panel.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\n"
-                                             "usemtl a\nf 1/1 2/2 3/3\n")
-    normal_before = (maps / "panel_normal.png").read_bytes()
-    with pytest.raises(ConfigError, match="input file 'panel_normal.png'"):
-        paint(panel, "red", FAST, out_dir=maps, show_progress=False)
-    assert (maps / "panel_normal.png").read_bytes() == normal_before
+    (folder / "maps").mkdir()
+    Image.fromarray(np.full((4, 4, 3), (128, 128, 255), np.uint8)).save(folder / "maps" / "panel_normal.png")
+    refused_and_kept("panel", "newmtl a\nmap_Kd textures/box.png\nmap_Bump maps/panel_normal.png\n",
+                     folder / "maps" / "panel_normal.png")
     # another folder is fine
     result = CliRunner().invoke(main, ["paint", str(source), "red", "--out", str(tmp_path / "o"), "--steps", "1",
                                        "--texture-size", "16", "--quiet"])
