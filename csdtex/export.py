@@ -370,7 +370,8 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
     (:attr:`Material.maps`, ``metallic_factor``, ...) for the OBJ output. ``stems`` are the materials' texture stems
     (``<name>`` or ``<name>_<label>``); map files are ``<stem>_normal.png``, ``_emissive.png``, ``_roughness.png``
     and ``_metallic.png`` (the green and blue channels of a glTF metallic-roughness map), made unique against
-    ``taken`` (lowercase file names already used), which is updated. MTL has no occlusion key: the GLB carries it."""
+    ``taken`` (lowercase file names already used), which is updated; a map several materials share is written once
+    (named after the first). MTL has no occlusion key: the GLB carries it."""
     from PIL import Image
 
     from csdtex.mesh.types import unique_name
@@ -391,6 +392,14 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
         taken.add(chosen.lower())
         return chosen + ".png"
 
+    written: dict[tuple[bytes, str], str] = {}  # (input image, what) -> its file: a map shared by materials once
+
+    def map_file(files: list[tuple[str, bytes]], stem: str, image: bytes, what: str, channel: int | None = None):
+        if (image, what) not in written:
+            written[image, what] = file_name(stem, what)
+            files.append((written[image, what], png_of(image, channel)))
+        return written[image, what]
+
     result = []
     for material, stem in zip(mesh.materials, stems):
         lines: list[str] = []
@@ -407,18 +416,15 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
             k = 1.0 if material.emissive_strength is None else material.emissive_strength  # MTL's Ke is unbounded
             lines.append(f"Ke {emissive[0] * k:.6f} {emissive[1] * k:.6f} {emissive[2] * k:.6f}")
         for slot, carried in material.maps.items():
+            options = mtl_map_options(carried.transform)
             if slot == "normal":
-                files.append((file_name(stem, "normal"), png_of(carried.image)))
-                option = f"-bm {carried.strength:g} " if carried.strength != 1.0 else ""
-                lines.append(f"map_Bump {option}{mtl_map_options(carried.transform)}{files[-1][0]}")
+                strength = f"-bm {carried.strength:g} " if carried.strength != 1.0 else ""
+                lines.append(f"map_Bump {strength}{options}{map_file(files, stem, carried.image, 'normal')}")
             elif slot == "emissive" and glows:
-                files.append((file_name(stem, "emissive"), png_of(carried.image)))
-                lines.append(f"map_Ke {mtl_map_options(carried.transform)}{files[-1][0]}")
+                lines.append(f"map_Ke {options}{map_file(files, stem, carried.image, 'emissive')}")
             elif slot == "metallic_roughness":
-                files.append((file_name(stem, "roughness"), png_of(carried.image, channel=1)))
-                lines.append(f"map_Pr {mtl_map_options(carried.transform)}{files[-1][0]}")
-                files.append((file_name(stem, "metallic"), png_of(carried.image, channel=2)))
-                lines.append(f"map_Pm {mtl_map_options(carried.transform)}{files[-1][0]}")
+                lines.append(f"map_Pr {options}{map_file(files, stem, carried.image, 'roughness', channel=1)}")
+                lines.append(f"map_Pm {options}{map_file(files, stem, carried.image, 'metallic', channel=2)}")
         result.append((lines, files))
     return result
 

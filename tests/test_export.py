@@ -851,3 +851,27 @@ def test_tangents_of_a_material_whose_parts_all_have_them_survive_mixed_files(tm
     files = export_all(mesh, [np.full((8, 8, 3), 90, np.uint8)] * 2, tmp_path / "out", "t")
     written = [p["attributes"] for p in read_glb(files.glb)[0]["meshes"][0]["primitives"]]
     assert "TANGENT" in written[0] and "TANGENT" not in written[1]
+
+
+def test_a_map_shared_by_materials_is_written_once(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gltf_files import GltfBuilder, quad
+
+    from csdtex.mesh import load_mesh
+
+    builder = GltfBuilder()
+    shared = builder.texture(np.full((4, 4, 3), (128, 128, 255), np.uint8))
+    names = []
+    for name in ("left", "right"):
+        index = builder.material(name, builder.texture(np.full((4, 4, 3), 90, np.uint8)))
+        builder.doc["materials"][index]["normalTexture"] = {"index": shared}
+        names.append(index)
+    positions, faces = quad()
+    uvs = positions[:, :2].astype(np.float64)
+    builder.mesh([builder.primitive(positions + [0, 0, k], faces, uvs, material=m) for k, m in enumerate(names)])
+    files = export_all(load_mesh(builder.write_glb(tmp_path / "s.glb")), [np.zeros((4, 4, 3), np.uint8)] * 2,
+                       tmp_path / "out", "s")
+    assert [p.name for p in files.maps] == ["s_left_normal.png"]
+    assert files.mtl.read_text().count("map_Bump s_left_normal.png") == 2
