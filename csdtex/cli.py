@@ -48,14 +48,12 @@ def _interrupt_names_checkpoint(out_dir: Path):
     try:
         yield
     except KeyboardInterrupt:
-        from csdtex.pipeline.checkpoint import CHECKPOINT_META, has_checkpoint
+        from csdtex.pipeline.checkpoint import checkpoint_step, has_checkpoint
 
         if not has_checkpoint(out_dir):
             raise
-        try:
-            step = json.loads((out_dir / CHECKPOINT_META).read_text(encoding="utf-8")).get("step", "?")
-        except (OSError, ValueError, AttributeError):
-            step = "?"
+        step = checkpoint_step(out_dir)
+        step = "?" if step is None else step
         click.echo(f"error: interrupted; no partial outputs were kept, but the checkpoint at step {step} in {out_dir} "
                    "was: run the same command with --resume to continue from it", err=True)
         sys.exit(130)

@@ -887,5 +887,7 @@ def test_sixteen_bit_colour_textures_are_named(tmp_path):
                                     material=builder.material("deep", 0))])
     gltf_mesh = load_mesh(builder.write_glb(tmp_path / "deep.glb"))
     assert any("the base colour image of material 'deep' has 16 bits" in w for w in gltf_mesh.warnings)
+    Image.fromarray(pixels[..., 0]).save(tmp_path / "deep.png")  # 16-bit greyscale: named too
+    assert any("texture 'deep.png' has 16 bits" in w for w in load_mesh(tmp_path / "m.obj").warnings)
     Image.fromarray((pixels >> 8).astype(np.uint8)).save(tmp_path / "deep.png")  # 8-bit: no warning
     assert not any("16 bits" in w for w in load_mesh(tmp_path / "m.obj").warnings)

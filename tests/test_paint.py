@@ -305,3 +305,29 @@ def test_paint_keeps_the_inputs_normal_and_pbr_maps_unless_it_unwraps(tmp_path, 
     assert "normalTexture" not in unwrapped and unwrapped["pbrMetallicRoughness"]["roughnessFactor"] == 0.4
     assert not (out / "steel_normal.png").exists()
     assert json.loads((out / "run.json").read_text())["outputs"]["maps"] == []
+
+
+def test_a_checkpoint_interrupted_between_its_two_files_resumes_consistently(tmp_path, monkeypatch):
+    """The tensors file carries its own step and identity: an interrupt after it was replaced but before
+    checkpoint.json was left step-N metadata beside step N+k state, and --resume trusted the metadata (new-user
+    test, session 13: up to 43 levels off an uninterrupted run)."""
+    from csdtex.pipeline import checkpoint as checkpoint_module
+
+    model, identity = torch.nn.Linear(2, 2), {"prompt": "a ball"}
+    optimizer, generator = torch.optim.Adam(model.parameters()), torch.Generator()
+    checkpoint_module.save_checkpoint(tmp_path, model, optimizer, generator, 2, identity)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    expected = model.weight.detach().clone()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module, "write_text_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint_module.save_checkpoint(tmp_path, model, optimizer, generator, 4, identity)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 2  # the stale summary
+    restored = torch.nn.Linear(2, 2)
+    step = checkpoint_module.load_checkpoint(tmp_path, restored, torch.optim.Adam(restored.parameters()),
+                                             torch.Generator(), identity, 10)
+    assert step == 4 and torch.equal(restored.weight, expected) and checkpoint_module.checkpoint_step(tmp_path) == 4

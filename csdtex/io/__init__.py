@@ -58,19 +58,17 @@ def load_mesh(path: str | os.PathLike) -> Mesh:
     Formats (by extension, case-insensitive): ``.obj`` (+ ``.mtl`` and ``map_Kd`` textures), ``.ply``, ``.stl``,
     ``.off``, ``.glb`` / ``.gltf``.
 
-    - OBJ is read by csdtex's own parser (:func:`csdtex.io.obj.read_obj`), so vertices and ``vt`` are kept in file
-      order, never split or merged: ``vertices`` = the ``v`` lines (extra colour columns ignored), ``uvs`` = the
-      ``vt`` lines (``u v``; a missing ``v`` is 0, ``w`` ignored), ``uv_faces`` = the ``vt`` indices of each face (row
-      -1 for a face written without ``vt``). Quads and n-gons are fan-triangulated (``(0, i, i + 1)``) in file order.
-      Negative (relative) indices are resolved. Every ``usemtl`` name becomes one :class:`~csdtex.mesh.Material` (in
-      order of first use; faces before any ``usemtl`` get a default material); ``Kd`` gives ``base_color``,
-      ``map_Kd`` the texture.
+    - OBJ is read by csdtex's own parser (:func:`csdtex.io.obj.read_obj`, which lists everything it reads), so
+      vertices and ``vt`` are kept in file order, never split or merged; quads and n-gons are triangulated in file
+      order (convex ones as a fan, concave ones by ear clipping); ``v x y z r g b`` colours become ``vertex_colors``;
+      every ``usemtl`` name becomes one :class:`~csdtex.mesh.Material`; ``Kd`` gives ``base_color``, ``map_Kd`` the
+      texture, ``map_d`` its alpha, the MTL PBR keys the carried maps (``Material.maps``).
     - PLY / STL / OFF are read with trimesh (``process=False``, so no merging or reordering); per-vertex PLY UVs
       become ``uvs`` with ``uv_faces = faces``. STL has no shared vertices: three vertices per triangle.
-    - glTF / GLB (:func:`csdtex.io.gltf.read_gltf`): every node instance of every primitive is transformed into world
-      space and concatenated; each primitive is one material group (texture = its PBR ``baseColorTexture``).
-      Instances whose node transform mirrors (negative determinant) get their winding reversed, as glTF prescribes.
-      Parts without ``TEXCOORD_0`` get ``uv_faces`` rows of -1.
+    - glTF / GLB (:func:`csdtex.io.gltf.read_gltf`): every node instance of every triangle primitive is transformed
+      into world space and concatenated; each glTF material is one material group (texture = its PBR
+      ``baseColorTexture`` on the ``TEXCOORD_n`` it names, the other maps carried); instances whose node transform
+      mirrors get their winding reversed, as glTF prescribes; parts without that UV set get ``uv_faces`` rows of -1.
     - MTL files, textures and external glTF resources are read only when they resolve inside the mesh's folder
       (symbolic links and ``..`` resolved); otherwise, or when they are missing or unreadable, the mesh loads
       without them and ``mesh.warnings`` says why.

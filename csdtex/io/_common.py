@@ -90,7 +90,7 @@ def png_bit_depth(data: bytes) -> int | None:
 def sixteen_bit_note(what: str, image, header: bytes) -> str | None:
     """The warning for a 16-bit-per-channel colour texture (csdtex keeps 8 bits), or None. ``what`` names the
     texture (``"texture 'skin.png'"``); ``header``: the file's first bytes (at least 25)."""
-    if png_bit_depth(header) == 16 and image.mode in ("RGB", "RGBA"):
+    if png_bit_depth(header) == 16 and (image.mode in ("RGB", "RGBA") or image.mode in _HIGH_DEPTH_MODES):
         return (f"{what} has 16 bits per channel; csdtex reads and writes 8, so the outputs (an edit's untouched "
                 "texels too) hold its 8-bit version")
     return None

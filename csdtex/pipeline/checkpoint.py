@@ -42,16 +42,29 @@ def mesh_fingerprint(mesh) -> str:
 
 
 def has_checkpoint(out_dir: Path) -> bool:
-    """True when ``out_dir`` holds checkpoint metadata."""
-    return (Path(out_dir) / CHECKPOINT_META).exists()
+    """True when ``out_dir`` holds a checkpoint (its tensors file, which carries its own step and identity)."""
+    return (Path(out_dir) / CHECKPOINT_TENSORS).exists()
+
+
+def _saved_metadata(out_dir: Path) -> dict[str, Any]:
+    """The step and identity a checkpoint's tensors file was saved with (``{"step": int, "identity": dict}``), read
+    from its safetensors header; for checkpoints of older csdtex versions, from ``checkpoint.json``. Raises OSError /
+    ValueError / KeyError for an unreadable one."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(out_dir) / CHECKPOINT_TENSORS), framework="pt") as handle:
+        header = handle.metadata() or {}
+    if "step" in header and "identity" in header:
+        return {"step": int(header["step"]), "identity": json.loads(header["identity"])}
+    meta = json.loads((Path(out_dir) / CHECKPOINT_META).read_text(encoding="utf-8"))
+    return {"step": int(meta["step"]), "identity": meta.get("identity", {})}
 
 
 def checkpoint_step(out_dir: Path) -> int | None:
-    """The step of the checkpoint in ``out_dir`` (from its metadata), or None when there is none or it is
-    unreadable."""
+    """The step of the checkpoint in ``out_dir``, or None when there is none or it is unreadable."""
     try:
-        return int(json.loads((Path(out_dir) / CHECKPOINT_META).read_text(encoding="utf-8"))["step"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return _saved_metadata(out_dir)["step"]
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint counts as none here
         return None
 
 
@@ -91,7 +104,10 @@ def save_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         if "step" in state:
             tensors[f"adam.{index}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
     tensors["rng"] = generator.get_state()
-    write_bytes_atomic(Path(out_dir) / CHECKPOINT_TENSORS, save(tensors))  # the outputs' usual permissions
+    # The step and identity travel inside the tensors file, which one rename puts in place: an interrupt between it
+    # and checkpoint.json (a readable summary) cannot pair one step's state with another step's count.
+    header = {"step": str(step), "identity": json.dumps(identity), "csdtex": __version__}
+    write_bytes_atomic(Path(out_dir) / CHECKPOINT_TENSORS, save(tensors, metadata=header))  # usual permissions
     meta = {"step": step, "identity": identity, "csdtex": __version__}
     write_text_atomic(Path(out_dir) / CHECKPOINT_META, json.dumps(meta, indent=2))
 
@@ -105,16 +121,16 @@ def load_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
             count not below ``total_steps``.
     """
     out_dir = Path(out_dir)
-    meta_path, tensor_path = out_dir / CHECKPOINT_META, out_dir / CHECKPOINT_TENSORS
-    if not meta_path.exists() or not tensor_path.exists():
+    tensor_path = out_dir / CHECKPOINT_TENSORS
+    if not tensor_path.exists():
         raise ConfigError(f"--resume: no checkpoint in {out_dir}; run without --resume to start from scratch")
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = _saved_metadata(out_dir)
         tensors = load_file(str(tensor_path))
-    except (OSError, ValueError, SafetensorError) as error:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         raise ConfigError(
             f"--resume: the checkpoint in {out_dir} is unreadable ({error}); delete it and start again"
         ) from None
