@@ -79,6 +79,22 @@ def image_to_grey8(image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("L"), dtype=np.uint8))
 
 
+def map_image_bytes(data: bytes) -> tuple[bytes, str]:
+    """An image file's bytes as a carried map takes them, ``(bytes, MIME type)``: PNG and JPEG as they are (16-bit
+    PNGs included), anything else Pillow decodes (WebP, ...) re-encoded as PNG. Raises what Pillow raises for bytes it
+    cannot decode."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data, "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return data, "image/jpeg"
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+    return buffer.getvalue(), "image/png"
+
+
 def png_bit_depth(data: bytes) -> int | None:
     """The bit depth per channel a PNG file's header declares (1, 2, 4, 8 or 16), or None for other data. Pillow
     reads 16-bit colour PNGs as 8-bit RGB without saying so; callers use this to say it."""
@@ -90,7 +106,7 @@ def png_bit_depth(data: bytes) -> int | None:
 def sixteen_bit_note(what: str, image, header: bytes) -> str | None:
     """The warning for a 16-bit-per-channel colour texture (csdtex keeps 8 bits), or None. ``what`` names the
     texture (``"texture 'skin.png'"``); ``header``: the file's first bytes (at least 25)."""
-    if png_bit_depth(header) == 16 and (image.mode in ("RGB", "RGBA") or image.mode in _HIGH_DEPTH_MODES):
+    if png_bit_depth(header) == 16 and image.mode in ("RGB", "RGBA", *_HIGH_DEPTH_MODES):
         return (f"{what} has 16 bits per channel; csdtex reads and writes 8, so the outputs (an edit's untouched "
                 "texels too) hold its 8-bit version")
     return None

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from csdtex.errors import MeshError
-from csdtex.io._common import (ParseError, ReadError, error_text, image_alpha8, image_to_rgb8, quiet_libraries,
-                               sixteen_bit_note)
+from csdtex.io._common import (ParseError, ReadError, error_text, image_alpha8, image_to_rgb8, map_image_bytes,
+                               quiet_libraries, sixteen_bit_note)
 from csdtex.io.gltf_data import GltfData, decode_draco, read_container
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import TextureSampler, TextureTransform
@@ -177,21 +177,6 @@ _MAP_KEYS: dict[str, tuple[str, str]] = {
     "emissive": ("emissiveTexture", "emissive map"),
 }
 """Material map slot (:data:`csdtex.mesh.types.MAP_SLOTS`) -> (glTF textureInfo key, words for messages)."""
-
-
-def _map_image(data: bytes) -> tuple[bytes, str]:
-    """A map's image as (bytes, MIME type) for the outputs: PNG and JPEG as they are, anything else Pillow decodes
-    (WebP, ...) re-encoded as PNG. Raises what Pillow raises for bytes it cannot decode."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return data, "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return data, "image/jpeg"
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-    return buffer.getvalue(), "image/png"
 
 
 def _unit(value, default: float) -> float:
@@ -379,7 +364,7 @@ class _Reader:
                 if image_index is None:
                     lost.append(f"{words} (a KTX2/Basis image)")
                     continue
-                image, mime_type = _map_image(self.data.image_bytes(image_index))
+                image, mime_type = map_image_bytes(self.data.image_bytes(image_index))
             except Exception:  # noqa: BLE001 - a broken map is left out (and named), the mesh still loads
                 lost.append(f"{words} (its texture or image is missing or unreadable)")
                 continue

@@ -17,7 +17,7 @@ import numpy as np
 from csdtex.errors import MeshError
 from csdtex.fileio import is_within
 from csdtex.io._common import (GENERATOR, ParseError, clean_relative, error_text, image_alpha8, image_to_grey8,
-                               image_to_rgb8, sixteen_bit_note)
+                               image_to_rgb8, map_image_bytes, sixteen_bit_note)
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import CLAMP_TO_EDGE, TextureSampler, TextureTransform
 
@@ -308,14 +308,13 @@ def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str],
         names = [entry] if (folder / entry).is_file() or len(entry.split()) == 1 else entry.split()
         for name in names:
             mtl_path = folder / name
-            if is_within(mtl_path, folder):
-                read_files.append(mtl_path)
             if not is_within(mtl_path, folder):
                 warnings.append(
                     f"{obj_path.name}: MTL file '{name}' lies outside the mesh folder and was not read; "
                     "materials get default colours (copy it next to the mesh)"
                 )
                 continue
+            read_files.append(mtl_path)
             if not mtl_path.is_file():
                 warnings.append(f"{obj_path.name}: MTL file '{name}' was not found; materials get default colours")
                 continue
@@ -413,15 +412,11 @@ def _encoded(image) -> tuple[bytes, str, bool]:
     """A map image for the outputs: ``(bytes, MIME type, looks like a tangent-space normal map)``. PNG and JPEG files
     keep their own bytes (16-bit normal maps included); other formats are re-encoded as PNG. A normal map is a colour
     image whose blue channel is on average the largest (flat regions are (128, 128, 255)); a grey image is a height
-    (bump) map, which glTF cannot carry."""
+    (bump) map, which glTF cannot carry. ``image`` was opened from its file (:func:`_load_mtl_texture`)."""
     rgb = image_to_rgb8(image).astype(np.float64)
     means = rgb.reshape(-1, 3).mean(axis=0)
     is_normal_map = bool(np.ptp(rgb, axis=2).mean() > 8.0 and means[2] > max(means[0], means[1]))
-    if image.format in ("PNG", "JPEG") and getattr(image, "filename", ""):
-        return Path(image.filename).read_bytes(), f"image/{image.format.lower()}", is_normal_map
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue(), "image/png", is_normal_map
+    return (*map_image_bytes(Path(image.filename).read_bytes()), is_normal_map)
 
 
 def _gltf_transform(transform: TextureTransform | None) -> dict | None:
