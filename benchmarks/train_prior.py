@@ -167,6 +167,10 @@ SAVE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 # ======================================================================================================================
 
 
+TRAIN_ONLY_CHOICES = ("all", "new-words")
+"""``--train-only`` values: every weight, or only the embeddings of the words new to the ``--init-from`` prior."""
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring); ``None`` values are resolved per device in :func:`main`."""
     p = argparse.ArgumentParser(
@@ -237,7 +241,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="start from a trained tiny prior (e.g. assets/priors/tiny) instead of random weights: its "
                         "architecture, UNet and text encoder; words it knows keep their embeddings, new words of "
                         "--data-version's vocabulary start random (fine-tuning; the record names the source)")
+    p.add_argument("--train-only", choices=TRAIN_ONLY_CHOICES, default="all",
+                   help="which weights train: 'all' (default) or 'new-words' (with --init-from: only the word "
+                        "embeddings of the words the source prior did not know; every other weight stays the "
+                        "source's bit for bit, so prompts of known words give exactly the source's outputs)")
     args = p.parse_args(argv)
+    if args.train_only == "new-words" and args.init_from is None:
+        p.error("--train-only new-words needs --init-from (the prior whose known words stay as they are)")
     if args.init_from is not None and args.arch:
         p.error("--arch and --init-from exclude each other: the architecture comes from the --init-from folder")
     if args.material_share is not None:
@@ -399,6 +409,25 @@ def _export(
     )  # fmt: skip
 
 
+def new_word_embeddings(unet: torch.nn.Module, text_encoder: torch.nn.Module, new_token_ids: Sequence[int]
+                        ) -> torch.nn.Parameter:
+    """Freeze every weight of ``unet`` and ``text_encoder`` except the word-embedding matrix (float [V, D]), whose
+    gradient is masked to the rows ``new_token_ids`` (``--train-only new-words``); returns that matrix, the one
+    parameter to optimize. With a zero gradient, no weight decay and Adam's zero moments, the other rows stay bit for
+    bit the source's (tested)."""
+    if not new_token_ids:
+        raise SystemExit("train_prior.py: error: --train-only new-words: the --data-version's vocabulary has no word "
+                         "the --init-from prior lacks, so nothing would train")
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    embeddings = text_encoder.get_input_embeddings().weight
+    embeddings.requires_grad_(True)
+    rows = torch.zeros(embeddings.shape[0], 1, dtype=embeddings.dtype, device=embeddings.device)
+    rows[torch.as_tensor(list(new_token_ids), dtype=torch.long, device=embeddings.device)] = 1.0
+    embeddings.register_hook(lambda grad: grad * rows)
+    return embeddings
+
+
 # ======================================================================================================================
 # Main
 # ======================================================================================================================
@@ -456,12 +485,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     components = tiny_prior.build_tiny_prior(None, seed=args.seed, config=prior_config,
                                              words=vocabulary_for(args.data_version))
     init_from = None
+    new_token_ids: list[int] = []
     if source is not None:
         carried = warm_start(components, source)
         init_from = {"folder": str(args.init_from), **carried, "source_command": source_record.get("command"),
                      "source_seconds": source_record.get("seconds")}
         log(f"started from {args.init_from}: {carried['carried_tokens']} tokens carried, new "
             f"{' '.join(carried['new_tokens']) or 'none'}")
+        new_token_ids = components.tokenizer.convert_tokens_to_ids(carried["new_tokens"])
+        init_from["trained"] = "new word embeddings only" if args.train_only == "new-words" else "all weights"
         del source
     nouns = nouns_for(args.data_version)
     table = CaptionTable(components.tokenizer, captions, device, nouns, args.data_version,
@@ -479,7 +511,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if cuda:
         unet.to(memory_format=torch.channels_last)
     role_head = RoleHead(prior_config.text_width).to(device) if args.role_loss > 0 else None
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    weight_decay = args.weight_decay
+    if args.train_only == "new-words":
+        params = [new_word_embeddings(unet, text_encoder, new_token_ids)]
+        weight_decay = 0.0  # AdamW's decoupled decay would shrink the frozen rows too
+    else:
+        params = list(unet.parameters()) + list(text_encoder.parameters())
     if role_head is not None:
         params += list(role_head.parameters())
     # On CUDA the whole step (batch sampling, forward, backward, clipping, AdamW) is captured once as a CUDA graph
@@ -489,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     graphed = cuda and not args.no_cuda_graph and not args.compile
     optimizer = torch.optim.AdamW(
         params, lr=torch.tensor(args.lr, device=device) if graphed else args.lr, betas=(0.9, 0.99),
-        weight_decay=args.weight_decay, fused=cuda, capturable=graphed,
+        weight_decay=weight_decay, fused=cuda, capturable=graphed,
     )  # fmt: skip
     use_ema = args.ema > 0
     ema_unet = copy.deepcopy(unet).eval().requires_grad_(False) if use_ema else unet
@@ -728,6 +765,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "cuda_graph": graph is not None,
             "losses": [round(v, 5) for v in losses],
             "role_loss_weight": args.role_loss,
+            "trained": "new word embeddings only" if args.train_only == "new-words" else "all weights",
             "final_role_loss": float(np.mean(role_losses[-100:])) if role_head is not None and role_losses else None,
         },  # fmt: skip
         "init_from": init_from,

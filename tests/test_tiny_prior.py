@@ -410,6 +410,42 @@ def test_warm_start_carries_every_known_word_and_refuses_another_architecture():
         warm_start(other, source)
 
 
+def test_train_only_new_words_keeps_every_known_weight_bit_for_bit(tmp_path):
+    """--train-only new-words (with --init-from) trains the embeddings of the words the source prior lacks and
+    nothing else: the UNet, every other text-encoder weight and every known word's embedding come out equal to the
+    source's (so prompts of known words paint exactly as before), the new words' embeddings move, and the record and
+    model card say what trained. Without --init-from the option is refused."""
+    train_prior = _train_prior_module()
+    out = tmp_path / "tiny_words"
+    record = train_prior.main(
+        ["--out", str(out), "--device", "cpu", "--images", "32", "--steps", "3", "--batch", "8", "--eval-images", "0",
+         "--sample-steps", "1", "--samples-per-prompt", "1", "--checkpoint-every", "0", "--data-version", "3",
+         "--material-share", "1.0", "--init-from", str(BUILTIN_FOLDER), "--train-only", "new-words", "--lr", "1e-2",
+         "--ema", "0", "--quiet"])  # fmt: skip
+    assert record["training"]["trained"] == record["init_from"]["trained"] == "new word embeddings only"
+    tiny_prior = train_prior.tiny_prior
+    source, trained = tiny_prior.load_components(BUILTIN_FOLDER, "cpu"), tiny_prior.load_components(out, "cpu")
+    for name, value in source.unet.state_dict().items():
+        assert torch.equal(trained.unet.state_dict()[name], value), name
+    source_embeddings = source.text_encoder.get_input_embeddings().weight
+    trained_embeddings = trained.text_encoder.get_input_embeddings().weight
+    for name, value in source.text_encoder.state_dict().items():
+        if value.data_ptr() != source_embeddings.data_ptr():
+            assert torch.equal(trained.text_encoder.state_dict()[name], value), name
+    known, new = source.tokenizer.get_vocab(), trained.tokenizer.get_vocab()
+    for piece, row in new.items():
+        if piece in known:
+            assert torch.equal(trained_embeddings[row], source_embeddings[known[piece]]), piece
+    untrained = tiny_prior.build_tiny_prior(None, seed=0, config=source.config, words=train_prior.vocabulary_for(3))
+    moved = [piece for piece in record["init_from"]["new_tokens"]
+             if not torch.equal(trained_embeddings[new[piece]], untrained.text_encoder.get_input_embeddings().weight[
+                 untrained.tokenizer.get_vocab()[piece]].to(trained_embeddings))]  # fmt: skip
+    assert "\u2581marble" in moved and "\u2581wooden" in moved
+    assert "Only the new words' embeddings trained" in (out / "README.md").read_text()
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--train-only", "new-words"])
+
+
 def test_train_script_init_from_a_trained_prior_records_its_source(tmp_path):
     """--init-from fine-tunes a trained prior (here the shipped one, on data version 3): the run starts from its
     weights, says so in training.json and the model card; a folder that is not a prior stops with one line."""

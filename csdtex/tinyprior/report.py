@@ -178,8 +178,11 @@ def _init_from_line(init: dict[str, Any]) -> str:
     source = (f"trained by `{init['source_command']}`, {init['source_seconds']} s in all" if init.get("source_command")
               and init.get("source_seconds") is not None else "its training time not recorded")
     new_words = " ".join(piece.lstrip("\u2581") for piece in init["new_tokens"]) or "none"
+    trained = (" Only the new words' embeddings trained: every other weight is the source's, bit for bit, so a prompt"
+               " of words it knew gives exactly its outputs." if init.get("trained") == "new word embeddings only"
+               else "")
     return (f"- Started from `{init['folder']}` (its weights; {source}), so the time from a seed is the two runs'"
-            f" totals together; words it did not know start random: {new_words}.")
+            f" totals together; words it did not know start random: {new_words}.{trained}")
 
 
 def readme_text(record: dict[str, Any]) -> str:
