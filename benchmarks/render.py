@@ -38,22 +38,31 @@ TARGETS = {
 }
 
 
+FULL_DEFAULTS = {"faces": [10_000, 100_000], "views": [1, 4, 8], "resolutions": [64, 256, 512],
+                 "bake_sizes": [1024, 2048], "repeats": 5}
+QUICK_DEFAULTS = {"faces": [10_000], "views": [1, 4], "resolutions": [64, 256], "bake_sizes": [1024], "repeats": 3}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: all present)")
     parser.add_argument("--backends", nargs="+", default=["torch", "nvdiffrast"])
-    parser.add_argument("--faces", nargs="+", type=int, default=[10_000, 100_000])
-    parser.add_argument("--views", nargs="+", type=int, default=[1, 4, 8])
-    parser.add_argument("--resolutions", nargs="+", type=int, default=[64, 256, 512])
-    parser.add_argument("--bake-sizes", nargs="*", type=int, default=[1024, 2048])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--faces", nargs="+", type=int, default=None, help="default 10000 100000")
+    parser.add_argument("--views", nargs="+", type=int, default=None, help="default 1 4 8")
+    parser.add_argument("--resolutions", nargs="+", type=int, default=None, help="default 64 256 512")
+    parser.add_argument("--bake-sizes", nargs="*", type=int, default=None, help="default 1024 2048")
+    parser.add_argument("--repeats", type=int, default=None, help="default 5")
     parser.add_argument("--compile", action="store_true",
                         help="also time the torch backend with torch.compile'd rasterizer stages and field (CUDA)")
-    parser.add_argument("--quick", action="store_true", help="CPU-friendly subset: 10k faces, 1/4 views, 64/256 px")
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU-friendly defaults: 10k faces, 1/4 views, 64/256 px, 1024 bake, 3 repeats (options "
+                             "given explicitly still win)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/render.json"))
     args = parser.parse_args()
-    if args.quick:
-        args.faces, args.views, args.resolutions, args.bake_sizes, args.repeats = [10_000], [1, 4], [64, 256], [1024], 3
+    defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
+    for name, value in defaults.items():  # --quick changes the defaults only: an explicit option is kept
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
     render_rows, bake_rows = [], []

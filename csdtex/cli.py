@@ -19,6 +19,7 @@ from csdtex.devices import DEVICE_CHOICES
 from csdtex.errors import CsdtexError, user_message
 from csdtex.render import BACKENDS
 from csdtex.render.views import SHADINGS
+from csdtex.wording import counted
 
 DEVICE_HELP = f"{', '.join(DEVICE_CHOICES)} or cuda:N"
 
@@ -117,7 +118,7 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
         elevation_deg=elevation, shading=shading, backend=renderer,
     )
     write_preview(images, out_path, fps=fps)
-    click.echo(f"wrote {out_path} ({frames} frames, {size}x{size})")
+    click.echo(f"wrote {out_path} ({counted(frames, 'frame')}, {size}x{size})")
 
 
 def _run_options(*, paint: bool, single_run: bool = True):
@@ -219,9 +220,9 @@ def _echo(kind: str):
 
 
 def _default_out(mesh_path: Path, out_dir: Path | None) -> Path:
-    from csdtex.export import safe_asset_name
+    from csdtex.pipeline.prepare import default_output_folder
 
-    return out_dir or Path("csdtex-out") / safe_asset_name(mesh_path.stem)
+    return out_dir or default_output_folder(mesh_path)
 
 
 @main.command()

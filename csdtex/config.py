@@ -27,7 +27,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from csdtex.cameras import CameraRanges
 from csdtex.coverage import CAMERA_SAMPLINGS, CoverageSampling
@@ -194,6 +194,10 @@ class EditConfig(PaintConfig):
     apply; the negative prompt of an edit is its source description (``csdtex.edit``'s ``source``).
     """
 
+    UNUSED_FIELDS: ClassVar[tuple[str, ...]] = ("texture_size",)
+    """Fields an edit never reads, left out of its record (:func:`to_dict`): an edit writes each texture at the
+    input's own resolution."""
+
     guidance: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(EDIT_GUIDANCE))
     """Schedule options of the score distillation (as :attr:`PaintConfig.guidance`), starting from
     :data:`EDIT_GUIDANCE`: the source description's weight ``w2`` falls from 1 to 0 over the run and the timesteps stay
@@ -293,8 +297,11 @@ def resolve_guidance(config: PaintConfig, preset_name: str) -> GuidanceConfig:
 
 
 def to_dict(config: PaintConfig, guidance: GuidanceConfig | None = None) -> dict[str, Any]:
-    """JSON-ready nested dict of a config; with ``guidance``, its ``"guidance"`` entry is that resolved config."""
+    """JSON-ready nested dict of a config, without the fields its kind of run never reads (``UNUSED_FIELDS``: an
+    edit's ``texture_size``); with ``guidance``, its ``"guidance"`` entry is that resolved config."""
     record = dataclasses.asdict(config)
+    for name in getattr(config, "UNUSED_FIELDS", ()):
+        record.pop(name, None)
     if guidance is not None:
         record["guidance"] = dataclasses.asdict(guidance)
     return record

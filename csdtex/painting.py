@@ -20,7 +20,7 @@ from csdtex.pipeline.finalize import PaintResult, finalize
 from csdtex.pipeline.objectives import ScoreObjective
 from csdtex.pipeline.optimize import optimize
 from csdtex.pipeline.outputs import run_folder_lock
-from csdtex.pipeline.prepare import prepare_run
+from csdtex.pipeline.prepare import default_output_folder, prepare_run
 from csdtex.pipeline.progress import Progress, TqdmProgress
 
 __all__ = ["PaintResult", "paint", "seeded_field"]
@@ -39,7 +39,7 @@ def paint(
     mesh: Mesh | str | Path,
     prompt: str,
     config: PaintConfig | None = None,
-    out_dir: str | Path = "csdtex-out",
+    out_dir: str | Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
     prior=None,
@@ -53,7 +53,8 @@ def paint(
         mesh: a :class:`Mesh` or a path to a mesh file (OBJ, glTF/GLB, PLY, STL, OFF).
         prompt: what the texture should look like; must not be empty.
         config: options (defaults: :class:`PaintConfig`; None fields take the prior's preset).
-        out_dir: output folder (created); outputs are named after the mesh file.
+        out_dir: output folder (created); outputs are named after the mesh file. None: ``csdtex-out/<mesh name>``
+            (:func:`csdtex.pipeline.prepare.default_output_folder`), as the command line.
         resume: continue from ``out_dir``'s checkpoint (made with the same prompt and options).
         show_progress: show a tqdm progress bar with ETA (ignored when ``progress`` is given).
         prior: an already loaded prior (``csdtex.guidance.load_prior``); default: load ``config.model`` (None = the
@@ -71,6 +72,7 @@ def paint(
             another csdtex run writing into ``out_dir``, :func:`csdtex.pipeline.outputs.run_folder_lock`).
     """
     config = config or PaintConfig()
+    out_dir = default_output_folder(mesh) if out_dir is None else out_dir
 
     def run_paint() -> PaintResult:
         run = prepare_run(mesh, prompt, config, out_dir, prior=prior, resume=resume, notify=notify, warn=warn)

@@ -256,6 +256,7 @@ def test_render_repeats_the_texture_like_viewers(tmp_path):
         result = invoke("render", str(path), "--out", str(out), "--frames", "1", "--size", "48", "--shading",
                         "albedo")
         assert result.exit_code == 0, result.output
+        assert f"wrote {out} (1 frame, 48x48)" in result.output
         pixels = np.asarray(Image.open(out)).reshape(-1, 3).astype(int)
         colours[name] = (int(((pixels[:, 0] > 200) & (pixels[:, 2] < 60)).sum()),
                          int(((pixels[:, 2] > 200) & (pixels[:, 0] < 60)).sum()))
@@ -359,7 +360,7 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     builder.doc["materials"] = [{"name": "bare"}]
     builder.doc["meshes"][0]["primitives"][0]["material"] = 0
     assert load_mesh(builder.write_glb(tmp_path / "bare.glb")).materials[0].base_color == (1.0, 1.0, 1.0)
-    assert not [w for w in mesh.warnings if "do not carry" in w], mesh.warnings
+    assert not [w for w in mesh.warnings + mesh.output_notes if "do not carry" in w], mesh.output_notes
     leaf_material = mesh.materials[0]
     assert set(leaf_material.maps) == {"normal", "metallic_roughness"} and leaf_material.emissive_factor == (0.1, 0, 0)
     assert leaf_material.metallic_factor == 1.0 and leaf_material.roughness_factor == 1.0  # glTF's defaults
@@ -372,7 +373,7 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     builder.mesh([primitive])
     mesh = load_mesh(builder.write_glb(tmp_path / "lightmapped.glb"))
     np.testing.assert_allclose(mesh.uvs, half, atol=1e-6)  # the set the texture uses
-    assert any("'lightmapped': UV sets TEXCOORD_0" in w for w in mesh.warnings), mesh.warnings
+    assert any("'lightmapped': UV sets TEXCOORD_0" in w for w in mesh.output_notes), mesh.output_notes
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -601,6 +602,18 @@ def two_material_obj(folder: Path, name: str, materials: int = 2) -> Path:
     return write_text(folder / f"{name}.obj", "\n".join(lines) + "\n")
 
 
+def test_python_api_default_output_folder_is_per_mesh_like_the_cli(tmp_path, monkeypatch):
+    """csdtex.paint without out_dir writes csdtex-out/<mesh name> in the working directory, as the command line
+    does, so painting two meshes one after the other does not make the second refuse the first's folder."""
+    monkeypatch.chdir(tmp_path)
+    notes: list[str] = []
+    chair = paint(two_material_obj(tmp_path / "in", "chair"), "red", FAST, show_progress=False, warn=notes.append)
+    table = paint(two_material_obj(tmp_path / "in", "table"), "blue", FAST, show_progress=False, warn=notes.append)
+    assert chair.files.glb.resolve() == (tmp_path / "csdtex-out" / "chair" / "chair.glb").resolve()
+    assert table.files.glb.resolve() == (tmp_path / "csdtex-out" / "table" / "table.glb").resolve()
+    assert chair.files.glb.exists()
+
+
 def test_output_folder_holds_one_asset(tmp_path):
     out = tmp_path / "out"
     first = paint(two_material_obj(tmp_path / "in", "chair"), "red", FAST, out_dir=out, show_progress=False)
@@ -824,7 +837,7 @@ def test_gltf_index_and_uv_set_mistakes_are_named(tmp_path):
     mesh = load_mesh(builder.write_glb(tmp_path / "set.glb"))
     assert any("has no TEXCOORD_1, which its base-colour texture names; TEXCOORD_0 is used" in w
                for w in mesh.warnings)
-    assert not any("UV sets" in w for w in mesh.warnings)  # TEXCOORD_0 is the set in use, not a lost one
+    assert not any("UV sets" in w for w in mesh.warnings + mesh.output_notes)  # TEXCOORD_0 is the set in use, not a lost one
     builder = GltfBuilder()
     builder.mesh([builder.primitive(positions, faces, material=7)])
     with pytest.raises(MeshError, match="mesh 0 names material 7, but the file has 0 material"):

@@ -314,4 +314,5 @@ def test_a_config_file_shared_with_paint_works_for_an_edit(tmp_path, prior, box)
     assert result.exit_code == 0, result.output
     assert f"note: preserve in {config} applies to an edit only: ignored" in result.output
     assert record["config"]["low_vram"] is False and record["config"]["unwrap"] is False
+    assert "texture_size" not in record["config"]  # an edit keeps each texture's own size: nothing to record
     assert Image.open(out / "box_lid.png").size == Image.open(box.parent / "box_lid.png").size  # not 256

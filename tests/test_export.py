@@ -686,7 +686,7 @@ def test_the_inputs_other_maps_are_carried_into_the_glb_and_the_obj(tmp_path):
     builder.mesh([primitive])
     mesh = load_mesh(builder.write_glb(tmp_path / "metal.glb"))
     assert set(mesh.materials[0].maps) == {"normal", "emissive", "metallic_roughness"}
-    [warning] = [w for w in mesh.warnings if "do not carry" in w]
+    [warning] = [w for w in mesh.output_notes if "do not carry" in w]
     assert "'metal': occlusion map (it reads TEXCOORD_1, the base colour TEXCOORD_0), UV sets TEXCOORD_1" in warning
     from csdtex.mesh import analyze_mesh
 
@@ -755,8 +755,18 @@ def test_an_objs_normal_emissive_and_pbr_maps_are_carried(tmp_path):
     assert set(panel.maps) == {"normal", "metallic_roughness", "emissive"} and not stone.maps
     assert panel.maps["normal"].strength == 0.8 and panel.maps["normal"].image == (tmp_path / "n.png").read_bytes()
     assert (panel.roughness_factor, panel.metallic_factor, panel.emissive_factor) == (0.5, 1.0, (1.0, 0.5, 0.0))
-    [warning] = [w for w in mesh.warnings if "do not carry" in w]
+    [warning] = [w for w in mesh.output_notes if "do not carry" in w]
     assert "'panel': specular map (map_Ks); 'stone': a height (bump) map" in warning
+    assert not [w for w in mesh.warnings if "do not carry" in w]
+    # `csdtex render` writes no mesh: the note about outputs is not its business; `csdtex info` shows it
+    from click.testing import CliRunner
+
+    from csdtex.cli import main
+
+    rendered = CliRunner().invoke(main, ["render", str(tmp_path / "m.obj"), "--out", str(tmp_path / "r.png"),
+                                         "--frames", "1", "--size", "16"])
+    assert rendered.exit_code == 0 and "do not carry" not in rendered.output, rendered.output
+    assert "do not carry" in CliRunner().invoke(main, ["info", str(tmp_path / "m.obj")]).output
 
     files = export_all(mesh, [np.full((8, 8, 3), 90, np.uint8)] * 2, tmp_path / "out", "m")
     packed = load_mesh(files.glb).materials[0].maps["metallic_roughness"]  # the GLB's map, read back
@@ -847,7 +857,7 @@ def test_tangents_of_a_material_whose_parts_all_have_them_survive_mixed_files(tm
         primitives.append(primitive)
     builder.mesh(primitives)
     mesh = load_mesh(builder.write_glb(tmp_path / "t.glb"))
-    assert any("some parts of material(s) 'mixed' have tangents" in w for w in mesh.warnings), mesh.warnings
+    assert any("some parts of material(s) 'mixed' have tangents" in w for w in mesh.output_notes), mesh.output_notes
     files = export_all(mesh, [np.full((8, 8, 3), 90, np.uint8)] * 2, tmp_path / "out", "t")
     written = [p["attributes"] for p in read_glb(files.glb)[0]["meshes"][0]["primitives"]]
     assert "TANGENT" in written[0] and "TANGENT" not in written[1]

@@ -10,6 +10,7 @@ from csdtex.batch.manifest import ManifestError, load_manifest
 from csdtex.batch.runner import BatchOptions, plan_batch, run_batch
 from csdtex.config import PaintConfig
 from csdtex.export import safe_asset_name
+from csdtex.wording import counted
 
 
 def default_out_dir(manifest_path: Path) -> Path:
@@ -61,7 +62,7 @@ def run_batch_command(
             missing += status == "missing"
             echo(f"{status:8s} {asset.row.name.ljust(width)}  {asset.row.mesh}  {asset.row.prompt!r}")
         todo = sum(asset.status != "done" for asset in planned) - missing
-        echo(f"{len(planned)} assets in {manifest.description}: {todo} to run, {len(planned) - todo - missing} done"
+        echo(f"{counted(len(planned), 'asset')} in {manifest.description}: {todo} to run, {len(planned) - todo - missing} done"
              + (f", {missing} with a missing mesh file (they would fail)" if missing else "")
              + f"; output folder {out_dir}")
         return 0
@@ -74,5 +75,5 @@ def run_batch_command(
     parts = [f"{counts.get(status, 0)} {status}" for status in ("done", "failed", "skipped") if counts.get(status)]
     if counts.get("not run"):
         parts.append(f"{counts['not run']} not run")
-    echo(f"{len(outcome.entries)} assets: {', '.join(parts) or 'nothing to do'}; report: {outcome.summary_html}")
+    echo(f"{counted(len(outcome.entries), 'asset')}: {', '.join(parts) or 'nothing to do'}; report: {outcome.summary_html}")
     return outcome.exit_code

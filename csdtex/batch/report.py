@@ -17,6 +17,8 @@ from urllib.parse import quote
 from csdtex.batch.manifest import AssetRow
 from csdtex.batch.tasks import TaskResult
 from csdtex.fileio import write_text_atomic
+from csdtex.wording import counted
+from csdtex.wording import counted
 
 STATUSES = ("failed", "not run", "done", "skipped")
 """Entry statuses, in the order the HTML report lists them: ``skipped`` = done by an earlier run, same settings."""
@@ -159,11 +161,11 @@ def render_html(entries: list[dict[str, Any]], meta: dict[str, Any], counts: dic
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>csdtex batch: {len(entries)} assets</title>
+<title>csdtex batch: {counted(len(entries), "asset")}</title>
 <style>{_CSS}</style></head>
 <body>
 <header>
-<h1>csdtex batch <span class="count">{len(entries)} assets</span></h1>
+<h1>csdtex batch <span class="count">{counted(len(entries), "asset")}</span></h1>
 <div class="meta">{_esc(meta.get("manifest"))} &rarr; {_esc(meta.get("out_dir"))}<br>started
 {_esc(str(meta.get("started_at", ""))[:16].replace("T", " "))} &middot; {_seconds(meta.get("wall_seconds"))} wall
 &middot; report written {generated} &middot; csdtex {_esc(meta.get("csdtex"))}</div>

@@ -31,7 +31,7 @@ from csdtex.pipeline.finalize import write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
 from csdtex.pipeline.optimize import optimize, render_step_views
 from csdtex.pipeline.outputs import run_folder_lock
-from csdtex.pipeline.prepare import prepare_run
+from csdtex.pipeline.prepare import default_output_folder, prepare_run
 from csdtex.pipeline.progress import Progress, TqdmProgress
 from csdtex.pipeline.run import PreparedRun
 from csdtex.preview import material_texture_images, turntable_frames, write_preview
@@ -99,7 +99,7 @@ def edit(
     prompt: str,
     source: str,
     config: EditConfig | None = None,
-    out_dir: str | Path = "csdtex-out",
+    out_dir: str | Path | None = None,
     mask: str | Path | None = None,
     materials: tuple[str, ...] | list[str] = (),
     resume: bool = False,
@@ -116,7 +116,8 @@ def edit(
         prompt: the target description, e.g. "a blue object".
         source: a description of the texture as it is now, e.g. "a red object" (the negative prompt).
         config: options (:class:`EditConfig`; None fields take the prior's preset).
-        out_dir: output folder; outputs are named after the mesh file.
+        out_dir: output folder; outputs are named after the mesh file. None: ``csdtex-out/<mesh name>``, as for
+            :func:`csdtex.paint`.
         mask: a UV-space PNG (white = editable; see :mod:`csdtex.editing.region`), or None for the whole texture.
         materials: names of the materials to edit (OBJ ``usemtl`` / glTF material names); empty = every textured
             material. Combines with ``mask``.
@@ -129,6 +130,7 @@ def edit(
             becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``.
     """
     config = config or EditConfig()
+    out_dir = default_output_folder(mesh) if out_dir is None else out_dir
     with run_folder_lock(out_dir):
         return call_with_gpu_memory_errors(
             lambda: _edit(mesh, prompt, source, config, out_dir, mask, materials, resume, show_progress, prior, notify,

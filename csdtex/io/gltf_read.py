@@ -500,13 +500,14 @@ class _Reader:
                                  f"({', '.join(sorted(self.skipped_modes))})")
         mixed = [self.materials[m].name for m, kinds in self.tangent_parts.items()
                  if kinds == {True, False} and "normal" in self.materials[m].maps]
+        output_notes: list[str] = []
         if mixed:
-            self.warnings.append(f"{self.path.name}: some parts of material(s) {', '.join(repr(n) for n in mixed)} "
+            output_notes.append(f"{self.path.name}: some parts of material(s) {', '.join(repr(n) for n in mixed)} "
                                  "have tangents (TANGENT) and others not; the outputs give those materials none, so "
                                  "viewers generate them for their normal maps")
         if self.not_carried:
             listed = "; ".join(f"'{name}': {', '.join(parts)}" for name, parts in self.not_carried.items())
-            self.warnings.append(f"{self.path.name}: painted or edited outputs do not carry these parts of its "
+            output_notes.append(f"{self.path.name}: painted or edited outputs do not carry these parts of its "
                                  f"materials ({listed}): copy them over from the source file in your 3D tool")
         if not parts_f and meshes and not self.skipped_modes and not self.instances():
             scene = self.document.get("scene", 0)
@@ -528,6 +529,7 @@ class _Reader:
             face_materials=np.concatenate(parts_m),
             materials=self.materials,
             warnings=self.warnings,
+            output_notes=output_notes,
             vertex_colors=vertex_colors,
             normals=np.concatenate(parts_n) if parts_n else None,
             normal_faces=np.concatenate(parts_nf) if parts_n else None,

@@ -168,7 +168,8 @@ def read_obj(path: Path) -> Mesh:
                         "enough to triangulate by shape; they were split as a fan from their first corner "
                         "(triangulate them in your 3D tool to choose)")
     read_files: list[Path] = []
-    library = _read_mtl_libraries(path, mtllibs, warnings, read_files)
+    output_notes: list[str] = []
+    library = _read_mtl_libraries(path, mtllibs, warnings, read_files, output_notes)
 
     faces = np.asarray(tri_v, dtype=np.int64).reshape(-1, 3)
     vertices = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -214,6 +215,7 @@ def read_obj(path: Path) -> Mesh:
         face_materials=np.asarray(tri_m, dtype=np.int64),
         materials=materials,
         warnings=warnings,
+        output_notes=output_notes,
         vertex_colors=vertex_colors,
         normals=normal_table,
         normal_faces=normal_faces,
@@ -293,10 +295,13 @@ def polygon_triangles(points: np.ndarray) -> list[tuple[int, int, int]] | None:
 
 
 def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str],
-                        read_files: list[Path] | None = None) -> dict[str, Material]:
+                        read_files: list[Path] | None = None, output_notes: list[str] | None = None
+                        ) -> dict[str, Material]:
     """Materials by name from the OBJ's ``mtllib`` files; files outside the mesh folder are never opened. The MTL
-    files and textures read or looked for (inside the folder) are appended to ``read_files``."""
+    files and textures read or looked for (inside the folder) are appended to ``read_files``, the parts of the
+    materials that outputs do not carry to ``output_notes`` (:attr:`csdtex.mesh.Mesh.output_notes`)."""
     read_files = [] if read_files is None else read_files
+    output_notes = [] if output_notes is None else output_notes
     folder = obj_path.parent
     library: dict[str, Material] = {}
     textures: dict = {}  # (file, reader) -> (image array, path) or None
@@ -323,7 +328,7 @@ def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str],
             except OSError as err:
                 warnings.append(f"{obj_path.name}: MTL file '{name}' could not be read ({error_text(err)})")
                 continue
-            for material in _parse_mtl(text, mtl_path, folder, warnings, textures):
+            for material in _parse_mtl(text, mtl_path, folder, warnings, textures, output_notes):
                 library.setdefault(material.name, material)
     read_files.extend(dict.fromkeys(file for file, _ in textures))
     return library
@@ -335,7 +340,7 @@ _MAP_OPTIONS = {"-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-c
 
 
 def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
-               textures: dict) -> list[Material]:
+               textures: dict, output_notes: list[str]) -> list[Material]:
     materials: list[Material] = []
     current: Material | None = None
     scalars: dict[str, dict[str, float]] = {}  # material name -> Pr / Pm / Ke values
@@ -397,7 +402,7 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
         _settle_pbr(material, scalars.get(material.name, {}), channels.get(material.name, {}))
     if lost:
         listed = "; ".join(f"'{name}': {', '.join(dict.fromkeys(parts))}" for name, parts in lost.items())
-        warnings.append(f"{mtl_path.name}: painted or edited outputs do not carry these parts of its materials "
+        output_notes.append(f"{mtl_path.name}: painted or edited outputs do not carry these parts of its materials "
                         f"({listed}): copy them over from the source file in your 3D tool")
     return materials
 

@@ -13,6 +13,7 @@ from csdtex.mesh.seams import _canonical_uv_faces, _seam_edges, _WeldedEdges
 from csdtex.mesh.types import Mesh
 from csdtex.mesh.validate import degenerate_faces, validate_mesh
 from csdtex.sampling import baked_samplers, wrap_uv_triangles
+from csdtex.wording import counted
 
 __all__ = ["MeshReport", "analyze_mesh", "shared_texel_fractions", "uv_overlap_fraction"]
 
@@ -185,7 +186,8 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
 
         missing = int((~with_uv).sum())
         if missing:
-            problems.append(f"{missing} faces have no UVs (csdtex unwraps them into a new material)")
+            problems.append(f"{counted(missing, 'face')} {'has' if missing == 1 else 'have'} no UVs (csdtex unwraps them into "
+                            "a new material)")
         used = np.unique(uv_faces[with_uv])
         if len(used):
             outside = ((mesh.uvs[used] < -1e-6) | (mesh.uvs[used] > 1.0 + 1e-6)).any(axis=1)
@@ -201,7 +203,7 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
                     "than one surface region (overlapping or tiled UVs get the same paint; use --unwrap to re-unwrap)"
                 )
 
-    problems.extend(f"warning: {w}" for w in mesh.warnings)
+    problems.extend(f"warning: {w}" for w in mesh.warnings + mesh.output_notes)
     ignored = [name for name, applied in mesh.extensions.items() if not applied]
     if ignored:
         problems.append(f"glTF extension(s) csdtex does not support, ignored: {', '.join(ignored)}")

@@ -126,6 +126,9 @@ class Mesh:
         materials: at least one :class:`Material`.
         source: the file the mesh was read from, or None for meshes built in code.
         warnings: non-fatal problems found while loading (e.g. a texture path outside the mesh folder was ignored).
+        output_notes: what a paint's or edit's outputs will not carry over from the file (texture maps csdtex does
+            not write, tangents it drops), one line each: shown by ``paint``, ``edit`` and ``info``, not by
+            ``render`` (which writes no mesh).
         vertex_colors: float32 [V, 3] RGB in [0, 1] per vertex (glTF ``COLOR_0``, OBJ ``v x y z r g b``, PLY
             colours), or None. Viewers multiply them into the base colour; ``csdtex render`` shows them, painting
             replaces them (the outputs do not carry them).
@@ -152,6 +155,7 @@ class Mesh:
     materials: list[Material] = field(default_factory=lambda: [Material("material_0")])
     source: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    output_notes: list[str] = field(default_factory=list)
     vertex_colors: np.ndarray | None = None
     extensions: dict[str, bool] = field(default_factory=dict)
     normals: np.ndarray | None = None

@@ -53,6 +53,24 @@ def check_writable(out_dir: Path, option: str = "--out") -> None:
                           f"{option}")
 
 
+DEFAULT_OUTPUT_ROOT = Path("csdtex-out")
+"""Where runs write when no output folder is given: ``csdtex-out/<output name>`` in the working directory."""
+
+
+def output_name(mesh: Mesh | str | Path) -> str:
+    """The name a run gives its outputs (``<name>.obj``, ``<name>.glb``, ...): the mesh file's stem made safe
+    (:func:`csdtex.export.safe_asset_name`); a :class:`Mesh` without a source file is ``"mesh"``."""
+    if isinstance(mesh, Mesh):
+        return safe_asset_name(mesh.source.stem if mesh.source else "mesh")
+    return safe_asset_name(Path(mesh).stem)
+
+
+def default_output_folder(mesh: Mesh | str | Path) -> Path:
+    """The output folder of a run given none (CLI and Python API alike): ``csdtex-out/<output name>``, relative to
+    the working directory, so two meshes painted one after the other keep their own folders."""
+    return DEFAULT_OUTPUT_ROOT / output_name(mesh)
+
+
 def prepare_run(
     mesh: Mesh | str | Path,
     prompt: str,
@@ -93,10 +111,7 @@ def prepare_run(
     prompt = check_prompt(prompt)
     out_dir = Path(out_dir)
     check_writable(out_dir)
-    if isinstance(mesh, Mesh):
-        name = safe_asset_name(mesh.source.stem if mesh.source else "mesh")
-    else:
-        name = safe_asset_name(Path(mesh).stem)
+    name = output_name(mesh)
     check_inputs_kept(out_dir, name, [None if isinstance(mesh, Mesh) else Path(mesh)])
     replaced = claim_output_folder(out_dir, name, overwrite=config.overwrite)
     timer = PhaseTimer()
@@ -127,7 +142,7 @@ def prepare_run(
     if kept_step is not None:  # said before the long part: the first checkpoint of this run replaces it
         notify(f"{out_dir} holds the checkpoint of an interrupted run at step {kept_step}; this run starts over "
                "and replaces it: stop now (Ctrl-C) and run again with --resume to continue from it instead")
-    for warning in source_mesh.warnings:
+    for warning in source_mesh.warnings + source_mesh.output_notes:
         warn(warning)
     if prior.vocabulary:
         _warn_unknown_words(prior.vocabulary, prompt, guidance.negative_prompt if guidance.method == "csd" else None,
