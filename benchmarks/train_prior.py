@@ -245,7 +245,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="which weights train: 'all' (default) or 'new-words' (with --init-from: only the word "
                         "embeddings of the words the source prior did not know; every other weight stays the "
                         "source's bit for bit, so prompts of known words give exactly the source's outputs)")
+    p.add_argument("--preserve-weight", type=float, default=0.0, metavar="W",
+                   help="with --init-from: add W x the mean squared difference between the model's noise prediction "
+                        "and the --init-from prior's (frozen) on every training caption without a new word, so "
+                        "fine-tuning on new words keeps what the source did on the old ones (0 = off)")
     args = p.parse_args(argv)
+    if args.preserve_weight and args.init_from is None:
+        p.error("--preserve-weight needs --init-from (the prior whose predictions are kept)")
     if args.train_only == "new-words" and args.init_from is None:
         p.error("--train-only new-words needs --init-from (the prior whose known words stay as they are)")
     if args.init_from is not None and args.arch:
@@ -511,6 +517,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if cuda:
         unet.to(memory_format=torch.channels_last)
     role_head = RoleHead(prior_config.text_width).to(device) if args.role_loss > 0 else None
+    teacher = None
+    if args.preserve_weight > 0:  # the source's weights as they start, frozen: the predictions to keep
+        teacher = (copy.deepcopy(unet).eval().requires_grad_(False),
+                   copy.deepcopy(text_encoder).eval().requires_grad_(False))
+        new_ids = torch.as_tensor(new_token_ids, dtype=torch.long, device=device)
+        caption_has_new_word = torch.isin(table.ids, new_ids).any(dim=1)  # bool [U]
     weight_decay = args.weight_decay
     if args.train_only == "new-words":
         params = [new_word_embeddings(unet, text_encoder, new_token_ids)]
@@ -599,14 +611,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             text = text_encoder(ids, attention_mask=mask)[0]
             eps = forward_unet(x_t, t, encoder_hidden_states=text).sample
         loss = F.mse_loss(eps.float(), noise)
+        if teacher is not None:
+            with torch.no_grad(), autocast:
+                kept = teacher[0](x_t, t, encoder_hidden_states=teacher[1](ids, attention_mask=mask)[0]).sample
+            per_image = (eps.float() - kept.float()).square().mean(dim=(1, 2, 3))
+            old_words = (~caption_has_new_word[caption_rows]).float()
+            loss_total = loss + args.preserve_weight * (per_image * old_words).sum() / old_words.sum().clamp(min=1.0)
+        else:
+            loss_total = loss
         if role_head is not None:
             with autocast:
                 logits = role_head(text)
             role = role_loss(logits, table.roles[caption_rows])
-            (loss + args.role_loss * role).backward()
+            (loss_total + args.role_loss * role).backward()
         else:
             role = torch.zeros((), device=device)
-            loss.backward()
+            loss_total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         return torch.stack([loss.detach(), role.detach()])
@@ -766,6 +786,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "losses": [round(v, 5) for v in losses],
             "role_loss_weight": args.role_loss,
             "trained": "new word embeddings only" if args.train_only == "new-words" else "all weights",
+            "preserve_weight": args.preserve_weight,
             "final_role_loss": float(np.mean(role_losses[-100:])) if role_head is not None and role_losses else None,
         },  # fmt: skip
         "init_from": init_from,

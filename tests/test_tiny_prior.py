@@ -446,6 +446,30 @@ def test_train_only_new_words_keeps_every_known_weight_bit_for_bit(tmp_path):
         train_prior.parse_args(["--train-only", "new-words"])
 
 
+def test_preserve_weight_adds_a_term_towards_the_source_predictions(tmp_path):
+    """--preserve-weight W (with --init-from) adds W x the squared difference from the source prior's predictions on
+    captions without a new word: the same seeded run with and without it ends with other weights (the term is zero
+    at the first step, where the model is the source, and pulls once it has moved); the weight is recorded; without
+    --init-from it is refused."""
+    train_prior = _train_prior_module()
+    tiny_prior = train_prior.tiny_prior
+
+    def train(name: str, weight: float) -> dict:
+        out = tmp_path / name
+        record = train_prior.main(
+            ["--out", str(out), "--device", "cpu", "--images", "16", "--steps", "3", "--batch", "4",
+             "--eval-images", "0", "--sample-steps", "1", "--samples-per-prompt", "1", "--checkpoint-every", "0",
+             "--data-version", "3", "--init-from", str(BUILTIN_FOLDER), "--lr", "3e-3", "--ema", "0",
+             "--preserve-weight", str(weight), "--quiet"])  # fmt: skip
+        assert record["training"]["preserve_weight"] == weight
+        return tiny_prior.load_components(out, "cpu").unet.state_dict()
+
+    plain, preserved = train("plain", 0.0), train("preserved", 100.0)
+    assert any(not torch.equal(plain[name], preserved[name]) for name in plain)
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--preserve-weight", "1.0"])
+
+
 def test_train_script_init_from_a_trained_prior_records_its_source(tmp_path):
     """--init-from fine-tunes a trained prior (here the shipped one, on data version 3): the run starts from its
     weights, says so in training.json and the model card; a folder that is not a prior stops with one line."""
