@@ -376,6 +376,70 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     assert any("'lightmapped': UV sets TEXCOORD_0" in w for w in mesh.output_notes), mesh.output_notes
 
 
+def test_skins_and_morph_targets_are_read_at_rest_as_viewers_show_them(tmp_path):
+    """A skinned mesh is placed by its joints (rest pose: world(joint) @ inverseBind, blended by the weights), not by
+    its own node's transform (glTF 2.0, 3.7.3.3); morph targets are added at their default weights (the node's over
+    the mesh's); both, and animations, are named once as output notes (the outputs are static)."""
+    positions, faces = quad()
+    builder = GltfBuilder()
+    # morph: target moves every vertex +1 in z; the mesh says weight 0.25, the node overrides with 0.5
+    morph = builder.primitive(positions, faces, positions[:, :2])
+    morph["targets"] = [{"POSITION": builder.accessor(np.tile([0.0, 0.0, 1.0], (4, 1)))}]
+    builder.mesh([morph], name="morphing", node={"weights": [0.5], "translation": [10.0, 0.0, 0.0]})
+    builder.doc["meshes"][-1]["weights"] = [0.25]
+    # skin: vertices 0, 1 follow joint A (translated +5 in y), 2, 3 half A half B (B mirrors x and moves -3 in x);
+    # the mesh node's own translation (+100 in x) must be ignored
+    skinned = builder.primitive(positions, faces, positions[:, :2])
+    skinned["attributes"]["JOINTS_0"] = builder.accessor(np.array([[0, 0, 0, 0]] * 2 + [[0, 1, 0, 0]] * 2),
+                                                         dtype=np.uint8)
+    skinned["attributes"]["WEIGHTS_0"] = builder.accessor(np.array([[1.0, 0, 0, 0]] * 2 + [[0.5, 0.5, 0, 0]] * 2))
+    node = builder.mesh([skinned], name="body", node={"translation": [100.0, 0.0, 0.0], "skin": 0})
+    builder.doc["nodes"] += [{"translation": [0.0, 5.0, 0.0]}, {"translation": [-3.0, 0.0, 0.0],
+                                                                "scale": [-1.0, 1.0, 1.0]}]
+    joint_a, joint_b = len(builder.doc["nodes"]) - 2, len(builder.doc["nodes"]) - 1
+    builder.doc["scenes"][0]["nodes"] += [joint_a, joint_b]
+    inverse_bind = np.stack([np.eye(4), np.eye(4)]).transpose(0, 2, 1).reshape(2, 16)  # column-major identity
+    builder.doc["skins"] = [{"joints": [joint_a, joint_b],
+                             "inverseBindMatrices": builder.accessor(inverse_bind.reshape(-1))}]
+    builder.doc["accessors"][-1]["type"] = "MAT4"
+    builder.doc["accessors"][-1]["count"] = 2
+    builder.doc["animations"] = [{"channels": [], "samplers": []}]
+    mesh = load_mesh(builder.write_glb(tmp_path / "posed.glb"))
+    assert node == 1
+    np.testing.assert_allclose(mesh.vertices[:4], positions + [10.0, 0.0, 0.5])  # node weight 0.5, not 0.25
+    a = positions[2:] + [0.0, 5.0, 0.0]
+    b = positions[2:] * [-1.0, 1.0, 1.0] + [-3.0, 0.0, 0.0]
+    np.testing.assert_allclose(mesh.vertices[4:6], positions[:2] + [0.0, 5.0, 0.0])
+    np.testing.assert_allclose(mesh.vertices[6:], 0.5 * a + 0.5 * b)
+    posed, animated = mesh.output_notes
+    assert "mesh 'morphing' has morph targets; mesh 'body' is skinned: csdtex reads the shape at rest" in posed
+    assert "1 animation not carried" in animated and not [w for w in mesh.warnings if "skinned" in w]
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("position_vec2", "POSITION has 2 component(s) per vertex, glTF requires 3 (VEC3)"),
+    ("float_indices", "its indices are not unsigned integers"),
+    ("short_uvs", "TEXCOORD_0 has 3 entries for 4 vertices"),
+])
+def test_malformed_accessors_are_named(tmp_path, fault, message):
+    """An attribute of the wrong width or length, or float indices, is named in one line (not a numpy error)."""
+    positions, faces = quad()
+    builder = GltfBuilder()
+    primitive = builder.primitive(positions, faces, positions[:, :2])
+    if fault == "position_vec2":
+        primitive["attributes"]["POSITION"] = builder.accessor(positions[:, :2])
+    elif fault == "float_indices":
+        primitive["indices"] = builder.accessor(faces.reshape(-1).astype(np.float32))
+    else:
+        primitive["attributes"]["TEXCOORD_0"] = builder.accessor(positions[:3, :2])
+    builder.mesh([primitive])
+    path = builder.write_glb(tmp_path / f"{fault}.glb")
+    with pytest.raises(MeshError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_mesh(path)
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1 and message in result.output
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 5. Draco and meshopt
 # ----------------------------------------------------------------------------------------------------------------------
@@ -837,7 +901,8 @@ def test_gltf_index_and_uv_set_mistakes_are_named(tmp_path):
     mesh = load_mesh(builder.write_glb(tmp_path / "set.glb"))
     assert any("has no TEXCOORD_1, which its base-colour texture names; TEXCOORD_0 is used" in w
                for w in mesh.warnings)
-    assert not any("UV sets" in w for w in mesh.warnings + mesh.output_notes)  # TEXCOORD_0 is the set in use, not a lost one
+    # TEXCOORD_0 is the set in use, not a lost one
+    assert not any("UV sets" in w for w in mesh.warnings + mesh.output_notes)
     builder = GltfBuilder()
     builder.mesh([builder.primitive(positions, faces, material=7)])
     with pytest.raises(MeshError, match="mesh 0 names material 7, but the file has 0 material"):

@@ -201,6 +201,43 @@ def test_obj_usemtl_groups_and_texture_orientation(tmp_path):
     assert any("nowhere" in w for w in mesh.warnings)
 
 
+def test_obj_hash_in_names_is_part_of_the_name(tmp_path):
+    """3ds Max names materials 'Material #25': a '#' in a usemtl / newmtl name or a map file name belongs to the name
+    (two such materials stay two, the texture 'wood#2.png' loads), while after numbers it still starts a comment."""
+    write_png(tmp_path / "wood#2.png", two_row_image())
+    write(tmp_path / "max.mtl", "# exported\nnewmtl Material #25\nKd 1 0 0 # red\nnewmtl Material #26\n"
+                                "map_Kd wood#2.png\n")
+    text = ("mtllib max.mtl\n" + SQUARE_VERTICES + "vt 0 0 # first\nvt 1 0\nvt 1 1\n"
+            "usemtl Material #25\nf 1/1 2/2 3/3 # a comment\nusemtl Material #26\nf 1/1 3/3 4/2\n")
+    mesh = load_mesh(write(tmp_path / "max.obj", text))
+    assert [m.name for m in mesh.materials] == ["Material #25", "Material #26"]
+    np.testing.assert_array_equal(mesh.face_materials, [0, 1])
+    assert mesh.materials[0].base_color == (1.0, 0.0, 0.0) and mesh.materials[1].texture is not None
+    assert not mesh.warnings
+
+
+def test_obj_from_windows_tools_cp1252_names_and_absolute_texture_paths(tmp_path):
+    """A Windows-1252 MTL keeps its letters ('Grün'); a texture named by an absolute path from the artist's machine
+    (or one outside the folder) is found by its file name next to the MTL, with a note; a texture outside the folder
+    whose file name is not next to the MTL is still not read."""
+    write_png(tmp_path / "grün.png", two_row_image())
+    write_png(tmp_path / "wood.png", two_row_image())
+    (tmp_path / "kiste.mtl").write_bytes("newmtl Grün\nmap_Kd grün.png\nnewmtl Holz\n"
+                                         "map_Kd C:\\Users\\artist\\Kiste\\wood.png\nnewmtl Fremd\n"
+                                         "map_Kd ../elsewhere.png\n".encode("cp1252"))
+    write_png(tmp_path.parent / "elsewhere.png", two_row_image())
+    text = ("mtllib kiste.mtl\n" + SQUARE_VERTICES + "vt 0 0\nvt 1 0\nvt 1 1\n"
+            "usemtl Grün\nf 1/1 2/2 3/3\nusemtl Holz\nf 1/1 3/3 4/2\nusemtl Fremd\nf 2/1 5/2 6/3\n")
+    (tmp_path / "kiste.obj").write_bytes(text.encode("cp1252"))
+    mesh = load_mesh(tmp_path / "kiste.obj")
+    assert [m.name for m in mesh.materials] == ["Grün", "Holz", "Fremd"]
+    assert mesh.materials[0].texture is not None and mesh.materials[1].texture is not None
+    assert mesh.materials[2].texture is None
+    assert any("'C:/Users/artist/Kiste/wood.png' is not at that path; 'wood.png' next to the MTL" in w
+               for w in mesh.warnings), mesh.warnings
+    assert any("'../elsewhere.png' lies outside the mesh folder" in w for w in mesh.warnings), mesh.warnings
+
+
 def test_obj_rgba_and_palette_textures_become_rgb(tmp_path):
     rgba = np.zeros((3, 5, 4), dtype=np.uint8)
     rgba[..., 1] = 200

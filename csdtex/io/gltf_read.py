@@ -37,6 +37,7 @@ from csdtex.io._common import (ParseError, ReadError, error_text, image_alpha8, 
 from csdtex.io.gltf_data import GltfData, decode_draco, read_container
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
 from csdtex.sampling import TextureSampler, TextureTransform
+from csdtex.wording import counted
 
 __all__ = ["GLTF_EXTENSIONS", "IGNORABLE_EXTENSIONS", "read_gltf_file"]
 
@@ -131,6 +132,31 @@ def _node_matrix(node: dict) -> np.ndarray:
     return matrix
 
 
+def _mesh_label(mesh: dict, index: int) -> str:
+    """How messages name a glTF mesh: ``mesh 'Body'``, or ``mesh 3`` when it has no name."""
+    return f"mesh '{mesh['name']}'" if mesh.get("name") else f"mesh {index}"
+
+
+def _skinned(matrices: np.ndarray, positions: np.ndarray, normals: np.ndarray | None, tangents: np.ndarray | None,
+             faces: np.ndarray):
+    """Apply per-vertex skinning matrices float64 [N, 4, 4] to positions [N, 3], normals [N, 3] (by the inverse
+    transpose) and tangents [N, 4] (xyz by the matrix; w flips where it mirrors); faces [F, 3] whose corners the
+    matrices mirror (negative determinant, by majority) get the other winding."""
+    linear = matrices[:, :3, :3]
+    vertices = np.einsum("nij,nj->ni", linear, positions) + matrices[:, :3, 3]
+    determinants = np.linalg.det(linear)
+    usable = np.abs(determinants) > 1e-300
+    if normals is not None:
+        inverse = np.linalg.inv(np.where(usable[:, None, None], linear, np.eye(3)))
+        normals = np.einsum("nj,nji->ni", normals, inverse)  # n' = n M^-1: the inverse transpose
+    if tangents is not None:
+        sign = np.where(determinants < 0, -1.0, 1.0)[:, None]
+        tangents = np.concatenate([np.einsum("nij,nj->ni", linear, tangents[:, :3]), tangents[:, 3:4] * sign], 1)
+    mirrored = (determinants[faces] < 0).sum(axis=1) >= 2
+    faces = np.where(mirrored[:, None], faces[:, [0, 2, 1]], faces)
+    return vertices, normals, tangents, faces
+
+
 def _triangles(indices: np.ndarray, mode: int) -> np.ndarray:
     """Triangle corner indices int64 [F, 3] of a primitive's index list in mode 4, 5 or 6 (glTF 2.0, 3.7.2.1)."""
     indices = indices.reshape(-1).astype(np.int64)
@@ -195,15 +221,18 @@ class _Reader:
         self.skipped_modes: set[str] = set()
         self.not_carried: dict[str, list[str]] = {}
         self.tangent_parts: dict[int, set[bool]] = {}  # material -> whether its parts had TANGENT
+        self.posed: list[str] = []  # "mesh 'X' has morph targets" / "... is skinned": output notes
+        self._node_worlds: list[np.ndarray] | None = None
 
     # -- scene -------------------------------------------------------------------------------------------------------
 
-    def instances(self) -> list[tuple[np.ndarray, int]]:
-        """(world matrix float64 [4, 4], mesh index) of every mesh instance of the default scene."""
+    def instances(self) -> list[tuple[np.ndarray, int, int | None]]:
+        """(world matrix float64 [4, 4], mesh index, node index or None) of every mesh instance of the default
+        scene."""
         nodes = self.document.get("nodes") or []
         scenes = self.document.get("scenes") or []
         if not nodes:
-            return [(np.eye(4), m) for m in range(len(self.document.get("meshes") or []))]
+            return [(np.eye(4), m, None) for m in range(len(self.document.get("meshes") or []))]
         scene_index = self.document.get("scene", 0)
         if scenes and isinstance(scene_index, int) and 0 <= scene_index < len(scenes):
             roots = list(scenes[scene_index].get("nodes") or [])
@@ -220,7 +249,7 @@ class _Reader:
             world = parent @ _node_matrix(node)
             if "mesh" in node:
                 for matrix in self.gpu_instances(node):
-                    result.append((world @ matrix, int(node["mesh"])))
+                    result.append((world @ matrix, int(node["mesh"]), index))
             for child in reversed(node.get("children") or []):
                 stack.append((child, world, ancestors | {index}))
         return result
@@ -266,6 +295,12 @@ class _Reader:
                     raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
                 count = len(attributes["POSITION"])
                 if "indices" in primitive:
+                    accessors, index = self.document.get("accessors") or [], primitive["indices"]
+                    info = accessors[index] if isinstance(index, int) and 0 <= index < len(accessors) else None
+                    if info is not None and (info.get("componentType") not in (5121, 5123, 5125)
+                                             or info.get("type") != "SCALAR"):  # a missing one: accessor() names it
+                        raise ParseError(f"mesh {mesh_index} primitive {primitive_index}: its indices are not unsigned "
+                                         "integers (SCALAR of UNSIGNED_BYTE, UNSIGNED_SHORT or UNSIGNED_INT)")
                     indices = self.data.accessor(primitive["indices"], normalize=False).reshape(-1)
                 else:
                     indices = np.arange(count)
@@ -279,6 +314,15 @@ class _Reader:
                                      "vertices")
             if "POSITION" not in attributes:
                 raise ParseError(f"mesh {mesh_index} primitive {primitive_index} has no POSITION")
+            for name, values in attributes.items():  # (NORMAL / TANGENT of another shape are dropped below)
+                wanted = 3 if name == "POSITION" else 2 if name.startswith("TEXCOORD_") else 0
+                if wanted and (values.ndim != 2 or values.shape[1] < wanted):
+                    found = values.shape[1] if values.ndim == 2 else 1
+                    raise ParseError(f"mesh {mesh_index} primitive {primitive_index}: {name} has {found} "
+                                     f"component(s) per vertex, glTF requires {wanted} (VEC{wanted})")
+                if wanted == 2 and len(values) != len(attributes["POSITION"]):
+                    raise ParseError(f"mesh {mesh_index} primitive {primitive_index}: {name} has {len(values)} "
+                                     f"entries for {len(attributes['POSITION'])} vertices")
             positions = attributes["POSITION"][:, :3]
             uv_name = _uv_set_name(attributes, uv_set)
             if uv_name != f"TEXCOORD_{uv_set}" and uv_name in attributes:
@@ -440,12 +484,93 @@ class _Reader:
 
     # -- assembly ----------------------------------------------------------------------------------------------------
 
+    def morphed(self, mesh_index: int, mesh: dict, node: dict, primitive: dict, positions: np.ndarray,
+                normals: np.ndarray | None, tangents: np.ndarray | None):
+        """``positions`` [N, 3], ``normals`` [N, 3] and ``tangents`` [N, 4] (or None) with the primitive's morph
+        targets added at their default weights (the node's ``weights``, else the mesh's; glTF 2.0, 3.7.2.2)."""
+        targets = primitive.get("targets") or []
+        if not targets:
+            return positions, normals, tangents
+        note = f"{_mesh_label(mesh, mesh_index)} has morph targets"
+        if note not in self.posed:
+            self.posed.append(note)
+        weights = node.get("weights") or mesh.get("weights") or [0.0] * len(targets)
+        positions, normals = positions.copy(), None if normals is None else normals.copy()
+        tangents = None if tangents is None else tangents.copy()
+        for weight, target in zip(weights, targets):
+            weight = float(weight)
+            if weight == 0.0:
+                continue
+            for name, values in (("POSITION", positions), ("NORMAL", normals), ("TANGENT", tangents)):
+                if values is not None and name in target:
+                    delta = self.data.accessor(target[name])
+                    if delta.shape[0] != len(values) or delta.shape[1] < 3:
+                        raise ParseError(f"mesh {mesh_index}: a morph target's {name} does not match the primitive's "
+                                         f"{len(values)} vertices")
+                    values[:, :3] += weight * delta[:, :3]
+        return positions, normals, tangents
+
+    def node_worlds(self) -> list[np.ndarray]:
+        """World matrix float64 [4, 4] of every node (its parents' transforms applied), computed once."""
+        if self._node_worlds is None:
+            nodes = self.document.get("nodes") or []
+            parent = {child: index for index, node in enumerate(nodes) for child in (node.get("children") or [])
+                      if isinstance(child, int)}
+            worlds: dict[int, np.ndarray] = {}
+
+            def world(index: int, depth: int = 0) -> np.ndarray:
+                if index not in worlds:
+                    if depth > len(nodes):
+                        raise ParseError(f"node {index} is its own ancestor")
+                    above = world(parent[index], depth + 1) if index in parent else np.eye(4)
+                    worlds[index] = above @ _node_matrix(nodes[index])
+                return worlds[index]
+
+            self._node_worlds = [world(index) for index in range(len(nodes))]
+        return self._node_worlds
+
+    def skin_matrices(self, node: dict, mesh_index: int, primitive: dict, count: int) -> np.ndarray | None:
+        """Per-vertex skinning matrices float64 [N, 4, 4] (``sum_k weight_k * world(joint_k) @ inverseBind_k``) of a
+        skinned node's primitive in the joints' rest pose, or None when the node has no skin (or the primitive no
+        JOINTS_0 / WEIGHTS_0: then its node transform applies, as for any mesh)."""
+        skins = self.document.get("skins") or []
+        attributes = primitive.get("attributes") or {}
+        if "skin" not in node or "JOINTS_0" not in attributes or "WEIGHTS_0" not in attributes:
+            return None
+        index = node["skin"]
+        if not isinstance(index, int) or not 0 <= index < len(skins):
+            raise ParseError(f"a node refers to skin {index}, which does not exist")
+        skin = skins[index]
+        joints = [int(j) for j in skin.get("joints") or []]
+        worlds = self.node_worlds()
+        if not joints or not all(0 <= j < len(worlds) for j in joints):
+            raise ParseError(f"skin {index} has no joints or names a node that does not exist")
+        if "inverseBindMatrices" in skin:
+            inverse_bind = self.data.accessor(skin["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1)
+            if len(inverse_bind) < len(joints):
+                raise ParseError(f"skin {index} has fewer inverse bind matrices than joints")
+        else:
+            inverse_bind = np.broadcast_to(np.eye(4), (len(joints), 4, 4))
+        joint_matrices = np.stack([worlds[j] for j in joints]) @ inverse_bind[: len(joints)]
+        vertex_joints = self.data.accessor(attributes["JOINTS_0"], normalize=False).astype(np.int64)
+        weights = self.data.accessor(attributes["WEIGHTS_0"])
+        if vertex_joints.shape != (count, 4) or weights.shape != (count, 4):
+            raise ParseError(f"mesh {mesh_index}: JOINTS_0 / WEIGHTS_0 do not give 4 values per vertex")
+        if vertex_joints.min(initial=0) < 0 or vertex_joints.max(initial=0) >= len(joints):
+            raise ParseError(f"mesh {mesh_index}: JOINTS_0 names a joint its skin does not have")
+        total = weights.sum(axis=1, keepdims=True)
+        weights = np.where(total > 0, weights / np.where(total > 0, total, 1.0), np.array([1.0, 0, 0, 0]))
+        note = f"{_mesh_label((self.document.get('meshes') or [])[mesh_index], mesh_index)} is skinned"
+        if note not in self.posed:
+            self.posed.append(note)
+        return np.einsum("nk,nkij->nij", weights, joint_matrices[vertex_joints])
+
     def build(self) -> Mesh:
         meshes = self.document.get("meshes") or []
         parts_v, parts_f, parts_uv, parts_uvf, parts_m, parts_c = [], [], [], [], [], []
         parts_n, parts_nf, parts_t = [], [], []
         v_offset = uv_offset = n_offset = 0
-        for world, mesh_index in self.instances():
+        for world, mesh_index, node_index in self.instances():
             if not 0 <= mesh_index < len(meshes):
                 raise ParseError(f"a node refers to mesh {mesh_index}, which does not exist")
             mesh = meshes[mesh_index]
@@ -467,7 +592,15 @@ class _Reader:
                                                                                   primitive, uv_set)
                 if len(faces) == 0:
                     continue
-                vertices = positions @ world[:3, :3].T + world[:3, 3]
+                node = (self.document.get("nodes") or [])[node_index] if node_index is not None else {}
+                positions, normals, tangents = self.morphed(mesh_index, mesh, node, primitive, positions, normals,
+                                                            tangents)
+                skin = self.skin_matrices(node, mesh_index, primitive, len(positions))
+                if skin is not None:  # a skinned mesh's node transform is ignored (glTF 2.0, 3.7.3.3)
+                    vertices, normals, tangents, faces = _skinned(skin, positions, normals, tangents, faces)
+                    world = np.eye(4)
+                else:
+                    vertices = positions @ world[:3, :3].T + world[:3, 3]
                 if np.linalg.det(world[:3, :3]) < 0:
                     faces = faces[:, [0, 2, 1]]  # a mirroring node flips the winding (glTF 2.0, 3.7.4)
                 parts_v.append(vertices)
@@ -505,6 +638,14 @@ class _Reader:
             output_notes.append(f"{self.path.name}: some parts of material(s) {', '.join(repr(n) for n in mixed)} "
                                  "have tangents (TANGENT) and others not; the outputs give those materials none, so "
                                  "viewers generate them for their normal maps")
+        if self.posed:
+            output_notes.append(f"{self.path.name}: {'; '.join(self.posed)}: csdtex reads the shape at rest (as "
+                                "viewers show it without animation); the outputs are static meshes with no morph "
+                                "targets, skin or joints")
+        animations = self.document.get("animations") or []
+        if animations:
+            output_notes.append(f"{self.path.name}: {counted(len(animations), 'animation')} not carried: the "
+                                "outputs hold its rest pose")
         if self.not_carried:
             listed = "; ".join(f"'{name}': {', '.join(parts)}" for name, parts in self.not_carried.items())
             output_notes.append(f"{self.path.name}: painted or edited outputs do not carry these parts of its "

@@ -61,7 +61,7 @@ def read_obj(path: Path) -> Mesh:
         raise MeshError(f"mesh file '{path}' is a GLB file (it starts with 'glTF'), not OBJ: rename it to .glb")
     if b"\x00" in raw[:4096]:
         raise ParseError("it contains binary data, but OBJ is a text format")
-    text = raw.decode("utf-8", errors="replace")
+    text = decode_text(raw)
 
     positions: list[tuple[float, float, float]] = []
     texcoords: list[tuple[float, float]] = []
@@ -91,9 +91,7 @@ def read_obj(path: Path) -> Mesh:
         if stripped.endswith("\\"):  # line continuation
             pending, pending_line = stripped[:-1], lineno
             continue
-        hash_at = stripped.find("#")
-        if hash_at >= 0:
-            stripped = stripped[:hash_at]
+        stripped = strip_comment(stripped)
         parts = stripped.split()
         if not parts:
             continue
@@ -294,6 +292,34 @@ def polygon_triangles(points: np.ndarray) -> list[tuple[int, int, int]] | None:
     return triangles
 
 
+def decode_text(raw: bytes) -> str:
+    """An OBJ / MTL file's text: UTF-8 (a byte-order mark dropped), else Windows-1252, the code page Windows 3D tools
+    write names in (``Grün``), so names and texture file names keep their letters."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+_NAMING_STATEMENTS = frozenset({"usemtl", "mtllib", "newmtl", "o", "g", "bump", "disp", "decal", "refl", "norm"})
+"""OBJ / MTL statements whose arguments are names or file names (``map_*`` too): a ``#`` in them is part of the name
+(3ds Max names materials ``Material #25``), not a comment."""
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without its comment: a line starting with ``#`` is all comment; in a statement of numbers (``v``,
+    ``f``, ``Kd``, ...) a ``#`` starts a trailing comment; in a naming statement (:data:`_NAMING_STATEMENTS`,
+    ``map_*``) it belongs to the name, which runs to the end of the line."""
+    stripped = line.lstrip()
+    if stripped.startswith("#"):
+        return ""
+    key = stripped.split(None, 1)[0].lower() if stripped else ""
+    if key in _NAMING_STATEMENTS or key.startswith("map_"):
+        return line
+    hash_at = line.find("#")
+    return line if hash_at < 0 else line[:hash_at]
+
+
 def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str],
                         read_files: list[Path] | None = None, output_notes: list[str] | None = None
                         ) -> dict[str, Material]:
@@ -324,7 +350,7 @@ def _read_mtl_libraries(obj_path: Path, mtllibs: list[str], warnings: list[str],
                 warnings.append(f"{obj_path.name}: MTL file '{name}' was not found; materials get default colours")
                 continue
             try:
-                text = mtl_path.read_bytes().decode("utf-8", errors="replace")
+                text = decode_text(mtl_path.read_bytes())
             except OSError as err:
                 warnings.append(f"{obj_path.name}: MTL file '{name}' could not be read ({error_text(err)})")
                 continue
@@ -347,9 +373,7 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
     channels: dict[str, dict[str, np.ndarray]] = {}  # material name -> map_Pr / map_Pm images
     lost: dict[str, list[str]] = {}
     for line in text.splitlines():
-        hash_at = line.find("#")
-        if hash_at >= 0:
-            line = line[:hash_at]
+        line = strip_comment(line)
         parts = line.split()
         if not parts:
             continue
@@ -572,9 +596,17 @@ def _load_mtl_texture(tokens: list[str], mtl_path: Path, folder: Path, warnings:
     candidates = _map_filename_candidates(tokens)
     name = candidates[0]
     for candidate in candidates:
-        if (mtl_path.parent / candidate).exists():
+        if (mtl_path.parent / candidate).exists() and is_within(mtl_path.parent / candidate, folder):
             name = candidate
             break
+    else:  # a path from the artist's machine ("C:/Users/.../wood.png"): the file name next to the MTL, as importers do
+        for candidate in candidates:
+            base = candidate.rsplit("/", 1)[-1]
+            if base and base != candidate and (mtl_path.parent / base).is_file():
+                warnings.append(f"{mtl_path.name}: texture '{candidate}' is not at that path; '{base}' next to the "
+                                "MTL file was used")
+                name = base
+                break
     tex_path = mtl_path.parent / name
     if not is_within(tex_path, folder):
         warnings.append(
