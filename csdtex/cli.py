@@ -158,7 +158,8 @@ def _run_options(*, paint: bool, single_run: bool = True):
     ]
     if single_run:
         options = [click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-                                help="Output folder (default: csdtex-out/<mesh name>)."),
+                                help="Output folder (default: csdtex-out/<mesh name>" + ("" if paint else "_edit")
+                                     + ")."),
                    *options,
                    click.option("--resume", is_flag=True, help="Continue from the checkpoint in the output folder."),
                    click.option("--quiet", is_flag=True, help="No progress bar.")]
@@ -219,10 +220,10 @@ def _echo(kind: str):
     return lambda message: click.echo(f"{kind}: {message}", err=True)
 
 
-def _default_out(mesh_path: Path, out_dir: Path | None) -> Path:
+def _default_out(mesh_path: Path, out_dir: Path | None, edit: bool = False) -> Path:
     from csdtex.pipeline.prepare import default_output_folder
 
-    return out_dir or default_output_folder(mesh_path)
+    return out_dir or default_output_folder(mesh_path, edit=edit)
 
 
 @main.command()
@@ -264,7 +265,7 @@ def edit(mesh_path: Path, prompt: str, source: str, mask: Path | None, materials
     from csdtex.editing import edit as run_edit
 
     config = _without_paint_only_options(_run_config(EditConfig, options), options["config_file"])
-    out_dir = _default_out(mesh_path, options["out_dir"])
+    out_dir = _default_out(mesh_path, options["out_dir"], edit=True)
     with _interrupt_names_checkpoint(out_dir):
         result = run_edit(mesh_path, prompt, source, config, out_dir=out_dir, mask=mask, materials=materials,
                           resume=options["resume"], show_progress=not options["quiet"], notify=_echo("note"),

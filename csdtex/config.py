@@ -218,8 +218,8 @@ class EditConfig(PaintConfig):
         super().validate()
         if not self.texel_learning_rate_scale >= 0:
             raise ConfigError(f"texel_learning_rate_scale must be 0 or positive (got {self.texel_learning_rate_scale})")
-        if self.preserve is not None and not self.preserve >= 0:
-            raise ConfigError(f"preserve must be 0 or positive (got {self.preserve})")
+        if self.preserve is not None and not (self.preserve >= 0 and math.isfinite(self.preserve)):
+            raise ConfigError(f"preserve must be a finite number, 0 or positive (got {self.preserve})")
         if self.unwrap:
             raise ConfigError("an edit keeps the mesh's own UVs (its texture is mapped by them): leave unwrap off")
 

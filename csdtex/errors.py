@@ -35,6 +35,11 @@ class ModelError(CsdtexError):
     """A diffusion prior could not be found or loaded."""
 
 
+class NumericalError(CsdtexError, RuntimeError):
+    """The optimization's numbers became NaN or infinite (an overflowing half-precision prior, or options so
+    extreme that the step overflows); the message says which remedy fits."""
+
+
 class GpuOutOfMemoryError(DeviceError):
     """The GPU ran out of memory during a paint or edit run; the message names the options that use less."""
 

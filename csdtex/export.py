@@ -38,8 +38,9 @@ import numpy as np
 from csdtex.errors import ConfigError, MeshError
 from csdtex.fileio import atomic_path, is_within, write_bytes_atomic
 from csdtex.io.gltf import glb_bytes
-from csdtex.io.obj import mtl_map_options, mtl_text, obj_text
+from csdtex.io.obj import mtl_map_options, mtl_text, mtl_texture_options, obj_text
 from csdtex.mesh.types import Material, Mesh
+from csdtex.sampling import TextureSampler, TextureTransform
 
 __all__ = [
     "ExportedFiles",
@@ -177,6 +178,8 @@ class ExportedFiles:
         glb: the ``.glb`` file.
         maps: the carried maps the MTL names (normal, emissive, roughness and metallic PNGs; see
             :func:`export_obj`), in material order.
+        notes: what a written format could not state, one line each (an MTL has no mirrored repeat, say); empty for
+            painted outputs, whose textures are baked to need nothing of the kind.
     """
 
     obj: Path | None = None
@@ -184,6 +187,7 @@ class ExportedFiles:
     textures: list[Path] = field(default_factory=list)
     glb: Path | None = None
     maps: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
         """Every written path: obj, mtl, textures, glb, maps (those that exist in this export)."""
@@ -429,7 +433,9 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
     return result
 
 
-def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj: bool, glb: bool) -> ExportedFiles:
+def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj: bool, glb: bool,
+            samplers: Sequence[TextureSampler] | None = None,
+            transforms: Sequence[TextureTransform | None] | None = None) -> ExportedFiles:
     checked = _check_inputs(mesh, textures)
     stem = safe_asset_name(name)
     labels = _material_labels(mesh.materials)
@@ -468,15 +474,24 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
             texture_names = [p.name for p in result.textures]
             stage(result.obj).write_text(obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
             cutouts = [m.has_cutout for m in mesh.materials]
-            stage(result.mtl).write_text(mtl_text(labels, texture_names, cutouts, [lines for lines, _ in obj_maps]),
-                                         encoding="utf-8")
+            options: list[str] = []
+            if samplers is not None or transforms is not None:  # textures in the input's image space (an edit)
+                for index, label in enumerate(labels):
+                    written, lost = mtl_texture_options(samplers[index] if samplers is not None else None,
+                                                        transforms[index] if transforms is not None else None)
+                    options.append(written)
+                    if lost and (mesh.face_materials == index).any():
+                        result.notes.append(f"{result.mtl.name}: material '{label}' uses {' and '.join(lost)}, "
+                                            "which MTL cannot state: OBJ viewers show it otherwise (the GLB keeps it)")
+            stage(result.mtl).write_text(mtl_text(labels, texture_names, cutouts, [lines for lines, _ in obj_maps],
+                                                  options), encoding="utf-8")
             for index, texture_path in enumerate(result.textures):
                 data = png(index)
                 stage(texture_path).write_bytes(data)
             for path, data in zip(result.maps, [data for _, files in obj_maps for _, data in files]):
                 stage(path).write_bytes(data)
         if glb:
-            data = glb_bytes(mesh, [png(i) for i in range(len(checked))], stem)
+            data = glb_bytes(mesh, [png(i) for i in range(len(checked))], stem, samplers, transforms)
             stage(result.glb).write_bytes(data)
     return result
 
@@ -518,10 +533,16 @@ def export_obj(mesh: Mesh, textures: Sequence[np.ndarray], out_dir: str | os.Pat
     return _export(mesh, textures, out_dir, name, obj=True, glb=False)
 
 
-def export_all(mesh: Mesh, textures: Sequence[np.ndarray], out_dir: str | os.PathLike, name: str) -> ExportedFiles:
+def export_all(mesh: Mesh, textures: Sequence[np.ndarray], out_dir: str | os.PathLike, name: str,
+               samplers: Sequence[TextureSampler] | None = None,
+               transforms: Sequence[TextureTransform | None] | None = None) -> ExportedFiles:
     """Write OBJ + MTL + PNGs (as :func:`export_obj`) and ``<name>.glb`` (as :func:`export_glb`), all or nothing.
 
     The PNGs embedded in the GLB are byte-identical to the PNG files. Arguments, return value and errors as for
-    :func:`export_obj`; ``glb`` is set in the result.
+    :func:`export_obj`; ``glb`` is set in the result. ``samplers`` / ``transforms`` (per material) state how textures
+    that live in their input's own image space are sampled (an edit's): written as the GLB's samplers and
+    ``KHR_texture_transform``, and as ``map_Kd`` options where MTL can state them (``-clamp on``, ``-o`` / ``-s``;
+    what it cannot goes into ``notes``). Default: the paint bake's samplers (:func:`csdtex.sampling.baked_samplers`),
+    no transforms.
     """
-    return _export(mesh, textures, out_dir, name, obj=True, glb=True)
+    return _export(mesh, textures, out_dir, name, obj=True, glb=True, samplers=samplers, transforms=transforms)

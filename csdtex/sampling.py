@@ -140,6 +140,25 @@ class TextureTransform:
     def is_identity(self) -> bool:
         return bool(np.allclose(self.matrix, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), rtol=0.0, atol=1e-12))
 
+    def to_gltf(self) -> dict | None:
+        """The ``KHR_texture_transform`` object (``offset``, ``rotation``, ``scale``; glTF UVs) of this transform,
+        the inverse of :meth:`from_gltf`; None for the identity or a shear, which the extension cannot state."""
+        if self.is_identity:
+            return None
+        flip = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 1.0], [0.0, 0.0, 1.0]])
+        gltf = flip @ np.vstack([np.asarray(self.matrix, dtype=np.float64).reshape(2, 3), [0.0, 0.0, 1.0]]) @ flip
+        scale_u = math.hypot(gltf[0, 0], gltf[1, 0])
+        rotation = math.atan2(-gltf[1, 0], gltf[0, 0])
+        scale_v = math.copysign(math.hypot(gltf[0, 1], gltf[1, 1]), np.linalg.det(gltf[:2, :2]))
+        def tidy(value: float) -> float:  # no -0.0 or 1e-17 in the written file
+            return 0.0 if abs(value) < 1e-12 else float(value)
+
+        result: dict = {"offset": [tidy(gltf[0, 2]), tidy(gltf[1, 2])], "scale": [tidy(scale_u), tidy(scale_v)]}
+        if tidy(rotation):
+            result["rotation"] = tidy(rotation)
+        again = TextureTransform.from_gltf(result["offset"], result.get("rotation", 0.0), result["scale"])
+        return result if np.allclose(again.matrix, self.matrix, rtol=0.0, atol=1e-9) else None
+
     def apply(self, uvs):
         """Transform UVs: float Tensor or ndarray [..., 2] -> the same type and shape."""
         a, b, c, d, e, f = self.matrix

@@ -150,6 +150,9 @@ def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
     Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(black)
     tall = tmp_path / "tall.png"
     Image.fromarray(np.full((64, 16), 255, dtype=np.uint8)).save(tall)
+    unused = np.zeros((32, 32), dtype=np.uint8)
+    unused[:4] = 255  # v > 0.875: the box's UV cells end at v = 0.73
+    Image.fromarray(unused).save(tmp_path / "unused.png")
     broken_texture = tmp_path / "broken"
     broken_texture.mkdir()
     for name in ("box.obj", "box.mtl"):
@@ -163,6 +166,9 @@ def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
         ([str(box), "a blue box", "--source", "a red box", "--mask", str(tmp_path / "none.png")], "does not exist"),
         ([str(box), "a blue box", "--source", "a red box", "--mask", str(black), "--material", "lid"], "leaves nothing"),
         ([str(box), "a blue box", "--source", "a red box", "--mask", str(tall), "--material", "lid"], "aspect ratio"),
+        ([str(box), "a blue box", "--source", "a red box", "--mask", str(tmp_path / "unused.png"), "--material",
+          "lid"], "all lie where no face uses the texture"),
+        ([str(box), "a blue box", "--source", "a red box", "--preserve", "inf"], "preserve must be a finite"),
         ([str(box), "a blue box", "--source", "a red box", "--material", "lidd"], "'lid', 'body'"),
         ([str(box), "  ", "--source", "a red box"], "prompt is empty"),
         ([str(box), "a blue box", "--source", " "], "source description is empty"),
@@ -178,6 +184,52 @@ def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
             assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
         assert " object at 0x" not in result.output and "''" not in result.output, result.output  # no reprs
         assert not out.exists(), args
+
+
+def test_edit_outputs_keep_each_input_textures_sampler_and_transform(tmp_path, prior, box):
+    """An edit writes textures in their inputs' own image space, so each keeps its sampler (nearest filtering,
+    mirrored repeat) and a material left out with --material keeps its texture transform: in the GLB (samplers,
+    KHR_texture_transform) and, as far as MTL can state it, in the MTL (-o / -s); what MTL cannot state is a
+    warning. The default output folder is csdtex-out/<name>_edit, and editing a painted output in its own folder
+    works."""
+    from csdtex.sampling import TextureSampler, TextureTransform
+    from gltf_files import read_glb
+
+    mesh = load_mesh(box)
+    lid, body = mesh.materials
+    lid.sampler = TextureSampler("mirrored_repeat", "repeat", "nearest", "nearest")
+    body.texture_transform = TextureTransform.from_gltf((0.25, 0.0), 0.0, (2.0, 2.0))
+    notes: list[str] = []
+    result = csdtex.edit(mesh, "a blue box", "a red box", quick(prior), out_dir=tmp_path / "out", materials=["lid"],
+                         show_progress=False, warn=notes.append)
+    document, _ = read_glb(result.files.glb)
+    by_name = {m["name"]: m["pbrMetallicRoughness"]["baseColorTexture"] for m in document["materials"]}
+    lid_sampler = document["samplers"][document["textures"][by_name["lid"]["index"]]["sampler"]]
+    assert lid_sampler == {"magFilter": 9728, "minFilter": 9728, "wrapS": 33648, "wrapT": 10497}
+    assert by_name["body"]["extensions"]["KHR_texture_transform"] == {"offset": [0.25, 0.0], "scale": [2.0, 2.0]}
+    assert "KHR_texture_transform" in document["extensionsUsed"]
+    mtl = result.files.mtl.read_text()
+    assert "map_Kd -o 0.25 -1 0 -s 2 2 1 box_body.png" in mtl
+    assert any("material 'lid' uses mirrored repeat and nearest filtering, which MTL cannot state" in n
+               for n in notes), notes
+    again = load_mesh(result.files.glb)  # read back: the same sampling as the input
+    assert again.materials[1].texture_transform.matrix == pytest.approx(body.texture_transform.matrix)
+    assert again.materials[0].sampler == lid.sampler
+
+
+def test_edit_default_output_folder_does_not_collide_with_the_paint(tmp_path, prior, monkeypatch):
+    """`csdtex paint crate.obj` writes csdtex-out/crate; `csdtex edit csdtex-out/crate/crate.obj` without --out
+    writes csdtex-out/crate_edit, and editing that result again writes csdtex-out/crate_edit_2."""
+    monkeypatch.chdir(tmp_path)
+    two_material_box(tmp_path / "csdtex-out" / "crate", "obj").rename(tmp_path / "csdtex-out" / "crate" / "crate.obj")
+    first = invoke("edit", "csdtex-out/crate/crate.obj", "a blue box", "--source", "a red box", "--model", str(prior),
+                   "--steps", "1", "--quiet")
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "csdtex-out" / "crate_edit" / "crate.glb").is_file()
+    second = invoke("edit", "csdtex-out/crate_edit/crate.obj", "a green box", "--source", "a blue box", "--model",
+                    str(prior), "--steps", "1", "--quiet")
+    assert second.exit_code == 0, second.output
+    assert (tmp_path / "csdtex-out" / "crate_edit_2" / "crate.glb").is_file()
 
 
 def mean_hue(texture: np.ndarray, where: np.ndarray | None = None) -> tuple[float, float]:

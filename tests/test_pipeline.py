@@ -290,9 +290,12 @@ def test_a_non_finite_gradient_stops_the_run_with_a_clear_error(tmp_path, priors
     monkeypatch.setattr(priors_module.Prior, "predict_noise",
                         lambda self, x_t, t, e, plan=None: torch.full_like(x_t, float("nan")), raising=False)
     config = PaintConfig(model=str(priors["latent"]), steps=3, views_per_step=1, texture_size=32)
-    with pytest.raises(RuntimeError, match="NaN/Inf"):
+    with pytest.raises(RuntimeError, match="NaN/Inf") as raised:
         csdtex.paint(ball, "a ball", config, out_dir=tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out" / "run.json").exists()
+    from csdtex.errors import CsdtexError
+
+    assert isinstance(raised.value, CsdtexError)  # the command line prints one line, no traceback
 
 
 # ---------------------------------------------------------------------------------------------------------- CUDA

@@ -62,7 +62,8 @@ def run_batch_command(
             missing += status == "missing"
             echo(f"{status:8s} {asset.row.name.ljust(width)}  {asset.row.mesh}  {asset.row.prompt!r}")
         todo = sum(asset.status != "done" for asset in planned) - missing
-        echo(f"{counted(len(planned), 'asset')} in {manifest.description}: {todo} to run, {len(planned) - todo - missing} done"
+        done = len(planned) - todo - missing
+        echo(f"{counted(len(planned), 'asset')} in {manifest.description}: {todo} to run, {done} done"
              + (f", {missing} with a missing mesh file (they would fail)" if missing else "")
              + f"; output folder {out_dir}")
         return 0
@@ -75,5 +76,6 @@ def run_batch_command(
     parts = [f"{counts.get(status, 0)} {status}" for status in ("done", "failed", "skipped") if counts.get(status)]
     if counts.get("not run"):
         parts.append(f"{counts['not run']} not run")
-    echo(f"{counted(len(outcome.entries), 'asset')}: {', '.join(parts) or 'nothing to do'}; report: {outcome.summary_html}")
+    summary = ", ".join(parts) or "nothing to do"
+    echo(f"{counted(len(outcome.entries), 'asset')}: {summary}; report: {outcome.summary_html}")
     return outcome.exit_code

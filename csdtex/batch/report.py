@@ -18,7 +18,6 @@ from csdtex.batch.manifest import AssetRow
 from csdtex.batch.tasks import TaskResult
 from csdtex.fileio import write_text_atomic
 from csdtex.wording import counted
-from csdtex.wording import counted
 
 STATUSES = ("failed", "not run", "done", "skipped")
 """Entry statuses, in the order the HTML report lists them: ``skipped`` = done by an earlier run, same settings."""

@@ -110,6 +110,29 @@ def edit_region(mesh: Mesh, mask_path: str | Path | None = None, material_names:
     return region
 
 
+def check_mask_reaches_the_surface(mesh: Mesh, region: EditRegion) -> None:
+    """Raise :class:`ConfigError` when ``region``'s editable texels (a ``--mask``) all lie where no face of their
+    material samples the texture (gutters, unused atlas space): the edit could change nothing a viewer shows.
+    Each material's UV triangles are rasterized at its texture's size, placed by its sampler's wrap rule
+    (:func:`csdtex.bake.rasterize_uv_layout`, on the CPU), texels bilinear filtering reaches counted as used."""
+    from csdtex.bake import rasterize_uv_layout, reachable_texels
+    from csdtex.sampling import TextureSampler
+
+    render_mesh = mesh.to_render("cpu")
+    for index, (material, weight) in enumerate(zip(mesh.materials, region.weights)):
+        if material.texture is None or not (weight > 0).any():
+            continue
+        height, width = weight.shape
+        fragments = rasterize_uv_layout(render_mesh, index, height, "torch", width,
+                                        sampler=material.sampler or TextureSampler())
+        used = reachable_texels(fragments.face_id[0] >= 0, mip_levels=0).numpy()
+        if (used & (weight > 0)).any():
+            return
+    raise ConfigError("the mask's white texels all lie where no face uses the texture (gutters or unused atlas "
+                      "space), so the edit would change nothing visible: paint white inside the UV islands, the "
+                      "parts of the texture the surface uses")
+
+
 def read_uv_mask(path: str | Path) -> tuple[np.ndarray, dict]:
     """A UV mask file as bool [H, W] (True = editable) and its record ``{"path", "sha256", "size"}``."""
     path = Path(path)

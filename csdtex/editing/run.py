@@ -24,18 +24,19 @@ from csdtex.errors import call_with_gpu_memory_errors
 from csdtex.export import ExportedFiles, export_all
 from csdtex.field import seeded_model
 from csdtex.mesh import Mesh, load_mesh
-from csdtex.editing.region import EditRegion, check_edit_prompts, edit_region, texture_records
+from csdtex.editing.region import (EditRegion, check_edit_prompts, check_mask_reaches_the_surface, edit_region,
+                                   texture_records)
 from csdtex.editing.texture import EditableTexture, OriginalTextureView, apply_logit_change
 from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.finalize import write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
 from csdtex.pipeline.optimize import optimize, render_step_views
 from csdtex.pipeline.outputs import run_folder_lock
-from csdtex.pipeline.prepare import default_output_folder, prepare_run
+from csdtex.pipeline.prepare import default_output_folder, prepare_run, python_warning
 from csdtex.pipeline.progress import Progress, TqdmProgress
 from csdtex.pipeline.run import PreparedRun
 from csdtex.preview import material_texture_images, turntable_frames, write_preview
-from csdtex.sampling import TextureSampler, baked_samplers
+from csdtex.sampling import TextureSampler, TextureTransform, baked_samplers
 
 __all__ = ["EditResult", "edit"]
 
@@ -116,8 +117,8 @@ def edit(
         prompt: the target description, e.g. "a blue object".
         source: a description of the texture as it is now, e.g. "a red object" (the negative prompt).
         config: options (:class:`EditConfig`; None fields take the prior's preset).
-        out_dir: output folder; outputs are named after the mesh file. None: ``csdtex-out/<mesh name>``, as for
-            :func:`csdtex.paint`.
+        out_dir: output folder; outputs are named after the mesh file. None: ``csdtex-out/<mesh name>_edit``
+            (:func:`csdtex.pipeline.prepare.default_output_folder`).
         mask: a UV-space PNG (white = editable; see :mod:`csdtex.editing.region`), or None for the whole texture.
         materials: names of the materials to edit (OBJ ``usemtl`` / glTF material names); empty = every textured
             material. Combines with ``mask``.
@@ -130,7 +131,7 @@ def edit(
             becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``.
     """
     config = config or EditConfig()
-    out_dir = default_output_folder(mesh) if out_dir is None else out_dir
+    out_dir = default_output_folder(mesh, edit=True) if out_dir is None else out_dir
     with run_folder_lock(out_dir):
         return call_with_gpu_memory_errors(
             lambda: _edit(mesh, prompt, source, config, out_dir, mask, materials, resume, show_progress, prior, notify,
@@ -147,6 +148,8 @@ def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig,
     prompt, source = check_edit_prompts(prompt, source)
     mesh = mesh if isinstance(mesh, Mesh) else load_mesh(mesh)
     region = edit_region(mesh, mask, tuple(materials))
+    if mask is not None:
+        check_mask_reaches_the_surface(mesh, region)
     config = dataclasses.replace(config, negative_prompt=source)
     run = prepare_run(mesh, prompt, config, out_dir, prior=prior, resume=resume, notify=notify, warn=warn)
 
@@ -168,9 +171,14 @@ def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig,
     optimized = optimize(run, model, objective, resume=resume, progress=progress, identity_extra=identity)
 
     textures = run.timings.run("bake", bake_edit, run, model, region, images)
-    files = run.timings.run("export", export_all, run.mesh, textures, run.out_dir, run.name)
-    preview, sheet = write_previews(run, textures)
-    before_after, before_after_sheet = run.timings.run("preview", write_before_after, run, images, textures)
+    written_samplers, transforms = written_sampling(run.mesh)
+    files = run.timings.run("export", export_all, run.mesh, textures, run.out_dir, run.name, written_samplers,
+                            transforms)
+    for note in files.notes:
+        (warn or python_warning)(note)
+    preview, sheet = write_previews(run, textures, written_samplers, transforms)
+    before_after, before_after_sheet = run.timings.run("preview", write_before_after, run, images, textures,
+                                                       written_samplers, transforms)
     remove_checkpoint(run.out_dir)
 
     changed_inside, changed_outside = _changes(images, textures, region)
@@ -212,13 +220,29 @@ def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
     return textures
 
 
-def write_before_after(run: PreparedRun, before: list[np.ndarray], after: list[np.ndarray]) -> tuple[Path, Path]:
+def written_sampling(mesh: Mesh) -> tuple[list[TextureSampler], list[TextureTransform | None]]:
+    """How an edit's output textures are sampled, per material: a material with an input texture keeps its sampler
+    and transform (the edit writes its texels in that image's own space: tiles, pixel-art filtering and texture
+    transforms stay as they were); one without keeps the paint bake's sampler (:func:`baked_samplers`), no
+    transform."""
+    baked = baked_samplers(mesh)
+    samplers = [(m.sampler or TextureSampler()) if m.texture is not None else baked[i]
+                for i, m in enumerate(mesh.materials)]
+    transforms = [m.texture_transform if m.texture is not None else None for m in mesh.materials]
+    return samplers, transforms
+
+
+def write_before_after(run: PreparedRun, before: list[np.ndarray], after: list[np.ndarray],
+                       samplers: list[TextureSampler] | None = None,
+                       transforms: list[TextureTransform | None] | None = None) -> tuple[Path, Path]:
     """``<name>_before_after.gif`` (input left, edit right, one orbit) and a 6-view sheet ``<name>_before_after.png``
-    (the input in the top row, the edit below)."""
+    (the input in the top row, the edit below), both sampled as ``samplers`` / ``transforms`` say (as viewers show
+    the input and the output: :func:`written_sampling`)."""
     from csdtex.field import UVTexture
 
     frames = [
-        turntable_frames(run.render_mesh, UVTexture.from_images(images).to(run.device),
+        turntable_frames(run.render_mesh, UVTexture.from_images(images, samplers=samplers,
+                                                                transforms=transforms).to(run.device),
                          num_frames=run.config.preview_frames, resolution=run.config.preview_size,
                          backend=run.backend)
         for images in (before, after)

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 
 from csdtex.devices import to_device
-from csdtex.errors import ConfigError
+from csdtex.errors import ConfigError, NumericalError
 from csdtex.guidance.priors import DEFAULT_PLAN, MemoryPlan
 from csdtex.guidance.prompts import DEFAULT_NEGATIVE_PROMPT
 
@@ -406,10 +406,14 @@ class ScoreDistillation:
         return loss, metrics
 
 
-def non_finite_error(prior, timestep_range: tuple[int, int] | None = None) -> RuntimeError:
-    """The error raised when the guidance gradient has NaN/Inf values (the prior's predictions overflowed)."""
+def non_finite_error(prior, timestep_range: tuple[int, int] | None = None) -> NumericalError:
+    """The error raised when the guidance gradient has NaN/Inf values: with a half-precision prior its predictions
+    overflowed (remedy: a wider dtype); with a float32 prior an option is extreme (learning rate, guidance scale, an
+    edit's preserve weight)."""
     where = f"t in [{timestep_range[0]}, {timestep_range[1]}], " if timestep_range else ""
-    return RuntimeError(
-        f"the guidance gradient has NaN/Inf values ({where}prior dtype {prior.dtype}): the prior's "
-        "predictions overflowed; try a higher-precision dtype (bf16 or fp32)"
-    )
+    if getattr(prior, "dtype", None) in (torch.float16, torch.bfloat16):
+        remedy = "the prior's predictions overflowed; try a higher-precision dtype (bf16 or fp32)"
+    else:
+        remedy = "an option is too extreme for the numbers to stay finite; lower the learning rate, guidance scale " \
+                 "or preserve weight"
+    return NumericalError(f"the guidance gradient has NaN/Inf values ({where}prior dtype {prior.dtype}): {remedy}")

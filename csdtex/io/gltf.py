@@ -18,7 +18,7 @@ import numpy as np
 
 from csdtex.io._common import GENERATOR
 from csdtex.mesh.types import MaterialMap, Mesh
-from csdtex.sampling import TextureSampler, baked_samplers
+from csdtex.sampling import TextureSampler, TextureTransform, baked_samplers
 
 __all__ = ["check_gltf_document", "glb_bytes", "read_gltf", "split_corners", "split_seams"]
 
@@ -166,7 +166,9 @@ class _CarriedMaps:
         return info
 
 
-def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[dict, bytes]:
+def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str,
+                   samplers_written: Sequence[TextureSampler] | None = None,
+                   transforms: Sequence[TextureTransform | None] | None = None) -> tuple[dict, bytes]:
     """Build the glTF JSON document and its binary buffer (see :func:`glb_bytes` for the layout)."""
     normal_table, normal_corners = mesh.export_normals()  # the file's own normals, else smooth across seams
     tangent_table = mesh.export_tangents() if any(m.maps.get("normal") for m in mesh.materials) else None
@@ -177,7 +179,7 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
     images: list[dict] = []
     samplers: list[dict] = []
     sampler_index: dict[tuple, int] = {}
-    baked = baked_samplers(mesh)
+    baked = list(samplers_written) if samplers_written is not None else baked_samplers(mesh)
     carried_maps = _CarriedMaps(builder, textures, images, samplers, sampler_index)
     extensions_used: set[str] = set()
 
@@ -215,11 +217,16 @@ def _gltf_document(mesh: Mesh, png_images: Sequence[bytes], name: str) -> tuple[
         indices = builder.accessor(flat_indices, index_code, "SCALAR", _ELEMENT_ARRAY_BUFFER)
         images.append({"bufferView": builder.view(png_images[material_index]), "mimeType": "image/png"})
         textures.append({"sampler": sampler_index[key], "source": len(images) - 1})
+        base_colour_texture: dict = {"index": len(textures) - 1, "texCoord": 0}
+        transform = transforms[material_index] if transforms is not None else None
+        if transform is not None and transform.to_gltf() is not None:
+            base_colour_texture["extensions"] = {"KHR_texture_transform": transform.to_gltf()}
+            extensions_used.add("KHR_texture_transform")
         entry = {
             "name": material.name,
             "pbrMetallicRoughness": {
                 "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
-                "baseColorTexture": {"index": len(textures) - 1, "texCoord": 0},
+                "baseColorTexture": base_colour_texture,
                 "metallicFactor": 0.0 if material.metallic_factor is None else float(material.metallic_factor),
                 "roughnessFactor": 0.9 if material.roughness_factor is None else float(material.roughness_factor),
             },
@@ -347,7 +354,9 @@ def _glb_container(document: dict, binary: bytes) -> bytes:
     )
 
 
-def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
+def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str,
+              samplers: Sequence[TextureSampler] | None = None,
+              transforms: Sequence[TextureTransform | None] | None = None) -> bytes:
     """The content of a binary glTF 2.0 file holding ``mesh`` with one embedded PNG texture per material.
 
     Layout: one scene, one node (no transform), one mesh named ``name``, one triangle primitive per material that
@@ -369,8 +378,10 @@ def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
     :func:`csdtex.sampling.baked_sampler` (the rule the bake used): CLAMP_TO_EDGE when the material's UVs lie in
     [0, 1] along it, else the input material's wrap
     mode (REPEAT when it had none, MIRRORED_REPEAT kept). No ``KHR_texture_transform`` is written: baked textures
-    live in raw UV space. Chunks and bufferViews are 4-byte aligned; ``asset.generator`` is ``'csdtex'``. The
-    document is checked with :func:`check_gltf_document` before packing.
+    live in raw UV space. ``samplers`` / ``transforms`` replace those for textures that do not (an edit writes each
+    texture in its input's own image space, so it keeps the input's sampler and transform). Chunks and bufferViews
+    are 4-byte aligned; ``asset.generator`` is ``'csdtex'``. The document is checked with
+    :func:`check_gltf_document` before packing.
 
     Args:
         mesh: a mesh with UVs on every face; vertices float64 [V, 3], faces / uv_faces int64 [F, 3], uvs float64
@@ -378,11 +389,13 @@ def glb_bytes(mesh: Mesh, png_images: Sequence[bytes], name: str) -> bytes:
             :func:`csdtex.export.export_glb`).
         png_images: one PNG file content per material, in material order (used for materials that have faces).
         name: the scene, node and mesh name.
+        samplers: per material, the sampler of its written texture (default: :func:`csdtex.sampling.baked_samplers`).
+        transforms: per material, the ``KHR_texture_transform`` of its written texture, or None (default: none).
     Returns:
         the GLB bytes: 12-byte header, JSON chunk padded with spaces, BIN chunk padded with zeros.
     Raises:
         ValueError: the document failed :func:`check_gltf_document` (a bug, not a user error).
     """
-    document, binary = _gltf_document(mesh, png_images, name)
+    document, binary = _gltf_document(mesh, png_images, name, samplers, transforms)
     check_gltf_document(document, binary)
     return _glb_container(document, binary)

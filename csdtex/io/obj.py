@@ -19,7 +19,7 @@ from csdtex.fileio import is_within
 from csdtex.io._common import (GENERATOR, ParseError, clean_relative, error_text, image_alpha8, image_to_grey8,
                                image_to_rgb8, map_image_bytes, sixteen_bit_note)
 from csdtex.mesh.types import Material, MaterialMap, Mesh, unique_name
-from csdtex.sampling import CLAMP_TO_EDGE, TextureSampler, TextureTransform
+from csdtex.sampling import CLAMP_TO_EDGE, MIRRORED_REPEAT, TextureSampler, TextureTransform
 
 __all__ = ["mtl_text", "obj_text", "read_obj"]
 
@@ -467,6 +467,30 @@ def mtl_map_options(transform: dict | None) -> str:
             f"-s {float(scale_u):g} {float(scale_v):g} 1 ")
 
 
+def mtl_texture_options(sampler: TextureSampler | None, transform: TextureTransform | None) -> tuple[str, list[str]]:
+    """``(options, lost)``: the ``map_Kd`` options stating a written texture's sampler and transform in MTL
+    (``-clamp on`` when both axes clamp, ``-o`` / ``-s`` for an offset and scale), and what MTL cannot state (mirrored
+    repeat, clamping one axis only, nearest filtering, a rotation), in words for a note."""
+    options, lost = "", []
+    if sampler is not None:
+        wraps = {sampler.wrap_s, sampler.wrap_t}
+        if wraps == {CLAMP_TO_EDGE}:
+            options += "-clamp on "
+        elif MIRRORED_REPEAT in wraps:
+            lost.append("mirrored repeat")
+        elif CLAMP_TO_EDGE in wraps:
+            lost.append("clamping along one axis")
+        if sampler.mag_filter == "nearest":
+            lost.append("nearest filtering")
+    gltf = transform.to_gltf() if transform is not None else None
+    if gltf is not None:
+        written = mtl_map_options(gltf)
+        options += written
+        if not written:
+            lost.append("a rotated texture transform")
+    return options, lost
+
+
 def _option_value(tokens: list[str], option: str, default: float) -> float:
     """The number after ``option`` in a map statement's tokens (``-bm 0.5``), or ``default``."""
     for i, token in enumerate(tokens[:-1]):
@@ -687,7 +711,7 @@ def obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str])
 
 
 def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequence[bool] = (),
-             extra_lines: Sequence[Sequence[str]] = ()) -> str:
+             extra_lines: Sequence[Sequence[str]] = (), map_options: Sequence[str] = ()) -> str:
     """MTL text: a matte, fully textured material per label (Kd = 1 so viewers show the texture unmodulated).
 
     Args:
@@ -696,6 +720,8 @@ def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequenc
         alpha: per label, whether its texture carries an alpha cut-out (an RGBA PNG); default none.
         extra_lines: per label, more MTL lines (the carried maps' ``map_Bump``, ``map_Ke``, ``Pr``, ...); default
             none.
+        map_options: per label, options written before the ``map_Kd`` / ``map_d`` file name (``-clamp on``, ``-o``
+            / ``-s``: :func:`mtl_texture_options`); default none.
     Returns:
         the file content: per label ``newmtl``, ``Ka 1 1 1``, ``Kd 1 1 1``, ``Ks 0 0 0``, ``Ns 10``, ``d 1``,
         ``illum 1`` and ``map_Kd``, plus ``map_d`` (the same PNG, whose alpha importers read) for a cut-out, then its
@@ -703,6 +729,7 @@ def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequenc
     """
     blocks = [f"# {GENERATOR} export\n"]
     for index, (label, texture) in enumerate(zip(labels, texture_files)):
+        options = map_options[index] if index < len(map_options) else ""
         blocks.append(
             f"\nnewmtl {label}\n"
             "Ka 1.000000 1.000000 1.000000\n"
@@ -711,8 +738,8 @@ def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequenc
             "Ns 10.000000\n"
             "d 1.000000\n"
             "illum 1\n"
-            f"map_Kd {texture}\n"
-            + (f"map_d {texture}\n" if index < len(alpha) and alpha[index] else "")
+            f"map_Kd {options}{texture}\n"
+            + (f"map_d {options}{texture}\n" if index < len(alpha) and alpha[index] else "")
             + "".join(f"{line}\n" for line in (extra_lines[index] if index < len(extra_lines) else ()))
         )
     return "".join(blocks)

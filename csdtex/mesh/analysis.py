@@ -186,8 +186,8 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
 
         missing = int((~with_uv).sum())
         if missing:
-            problems.append(f"{counted(missing, 'face')} {'has' if missing == 1 else 'have'} no UVs (csdtex unwraps them into "
-                            "a new material)")
+            verb = "has" if missing == 1 else "have"
+            problems.append(f"{counted(missing, 'face')} {verb} no UVs (csdtex unwraps them into a new material)")
         used = np.unique(uv_faces[with_uv])
         if len(used):
             outside = ((mesh.uvs[used] < -1e-6) | (mesh.uvs[used] > 1.0 + 1e-6)).any(axis=1)

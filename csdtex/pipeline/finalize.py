@@ -30,7 +30,7 @@ from csdtex.pipeline.optimize import OptimizeResult
 from csdtex.pipeline.outputs import remove_replaced_outputs, stale_outputs
 from csdtex.pipeline.run import PreparedRun
 from csdtex.preview import turntable_frames, write_preview
-from csdtex.sampling import TextureSampler, baked_samplers
+from csdtex.sampling import TextureSampler, TextureTransform, baked_samplers
 
 _RECORDED_VERSIONS = ("torch", "diffusers", "transformers", "trimesh", "xatlas", "numpy", "DracoPy", "meshopt")
 
@@ -103,14 +103,15 @@ def bake_and_export(run: PreparedRun, model: TextureModel) -> tuple[list[np.ndar
 
 
 def write_previews(run: PreparedRun, textures: list[np.ndarray],
-                   samplers: list[TextureSampler | None] | None = None) -> tuple[Path, Path]:
+                   samplers: list[TextureSampler | None] | None = None,
+                   transforms: list[TextureTransform | None] | None = None) -> tuple[Path, Path]:
     """Turntable GIF ``<name>_turntable.gif`` and 6-view sheet ``<name>_views.png`` of ``textures`` on the mesh.
 
-    ``samplers``: how viewers will sample the textures; default the exported GLB's
-    (:func:`csdtex.sampling.baked_samplers`), so the preview shows what a glTF viewer shows.
+    ``samplers`` / ``transforms``: how viewers will sample the textures; default the exported GLB's for a paint
+    (:func:`csdtex.sampling.baked_samplers`, no transforms), so the preview shows what a glTF viewer shows.
     """
     samplers = baked_samplers(run.mesh) if samplers is None else samplers
-    baked_model = UVTexture.from_images(textures, samplers=samplers).to(run.device)
+    baked_model = UVTexture.from_images(textures, samplers=samplers, transforms=transforms).to(run.device)
     frames = run.timings.run(
         "preview", turntable_frames, run.render_mesh, baked_model, num_frames=run.config.preview_frames,
         resolution=run.config.preview_size, backend=run.backend,

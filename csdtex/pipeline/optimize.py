@@ -126,7 +126,7 @@ def optimize(
     Returns:
         :class:`OptimizeResult`; ``run.timings`` gains ``optimize``.
     Raises:
-        RuntimeError: the objective's gradient became NaN/Inf (checked whenever metrics are read).
+        csdtex.errors.NumericalError: the objective's gradient became NaN/Inf (checked whenever metrics are read).
         csdtex.errors.ConfigError: a checkpoint that does not match.
     """
     config = run.config

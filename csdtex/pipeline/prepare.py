@@ -65,10 +65,19 @@ def output_name(mesh: Mesh | str | Path) -> str:
     return safe_asset_name(Path(mesh).stem)
 
 
-def default_output_folder(mesh: Mesh | str | Path) -> Path:
-    """The output folder of a run given none (CLI and Python API alike): ``csdtex-out/<output name>``, relative to
-    the working directory, so two meshes painted one after the other keep their own folders."""
-    return DEFAULT_OUTPUT_ROOT / output_name(mesh)
+def default_output_folder(mesh: Mesh | str | Path, edit: bool = False) -> Path:
+    """The output folder of a run given none (CLI and Python API alike), relative to the working directory:
+    ``csdtex-out/<output name>`` for a paint, ``csdtex-out/<output name>_edit`` for an edit, so two meshes painted
+    one after the other keep their own folders and an edit does not replace the paint it starts from. A folder that
+    holds the mesh itself (editing ``csdtex-out/crate/crate.obj``) is skipped for the same name with ``_2``, ``_3``."""
+    base = output_name(mesh) + ("_edit" if edit else "")
+    source = mesh.source if isinstance(mesh, Mesh) else Path(mesh)
+    own_folder = Path(os.path.abspath(source.parent)) if source is not None else None
+    candidate, number = DEFAULT_OUTPUT_ROOT / base, 1
+    while own_folder is not None and Path(os.path.abspath(candidate)) == own_folder:
+        number += 1
+        candidate = DEFAULT_OUTPUT_ROOT / f"{base}_{number}"
+    return candidate
 
 
 def prepare_run(
