@@ -177,6 +177,19 @@ def test_ray_backend_isolates_failures_and_retries_a_dead_actor(ray_session, tmp
     assert ray_session.is_initialized()  # a Ray the caller started is left running
 
 
+def test_ray_workers_beyond_the_cluster_are_refused_before_anything_is_written(ray_session, tmp_path, fast_toml):
+    """--ray --workers 3 on a 2-CPU cluster hung forever (an actor Ray cannot place never takes its asset; new-user
+    test, session 14): refused with one line, and nothing is written into --out."""
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    (tmp_path / "k").mkdir()
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "k" / "crate.obj")
+    result = invoke("batch", tmp_path / "k", "--prompt", "a red object", "--config", fast_toml, "--ray",
+                    "--workers", "3", "--device", "cpu", "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2 and "--workers 3 asks for more Ray actors than the cluster can place (2 CPU(s)" \
+        in one_error_line(result)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def _children(pid: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
@@ -459,6 +472,81 @@ def test_another_meshs_finished_asset_is_not_replaced_without_overwrite(tmp_path
     result = invoke("batch", tmp_path / "b" / "jobs.csv", *common, "--overwrite")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "vase" / "batch.json").read_text())["mesh_path"] == str(tmp_path / "b" / "vase.obj")
+
+
+def test_finished_assets_keep_their_folders_when_rows_or_meshes_are_added(tmp_path):
+    """New-user tests (session 14): a mesh of the same stem added to a folder batch, or a row of the same mesh
+    inserted into a manifest, takes a new name; the finished assets keep theirs and stay done (it refused the whole
+    batch / repainted every row); a row whose prompt changed repaints its own folder."""
+    from csdtex.batch.runner import MARKER
+
+    def finish(out: Path, planned) -> None:  # what a finished run leaves: batch.json with the row's settings
+        for asset in planned:
+            (out / asset.row.name).mkdir(parents=True, exist_ok=True)
+            (out / asset.row.name / MARKER).write_text(json.dumps({
+                "settings_hash": asset.settings_hash, "settings": asset.settings, "mesh_stat": asset.mesh_stat,
+                "mesh_path": os.path.abspath(asset.row.mesh),
+                "mesh_relative": os.path.relpath(os.path.abspath(asset.row.mesh), os.path.abspath(out))}))
+
+    def plan(source, **kwargs) -> dict[str, tuple[str, str]]:
+        return {a.row.name: (a.status, a.row.prompt)
+                for a in plan_batch(load_manifest(source, **kwargs).rows, tmp_path / "out")}
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    shutil.copy(ASSETS / "crate.obj", folder / "crate.ply")  # any bytes: planning only hashes the file
+    out = tmp_path / "out"
+    finish(out, plan_batch(load_manifest(folder, prompt="a red object").rows, out))
+    shutil.copy(ASSETS / "crate.obj", folder / "crate.obj")  # same stem, sorts first: derived name "crate"
+    planned = {a.row.mesh.name: (a.row.name, a.status)
+               for a in plan_batch(load_manifest(folder, prompt="a red object").rows, out)}
+    assert planned == {"crate.ply": ("crate", "done"), "crate.obj": ("crate-2", "new")}
+
+    shutil.rmtree(out)
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("mesh,prompt\ncrate.obj,a red object\ncrate.obj,a blue object\n")
+    finish(out, plan_batch(load_manifest(jobs).rows, out))
+    jobs.write_text("mesh,prompt\ncrate.obj,a green object\ncrate.obj,a red object\ncrate.obj,a blue object\n")
+    assert plan(jobs) == {"crate": ("done", "a red object"), "crate-2": ("done", "a blue object"),
+                          "crate-3": ("new", "a green object")}
+    jobs.write_text("mesh,prompt\ncrate.obj,a blue object\n")  # the red row deleted
+    assert plan(jobs) == {"crate-2": ("done", "a blue object")}
+    jobs.write_text("mesh,prompt\ncrate.obj,an orange object\n")  # the prompt changed: repainted in place
+    assert plan(jobs) == {"crate": ("changed", "an orange object")}  # its own derived name's folder
+
+
+def test_a_moved_project_stays_done_and_overwrite_low_vram_do_not_redo_assets(tmp_path, fast_toml):
+    """A project folder moved (or reached through another path) keeps its finished assets done: batch.json records
+    the mesh relative to --out; --overwrite, --low-vram and --compile-encoder (same results) redo nothing."""
+    project = tmp_path / "project"
+    (project / "k").mkdir(parents=True)
+    shutil.copy(ASSETS / "crate.obj", project / "k" / "crate.obj")
+    common = ["--prompt", "a red object", "--config", fast_toml, "--workers", "1", "--device", "cpu", "--quiet"]
+    assert invoke("batch", project / "k", *common, "--out", project / "out").exit_code == 0
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    result = invoke("batch", moved / "k", *common, "--out", moved / "out", "--dry-run", "--overwrite",
+                    "--low-vram")
+    assert result.exit_code == 0 and "done     crate" in result.output and "0 to run, 1 done" in result.output, \
+        result.output
+
+
+def test_a_worker_that_reports_success_without_outputs_fails_the_asset(tmp_path):
+    """A Ray actor that wrote its outputs elsewhere (another working directory) reported "done" with an empty
+    folder, and reruns skipped it (new-user test, session 14): the commit now fails such an asset."""
+    from csdtex.batch.runner import _commit, plan_batch as plan
+    from csdtex.batch.tasks import AssetTask, TaskResult
+
+    (tmp_path / "k").mkdir()
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "k" / "crate.obj")
+    [asset] = plan(load_manifest(tmp_path / "k", prompt="a red object").rows, tmp_path / "out")
+    task = AssetTask(row=asset.row, staging=tmp_path / "out" / ".staging" / "crate.x", attempt=1, token="x")
+    result = TaskResult(name="crate", token="x", ok=True, attempt=1, worker="ray actor 0", seconds=1.0)
+    committed = _commit(task, asset, result, tmp_path / "out")
+    assert not committed.ok and not committed.retryable and "--out must be a folder every node sees" in \
+        committed.error
+    assert not (tmp_path / "out" / "crate").exists()
 
 
 def test_a_semicolon_separated_manifest_gets_a_hint(tmp_path):

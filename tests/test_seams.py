@@ -223,6 +223,15 @@ def test_bench_errors_are_one_line(tmp_path):
     result = runner.invoke(main, ["bench", "seams", str(tmp_path / "sheet.obj"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "has no UV seams" in result.output, result.output
     assert not (tmp_path / "o").exists()
+    # a --json that cannot be written: said before any painting (it was a traceback after the whole run)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    for json_path, message in ((tmp_path / "afile" / "x.json", "is a file; choose another --json"),
+                               (tmp_path / "adir", "is a folder: name a file")):
+        result = runner.invoke(main, ["bench", "seams", "proc:mismatch", "--out", str(tmp_path / "o"), "--json",
+                                      str(json_path)])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 def test_bench_small_run(tmp_path):

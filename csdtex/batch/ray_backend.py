@@ -122,7 +122,13 @@ class RayBackend:
         if self.device == "cuda" and not gpus:
             raise CsdtexError("--device cuda with --ray, but the Ray cluster has no GPUs: use --device cpu or auto")
         use_gpu = gpus > 0 and self.device != "cpu"
-        self.slots = self.requested or (gpus if use_gpu else cpus)
+        capacity = gpus if use_gpu else cpus
+        if self.requested is not None and self.requested > capacity:
+            # an actor Ray cannot place never starts, and the asset given to it would wait forever
+            what = f"{gpus} GPU(s)" if use_gpu else f"{cpus} CPU(s)"
+            raise CsdtexError(f"--workers {self.requested} asks for more Ray actors than the cluster can place "
+                              f"({what}, one actor each): use --workers {capacity} or fewer, or add nodes first")
+        self.slots = self.requested or capacity
         threads = None if use_gpu else max(1, cpus // self.slots)
         self._options = {"num_gpus": 1} if use_gpu else {"num_cpus": min(threads, cpus)}
         self._device = "cuda" if use_gpu else "cpu"

@@ -45,8 +45,13 @@ STAGING = ".staging"
 LOCK_FILE = RUN_LOCK  # the lock paint and edit take too, so that none of them writes into a folder another one holds
 MARKER = "batch.json"
 """Written into every finished asset folder: the row's settings, their hash, how the asset was made."""
-NOT_SETTINGS = ("device", "checkpoint_every", "metrics_every")
-"""Options that do not change an asset's outputs; changing them does not redo finished assets."""
+NOT_SETTINGS = ("device", "checkpoint_every", "metrics_every", "overwrite", "low_vram", "compile_encoder")
+"""Options that do not change an asset's outputs (where it runs, how often it saves, whether it may replace a
+folder, and the memory / speed options documented as giving the same result); changing them does not redo finished
+assets."""
+NOT_SETTINGS_BEFORE_0_2 = ("device", "checkpoint_every", "metrics_every")
+""":data:`NOT_SETTINGS` of the ``batch.json`` files written before ``overwrite``, ``low_vram`` and
+``compile_encoder`` joined it: their hashes still match (:func:`settings_match`), so an upgrade redoes nothing."""
 SUMMARY_EVERY_S = 5.0
 MAX_DEFAULT_CPU_WORKERS = 8
 
@@ -107,11 +112,12 @@ class BatchOutcome:
 # Plan
 
 
-def row_settings(row: AssetRow, mesh_sha256: str | None) -> dict[str, Any]:
-    """The settings that decide an asset's outputs: task, prompt, options (without :data:`NOT_SETTINGS`), the
-    mesh file's name and SHA-256, the edit columns. JSON-ready."""
+def row_settings(row: AssetRow, mesh_sha256: str | None, not_settings: tuple[str, ...] = NOT_SETTINGS
+                 ) -> dict[str, Any]:
+    """The settings that decide an asset's outputs: task, prompt, options (without ``not_settings``), the mesh
+    file's name and SHA-256, the edit columns. JSON-ready."""
     config = to_dict(row.config)
-    for name in NOT_SETTINGS:
+    for name in not_settings:
         config.pop(name, None)
     settings = {"task": row.task, "prompt": row.prompt, "mesh": row.mesh.name, "mesh_sha256": mesh_sha256,
                 "config": config}
@@ -171,36 +177,65 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def finished_mesh_path(marker: dict[str, Any], out_dir: Path) -> Path | None:
+    """Where the mesh of a finished asset is now, from its ``batch.json``: ``mesh_relative`` (the mesh's path
+    relative to the output folder) when recorded, so a project folder moved or reached through another path (another
+    mount point, a copy on a new machine) still matches its meshes; else the absolute ``mesh_path``."""
+    relative = marker.get("mesh_relative")
+    if isinstance(relative, str) and relative:
+        return Path(os.path.abspath(out_dir / relative))
+    recorded = marker.get("mesh_path")
+    return Path(os.path.abspath(recorded)) if isinstance(recorded, str) and os.path.isabs(recorded) else None
+
+
 def keep_finished_names(rows: list[AssetRow], out_dir: Path) -> list[AssetRow]:
     """``rows`` with each derived name (not an ``out`` cell) replaced by the name of the folder that already holds
-    that row's finished asset, when the derived name is not it: adding ``b/chair.obj`` next to a finished
-    ``a/chair.obj`` derives ``a_chair`` / ``b_chair``, but the finished asset stays in ``chair``. A folder is matched
-    by its ``batch.json``'s mesh path, the same prompt preferred (the same mesh in two rows); it is taken only when
-    no row of the manifest has its name."""
+    that row's finished asset, so a finished asset is never renamed and painted again when rows or mesh files are
+    added, removed or reordered (derived names shift: ``chair``, ``chair-2``; ``a_chair`` / ``b_chair``).
+
+    A folder belongs to a row when its ``batch.json`` names the row's mesh (:func:`finished_mesh_path`). Folders are
+    handed out in two rounds: first to rows of the same mesh *and* prompt (the row's own derived name preferred),
+    then, to rows still without one, any unclaimed folder of their mesh (the own derived name first: a changed
+    prompt repaints that asset in place). A row left without a folder keeps its derived name unless another row
+    claimed it, and then gets the first free ``<name>-<k>``. Names of ``out`` cells are never taken."""
     if not out_dir.is_dir():
         return rows
     finished: dict[Path, list[tuple[str, str | None]]] = {}
     for folder in sorted(out_dir.iterdir()):
         marker = read_marker(folder) if folder.is_dir() and not folder.name.startswith(".") else None
-        if marker is None or not isinstance(marker.get("mesh_path"), str):
-            continue
-        prompt = (marker.get("settings") or {}).get("prompt")
-        finished.setdefault(Path(os.path.abspath(marker["mesh_path"])), []).append((folder.name, prompt))
-    used = {row.name.lower() for row in rows}
-    result = []
-    for row in rows:
-        candidates = finished.get(Path(os.path.abspath(row.mesh)), [])
-        own = out_dir / row.name
-        if row.named_by_out or not candidates or (own.is_dir() and any(n == row.name for n, _ in candidates)):
-            result.append(row)
-            continue
-        free = [(name, prompt) for name, prompt in candidates if name.lower() not in used]
-        chosen = next((name for name, prompt in free if prompt == row.prompt), free[0][0] if free else None)
-        if chosen is None:
-            result.append(row)
-            continue
-        used.add(chosen.lower())
-        result.append(dataclasses.replace(row, name=chosen))
+        mesh = finished_mesh_path(marker, out_dir) if marker is not None else None
+        if mesh is not None:
+            finished.setdefault(mesh, []).append((folder.name, (marker.get("settings") or {}).get("prompt")))
+    taken = {row.name.lower() for row in rows if row.named_by_out}
+    chosen: dict[int, str] = {}
+
+    def claim(index: int, names: list[str]) -> None:
+        free = [name for name in names if name.lower() not in taken]
+        if free:
+            pick = rows[index].name if rows[index].name in free else free[0]
+            chosen[index] = pick
+            taken.add(pick.lower())
+
+    movable = [i for i, row in enumerate(rows) if not row.named_by_out]
+    for index in movable:  # round 1: the same mesh and prompt
+        row = rows[index]
+        claim(index, [name for name, prompt in finished.get(Path(os.path.abspath(row.mesh)), [])
+                      if prompt == row.prompt])
+    for index in movable:  # round 2: the same mesh
+        if index not in chosen:
+            claim(index, [name for name, _ in finished.get(Path(os.path.abspath(rows[index].mesh)), [])])
+    result = list(rows)
+    for index in movable:
+        row = rows[index]
+        name = chosen.get(index)
+        if name is None:  # no folder of its own: its derived name, unless another row's asset lives there
+            name, k = row.name, 1
+            while name.lower() in taken or (name != row.name and (out_dir / name).exists()):
+                k += 1
+                name = f"{row.name}-{k}"
+            taken.add(name.lower())
+        if name != row.name:
+            result[index] = dataclasses.replace(row, name=name)
     return result
 
 
@@ -221,9 +256,9 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
         if folder.exists() and marker is None:
             raise ConfigError(f"{folder} exists but was not written by csdtex batch (no {MARKER}): move it away or "
                               "choose another --out")
-        recorded = marker.get("mesh_path") if marker else None
-        if (isinstance(recorded, str) and os.path.isabs(recorded) and not row.config.overwrite
-                and Path(recorded) != Path(os.path.abspath(row.mesh))):
+        recorded = finished_mesh_path(marker, out_dir) if marker else None
+        another_mesh = recorded is not None and recorded != Path(os.path.abspath(row.mesh))
+        if another_mesh and not row.config.overwrite:
             raise ConfigError(f"{row.where}: {folder} holds the finished asset of another mesh ({recorded}), not "
                               f"{row.mesh}: give the row its own out name, choose another --out, or pass --overwrite "
                               "to replace it")
@@ -232,7 +267,10 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
         digest = marker["settings"].get("mesh_sha256") if known else file_sha256(row.mesh)
         settings = row_settings(row, digest)
         key = settings_hash(settings)
-        status = "new" if marker is None else "done" if marker.get("settings_hash") == key else "changed"
+        recorded_hash = marker.get("settings_hash") if marker else None
+        same = recorded_hash == key or recorded_hash == settings_hash(row_settings(row, digest,
+                                                                                   NOT_SETTINGS_BEFORE_0_2))
+        status = "new" if marker is None else "done" if same and not another_mesh else "changed"
         if status == "done" and _input_files_changed(marker, row.mesh):
             status = "changed"
         planned.append(PlannedAsset(row=row, status=status, settings=settings, settings_hash=key, mesh_stat=stat))
@@ -272,6 +310,12 @@ def run_batch(manifest: Manifest, options: BatchOptions, observer: Callable[[Eve
         planned = plan_batch(manifest.rows, out_dir)
         todo = [asset for asset in planned if asset.status != "done"]
         backend = make_backend(options, todo) if todo else None
+        if backend is not None:  # before anything is written: a cluster that cannot be joined writes nothing
+            try:
+                backend.start()
+            except BaseException:
+                backend.close()
+                raise
         results: dict[str, TaskResult] = {}
         started = time.time()
         _clean_staging(out_dir)
@@ -334,17 +378,20 @@ def _execute(todo: list[PlannedAsset], backend: Backend, options: BatchOptions, 
     by_name = {asset.row.name: asset for asset in todo}
     tasks: dict[str, AssetTask] = {}
 
+    staging_root = Path(os.path.abspath(out_dir)) / STAGING
+    workers_rows = {asset.row.name: _with_absolute_paths(asset.row) for asset in todo}
+
     def submit(asset: PlannedAsset, attempt: int) -> None:
         token = uuid.uuid4().hex[:12]
-        task = AssetTask(row=asset.row, staging=out_dir / STAGING / f"{asset.row.name}.{token}", attempt=attempt,
-                         token=token)
+        # absolute paths: a Ray actor runs in the cluster's working directory, not the caller's
+        task = AssetTask(row=workers_rows[asset.row.name], staging=staging_root / f"{asset.row.name}.{token}",
+                         attempt=attempt, token=token)
         tasks[token] = task
         backend.submit(task)
 
     left = len(todo)
     display = None
     try:
-        backend.start()
         display = BatchDisplay(len(todo), backend.slots, steps=backend.shows_steps, bars=options.show_progress,
                                log=options.log, skipped=skipped)
         for asset in todo:
@@ -382,9 +429,22 @@ def _execute(todo: list[PlannedAsset], backend: Backend, options: BatchOptions, 
         backend.close()
 
 
+def _with_absolute_paths(row: AssetRow) -> AssetRow:
+    """``row`` with its mesh and mask paths absolute (for workers whose working directory is another)."""
+    return dataclasses.replace(row, mesh=Path(os.path.abspath(row.mesh)),
+                               mask=Path(os.path.abspath(row.mask)) if row.mask else row.mask)
+
+
 def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: Path) -> TaskResult:
-    """Write ``batch.json`` into the staging folder and rename it to ``<out>/<name>`` (replacing an older one)."""
+    """Write ``batch.json`` into the staging folder and rename it to ``<out>/<name>`` (replacing an older one). A
+    worker that reports success without its outputs in the staging folder (a Ray node that writes elsewhere) fails
+    the asset: a folder without outputs is never committed as finished."""
     final = out_dir / asset.row.name
+    if not (task.staging / "run.json").is_file():
+        shutil.rmtree(task.staging, ignore_errors=True)
+        return dataclasses.replace(result, ok=False, retryable=False, exit_code=2, error=(
+            f"error: the worker ({result.worker}) reported success, but its outputs are not in {task.staging}: on a "
+            "Ray cluster, --out must be a folder every node sees at the same path"))
     if final.exists():  # another csdtex run may have written into the asset's folder while the batch ran
         error = None
         if read_marker(final) is None:
@@ -403,6 +463,7 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
     marker = {
         "name": asset.row.name, "where": asset.row.where, "settings_hash": asset.settings_hash,
         "settings": asset.settings, "mesh_stat": asset.mesh_stat, "mesh_path": os.path.abspath(asset.row.mesh),
+        "mesh_relative": _relative(asset.row.mesh, out_dir),
         "input_files": _input_file_records(task.staging, asset.row.mesh),
         "options": asset.row.options, "seconds": round(result.seconds, 3), "attempts": result.attempt,
         "worker": result.worker, "warnings": result.warnings, "csdtex": __version__,
@@ -423,6 +484,14 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
                                    error=f"error: cannot move the finished asset into {final} ({one_line(error)}): "
                                          "check the output folder")
     return result
+
+
+def _relative(path: Path, start: Path) -> str | None:
+    """``path`` relative to ``start`` (POSIX), or None where there is no relative path (another drive)."""
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(start))).as_posix()
+    except ValueError:
+        return None
 
 
 def _clean_staging(out_dir: Path) -> None:

@@ -41,6 +41,7 @@ the worst seam of each method at mips 0 and 2).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -50,7 +51,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from csdtex.errors import ConfigError
+from csdtex.errors import ConfigError, one_line
 from csdtex.fileio import write_bytes_atomic, write_text_atomic
 from csdtex.mesh import Mesh
 from csdtex.mesh.types import unique_name
@@ -264,6 +265,10 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
         raise ConfigError("no mesh given: name mesh files or procedural meshes (proc:mismatch, proc:xatlas)")
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    json_path = Path(json_path) if json_path else out_dir / "seams.json"
+    if json_path.is_dir():
+        raise ConfigError(f"--json {json_path} is a folder: name a file, e.g. {json_path / 'seams.json'}")
+    check_writable(json_path.parent, "--json")
     render_resolution = settings.render_resolution
     if procedural and render_resolution is None:
         render_resolution = max(64, settings.texture_size // 2)
@@ -342,13 +347,13 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
         "meshes": results,
         "aggregate": _aggregate(results, methods),
     }
-    json_path = Path(json_path) if json_path else out_dir / "seams.json"
-    write_text_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False))
     table = markdown_table(payload)
-    write_text_atomic(out_dir / "seams.md", table + "\n")
     from csdtex.metrics.figure import seam_figure
 
-    write_bytes_atomic(out_dir / "seams.png", _png_bytes(seam_figure(figures, methods)))
+    with _written(out_dir):  # the table and figure first: a bad --json loses the least
+        write_text_atomic(out_dir / "seams.md", table + "\n")
+        write_bytes_atomic(out_dir / "seams.png", _png_bytes(seam_figure(figures, methods)))
+        write_text_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False))
     payload["table"] = table
     return payload
 
@@ -357,9 +362,21 @@ def _round_summary(summary: dict) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary.items()}
 
 
+@contextlib.contextmanager
+def _written(where: Path):
+    """Turn a failed write (a full disk, a path that cannot hold files) into one :class:`ConfigError` line."""
+    try:
+        yield
+    except OSError as error:
+        raise ConfigError(f"cannot write the benchmark's files under {where} ({one_line(error)}): choose another "
+                          "--out / --json") from None
+
+
 def _write_textures(folder: Path, method: str, images: list[np.ndarray]) -> None:
-    for index, image in enumerate(images):
-        write_bytes_atomic(folder / (f"{method}.png" if index == 0 else f"{method}_m{index}.png"), _png_bytes(image))
+    with _written(folder):
+        for index, image in enumerate(images):
+            write_bytes_atomic(folder / (f"{method}.png" if index == 0 else f"{method}_m{index}.png"),
+                               _png_bytes(image))
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
