@@ -245,12 +245,16 @@ def bake_material_values(
     mip_levels: int = 3,
     chunk_size: int = 2**18,
     sampler: TextureSampler | None = None,
+    only: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
     """The model's raw values at every texel of one material's ``height`` x ``width`` UV layout (see module
     docstring for the gutter rule), without clamping or quantization (a residual model may be negative).
 
     ``sampler`` places UV triangles of other integer tiles by its wrap rule (module docstring); None leaves them
-    where they are. The model receives each texel's surface point and the face's own (unwrapped) UV.
+    where they are. The model receives each texel's surface point and the face's own (unwrapped) UV. ``only`` (bool
+    [H, W]) limits the model's queries to the texels the caller keeps (an edit's region): those get exactly the
+    values of a full bake, the others are left 0, and a small region of a 4K texture costs a small part of its
+    queries.
 
     Returns:
         (values float32 [H, W, C] on the mesh's device, or None when no UV triangle of the material covers a texel
@@ -270,8 +274,23 @@ def bake_material_values(
     nearest = torch.as_tensor(nearest, device=device)  # [2, H, W] (row, col)
     reachable = reachable_texels(coverage, mip_levels) if mip_levels >= 0 else coverage
 
+    # Unreachable texels copy their nearest filled (reachable) texel, at the end.
+    reachable_host = reachable.cpu().numpy()
+    nearest_filled = None
+    if not reachable_host.all():
+        _, nearest_filled_host = ndimage.distance_transform_edt(~reachable_host, return_indices=True)
+        nearest_filled = torch.as_tensor(nearest_filled_host, device=device)
+    queried = reachable
+    if only is not None:  # the kept texels that are reachable, and the texels the unreachable kept ones copy
+        only = only.to(device=device, dtype=torch.bool)
+        queried = reachable & only
+        if nearest_filled is not None:
+            copies = only & ~reachable
+            queried = queried.clone()
+            queried[nearest_filled[0][copies], nearest_filled[1][copies]] = True
+
     # Per texel to query: face and barycentrics (exact for covered texels, closest point for gutter texels).
-    rows, cols = torch.nonzero(reachable, as_tuple=True)
+    rows, cols = torch.nonzero(queried, as_tuple=True)
     seed_rows, seed_cols = nearest[0][rows, cols], nearest[1][rows, cols]
     placed = fragments.face_id[0][seed_rows, seed_cols].long()  # index into the placed triangles
     face = triangle_faces[placed]
@@ -289,11 +308,6 @@ def bake_material_values(
     values = query_texture(model, points, uvs, materials, chunk_size=chunk_size).float()
     image = torch.zeros(height, width, values.shape[-1], device=device)
     image[rows, cols] = values
-
-    # Unreachable texels copy their nearest filled texel.
-    reachable_host = reachable.cpu().numpy()
-    if not reachable_host.all():
-        _, nearest_filled = ndimage.distance_transform_edt(~reachable_host, return_indices=True)
-        nearest_filled = torch.as_tensor(nearest_filled, device=device)
+    if nearest_filled is not None:
         image = image[nearest_filled[0], nearest_filled[1]]
     return image, coverage_host, reachable_host

@@ -120,3 +120,35 @@ def test_bake_refuses_a_mesh_without_uvs_and_bad_sizes(sphere_mesh):
         bake_texture(Mesh(sphere.vertices, sphere.faces), AnalyticField(), size=64)
     with pytest.raises(ConfigError, match="texture size"):
         bake_texture(sphere_mesh, AnalyticField(), size=3)
+
+
+def test_bake_limited_to_kept_texels_gives_the_full_bakes_values_there():
+    """``bake_material_values(..., only=...)`` (an edit's region) queries the model at the kept texels alone, yet
+    each kept texel gets the full bake's value exactly: reachable ones their own, unreachable ones the nearest
+    reachable texel's (queried for them), gutters included; the model sees far fewer points."""
+    from csdtex.bake import bake_material_values
+
+    positions = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    mesh = Mesh(positions, np.array([[0, 1, 2], [0, 2, 3]]), uvs=np.array([[0.1, 0.1], [0.4, 0.1], [0.1, 0.4],
+                                                                          [0.6, 0.6]]),
+                uv_faces=np.array([[0, 1, 2], [0, 2, 3]]))
+    render_mesh = mesh.to_render()
+
+    class Counting(AnalyticField):
+        points = 0
+
+        def forward(self, points, uvs=None, materials=None):
+            Counting.points += len(points)
+            return super().forward(points, uvs, materials)
+
+    model = Counting()
+    with torch.no_grad():
+        full, _, reachable = bake_material_values(render_mesh, model, 0, 64, 64, mip_levels=0)
+        queried_full, Counting.points = Counting.points, 0
+        only = torch.zeros(64, 64, dtype=torch.bool)
+        only[2:20, 40:60] = True  # mostly far from the triangles: unreachable texels that copy a neighbour
+        only[30:40, 10:30] = True
+        part, _, _ = bake_material_values(render_mesh, model, 0, 64, 64, mip_levels=0, only=only)
+    assert (~torch.as_tensor(reachable) & only).any() and (torch.as_tensor(reachable) & only).any()
+    assert torch.equal(part[only], full[only])
+    assert Counting.points < queried_full / 2

@@ -211,7 +211,8 @@ def bake_edit(run: PreparedRun, model: EditableTexture, region: EditRegion,
             continue
         height, width = weight.shape
         residual, _, _ = bake_material_values(run.render_mesh, model.residual, material, height, width,
-                                              backend=run.backend, sampler=samplers[material])
+                                              backend=run.backend, sampler=samplers[material],
+                                              only=torch.as_tensor(weight > 0))
         texels = model.texels(material)[0].permute(1, 2, 0)  # [H, W, 3]
         weights = model.weight(material)[0, 0, :, :, None]
         edited = texels if residual is None else apply_logit_change(texels, weights * residual)
