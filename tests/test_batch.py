@@ -190,6 +190,25 @@ def test_ray_workers_beyond_the_cluster_are_refused_before_anything_is_written(r
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_an_unreachable_ray_address_is_one_line_at_once(tmp_path, fast_toml):
+    """--ray-address at a port nobody listens on hung in Ray's own retries for minutes (new-user test, session 14):
+    refused at once with one line; nothing is written."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install csdtex[cluster])")
+    import socket
+
+    with socket.socket() as probe:  # a free port: bound, then closed, so nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "k").mkdir()
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "k" / "crate.obj")
+    started = time.monotonic()
+    result = invoke("batch", tmp_path / "k", "--prompt", "a red object", "--config", fast_toml, "--ray-address",
+                    f"127.0.0.1:{port}", "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in one_error_line(result)
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 def _children(pid: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():

@@ -33,6 +33,27 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Raise :class:`CsdtexError` when ``address`` names a ``host:port`` (or ``ray://host:port``) that does not
+    accept a connection within ``timeout`` seconds: Ray itself retries an unreachable address for minutes, printing
+    only its own warnings. ``None``, ``"auto"`` and ``"local"`` are Ray's to resolve and are not checked."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port: Ray says what is wrong with it
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        raise CsdtexError(f"cannot reach the Ray cluster at {address} ({one_line(error)}): check --ray-address (the "
+                          "head node's host:port, port 6379 unless it was started with another) and that the "
+                          "cluster is running") from None
+
+
 class AssetWorker:
     """The body of one Ray actor: a :class:`WorkerState` (device, loaded prior) that runs tasks.
 
@@ -110,6 +131,7 @@ class RayBackend:
         if not ray.is_initialized():
             import logging
 
+            check_reachable(self.address)
             try:
                 ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
             except Exception as error:  # noqa: BLE001 - connection refused, bad address, version mismatch, ...
