@@ -517,16 +517,20 @@ class _Reader:
             parent = {child: index for index, node in enumerate(nodes) for child in (node.get("children") or [])
                       if isinstance(child, int)}
             worlds: dict[int, np.ndarray] = {}
-
-            def world(index: int, depth: int = 0) -> np.ndarray:
-                if index not in worlds:
-                    if depth > len(nodes):
-                        raise ParseError(f"node {index} is its own ancestor")
-                    above = world(parent[index], depth + 1) if index in parent else np.eye(4)
-                    worlds[index] = above @ _node_matrix(nodes[index])
-                return worlds[index]
-
-            self._node_worlds = [world(index) for index in range(len(nodes))]
+            for start in range(len(nodes)):
+                chain, index = [], start  # up to the first node whose world is known (or a root)
+                while index not in worlds:
+                    chain.append(index)
+                    if len(chain) > len(nodes):
+                        raise ParseError(f"node {start} is its own ancestor")
+                    if index not in parent:
+                        break
+                    index = parent[index]
+                above = worlds[index] if index in worlds else np.eye(4)
+                for node_index in reversed(chain):
+                    above = above @ _node_matrix(nodes[node_index])
+                    worlds[node_index] = above
+            self._node_worlds = [worlds[index] for index in range(len(nodes))]
         return self._node_worlds
 
     def skin_matrices(self, node: dict, mesh_index: int, primitive: dict, count: int) -> np.ndarray | None:
