@@ -227,19 +227,47 @@ def _png_bytes(image_u8: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def export_alpha(material: Material, height: int, width: int) -> np.ndarray | None:
+def export_alpha(material: Material, height: int, width: int, raw_uv_space: bool = False) -> np.ndarray | None:
     """The alpha an exported texture of ``material`` carries: its input alpha (:attr:`Material.alpha`, MASK or
     BLEND) resized to ``height`` x ``width`` (nearest for MASK, so a cut-out keeps hard edges; bilinear for BLEND), or
-    None for an opaque material. uint8 [height, width]."""
+    None for an opaque material. uint8 [height, width].
+
+    ``raw_uv_space``: the exported texture lives in the mesh's raw UV space (a paint's bake) while the input read its
+    alpha through a texture transform: the alpha is then looked up through that transform and the input's wrap modes
+    at every output texel's UV, so the cut-out keeps the shape viewers showed."""
     if not material.has_cutout:
         return None
     alpha = np.asarray(material.alpha, dtype=np.uint8)
+    transform = material.texture_transform
+    if raw_uv_space and transform is not None and not transform.is_identity:
+        import torch
+
+        from csdtex.sampling import TextureSampler, sample_texture
+
+        source = material.sampler or TextureSampler()
+        filtering = "nearest" if material.alpha_mode == "MASK" else "linear"
+        sampler = TextureSampler(source.wrap_s, source.wrap_t, filtering, source.min_filter)
+        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        uvs = np.stack([(cols + 0.5) / width, 1.0 - (rows + 0.5) / height], axis=-1).reshape(-1, 2)
+        values = sample_texture(torch.as_tensor(alpha, dtype=torch.float32)[None], torch.as_tensor(uvs), sampler,
+                                transform)
+        return np.clip(np.rint(values.numpy().reshape(height, width)), 0, 255).astype(np.uint8)
     if alpha.shape == (height, width):
         return alpha
     from PIL import Image
 
     resample = Image.Resampling.NEAREST if material.alpha_mode == "MASK" else Image.Resampling.BILINEAR
     return np.asarray(Image.fromarray(alpha).resize((width, height), resample), dtype=np.uint8)
+
+
+def _coverage_png(alpha: np.ndarray) -> bytes:
+    """A ``map_d`` PNG: grey-and-alpha (LA) with both bands the coverage uint8 [H, W], so a reader that takes the
+    grey (or green) band and one that takes the alpha band get the same cut-out."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([alpha, alpha], axis=-1), "LA").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_texture_png(path: str | os.PathLike, image: np.ndarray) -> Path:
@@ -457,6 +485,20 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
         taken = {Path(p.name).stem.lower() for p in result.textures}
         obj_maps = _obj_maps(mesh, [p.stem for p in result.textures], taken)
         result.maps = [output_path(out_dir, Path(file).stem, ".png") for _, files in obj_maps for file, _ in files]
+        # map_d gets its own grey-and-alpha PNG (grey = alpha = coverage): three.js reads an alpha map's green
+        # channel, other importers its alpha; the colour PNG's own alpha serves the GLB
+        alpha_files: list[str | None] = []
+        for material, texture_path in zip(mesh.materials, result.textures):
+            if not material.has_cutout:
+                alpha_files.append(None)
+                continue
+            from csdtex.mesh.types import unique_name
+
+            chosen = safe_asset_name(unique_name(safe_asset_name(f"{texture_path.stem}_alpha"), taken,
+                                                 ignore_case=True))
+            taken.add(chosen.lower())
+            alpha_files.append(chosen + ".png")
+        result.maps += [output_path(out_dir, Path(name).stem, ".png") for name in alpha_files if name]
 
     # Stage every file as a temporary file; all are renamed into place only after the last one was written, and all
     # temporaries are removed if anything fails (see csdtex.fileio.atomic_path).
@@ -465,7 +507,8 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
     def png(index: int) -> bytes:
         if index not in png_cache:
             image = checked[index]
-            png_cache[index] = _png_bytes(image, export_alpha(mesh.materials[index], *image.shape[:2]))
+            png_cache[index] = _png_bytes(image, export_alpha(mesh.materials[index], *image.shape[:2],
+                                                              raw_uv_space=transforms is None))
         return png_cache[index]
 
     with contextlib.ExitStack() as stack:
@@ -473,7 +516,6 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
         if obj:
             texture_names = [p.name for p in result.textures]
             stage(result.obj).write_text(obj_text(mesh, stem, result.mtl.name, labels), encoding="utf-8")
-            cutouts = [m.has_cutout for m in mesh.materials]
             options: list[str] = []
             if samplers is not None or transforms is not None:  # textures in the input's image space (an edit)
                 for index, label in enumerate(labels):
@@ -483,12 +525,15 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
                     if lost and (mesh.face_materials == index).any():
                         result.notes.append(f"{result.mtl.name}: material '{label}' uses {' and '.join(lost)}, "
                                             "which MTL cannot state: OBJ viewers show it otherwise (the GLB keeps it)")
-            stage(result.mtl).write_text(mtl_text(labels, texture_names, cutouts, [lines for lines, _ in obj_maps],
-                                                  options), encoding="utf-8")
+            stage(result.mtl).write_text(mtl_text(labels, texture_names, alpha_files,
+                                                  [lines for lines, _ in obj_maps], options), encoding="utf-8")
             for index, texture_path in enumerate(result.textures):
                 data = png(index)
                 stage(texture_path).write_bytes(data)
-            for path, data in zip(result.maps, [data for _, files in obj_maps for _, data in files]):
+            alpha_data = [_coverage_png(export_alpha(mesh.materials[index], *checked[index].shape[:2],
+                                                     raw_uv_space=transforms is None))
+                          for index, name in enumerate(alpha_files) if name]
+            for path, data in zip(result.maps, [data for _, files in obj_maps for _, data in files] + alpha_data):
                 stage(path).write_bytes(data)
         if glb:
             data = glb_bytes(mesh, [png(i) for i in range(len(checked))], stem, samplers, transforms)

@@ -850,7 +850,12 @@ def test_alpha_cutouts_survive_paint_and_edit(tmp_path):
     np.testing.assert_array_equal(image[..., 3], expected)
     document, _ = read_glb(painted.files.glb)
     assert document["materials"][0]["alphaMode"] == "MASK" and document["materials"][0]["alphaCutoff"] == 0.3
-    assert "map_d leaf.png" in painted.files.mtl.read_text()
+    assert "map_d leaf_alpha.png" in painted.files.mtl.read_text()
+    # the MTL's cut-out is its own grey-and-alpha PNG (three.js reads an alpha map's green channel, others its alpha)
+    coverage = np.asarray(Image.open(painted.files.mtl.parent / "leaf_alpha.png"))
+    assert coverage.shape == (32, 32, 2)
+    assert (coverage[..., 0] == expected).all() and (coverage[..., 1] == expected).all()
+    np.testing.assert_array_equal(load_mesh(painted.files.obj).materials[0].alpha, expected)  # the OBJ reads back
     # an edit of the painted GLB keeps the alpha byte for byte
     from csdtex.config import EditConfig
     from csdtex.editing import edit
@@ -909,6 +914,28 @@ def test_gltf_index_and_uv_set_mistakes_are_named(tmp_path):
         load_mesh(builder.write_glb(tmp_path / "material.glb"))
 
 
+def test_a_cutout_read_through_a_texture_transform_keeps_its_shape_in_a_paint(tmp_path):
+    """A MASK whose alpha the input reads through KHR_texture_transform (scale 0.5): the painted texture lives in raw
+    UV space, so its alpha is looked up through the transform (new-user test, session 14: it was only resized, and
+    the cut-out shrank from 75% of the quad to 44%)."""
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., :3] = 90
+    rgba[:8, :, 3] = 255  # the image's top half and left quarter opaque; the quad shows only its top-left quarter
+    rgba[:, :4, 3] = 255
+    builder = GltfBuilder()
+    positions, faces = quad()
+    card = builder.material("card", builder.texture(rgba, {"magFilter": 9728, "minFilter": 9728}),
+                            transform={"scale": [0.5, 0.5]})
+    builder.doc["materials"][card]["alphaMode"] = "MASK"
+    builder.mesh([builder.primitive(positions, faces, positions[:, :2].astype(np.float64), material=card)])
+    painted = paint(builder.write_glb(tmp_path / "card.glb"), "a green object", FAST, out_dir=tmp_path / "out",
+                    show_progress=False)
+    alpha = np.asarray(Image.open(painted.files.textures[0]))[..., 3]
+    # glTF UV (s, t) -> (0.5 s, 0.5 t): the quad shows the image's top-left quarter, which is all opaque (a plain
+    # resize gave the top half and the left quarter)
+    assert alpha.shape == (FAST.texture_size, FAST.texture_size) and (alpha == 255).all(), (alpha == 255).mean()
+
+
 def test_obj_map_d_cutouts_survive_paint(tmp_path):
     """An OBJ leaf card (map_Kd RGBA + map_d) lost its alpha silently (new-user test, session 12): map_d is read and
     the painted outputs keep the cut-out (RGBA PNG, map_d in the MTL)."""
@@ -925,7 +952,7 @@ def test_obj_map_d_cutouts_survive_paint(tmp_path):
     image = np.asarray(Image.open(painted.files.textures[0]))
     expected = np.asarray(Image.fromarray(rgba[..., 3]).resize(image.shape[1::-1], Image.Resampling.NEAREST))
     np.testing.assert_array_equal(image[..., 3], expected)
-    assert "map_d leaf.png" in painted.files.mtl.read_text()
+    assert "map_d leaf_alpha.png" in painted.files.mtl.read_text()
     # without map_d the RGBA texture's alpha is not used (viewers ignore it too)
     write_text(tmp_path / "leaf.mtl", "newmtl leaf\nmap_Kd leaf.png\n")
     assert load_mesh(mesh_path).materials[0].alpha is None

@@ -710,21 +710,22 @@ def obj_text(mesh: Mesh, object_name: str, mtl_file: str, labels: Sequence[str])
     return out.getvalue()
 
 
-def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequence[bool] = (),
+def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha_files: Sequence[str | None] = (),
              extra_lines: Sequence[Sequence[str]] = (), map_options: Sequence[str] = ()) -> str:
     """MTL text: a matte, fully textured material per label (Kd = 1 so viewers show the texture unmodulated).
 
     Args:
         labels: ``newmtl`` names, one per material.
         texture_files: the ``map_Kd`` file name (relative to the MTL) of each label's texture.
-        alpha: per label, whether its texture carries an alpha cut-out (an RGBA PNG); default none.
+        alpha_files: per label, the ``map_d`` file of its cut-out (a grey-and-alpha PNG of the coverage), or None
+            for an opaque material; default none.
         extra_lines: per label, more MTL lines (the carried maps' ``map_Bump``, ``map_Ke``, ``Pr``, ...); default
             none.
         map_options: per label, options written before the ``map_Kd`` / ``map_d`` file name (``-clamp on``, ``-o``
             / ``-s``: :func:`mtl_texture_options`); default none.
     Returns:
         the file content: per label ``newmtl``, ``Ka 1 1 1``, ``Kd 1 1 1``, ``Ks 0 0 0``, ``Ns 10``, ``d 1``,
-        ``illum 1`` and ``map_Kd``, plus ``map_d`` (the same PNG, whose alpha importers read) for a cut-out, then its
+        ``illum 1`` and ``map_Kd``, plus ``map_d`` (its coverage PNG) for a cut-out, then its
         ``extra_lines``.
     """
     blocks = [f"# {GENERATOR} export\n"]
@@ -739,7 +740,7 @@ def mtl_text(labels: Sequence[str], texture_files: Sequence[str], alpha: Sequenc
             "d 1.000000\n"
             "illum 1\n"
             f"map_Kd {options}{texture}\n"
-            + (f"map_d {options}{texture}\n" if index < len(alpha) and alpha[index] else "")
+            + (f"map_d {options}{alpha_files[index]}\n" if index < len(alpha_files) and alpha_files[index] else "")
             + "".join(f"{line}\n" for line in (extra_lines[index] if index < len(extra_lines) else ()))
         )
     return "".join(blocks)
