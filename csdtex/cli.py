@@ -104,7 +104,12 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
 
     if out_path.suffix.lower() not in PREVIEW_FORMATS:
         raise CsdtexError(f"unsupported preview format {out_path.suffix or '(none)'!r} for --out: use .gif, .mp4 or .png")
-    if out_path.is_dir():
+    try:
+        is_folder = out_path.is_dir()
+    except OSError as error:  # a file name longer than the file system allows
+        raise CsdtexError(f"cannot write --out {out_path.name[:40]}...: {error.strerror}; choose a shorter name"
+                          ) from None
+    if is_folder:
         raise CsdtexError(f"--out {out_path} is a folder: give a file name such as {out_path / 'preview.gif'}")
     check_writable(out_path.parent if str(out_path.parent) else Path("."), option="--out")
     torch_device = resolve_device(device)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import types
 import typing
@@ -386,6 +387,8 @@ _INT_FIELDS = ("steps", "views_per_step", "texture_size", "render_resolution", "
                "metrics_every", "preview_frames", "preview_size")
 _FLOAT_FIELDS = ("learning_rate", "white_background_probability", "lit_probability")
 _BOOL_FIELDS = ("low_vram", "compile_encoder", "unwrap", "overwrite", "view_dependent_prompt", "seam_erasure")
+_STRING_FIELDS = ("guidance_method", "device", "renderer", "camera_sampling")
+_OPTIONAL_STRING_FIELDS = ("model", "negative_prompt")
 
 
 def _check_types(config: "PaintConfig") -> None:
@@ -406,6 +409,21 @@ def _check_types(config: "PaintConfig") -> None:
     for name in _BOOL_FIELDS:
         if not isinstance(getattr(config, name), (bool, _numpy_bool_types())):
             fail(name, "True or False")
+    for name in _STRING_FIELDS:
+        if not isinstance(getattr(config, name), str):
+            fail(name, "a string")
+    for name in _OPTIONAL_STRING_FIELDS:
+        if getattr(config, name) is not None and not isinstance(getattr(config, name), (str, os.PathLike)):
+            fail(name, "a string or None")
+    if not isinstance(config.coverage, CoverageSampling):
+        fail("coverage", "a csdtex.config.CoverageSampling")
+    for key, value in config.guidance.items() if isinstance(config.guidance, dict) else ():
+        if isinstance(value, str) and key not in ("negative_prompt", "method", "weighting"):
+            raise ConfigError(f"guidance.{key} must be a number (got {value!r})")
+    for name in ("preserve", "texel_learning_rate_scale"):  # EditConfig's own numbers
+        value = getattr(config, name, None)
+        if value is not None and (isinstance(value, (bool, _numpy_bool_types())) or not isinstance(value, Real)):
+            fail(name, "a number")
     if not isinstance(config.cameras, CameraRanges):
         fail("cameras", "a csdtex.cameras.CameraRanges")
     if config.field is not None and not isinstance(config.field, FieldConfig):

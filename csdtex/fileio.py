@@ -103,10 +103,17 @@ def folder_lock(folder: str | os.PathLike, lock_name: str, busy: Exception) -> I
     folder = Path(folder)
     created = []
     missing = folder.absolute()
-    while not missing.exists() and missing.parent != missing:
-        created.append(missing)
-        missing = missing.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        while not missing.exists() and missing.parent != missing:
+            created.append(missing)
+            missing = missing.parent
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a name too long, a file system that takes no folders (/proc): one line
+        from csdtex.errors import ConfigError, one_line
+
+        shown = str(folder) if len(str(folder)) <= 80 else str(folder)[:40] + "..." + str(folder)[-40:]
+        raise ConfigError(f"cannot create the output folder {shown}: {error.strerror or one_line(error)}; choose "
+                          "another --out") from None
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows

@@ -20,7 +20,7 @@ from csdtex.pipeline.finalize import PaintResult, finalize
 from csdtex.pipeline.objectives import ScoreObjective
 from csdtex.pipeline.optimize import optimize
 from csdtex.pipeline.outputs import run_folder_lock
-from csdtex.pipeline.prepare import default_output_folder, prepare_run
+from csdtex.pipeline.prepare import check_call_types, default_output_folder, prepare_run
 from csdtex.pipeline.progress import Progress, TqdmProgress
 
 __all__ = ["PaintResult", "paint", "seeded_field"]
@@ -71,6 +71,7 @@ def paint(
             GPU out-of-memory error becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``;
             another csdtex run writing into ``out_dir``, :func:`csdtex.pipeline.outputs.run_folder_lock`).
     """
+    check_call_types(mesh, config, PaintConfig, prompt=prompt, out_dir=out_dir)
     config = config or PaintConfig()
     out_dir = default_output_folder(mesh) if out_dir is None else out_dir
 

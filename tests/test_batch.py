@@ -568,6 +568,16 @@ def test_a_worker_that_reports_success_without_outputs_fails_the_asset(tmp_path)
     assert not (tmp_path / "out" / "crate").exists()
 
 
+def test_edit_options_an_edit_refuses_stop_the_batch_up_front(tmp_path):
+    """`--task edit --unwrap` ran every row and recorded each as failed (new-user test, session 14): one line naming
+    the first row, nothing written."""
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    (tmp_path / "edits.csv").write_text("mesh,prompt,source\ncrate.obj,a blue object,a red object\n")
+    result = invoke("batch", tmp_path / "edits.csv", "--task", "edit", "--unwrap", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "edits.csv line 2: an edit keeps the mesh's own UVs" in one_error_line(result)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_semicolon_separated_manifest_gets_a_hint(tmp_path):
     (tmp_path / "jobs.csv").write_text("mesh;prompt\nvase.obj;a red object\n")
     result = invoke("batch", tmp_path / "jobs.csv", "--out", tmp_path / "out")

@@ -129,3 +129,44 @@ def test_python_dash_m_csdtex_runs_the_command_line_with_its_allocator_settings(
                               "print(os.environ.get('PYTORCH_CUDA_ALLOC_CONF'))"], env=env, capture_output=True,
                              text=True, timeout=120, cwd=tmp_path)
     assert library.returncode == 0 and library.stdout.strip() == "None", library.stderr[-2000:]
+
+
+def test_an_output_path_too_long_for_the_file_system_is_one_line(tmp_path):
+    """`--out o/<300 letters>` gave a traceback (OSError: File name too long) from paint, render and bench seams
+    (new-user test, session 14): one line, exit 2."""
+    long = tmp_path / ("a" * 300)
+    for args in (["paint", str(ASSETS / "vase.obj"), "a red object", "--out", str(long)],
+                 ["render", str(ASSETS / "vase.obj"), "--out", str(tmp_path / ("b" * 300 + ".png"))],
+                 ["bench", "seams", "proc:mismatch", "--out", str(long)]):
+        result = CliRunner().invoke(main, args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and "File name too long" in lines[0], (args, result.output)
+
+
+def test_python_calls_with_arguments_of_the_wrong_type_get_one_line(tmp_path):
+    """Wrong types in a Python call raised TypeError / AttributeError from deep inside (new-user test, session 14):
+    each is a one-line ConfigError before any work; a single material name is one name, not its letters."""
+    import csdtex
+    from csdtex.errors import ConfigError
+
+    vase = ASSETS / "vase.obj"
+    bad_configs = [dict(model=123), dict(device=0), dict(negative_prompt=5), dict(coverage={"share": 0.5}),
+                   dict(guidance={"w1": "1"})]
+    for values in bad_configs:
+        with pytest.raises(ConfigError, match=f"{next(iter(values))}"):
+            csdtex.PaintConfig(**values).validate()
+    with pytest.raises(ConfigError, match="preserve must be a number"):
+        csdtex.EditConfig(preserve="0.5").validate()
+    calls = [(lambda: csdtex.paint(vase, "a red object", {"steps": 1}, out_dir=tmp_path / "o"), "config must be"),
+             (lambda: csdtex.paint(vase, 5, out_dir=tmp_path / "o"), "prompt must be a string"),
+             (lambda: csdtex.paint(None, "a red object", out_dir=tmp_path / "o"), "mesh must be a path"),
+             (lambda: csdtex.paint(vase, "a red object", out_dir=5), "out_dir must be a path"),
+             (lambda: csdtex.edit(vase, "a", "b", csdtex.PaintConfig(), out_dir=tmp_path / "o"),
+              "config must be a csdtex.EditConfig")]
+    for call, message in calls:
+        with pytest.raises(ConfigError, match=message):
+            call()
+    assert not (tmp_path / "o").exists()
+    box = export_all(load_mesh(ASSETS / "crate.obj"), [np.full((8, 8, 3), 200, np.uint8)], tmp_path / "box", "box")
+    with pytest.raises(ConfigError, match="'material_9' is not a material"):
+        csdtex.edit(box.obj, "a blue box", "a gray box", out_dir=tmp_path / "e", materials="material_9")

@@ -53,6 +53,15 @@ def run_batch_command(
         raise ManifestError("--prompt is for a folder of meshes; a manifest gives each row its prompt")
     out_dir = Path(out_dir) if out_dir else default_out_dir(manifest_path)
     manifest = load_manifest(manifest_path, task=task, config=config, prompt=prompt, roots=roots, out_dir=out_dir)
+    for row in manifest.rows:  # options an edit refuses (--unwrap) stop the batch here, not once per row
+        if row.task == "edit":
+            from csdtex.batch.tasks import edit_config
+            from csdtex.errors import ConfigError
+
+            try:
+                edit_config(row.config).validate()
+            except ConfigError as error:
+                raise ManifestError(f"{row.where}: {error}") from None
     if dry_run:
         planned = plan_batch(manifest.rows, out_dir)
         width = max(len(asset.row.name) for asset in planned)

@@ -32,7 +32,7 @@ from csdtex.pipeline.finalize import write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
 from csdtex.pipeline.optimize import optimize, render_step_views
 from csdtex.pipeline.outputs import run_folder_lock
-from csdtex.pipeline.prepare import default_output_folder, prepare_run, python_warning
+from csdtex.pipeline.prepare import check_call_types, default_output_folder, prepare_run, python_warning
 from csdtex.pipeline.progress import Progress, TqdmProgress
 from csdtex.pipeline.run import PreparedRun
 from csdtex.preview import material_texture_images, turntable_frames, write_preview
@@ -120,8 +120,8 @@ def edit(
         out_dir: output folder; outputs are named after the mesh file. None: ``csdtex-out/<mesh name>_edit``
             (:func:`csdtex.pipeline.prepare.default_output_folder`).
         mask: a UV-space PNG (white = editable; see :mod:`csdtex.editing.region`), or None for the whole texture.
-        materials: names of the materials to edit (OBJ ``usemtl`` / glTF material names); empty = every textured
-            material. Combines with ``mask``.
+        materials: names of the materials to edit (OBJ ``usemtl`` / glTF material names; one string is one name);
+            empty = every textured material. Combines with ``mask``.
         resume, show_progress, prior, notify, warn, progress: as for :func:`csdtex.paint`.
     Returns:
         :class:`EditResult`.
@@ -130,6 +130,9 @@ def edit(
             prompts, another run writing into ``out_dir``, ...), before any long work; a GPU out-of-memory error
             becomes :class:`csdtex.errors.GpuOutOfMemoryError`, naming ``--low-vram``.
     """
+    check_call_types(mesh, config, EditConfig, prompt=prompt, source=source, out_dir=out_dir, mask=mask)
+    if isinstance(materials, str):  # one name, not its letters
+        materials = (materials,)
     config = config or EditConfig()
     out_dir = default_output_folder(mesh, edit=True) if out_dir is None else out_dir
     with run_folder_lock(out_dir):

@@ -10,7 +10,7 @@ from typing import Callable
 from csdtex.config import DEFAULT_MODEL, EditConfig, PaintConfig, resolve_for_prior, resolve_guidance
 from csdtex.coverage import build_coverage_sampler
 from csdtex.devices import resolve_device
-from csdtex.errors import ConfigError
+from csdtex.errors import ConfigError, one_line
 from csdtex.export import safe_asset_name
 from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
 from csdtex.mesh.analysis import shared_texel_fractions
@@ -42,15 +42,43 @@ def check_writable(out_dir: Path, option: str = "--out") -> None:
     """
     out_dir = Path(out_dir)
     existing = out_dir.absolute()
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
+    try:
+        while not existing.exists():
+            if existing.parent == existing:
+                break
+            existing = existing.parent
+    except OSError as error:  # a name longer than the file system allows, say
+        raise ConfigError(f"cannot write to output folder {_short(out_dir)}: {error.strerror or one_line(error)}; "
+                          f"choose another {option}") from None
     if existing.exists() and not existing.is_dir():
         raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is a file; choose another {option}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is not writable; choose another "
                           f"{option}")
+
+
+def _short(path: Path, limit: int = 80) -> str:
+    """``path`` for a message, its middle elided past ``limit`` characters."""
+    text = str(path)
+    return text if len(text) <= limit else text[: limit // 2] + "..." + text[-limit // 2:]
+
+
+def check_call_types(mesh, config, config_type: type, **texts_and_paths) -> None:
+    """One-line :class:`ConfigError` for a Python call of :func:`csdtex.paint` / :func:`csdtex.edit` with an argument
+    of the wrong type (a dict for the config, a number for a prompt or a path), which would otherwise fail deep in a
+    library. ``texts_and_paths``: name -> value; names ending in ``_path`` or ``out_dir`` / ``mask`` take a path or
+    None, the others (prompts) a string."""
+    if not isinstance(mesh, (Mesh, str, os.PathLike)):
+        raise ConfigError(f"mesh must be a path or a csdtex.mesh.Mesh (got {type(mesh).__name__})")
+    if config is not None and not isinstance(config, config_type):
+        raise ConfigError(f"config must be a csdtex.{config_type.__name__} (got {type(config).__name__}); build one "
+                          f"with csdtex.{config_type.__name__}(steps=..., ...)")
+    for name, value in texts_and_paths.items():
+        if name in ("out_dir", "mask"):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ConfigError(f"{name} must be a path or None (got {type(value).__name__})")
+        elif not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string (got {type(value).__name__})")
 
 
 DEFAULT_OUTPUT_ROOT = Path("csdtex-out")
