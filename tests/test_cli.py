@@ -170,3 +170,17 @@ def test_python_calls_with_arguments_of_the_wrong_type_get_one_line(tmp_path):
     box = export_all(load_mesh(ASSETS / "crate.obj"), [np.full((8, 8, 3), 200, np.uint8)], tmp_path / "box", "box")
     with pytest.raises(ConfigError, match="'material_9' is not a material"):
         csdtex.edit(box.obj, "a blue box", "a gray box", out_dir=tmp_path / "e", materials="material_9")
+
+
+def test_nvdiffrast_on_the_cpu_is_refused_before_any_long_work(tmp_path):
+    """`--renderer nvdiffrast` on a CPU run failed only at the first render, after unwrapping and loading the prior
+    (new-user test, session 14): one line before any of it."""
+    from csdtex.errors import DeviceError
+    from csdtex.render import resolve_backend
+
+    with pytest.raises(DeviceError, match="needs a CUDA device"):
+        resolve_backend("nvdiffrast", "cpu")
+    result = invoke("paint", str(ASSETS / "vase.obj"), "a red object", "--device", "cpu", "--renderer", "nvdiffrast",
+                    "--out", str(tmp_path / "o"))
+    assert result.exit_code != 0 and "needs a CUDA device" in result.output and "load_prior" not in result.output
+    assert not (tmp_path / "o").exists()

@@ -32,10 +32,17 @@ __all__ = ["BACKENDS", "CandidateBudget", "Fragments", "RenderMesh", "interpolat
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """The concrete backend ('torch', 'torch-compiled' or 'nvdiffrast') for ``backend`` in BACKENDS on ``device``."""
+    """The concrete backend ('torch', 'torch-compiled' or 'nvdiffrast') for ``backend`` in BACKENDS on ``device``.
+    ``nvdiffrast`` on a device that is not CUDA is a :class:`~csdtex.errors.DeviceError` here, before any long work
+    (it failed at the first render, after the prior had loaded)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown renderer {backend!r}: choose one of {', '.join(BACKENDS)}")
     device = torch.device(device)
+    if backend == "nvdiffrast" and device.type != "cuda":
+        from csdtex.errors import DeviceError
+
+        raise DeviceError(f"the nvdiffrast renderer needs a CUDA device (this run uses {device.type}); use "
+                          "--renderer torch or auto")
     if backend == "auto":
         from csdtex.render import nvdiffrast_raster
 
