@@ -314,7 +314,10 @@ def batch(manifest_path: Path, out_dir: Path | None, task: str, prompt: str | No
     from csdtex.batch.command import run_batch_command
     from csdtex.config import PaintConfig
 
-    config = _run_config(PaintConfig, {**options, "config_file": config_file}, paint_task=task == "paint")
+    from csdtex.config import EditConfig
+
+    config = _run_config(EditConfig if task == "edit" else PaintConfig, {**options, "config_file": config_file},
+                         paint_task=task == "paint")
     code = run_batch_command(
         manifest_path, config, out_dir=out_dir, task=task, prompt=prompt, workers=workers, retries=retries,
         roots=roots, use_ray=use_ray or bool(ray_address), ray_address=ray_address, dry_run=dry_run, quiet=quiet,

@@ -587,6 +587,40 @@ def test_edit_options_an_edit_refuses_stop_the_batch_up_front(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_edit_batches_take_edit_options_and_earlier_records_stay_done(tmp_path, fast_toml):
+    """`batch --task edit` takes `preserve` from a config file shared with `csdtex edit` and from a column (it
+    refused both: the batch built a PaintConfig; new-user test, session 14). A batch.json written by an earlier
+    version (its settings with low_vram / overwrite, hashed otherwise) still counts as done."""
+    from csdtex.batch.runner import MARKER
+
+    box = export_all_box(tmp_path)
+    (tmp_path / "edits.csv").write_text(f"mesh,prompt,source,preserve\n{box.name},a blue box,a red box,0.3\n")
+    config = tmp_path / "edit.toml"
+    config.write_text(fast_toml.read_text() + "preserve = 0.2\n")
+    result = invoke("batch", tmp_path / "edits.csv", "--task", "edit", "--config", config, "--out", tmp_path / "out",
+                    "--workers", "1", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "box" / "run.json").read_text())["edit"]["preserve"] == 0.3  # the cell
+    marker_path = tmp_path / "out" / "box" / MARKER
+    marker = json.loads(marker_path.read_text())
+    marker["settings"]["config"].update(low_vram=False, overwrite=None)  # as an earlier version recorded it
+    marker["settings_hash"] = "0" * 64
+    marker_path.write_text(json.dumps(marker))
+    result = invoke("batch", tmp_path / "edits.csv", "--task", "edit", "--config", config, "--out", tmp_path / "out",
+                    "--dry-run")
+    assert "0 to run, 1 done" in result.output, result.output
+
+
+def export_all_box(folder: Path) -> Path:
+    """A textured box (crate.obj with one flat red texture) as OBJ+MTL+PNG in ``folder``."""
+    from csdtex.export import export_all
+    from csdtex.mesh import load_mesh
+
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 220
+    return export_all(load_mesh(ASSETS / "crate.obj"), [red], folder, "box").obj
+
+
 def test_a_semicolon_separated_manifest_gets_a_hint(tmp_path):
     (tmp_path / "jobs.csv").write_text("mesh;prompt\nvase.obj;a red object\n")
     result = invoke("batch", tmp_path / "jobs.csv", "--out", tmp_path / "out")

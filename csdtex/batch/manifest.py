@@ -280,7 +280,7 @@ class _RowReader:
 
     def __init__(self, task: str, config: PaintConfig, allowed: list[Path]) -> None:
         self.task, self.config, self.allowed = task, config, allowed
-        self.option_names = {f.name for f in dataclasses.fields(PaintConfig)}
+        self.option_names = {f.name for f in dataclasses.fields(type(config))}  # an edit batch's: EditConfig's
 
     def checked_csv(self, path: Path) -> list[tuple[str, dict[str, Any]]]:
         """The records of CSV file ``path``, after checking every column name of its header (also of columns

@@ -49,9 +49,6 @@ NOT_SETTINGS = ("device", "checkpoint_every", "metrics_every", "overwrite", "low
 """Options that do not change an asset's outputs (where it runs, how often it saves, whether it may replace a
 folder, and the memory / speed options documented as giving the same result); changing them does not redo finished
 assets."""
-NOT_SETTINGS_BEFORE_0_2 = ("device", "checkpoint_every", "metrics_every")
-""":data:`NOT_SETTINGS` of the ``batch.json`` files written before ``overwrite``, ``low_vram`` and
-``compile_encoder`` joined it: their hashes still match (:func:`settings_match`), so an upgrade redoes nothing."""
 SUMMARY_EVERY_S = 5.0
 MAX_DEFAULT_CPU_WORKERS = 8
 
@@ -112,12 +109,11 @@ class BatchOutcome:
 # Plan
 
 
-def row_settings(row: AssetRow, mesh_sha256: str | None, not_settings: tuple[str, ...] = NOT_SETTINGS
-                 ) -> dict[str, Any]:
-    """The settings that decide an asset's outputs: task, prompt, options (without ``not_settings``), the mesh
+def row_settings(row: AssetRow, mesh_sha256: str | None) -> dict[str, Any]:
+    """The settings that decide an asset's outputs: task, prompt, options (without :data:`NOT_SETTINGS`), the mesh
     file's name and SHA-256, the edit columns. JSON-ready."""
     config = to_dict(row.config)
-    for name in not_settings:
+    for name in NOT_SETTINGS:
         config.pop(name, None)
     settings = {"task": row.task, "prompt": row.prompt, "mesh": row.mesh.name, "mesh_sha256": mesh_sha256,
                 "config": config}
@@ -125,6 +121,31 @@ def row_settings(row: AssetRow, mesh_sha256: str | None, not_settings: tuple[str
         settings.update(source=row.source, mask=str(row.mask) if row.mask else None,
                         mask_sha256=file_sha256(row.mask), material=row.material)
     return json.loads(json.dumps(settings, default=str))
+
+
+def _same_as_recorded(recorded: Any, row: AssetRow, mesh_sha256: str | None, settings: dict[str, Any]) -> bool:
+    """Whether the settings a finished asset's ``batch.json`` recorded (``recorded``, written by this or an earlier
+    version) match ``row``'s: compared without :data:`NOT_SETTINGS` (earlier versions kept some of them), and for
+    an edit row also in the form of the time when an edit batch's rows carried a PaintConfig (no edit-only fields,
+    the guidance keys the user set rather than the edit schedule's), so that an upgrade redoes no finished asset."""
+    from csdtex.config import EDIT_GUIDANCE, EditConfig, PaintConfig
+
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
+        return False
+
+    def without_non_settings(values: dict[str, Any]) -> dict[str, Any]:
+        config = {k: v for k, v in values["config"].items() if k not in NOT_SETTINGS}
+        return {**values, "config": config}
+
+    recorded = without_non_settings(recorded)
+    if recorded == without_non_settings(settings):
+        return True
+    if isinstance(row.config, EditConfig):
+        values = {f.name: getattr(row.config, f.name) for f in dataclasses.fields(PaintConfig)}
+        values["guidance"] = {k: v for k, v in row.config.guidance.items() if EDIT_GUIDANCE.get(k, object()) != v}
+        as_paint = dataclasses.replace(row, config=PaintConfig(**values))
+        return recorded == without_non_settings(row_settings(as_paint, mesh_sha256))
+    return False
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -268,8 +289,8 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
         settings = row_settings(row, digest)
         key = settings_hash(settings)
         recorded_hash = marker.get("settings_hash") if marker else None
-        same = recorded_hash == key or recorded_hash == settings_hash(row_settings(row, digest,
-                                                                                   NOT_SETTINGS_BEFORE_0_2))
+        same = recorded_hash == key or (marker is not None and _same_as_recorded(marker.get("settings"), row, digest,
+                                                                                 settings))
         status = "new" if marker is None else "done" if same and not another_mesh else "changed"
         if status == "done" and _input_files_changed(marker, row.mesh):
             status = "changed"

@@ -223,12 +223,15 @@ def run_edit_row(task: AssetTask, state: WorkerState, progress: Progress, warn: 
 
 
 def edit_config(paint_config: PaintConfig) -> EditConfig:
-    """The :class:`EditConfig` of an edit row from the row's paint options: every paint field carried over, the
-    guidance schedule starting from the edit's own (:data:`csdtex.config.EDIT_GUIDANCE`) with the row's
-    ``guidance`` keys on top, the edit-only options at their defaults."""
+    """The :class:`EditConfig` of an edit row from the row's options: every field carried over (the edit-only
+    ``preserve`` / ``texel_learning_rate_scale`` too when the batch's config is an EditConfig: ``csdtex batch --task
+    edit`` builds one, so a config file shared with ``csdtex edit`` and ``preserve`` columns work; else at their
+    defaults), the guidance schedule starting from the edit's own (:data:`csdtex.config.EDIT_GUIDANCE`) with the
+    row's ``guidance`` keys on top."""
     from csdtex.config import EDIT_GUIDANCE, EditConfig, PaintConfig
 
-    values = {f.name: getattr(paint_config, f.name) for f in dataclasses.fields(PaintConfig)}
+    kind = EditConfig if isinstance(paint_config, EditConfig) else PaintConfig
+    values = {f.name: getattr(paint_config, f.name) for f in dataclasses.fields(kind)}
     values["guidance"] = {**EDIT_GUIDANCE, **paint_config.guidance}
     return EditConfig(**values)
 
