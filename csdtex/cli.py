@@ -98,6 +98,7 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
            device: str, renderer: str) -> None:
     """Render a turntable preview of a (textured) MESH."""
     from csdtex.devices import resolve_device
+    from csdtex.fileio import short_path
     from csdtex.mesh import load_mesh
     from csdtex.pipeline.prepare import check_writable
     from csdtex.preview import PREVIEW_FORMATS, input_texture_model, turntable_frames, write_preview
@@ -107,8 +108,8 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
     try:
         is_folder = out_path.is_dir()
     except OSError as error:  # a file name longer than the file system allows
-        raise CsdtexError(f"cannot write --out {out_path.name[:40]}...: {error.strerror}; choose a shorter name"
-                          ) from None
+        raise CsdtexError(f"cannot write --out {short_path(out_path.name)}: {error.strerror}; choose a shorter "
+                          "name") from None
     if is_folder:
         raise CsdtexError(f"--out {out_path} is a folder: give a file name such as {out_path / 'preview.gif'}")
     check_writable(out_path.parent if str(out_path.parent) else Path("."), option="--out")

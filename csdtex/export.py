@@ -39,7 +39,7 @@ from csdtex.errors import ConfigError, MeshError
 from csdtex.fileio import atomic_path, is_within, write_bytes_atomic
 from csdtex.io.gltf import glb_bytes
 from csdtex.io.obj import mtl_map_options, mtl_text, mtl_texture_options, obj_text
-from csdtex.mesh.types import Material, Mesh
+from csdtex.mesh.types import Material, Mesh, unique_name
 from csdtex.sampling import TextureSampler, TextureTransform
 
 __all__ = [
@@ -397,6 +397,14 @@ def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLi
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _unique_png_name(stem: str, what: str, taken: set[str]) -> str:
+    """``<stem>_<what>.png`` made file-safe and unique (case-insensitively) against ``taken`` (lowercase stems of the
+    files already named), which gains it."""
+    chosen = safe_asset_name(unique_name(safe_asset_name(f"{stem}_{what}"), taken, ignore_case=True))
+    taken.add(chosen.lower())
+    return chosen + ".png"
+
+
 def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[list[str], list[tuple[str, bytes]]]]:
     """Per material: the MTL lines and the (file name, PNG bytes) files of its carried maps and factors
     (:attr:`Material.maps`, ``metallic_factor``, ...) for the OBJ output. ``stems`` are the materials' texture stems
@@ -405,8 +413,6 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
     ``taken`` (lowercase file names already used), which is updated; a map several materials share is written once
     (named after the first). MTL has no occlusion key: the GLB carries it."""
     from PIL import Image
-
-    from csdtex.mesh.types import unique_name
 
     def png_of(data: bytes, channel: int | None = None) -> bytes:
         if data.startswith(b"\x89PNG\r\n\x1a\n") and channel is None:
@@ -419,16 +425,11 @@ def _obj_maps(mesh: Mesh, stems: Sequence[str], taken: set[str]) -> list[tuple[l
             image.save(buffer, format="PNG")
         return buffer.getvalue()
 
-    def file_name(stem: str, what: str) -> str:
-        chosen = safe_asset_name(unique_name(safe_asset_name(f"{stem}_{what}"), taken, ignore_case=True))
-        taken.add(chosen.lower())
-        return chosen + ".png"
-
     written: dict[tuple[bytes, str], str] = {}  # (input image, what) -> its file: a map shared by materials once
 
     def map_file(files: list[tuple[str, bytes]], stem: str, image: bytes, what: str, channel: int | None = None):
         if (image, what) not in written:
-            written[image, what] = file_name(stem, what)
+            written[image, what] = _unique_png_name(stem, what, taken)
             files.append((written[image, what], png_of(image, channel)))
         return written[image, what]
 
@@ -487,28 +488,24 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
         result.maps = [output_path(out_dir, Path(file).stem, ".png") for _, files in obj_maps for file, _ in files]
         # map_d gets its own grey-and-alpha PNG (grey = alpha = coverage): three.js reads an alpha map's green
         # channel, other importers its alpha; the colour PNG's own alpha serves the GLB
-        alpha_files: list[str | None] = []
-        for material, texture_path in zip(mesh.materials, result.textures):
-            if not material.has_cutout:
-                alpha_files.append(None)
-                continue
-            from csdtex.mesh.types import unique_name
-
-            chosen = safe_asset_name(unique_name(safe_asset_name(f"{texture_path.stem}_alpha"), taken,
-                                                 ignore_case=True))
-            taken.add(chosen.lower())
-            alpha_files.append(chosen + ".png")
+        alpha_files = [_unique_png_name(path.stem, "alpha", taken) if material.has_cutout else None
+                       for material, path in zip(mesh.materials, result.textures)]
         result.maps += [output_path(out_dir, Path(name).stem, ".png") for name in alpha_files if name]
 
     # Stage every file as a temporary file; all are renamed into place only after the last one was written, and all
     # temporaries are removed if anything fails (see csdtex.fileio.atomic_path).
     png_cache: dict[int, bytes] = {}
+    alpha_cache: dict[int, np.ndarray | None] = {}
+
+    def alpha(index: int) -> np.ndarray | None:  # the colour PNG's alpha and the MTL's map_d: computed once
+        if index not in alpha_cache:
+            alpha_cache[index] = export_alpha(mesh.materials[index], *checked[index].shape[:2],
+                                              raw_uv_space=transforms is None)
+        return alpha_cache[index]
 
     def png(index: int) -> bytes:
         if index not in png_cache:
-            image = checked[index]
-            png_cache[index] = _png_bytes(image, export_alpha(mesh.materials[index], *image.shape[:2],
-                                                              raw_uv_space=transforms is None))
+            png_cache[index] = _png_bytes(checked[index], alpha(index))
         return png_cache[index]
 
     with contextlib.ExitStack() as stack:
@@ -530,9 +527,7 @@ def _export(mesh: Mesh, textures: Sequence[np.ndarray], out_dir, name: str, obj:
             for index, texture_path in enumerate(result.textures):
                 data = png(index)
                 stage(texture_path).write_bytes(data)
-            alpha_data = [_coverage_png(export_alpha(mesh.materials[index], *checked[index].shape[:2],
-                                                     raw_uv_space=transforms is None))
-                          for index, name in enumerate(alpha_files) if name]
+            alpha_data = [_coverage_png(alpha(index)) for index, name in enumerate(alpha_files) if name]
             for path, data in zip(result.maps, [data for _, files in obj_maps for _, data in files] + alpha_data):
                 stage(path).write_bytes(data)
         if glb:

@@ -81,6 +81,12 @@ def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     return True
 
 
+def short_path(path: str | os.PathLike, limit: int = 80) -> str:
+    """``path`` for a one-line message: its middle elided when it is longer than ``limit`` characters."""
+    text = str(path)
+    return text if len(text) <= limit else text[: limit // 2] + "..." + text[-(limit // 2):]
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, lock_name: str, busy: Exception) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` while the block runs, so that two csdtex processes never write into one
@@ -111,9 +117,8 @@ def folder_lock(folder: str | os.PathLike, lock_name: str, busy: Exception) -> I
     except OSError as error:  # a name too long, a file system that takes no folders (/proc): one line
         from csdtex.errors import ConfigError, one_line
 
-        shown = str(folder) if len(str(folder)) <= 80 else str(folder)[:40] + "..." + str(folder)[-40:]
-        raise ConfigError(f"cannot create the output folder {shown}: {error.strerror or one_line(error)}; choose "
-                          "another --out") from None
+        raise ConfigError(f"cannot create the output folder {short_path(folder)}: "
+                          f"{error.strerror or one_line(error)}; choose another --out") from None
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows

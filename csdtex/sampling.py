@@ -145,11 +145,15 @@ class TextureTransform:
         the inverse of :meth:`from_gltf`; None for the identity or a shear, which the extension cannot state."""
         if self.is_identity:
             return None
+        a, b, c, d, e, f = self.matrix
+        if b == 0.0 and d == 0.0:  # offset and scale (OBJ -o / -s): v down, offset_v = 1 - scale_v - o_v
+            return {"offset": [float(c), float(1.0 - e - f)], "scale": [float(a), float(e)]}
         flip = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 1.0], [0.0, 0.0, 1.0]])
         gltf = flip @ np.vstack([np.asarray(self.matrix, dtype=np.float64).reshape(2, 3), [0.0, 0.0, 1.0]]) @ flip
         scale_u = math.hypot(gltf[0, 0], gltf[1, 0])
         rotation = math.atan2(-gltf[1, 0], gltf[0, 0])
         scale_v = math.copysign(math.hypot(gltf[0, 1], gltf[1, 1]), np.linalg.det(gltf[:2, :2]))
+
         def tidy(value: float) -> float:  # no -0.0 or 1e-17 in the written file
             return 0.0 if abs(value) < 1e-12 else float(value)
 

@@ -8,7 +8,9 @@ from typing import Callable, Sequence
 
 from csdtex.batch.manifest import ManifestError, load_manifest
 from csdtex.batch.runner import BatchOptions, plan_batch, run_batch
+from csdtex.batch.tasks import edit_config
 from csdtex.config import PaintConfig
+from csdtex.errors import ConfigError
 from csdtex.export import safe_asset_name
 from csdtex.wording import counted
 
@@ -55,9 +57,6 @@ def run_batch_command(
     manifest = load_manifest(manifest_path, task=task, config=config, prompt=prompt, roots=roots, out_dir=out_dir)
     for row in manifest.rows:  # options an edit refuses (--unwrap) stop the batch here, not once per row
         if row.task == "edit":
-            from csdtex.batch.tasks import edit_config
-            from csdtex.errors import ConfigError
-
             try:
                 edit_config(row.config).validate()
             except ConfigError as error:

@@ -404,11 +404,12 @@ def _parse_mtl(text: str, mtl_path: Path, folder: Path, warnings: list[str],
                 continue
             (data, mime_type, is_normal_map), _ = loaded
             sampler, transform = _map_options(parts[1:])
+            gltf_transform = None if transform is None else transform.to_gltf()
             if key == "map_ke":
-                current.maps["emissive"] = MaterialMap(data, mime_type, sampler, 1.0, _gltf_transform(transform))
+                current.maps["emissive"] = MaterialMap(data, mime_type, sampler, 1.0, gltf_transform)
             elif is_normal_map:
                 strength = _option_value(parts[1:], "-bm", 1.0)
-                current.maps["normal"] = MaterialMap(data, mime_type, sampler, strength, _gltf_transform(transform))
+                current.maps["normal"] = MaterialMap(data, mime_type, sampler, strength, gltf_transform)
             else:
                 lost.setdefault(current.name, []).append("a height (bump) map")
         elif key in ("map_pr", "map_pm") and len(parts) > 1:
@@ -448,17 +449,9 @@ def _encoded(image) -> tuple[bytes, str, bool]:
     return (*map_image_bytes(Path(image.filename).read_bytes()), is_normal_map)
 
 
-def _gltf_transform(transform: TextureTransform | None) -> dict | None:
-    """A map statement's ``-o`` / ``-s`` (csdtex UVs, v up) as a glTF ``KHR_texture_transform`` object (v down:
-    ``offset_v = 1 - scale_v - o_v``), or None for none."""
-    if transform is None or transform.is_identity:
-        return None
-    a, _, c, _, e, f = transform.matrix
-    return {"offset": [float(c), float(1.0 - e - f)], "scale": [float(a), float(e)]}
-
-
 def mtl_map_options(transform: dict | None) -> str:
-    """``-o u v 0 -s u v 1 `` for a map's glTF ``KHR_texture_transform`` (the inverse of :func:`_gltf_transform`),
+    """``-o u v 0 -s u v 1 `` for a map's glTF ``KHR_texture_transform`` (the inverse of
+    :meth:`csdtex.sampling.TextureTransform.to_gltf` for an OBJ map's offset and scale),
     or ``""`` for none or one with a rotation, which MTL cannot state (the GLB keeps it)."""
     if not transform or abs(float(transform.get("rotation", 0.0))) > 1e-12:
         return ""

@@ -12,6 +12,7 @@ from csdtex.coverage import build_coverage_sampler
 from csdtex.devices import resolve_device
 from csdtex.errors import ConfigError, one_line
 from csdtex.export import safe_asset_name
+from csdtex.fileio import short_path
 from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
 from csdtex.mesh.analysis import shared_texel_fractions
 from csdtex.pipeline.outputs import check_inputs_kept, claim_output_folder
@@ -48,19 +49,13 @@ def check_writable(out_dir: Path, option: str = "--out") -> None:
                 break
             existing = existing.parent
     except OSError as error:  # a name longer than the file system allows, say
-        raise ConfigError(f"cannot write to output folder {_short(out_dir)}: {error.strerror or one_line(error)}; "
+        raise ConfigError(f"cannot write to output folder {short_path(out_dir)}: {error.strerror or one_line(error)}; "
                           f"choose another {option}") from None
     if existing.exists() and not existing.is_dir():
         raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is a file; choose another {option}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write to output folder {out_dir}: {existing} is not writable; choose another "
                           f"{option}")
-
-
-def _short(path: Path, limit: int = 80) -> str:
-    """``path`` for a message, its middle elided past ``limit`` characters."""
-    text = str(path)
-    return text if len(text) <= limit else text[: limit // 2] + "..." + text[-limit // 2:]
 
 
 def check_call_types(mesh, config, config_type: type, **texts_and_paths) -> None:
