@@ -640,6 +640,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for fidelity.json / _grid.png")
     p.add_argument("--name", default="fidelity", help="stem of the output files")
     p.add_argument("--lr", type=float, default=None, help="paint learning rate (default: the prior's preset)")
+    p.add_argument("--guidance-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a schedule option of the paints' guidance (PaintConfig.guidance, as a [guidance] table of "
+                        "csdtex paint --config), e.g. timestep_sampling=descending or t_max_end=0.3; repeatable")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the work (each loads the prior; e.g. 8 on a 16-core GPU machine)")
     p.add_argument("--keep-paint-outputs", default=None,
@@ -683,6 +686,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 f"fidelity.py: error: --prompt-set materials needs a classifier with label set 2 (wood, marble, brick, "
                 f"camouflage); {args.classifier or 'the shipped classifier'} has label set {version}: train one with "
                 f"`python benchmarks/train_attribute_classifier.py --data-version 2` and pass --classifier PATH")
+    args.guidance = parse_guidance_options(p, args.guidance_option)
     if args.frames < 1 or not 1 <= args.grid_views <= args.frames:
         p.error("--frames must be at least 1 and --grid-views in 1..--frames")
     if args.model is None and {"csd", "sds"} & set(args.methods):
@@ -690,6 +694,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             p.error(f"--model is required ({DEFAULT_MODEL.relative_to(ROOT)} does not exist yet)")
         args.model = str(DEFAULT_MODEL)
     return args
+
+
+def parse_guidance_options(parser: argparse.ArgumentParser, options: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> the guidance overrides of :class:`csdtex.PaintConfig`, checked and typed as a
+    ``[guidance]`` table of a config file is (numbers as numbers, words as strings); a bad one is a usage error."""
+    from csdtex.config import _checked_guidance
+    from csdtex.errors import ConfigError
+
+    raw: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            parser.error(f"--guidance-option {option!r}: write KEY=VALUE, e.g. timestep_sampling=descending")
+        raw[key.strip()] = float(value) if _is_number(value) else value.strip()
+    try:
+        return _checked_guidance(raw, "--guidance-option")
+    except ConfigError as error:
+        parser.error(str(error))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def relative_to_checkout(path: Path) -> Path:
@@ -933,7 +963,7 @@ def _evaluate(job: tuple[int, int]) -> tuple[int, int, list[dict], dict[str, Any
             config = PaintConfig(
                 model=str(args.model), guidance_method=method, steps=args.steps, views_per_step=args.views_per_step,
                 texture_size=args.texture_size, seed=args.seed, device=str(device), checkpoint_every=0,
-                preview_frames=2, preview_size=64, learning_rate=args.lr,
+                preview_frames=2, preview_size=64, learning_rate=args.lr, guidance=dict(args.guidance),
             )  # fmt: skip
             result = paint(mesh, text, config, w["work"] / method / mesh_name / f"p{p_index:02d}",
                            show_progress=False, prior=w["prior"], warn=lambda message: None)  # fmt: skip
@@ -1022,6 +1052,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "command": "python benchmarks/fidelity.py" + "".join(f" {shlex.quote(a)}" for a in args.argv),
             "model": args.model, "methods": args.methods, "learning_rate": args.lr, "workers": args.workers,
+            "guidance": args.guidance,
             "steps": args.steps, "views_per_step": args.views_per_step,
             "texture_size": args.texture_size or "prior preset (512 for the built-in prior)",
             "prompts": len(prompts), "prompt_sets": args.prompt_sets, "data_version": args.data_version,

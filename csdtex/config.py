@@ -418,7 +418,7 @@ def _check_types(config: "PaintConfig") -> None:
     if not isinstance(config.coverage, CoverageSampling):
         fail("coverage", "a csdtex.config.CoverageSampling")
     for key, value in config.guidance.items() if isinstance(config.guidance, dict) else ():
-        if isinstance(value, str) and key not in ("negative_prompt", "method", "weighting"):
+        if isinstance(value, str) and key not in ("negative_prompt", "method", "weighting", "timestep_sampling"):
             raise ConfigError(f"guidance.{key} must be a number (got {value!r})")
     for name in ("preserve", "texel_learning_rate_scale"):  # EditConfig's own numbers
         value = getattr(config, name, None)

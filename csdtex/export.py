@@ -389,7 +389,9 @@ def export_glb(mesh: Mesh, textures: Sequence[np.ndarray], path: str | os.PathLi
     """
     checked = _check_inputs(mesh, textures)
     path = Path(path)
-    return write_bytes_atomic(path, glb_bytes(mesh, [_png_bytes(t) for t in checked], path.stem))
+    pngs = [_png_bytes(texture, export_alpha(material, *texture.shape[:2], raw_uv_space=True))
+            for material, texture in zip(mesh.materials, checked)]
+    return write_bytes_atomic(path, glb_bytes(mesh, pngs, path.stem))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -146,12 +146,17 @@ def test_argument_errors(fidelity, tmp_path, capsys):
         fidelity.parse_args(["--methods", "reference", "--prompt-set", "materials"])
     assert "needs --data-version 2" in str(error.value)
     for bad in (["--prompt-set", "colours"], ["--prompt-set", "word-order,word-order"],
-                ["--prompt-set", "word-order", "--prompts", "37"], ["--data-version", "3"]):
+                ["--prompt-set", "word-order", "--prompts", "37"], ["--data-version", "3"],
+                ["--guidance-option", "timestep_sampling"], ["--guidance-option", "timestep_sampling=sideways"],
+                ["--guidance-option", "t_max_end=high"], ["--guidance-option", "method=sds"]):
         with pytest.raises(SystemExit) as error:
             fidelity.parse_args(["--methods", "reference", *bad])
         assert error.value.code == 2
     args = fidelity.parse_args(["--methods", "reference", "--prompt-set", "default,word-order"])
-    assert args.prompts == 72 and args.data_version == 1
+    assert args.prompts == 72 and args.data_version == 1 and args.guidance == {}
+    args = fidelity.parse_args(["--methods", "reference", "--guidance-option", "timestep_sampling=descending",
+                                "--guidance-option", "t_max_end=0.3"])
+    assert args.guidance == {"timestep_sampling": "descending", "t_max_end": 0.3}
     torch.manual_seed(0)
     weights, _ = A.save_classifier(A.AttributeClassifier((8, 8), 16, patterns=A.LABEL_SETS[2]),
                                    tmp_path / "v2" / "attributes.safetensors")

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -649,6 +650,51 @@ def test_sampled_timesteps_stay_in_range(pixel_prior, monkeypatch):
     e = PromptEmbeddings(pixel_prior, "a", None, view_dependent=False).for_views([0.0], [0.0])
     ts = [sd(x, e, 1.0, gen)[1]["t"] for _ in range(50)]
     assert all(20 <= t <= 500 for t in ts) and len(set(ts)) > 1
+
+
+def test_uniform_timesteps_are_the_same_draws_as_before(pixel_prior):
+    # The default keeps the random stream: t first (randint over the bounds), then the noise, from the generator.
+    sd = ScoreDistillation(pixel_prior, pixel_guidance_config())
+    t = sd.sample_timesteps(4, 0.3, torch.Generator().manual_seed(7))
+    lo, hi = sd.timestep_bounds(0.3)
+    assert torch.equal(t, torch.randint(lo, hi + 1, (4,), generator=torch.Generator().manual_seed(7)))
+
+
+@pytest.mark.parametrize("preset", [latent_guidance_config, pixel_guidance_config])
+def test_descending_timesteps_fall_from_the_top_of_the_range_to_its_bottom(preset, pixel_prior, monkeypatch):
+    cfg = preset(timestep_sampling="descending")
+    sd = ScoreDistillation(pixel_prior, cfg)
+    progresses = np.linspace(0.0, 1.0, 21)
+    values = [sd.sample_timesteps(3, float(p), torch.Generator().manual_seed(0)) for p in progresses]
+    assert all(len(set(v.tolist())) == 1 for v in values)  # one t for all views of a step
+    firsts = [int(v[0]) for v in values]
+    assert firsts[0] == round(cfg.t_max_start * 1000) and firsts[-1] == round(cfg.t_min_end * 1000)
+    assert all(a >= b for a, b in zip(firsts, firsts[1:]))  # never rises
+    assert all(lo <= t <= hi for t, (lo, hi) in zip(firsts, map(sd.timestep_bounds, progresses)))
+    t_min, t_max = cfg.t_range_at(0.5)
+    assert firsts[10] == round((t_max - (t_max - t_min) * 0.5) * 1000)
+    # The step reports the scheduled t and draws nothing for it: same loss whatever generator stream came before.
+    monkeypatch.setattr(pixel_prior, "predict_noise", lambda x_t, t, e, plan=None: torch.zeros_like(x_t))
+    e = PromptEmbeddings(pixel_prior, "a", None, view_dependent=False).for_views([0.0], [0.0])
+    _, metrics = sd(torch.zeros(1, 3, 8, 8), e, 0.5, torch.Generator().manual_seed(1))
+    assert metrics["t"] == firsts[10]
+
+
+def test_timestep_sampling_is_checked_and_travels_through_configs(tmp_path):
+    from csdtex.config import PaintConfig, load_config_file, resolve_guidance
+
+    with pytest.raises(ConfigError, match="timestep sampling"):
+        GuidanceConfig(timestep_sampling="random")
+    path = tmp_path / "fast.toml"
+    path.write_text('[guidance]\ntimestep_sampling = "descending"\n')
+    config = load_config_file(path)
+    config.validate()
+    assert resolve_guidance(config, "latent").timestep_sampling == "descending"
+    python_config = PaintConfig(guidance={"timestep_sampling": "descending"})
+    python_config.validate()
+    path.write_text('[guidance]\ntimestep_sampling = "sideways"\n')
+    with pytest.raises(ConfigError, match="uniform"):
+        load_config_file(path)
 
 
 def test_non_finite_gradient_raises(latent_prior, monkeypatch):

@@ -3,6 +3,7 @@
 Formulas (docs/design.md; ``eps(x_t; e)`` is the frozen UNet's noise prediction, ``abar_t`` the cumulative alpha)::
 
     t ~ U{t_min .. t_max}                        (integer timesteps; the range may anneal over the run)
+    or t = t_max - (t_max - t_min) * progress    (the "descending" schedule: one t per step, high noise to low)
     x_t = sqrt(abar_t) * x + sqrt(1 - abar_t) * noise
     CSD:  g = w(t) * [ w1 * (eps(x_t; e_y) - eps(x_t; e_0)) - w2 * (eps(x_t; e_neg) - eps(x_t; e_0)) ]
     SDS:  g = w(t) * [ eps(x_t; e_0) + s * (eps(x_t; e_y) - eps(x_t; e_0)) - noise ]
@@ -33,6 +34,8 @@ from csdtex.guidance.prompts import DEFAULT_NEGATIVE_PROMPT
 Method = Literal["csd", "sds"]
 Weighting = Literal["one_minus_alphas_cumprod", "one", "sqrt_one_minus_alphas_cumprod"]
 WEIGHTINGS: tuple[str, ...] = ("one_minus_alphas_cumprod", "one", "sqrt_one_minus_alphas_cumprod")
+TimestepSampling = Literal["uniform", "descending"]
+TIMESTEP_SAMPLINGS: tuple[str, ...] = ("uniform", "descending")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -210,9 +213,19 @@ class GuidanceConfig:
     view_dependent_prompt: bool = True
     """Append ", front view" / ", side view" / ", back view" / ", overhead view" to the prompt per camera."""
 
+    timestep_sampling: TimestepSampling = "uniform"
+    """How each step picks its timestep: ``"uniform"`` (the default and the papers' recipe) draws every view's t
+    uniformly from ``[t_min, t_max]`` at the step's progress; ``"descending"`` uses one t for all views of a step,
+    falling with the run's progress p as ``t_max(p) - (t_max(p) - t_min(p)) * p`` (from ``t_max_start`` at the first
+    step to ``t_min_end`` at the last): the coarse, high-noise decisions (colours, layout) come first and the fine
+    ones last, as in a sampler. An approximation for shorter runs, measured in ``benchmarks/README.md``."""
+
     def __post_init__(self) -> None:
         if self.method not in ("csd", "sds"):
             raise ConfigError(f"unknown guidance method {self.method!r}: use 'csd' or 'sds'")
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ConfigError(f"unknown timestep sampling {self.timestep_sampling!r}: use one of "
+                              f"{', '.join(TIMESTEP_SAMPLINGS)}")
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"unknown weighting {self.weighting!r}: use one of {', '.join(WEIGHTINGS)}")
         for name in ("t_min_start", "t_min_end", "t_max_start", "t_max_end"):
@@ -234,6 +247,12 @@ class GuidanceConfig:
         """``(t_min, t_max)`` as fractions of the training timesteps at ``progress`` in [0, 1] (linear anneal)."""
         progress = _check_progress(progress)
         return _lerp(self.t_min_start, self.t_min_end, progress), _lerp(self.t_max_start, self.t_max_end, progress)
+
+    def descending_t_at(self, progress: float) -> float:
+        """The ``"descending"`` schedule's timestep at ``progress`` in [0, 1], as a fraction of the training timesteps:
+        ``t_max(p) - (t_max(p) - t_min(p)) * p``, non-increasing in p whenever the bounds are (every preset)."""
+        t_min, t_max = self.t_range_at(progress)
+        return t_max - (t_max - t_min) * progress
 
 
 def latent_guidance_config(**overrides) -> GuidanceConfig:
@@ -312,6 +331,20 @@ class ScoreDistillation:
         hi = min(max(int(round(t_max * self.prior.num_train_timesteps)), lo), last)
         return lo, hi
 
+    def sample_timesteps(self, batch: int, progress: float, generator: torch.Generator | None) -> torch.Tensor:
+        """int64 [batch] timesteps on the prior's device for one step at ``progress`` (no host synchronization).
+
+        ``"uniform"``: each drawn uniformly from :meth:`timestep_bounds`, with ``generator`` (on its device);
+        ``"descending"``: all equal to ``round(GuidanceConfig.descending_t_at(progress) * T)`` within those bounds.
+        """
+        lo, hi = self.timestep_bounds(progress)
+        if self.config.timestep_sampling == "descending":
+            value = int(round(self.config.descending_t_at(progress) * self.prior.num_train_timesteps))
+            return torch.full((batch,), min(max(value, lo), hi), dtype=torch.long, device=self.prior.device)
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        return to_device(torch.randint(lo, hi + 1, (batch,), generator=generator, device=gen_device),
+                         self.prior.device)
+
     def step(
         self,
         x: torch.Tensor,
@@ -336,10 +369,8 @@ class ScoreDistillation:
         if e_y.shape[0] != b or e_0.shape[0] != b or (e_neg is not None and e_neg.shape[0] != b):
             raise ValueError(f"embeddings must have batch {b} like x; got {e_y.shape[0]}, {e_0.shape[0]}")
         w2 = cfg.w2_at(progress)
-        lo, hi = self.timestep_bounds(progress)
-
+        t = self.sample_timesteps(b, progress, generator)
         gen_device = generator.device if generator is not None else torch.device("cpu")
-        t = to_device(torch.randint(lo, hi + 1, (b,), generator=generator, device=gen_device), prior.device)
         noise = to_device(torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32),
                           prior.device)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from csdtex.render.cutouts import Cutouts, MaterialCutout
 from csdtex.render.mesh import RenderMesh
 from csdtex.sampling import TextureSampler, TextureTransform
 
@@ -255,7 +256,9 @@ class Mesh:
         See :class:`csdtex.render.mesh.RenderMesh` for the shapes and dtypes (float32 positions/normals/uvs, int32
         faces/uv_faces/face_materials, all on ``device``). ``vertex_colors`` True also passes
         :attr:`vertex_colors` (when the mesh has them), which the renderer multiplies into the texture colour, as
-        viewers do; painting leaves it False (the painted texture replaces the input's appearance).
+        viewers do; painting leaves it False (the painted texture replaces the input's appearance). Materials with
+        alpha cut-outs (:attr:`Material.has_cutout`) pass their alpha (:attr:`RenderMesh.cutouts`) either way: a
+        paint keeps them (its outputs carry the alpha), so its views see the cut-out shapes too.
         """
         center, scale = self.normalization()
         positions = (self.vertices - center) * scale
@@ -275,7 +278,24 @@ class Mesh:
                     if vertex_colors and self.vertex_colors is not None else None),
             corner_normals=None if self.normals is None else torch.as_tensor(
                 np.take(*self.export_normals(), axis=0), **as_f32),
+            cutouts=self.cutouts(device),
         )
+
+    def cutouts(self, device: torch.device | str = "cpu") -> Cutouts | None:
+        """The alpha of the materials with cut-outs as a :class:`~csdtex.render.cutouts.Cutouts` on ``device`` (each
+        with its material's sampler, repeat / linear when the file gave none, and texture transform), or None when
+        every material is opaque or the mesh has no UVs."""
+        if self.uvs is None or not any(material.has_cutout for material in self.materials):
+            return None
+        per_material = []
+        for material in self.materials:
+            if not material.has_cutout:
+                per_material.append(None)
+                continue
+            alpha = torch.as_tensor(np.asarray(material.alpha, dtype=np.float32) / 255.0, device=device)[None]
+            per_material.append(MaterialCutout(alpha, material.alpha_mode, float(material.alpha_cutoff),
+                                               material.sampler, material.texture_transform))
+        return Cutouts(per_material)
 
 
 def weld_positions(vertices: np.ndarray, relative_tolerance: float = 1e-7) -> np.ndarray:

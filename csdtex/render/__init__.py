@@ -57,6 +57,7 @@ def rasterize(
     width: int | None = None,
     backend: str = "torch",
     candidate_budget: CandidateBudget | None = None,
+    behind: Fragments | None = None,
 ) -> Fragments:
     """Rasterize a batch of triangle meshes given in clip space.
 
@@ -69,6 +70,9 @@ def rasterize(
         candidate_budget: for the torch backends, the caller's :class:`CandidateBudget` for this call site (renders
             of the same mesh at the same size): the call then costs one host synchronization instead of two on CUDA.
             Ignored by nvdiffrast. The result does not depend on it.
+        behind: fragments drawn before from the same positions and faces: draw the next layer of surfaces behind
+            them (depth peeling, for alpha cut-outs; see :mod:`csdtex.render.torch_raster`). Every backend peels
+            with the torch rasterizer, which accepts fragments of any backend.
     Returns:
         Fragments with face_id int32 [B, H, W] (-1 background), bary float32 [B, H, W, 3], depth float32 [B, H, W],
         pixel_index int64 [N] of the covered pixels; image row 0 is the top (y_ndc = +1).
@@ -77,11 +81,11 @@ def rasterize(
     if clip_positions.dim() == 2:
         clip_positions = clip_positions.unsqueeze(0)
     chosen = resolve_backend(backend, clip_positions.device)
-    if chosen == "nvdiffrast":
+    if chosen == "nvdiffrast" and behind is None:
         from csdtex.render.nvdiffrast_raster import rasterize_nvdiffrast
 
         return rasterize_nvdiffrast(clip_positions, faces, height, width)
     from csdtex.render.torch_raster import rasterize_torch
 
     return rasterize_torch(clip_positions, faces, height, width, compiled=chosen == "torch-compiled",
-                           candidate_budget=candidate_budget)
+                           candidate_budget=candidate_budget, behind=behind)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from csdtex.render.cutouts import Cutouts
+
 __all__ = ["RenderMesh"]
 
 
@@ -32,6 +34,8 @@ class RenderMesh:
         corner_normals: float32 [F, 3, 3] unit shading normal of every face corner, from the mesh file (glTF
             ``NORMAL``, OBJ ``vn``: hard edges and custom normals, so that renders shade as viewers do), or None: then
             ``normals`` is interpolated.
+        cutouts: the alpha of materials with cut-outs (glTF ``alphaMode`` MASK / BLEND, OBJ ``map_d``), which
+            :func:`csdtex.render.views.render_views` honours as viewers do, or None when every material is opaque.
     """
 
     positions: torch.Tensor
@@ -43,6 +47,7 @@ class RenderMesh:
     num_materials: int
     colors: torch.Tensor | None = None
     corner_normals: torch.Tensor | None = None
+    cutouts: Cutouts | None = None
 
     @property
     def device(self) -> torch.device:

@@ -18,6 +18,10 @@ Algorithm (no per-pixel Python loops):
    perspective-correct.
 6. The covered pixels are listed once (``Fragments.pixel_index``) with ``nonzero_static``, sized by the host read.
 
+Depth peeling (``behind``): the next layer of surfaces behind earlier fragments keeps, per pixel, the nearest
+candidate whose key is above the key of the face drawn there before (recomputed with the same arithmetic), and never
+that face itself; so layer after layer lists each surface of a pixel once, front to back (alpha cut-outs).
+
 Triangles with a vertex at or behind the near plane (clip w <= 1e-6) are culled rather than clipped; csdtex's
 cameras keep the normalized mesh well in front of the camera.
 """
@@ -126,6 +130,7 @@ def rasterize_torch(
     max_candidates: int | None = None,
     compiled: bool = False,
     candidate_budget: CandidateBudget | None = None,
+    behind: Fragments | None = None,
 ) -> Fragments:
     """Rasterize triangles with an exact z-buffer (see module docstring).
 
@@ -138,6 +143,8 @@ def rasterize_torch(
         candidate_budget: provision this many candidate slots instead of reading the exact number first, and update
             it (see :class:`CandidateBudget`); None reads the exact number (free on the CPU, a second host read on
             CUDA). The result is the same either way.
+        behind: fragments of the same triangles and images drawn before (any backend): draw the next layer, the
+            nearest surface behind each of their pixels (empty where they were empty). None: the first layer.
     Returns:
         :class:`Fragments` with [B, height, width] images and the covered pixels' ``pixel_index``; no gradient
         (visibility is piecewise constant). With a ``candidate_budget`` that is large enough, the call costs a single
@@ -157,10 +164,11 @@ def rasterize_torch(
         ends = torch.cumsum(counts, 0)
         needed = counts.sum()  # int64 scalar on the device: candidate pairs of all triangles (= ends[-1])
         z_buffer = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
+        floor = None if behind is None else _peel_floor(behind, table, faces.shape[0])
 
         def add_candidates(first_slot: int, stop_slot: int) -> None:
             _add_candidates(z_buffer, kernels, first_slot, stop_slot, max_candidates, table, counts, ends,
-                            faces.shape[0], height, width)
+                            faces.shape[0], height, width, floor)
 
         if candidate_budget is None:
             add_candidates(0, int(needed))  # the exact number: a host read
@@ -181,22 +189,48 @@ def rasterize_torch(
     return Fragments(face_id=face_id, bary=bary, depth=depth, pixel_index=pixel_index)
 
 
+def _peel_floor(behind: Fragments, table: torch.Tensor, num_faces: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a peeled layer must lie behind, per pixel: (key int64 [B*H*W], face int64 [B*H*W]).
+
+    ``key`` is the depth key the earlier layer's face has at the pixel, computed as :func:`_chunk_keys` computes it
+    (the empty key where the earlier layer was empty, so nothing is drawn there); ``face`` is that face (-1 where
+    empty), excluded outright so that a different rounding (another backend, compiled kernels) cannot draw it twice.
+    """
+    batch, height, width = behind.shape
+    face = behind.face_id.reshape(-1).long()
+    covered = face >= 0
+    pixel = torch.arange(face.shape[0], device=face.device)
+    image = torch.div(pixel, height * width, rounding_mode="floor")
+    data = table[image * num_faces + face.clamp(min=0)]
+    px = (pixel % width).float()
+    py = (torch.div(pixel, width, rounding_mode="floor") % height).float()
+    edges = _evaluate_edges(data[:, _EDGES].view(-1, 3, 5), px, py)
+    total_edge = edges.sum(-1)
+    depth01 = ((edges * data[:, _CORNER_Z]).sum(-1) / torch.where(total_edge != 0, total_edge, 1.0) + 1.0) * 0.5
+    depth_bits = depth01.clamp(0.0, 1.0).view(torch.int32).long()
+    key = torch.where(covered, (depth_bits << 32) | face.clamp(min=0), _EMPTY_KEY)
+    return key, torch.where(covered, face, -1)
+
+
 def _add_candidates(z_buffer: torch.Tensor, kernels: dict, first_slot: int, stop_slot: int, max_candidates: int,
                     table: torch.Tensor, counts: torch.Tensor, ends: torch.Tensor, num_faces: int, height: int,
-                    width: int) -> None:
+                    width: int, floor: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
     """Reduce the depth keys of candidate slots ``first_slot .. stop_slot - 1`` into ``z_buffer`` int64 [B*H*W].
 
     Slot s holds the s-th (triangle, pixel) candidate pair of all triangles in flat order; slots at or past the number
     of pairs (``ends[-1]``) are empty, so any range may be given: the caller compares it with ``ends[-1]``. Slots are
     processed in runs of at most ``max_candidates``, all on the device (no host read). ``table``, ``counts`` and
     ``ends`` are the per-triangle table float [B*F, 21], candidate counts int64 [B*F] and their inclusive cumulative
-    sum int64 [B*F].
+    sum int64 [B*F]. ``floor`` (:func:`_peel_floor`) keeps only keys behind an earlier layer.
     """
     if table.shape[0] == 0:  # no triangles: nothing to draw
         return
     for run_start in range(first_slot, stop_slot, max_candidates):
         slot_count = min(max_candidates, stop_slot - run_start)
         pixel, key = kernels["chunk"](run_start, slot_count, table, counts, ends, num_faces, height, width)
+        if floor is not None:
+            floor_key, floor_face = floor[0][pixel], floor[1][pixel]
+            key = torch.where((key > floor_key) & ((key & 0xFFFFFFFF) != floor_face), key, _EMPTY_KEY)
         z_buffer.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
 
 

@@ -150,31 +150,88 @@ def render_views(
             renders this mesh at this size again and again (one host synchronization per render on CUDA instead of
             two); None for one-off renders. The result does not depend on it.
     Returns:
-        :class:`RenderOutput`; ``image`` is differentiable with respect to the model's parameters.
+        :class:`RenderOutput`; ``image`` is differentiable with respect to the model's parameters. A mesh with alpha
+        cut-outs (:attr:`RenderMesh.cutouts`) is drawn as viewers draw it, with the surfaces behind the cut-outs
+        (see :func:`_render_cutout_layers`); its ``fragments`` are then the nearest surfaces, cut out or not.
     """
     if shading not in SHADINGS:
         raise ValueError(f"shading must be one of {SHADINGS}, got {shading!r}")
     size = resolution * supersample
-    fragments = rasterize(cameras.project(render_mesh.positions), render_mesh.faces, size, size, backend=backend,
+    clip_positions = cameras.project(render_mesh.positions)
+    fragments = rasterize(clip_positions, render_mesh.faces, size, size, backend=backend,
                           candidate_budget=candidate_budget)
-    samples = surface_samples(
-        render_mesh, fragments, need_normals=shading != "albedo", need_uvs=bool(getattr(model, "uses_uvs", True))
-    )
-    if shading == "normals":
-        colors = (samples.normals + 1.0) * 0.5
+    if render_mesh.cutouts is None:
+        samples = surface_samples(render_mesh, fragments, need_normals=shading != "albedo",
+                                  need_uvs=bool(getattr(model, "uses_uvs", True)))
+        colors = _sample_colors(render_mesh, model, cameras, fragments, samples, shading)
+        image = composite_on_background(colors, fragments.mask, background, pixel_index=samples.pixel_index)
+        mask = fragments.mask
     else:
-        if model is None:
-            colors = torch.full_like(samples.points, 0.8)
-        else:
-            colors = model(samples.points, samples.uvs, samples.materials)
-        if samples.colors is not None:  # vertex colours multiply the base colour, as in glTF viewers
-            colors = colors * samples.colors.to(colors.dtype)
-        if shading == "lit":
-            colors = colors * headlight_factor(samples.normals, fragments, cameras,
-                                               view_index=samples.view_index(size, size))
-    image = composite_on_background(colors, fragments.mask, background, pixel_index=samples.pixel_index)
-    mask = fragments.mask
+        image, mask = _render_cutout_layers(render_mesh, model, cameras, clip_positions, fragments, background,
+                                            shading, backend, candidate_budget)
     if supersample > 1:
         image = F.avg_pool2d(image.permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1)
         mask = F.max_pool2d(mask.float()[:, None], supersample)[:, 0] > 0
     return RenderOutput(image=image, mask=mask, fragments=fragments)
+
+
+MAX_CUTOUT_LAYERS = 4
+"""Surfaces drawn per pixel, front to back, behind alpha cut-outs (the rest of a pixel shows the background)."""
+
+
+def _sample_colors(render_mesh: RenderMesh, model: torch.nn.Module | None, cameras: Cameras, fragments: Fragments,
+                   samples: SurfaceSamples, shading: str) -> torch.Tensor:
+    """float [N, 3]: the colour of every surface sample under ``shading`` (see :func:`render_views`)."""
+    if shading == "normals":
+        return (samples.normals + 1.0) * 0.5
+    if model is None:
+        colors = torch.full_like(samples.points, 0.8)
+    else:
+        colors = model(samples.points, samples.uvs, samples.materials)
+    if samples.colors is not None:  # vertex colours multiply the base colour, as in glTF viewers
+        colors = colors * samples.colors.to(colors.dtype)
+    if shading == "lit":
+        height, width = fragments.shape[1:]
+        colors = colors * headlight_factor(samples.normals, fragments, cameras,
+                                           view_index=samples.view_index(height, width))
+    return colors
+
+
+def _render_cutout_layers(render_mesh: RenderMesh, model: torch.nn.Module | None, cameras: Cameras,
+                          clip_positions: torch.Tensor, fragments: Fragments, background: torch.Tensor | float,
+                          shading: str, backend: str, candidate_budget: CandidateBudget | None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images float [B, H, W, 3] and mask bool [B, H, W] of a mesh with alpha cut-outs, as viewers draw them.
+
+    Layers of surfaces are peeled front to back (at most :data:`MAX_CUTOUT_LAYERS`) and composited with each
+    sample's coverage ``a`` (:meth:`csdtex.render.cutouts.Cutouts.coverage`: MASK 0 or 1, BLEND the alpha):
+    ``image = sum_k T_k a_k c_k + T_K * background`` with ``T_0 = 1``, ``T_k+1 = T_k (1 - a_k)``. Peeling stops once
+    every sample of a layer covers its pixel (one host read per layer). The mask is where anything is drawn
+    (``T_K < 1``). Differentiable with respect to the model's colours of every layer.
+    """
+    batch, height, width = fragments.shape
+    cutouts = render_mesh.cutouts
+    pixels = batch * height * width
+    device = clip_positions.device
+    drawn: torch.Tensor | None = None  # float [P, 3], sum of T_k a_k c_k so far
+    transmittance = torch.ones(pixels, dtype=torch.float32, device=device)
+    layer = fragments
+    for depth in range(MAX_CUTOUT_LAYERS):
+        samples = surface_samples(render_mesh, layer, need_normals=shading != "albedo", need_uvs=True)
+        colors = _sample_colors(render_mesh, model, cameras, layer, samples, shading)
+        coverage = cutouts.coverage(samples.uvs, samples.materials)
+        here = transmittance.index_select(0, samples.pixel_index)
+        contribution = (here * coverage).unsqueeze(-1) * colors
+        drawn = (torch.zeros(pixels, 3, dtype=colors.dtype, device=device) if drawn is None else drawn
+                 ).index_add(0, samples.pixel_index, contribution)
+        transmittance = transmittance.index_put((samples.pixel_index,), here * (1.0 - coverage))
+        if depth == MAX_CUTOUT_LAYERS - 1 or not bool((coverage < 1.0).any()):
+            break
+        layer = rasterize(clip_positions, render_mesh.faces, height, width, backend=backend,
+                          candidate_budget=candidate_budget, behind=layer)
+        if layer.pixel_index.numel() == 0:
+            break
+    behind = composite_on_background(drawn.new_zeros(0, 3), fragments.mask, background,
+                                     pixel_index=fragments.pixel_index[:0]).reshape(pixels, 3)
+    image = drawn + transmittance.unsqueeze(-1).to(drawn.dtype) * behind
+    return image.view(batch, height, width, 3), (transmittance < 1.0).view(batch, height, width)
