@@ -40,6 +40,11 @@ class NumericalError(CsdtexError, RuntimeError):
     extreme that the step overflows); the message says which remedy fits."""
 
 
+class UnpaintedTextureError(CsdtexError):
+    """Nothing could be painted: no texel of the texture gets a surface sample (UVs without area, or smaller than a
+    texel); the texture would be the flat fill colour everywhere, so nothing is written."""
+
+
 class GpuOutOfMemoryError(DeviceError):
     """The GPU ran out of memory during a paint or edit run; the message names the options that use less."""
 

@@ -52,7 +52,7 @@ def _reader(ext: str) -> Callable[[Path], "Mesh"]:
     return read_with_trimesh
 
 
-def load_mesh(path: str | os.PathLike) -> Mesh:
+def load_mesh(path: str | os.PathLike, *, discard_uvs: bool = False) -> Mesh:
     """Read a triangle mesh, its UVs and its materials from ``path``, keeping the file's arrays untouched.
 
     Formats (by extension, case-insensitive): ``.obj`` (+ ``.mtl`` and ``map_Kd`` textures), ``.ply``, ``.stl``,
@@ -72,6 +72,9 @@ def load_mesh(path: str | os.PathLike) -> Mesh:
     - MTL files, textures and external glTF resources are read only when they resolve inside the mesh's folder
       (symbolic links and ``..`` resolved); otherwise, or when they are missing or unreadable, the mesh loads
       without them and ``mesh.warnings`` says why.
+
+    ``discard_uvs``: leave the file's UVs out (``uvs`` and ``uv_faces`` None) before validating, for a caller that
+    unwraps anew anyway (``--unwrap``): UVs with NaN values, which would be refused, then do not matter.
 
     Returns:
         a validated :class:`~csdtex.mesh.Mesh` (see :func:`csdtex.mesh.validate_mesh`): vertices float64 [V, 3],
@@ -116,5 +119,7 @@ def load_mesh(path: str | os.PathLike) -> Mesh:
         raise MeshError(f"mesh file '{path}' could not be read as {fmt} ({reason}): {remedy}") from err
     mesh.source = path
     mesh.read_files = [path, *(f for f in dict.fromkeys(mesh.read_files) if f != path)]
+    if discard_uvs:
+        mesh.uvs = mesh.uv_faces = None
     validate_mesh(mesh)
     return mesh

@@ -254,6 +254,28 @@ class _Reader:
                 stack.append((child, world, ancestors | {index}))
         return result
 
+    def node_structure_note(self) -> str | None:
+        """What the outputs' single node loses of the scene's node tree (transforms applied to the vertices, a mesh
+        used by several nodes written once per use, several nodes merged), as one line, or None when the scene is a
+        single mesh instance under an identity transform."""
+        instances = self.instances()
+        moved = sum(not np.allclose(world, np.eye(4), rtol=0.0, atol=1e-12) for world, _, _ in instances)
+        uses: dict[int, int] = {}
+        for _, mesh_index, _ in instances:
+            uses[mesh_index] = uses.get(mesh_index, 0) + 1
+        shared = sum(1 for count in uses.values() if count > 1)
+        if not moved and not shared and len(instances) <= 1:
+            return None
+        parts = [f"{counted(len(instances), 'mesh instance')} merged into one mesh under one node"
+                 ] if len(instances) > 1 else []
+        if moved:
+            parts.append(f"the node transforms of {counted(moved, 'instance')} applied to the vertices (the output "
+                         "vertices are the input's in world space, with the scene's units and orientation)")
+        if shared:
+            parts.append(f"{counted(shared, 'mesh')} used by several nodes written once per use")
+        return (f"{self.path.name}: the outputs do not keep the node tree: {'; '.join(parts)}; re-parent or "
+                "re-instance in your 3D tool if your pipeline needs the original hierarchy")
+
     def gpu_instances(self, node: dict) -> list[np.ndarray]:
         """Local instance matrices of ``EXT_mesh_gpu_instancing`` (one identity without the extension)."""
         extension = (node.get("extensions") or {}).get("EXT_mesh_gpu_instancing")
@@ -646,6 +668,9 @@ class _Reader:
             output_notes.append(f"{self.path.name}: {'; '.join(self.posed)}: csdtex reads the shape at rest (as "
                                 "viewers show it without animation); the outputs are static meshes with no morph "
                                 "targets, skin or joints")
+        structure = self.node_structure_note()
+        if structure:
+            output_notes.append(structure)
         animations = self.document.get("animations") or []
         if animations:
             output_notes.append(f"{self.path.name}: {counted(len(animations), 'animation')} not carried: the "

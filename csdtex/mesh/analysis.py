@@ -15,7 +15,8 @@ from csdtex.mesh.validate import degenerate_faces, validate_mesh
 from csdtex.sampling import baked_samplers, wrap_uv_triangles
 from csdtex.wording import counted
 
-__all__ = ["MeshReport", "analyze_mesh", "shared_texel_fractions", "uv_overlap_fraction"]
+__all__ = ["MeshReport", "analyze_mesh", "shared_texel_fractions", "udim_hint", "udim_tiles", "uv_area_fractions",
+           "uv_overlap_fraction"]
 
 
 @dataclass
@@ -196,12 +197,21 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
                     f"{int(outside.sum())} of {len(used)} used UV coordinates lie outside [0, 1] (tiled UVs: "
                     "the texture repeats there)"
                 )
+        tiles = udim_tiles(mesh)
         for material_name, fraction in shared_texel_fractions(mesh, overlap_resolution):
             if fraction > 0.01:
                 problems.append(
                     f"material '{material_name}': {100.0 * fraction:.1f}% of its painted texels are shared by more "
                     "than one surface region (overlapping or tiled UVs get the same paint; use --unwrap to re-unwrap)"
+                    + (f"; {udim_hint(tiles)}" if tiles else "")
                 )
+        for material_name, fraction in uv_area_fractions(mesh):
+            if fraction == 0.0:
+                problems.append(f"material '{material_name}': its UV triangles have no area (every face's UVs are "
+                                "one point or lie on a line): nothing can be painted into its texture; --unwrap")
+            elif fraction < SMALL_UV_AREA:
+                problems.append(f"material '{material_name}': its UVs cover only {100.0 * fraction:.2g}% of the "
+                                "texture: a paint holds almost no detail there; check the UV set, or --unwrap")
 
     problems.extend(f"warning: {w}" for w in mesh.warnings + mesh.output_notes)
     ignored = [name for name, applied in mesh.extensions.items() if not applied]
@@ -270,6 +280,67 @@ def shared_texel_fractions(mesh: Mesh, resolution: int = 256) -> list[tuple[str,
     return result
 
 
+SMALL_UV_AREA = 0.01
+"""Share of a texture below which a material's UVs are reported as too small to hold detail (a lightmap-like or
+mis-scaled UV set: 1% of a 1024² texture is about 10,000 texels for the whole material)."""
+
+
+def uv_area_fractions(mesh: Mesh) -> list[tuple[str, float]]:
+    """Per material with UVs: the summed area of its UV triangles placed into [0, 1]² by the bake's wrap rule (as
+    :func:`shared_texel_fractions`), as a share of the texture, capped at 1 (overlaps count twice).
+
+    Returns:
+        ``[(material name, fraction in [0, 1]), ...]`` in material order, for materials that have faces with UVs;
+        0.0 exactly when every UV triangle of the material is a point or a line.
+    """
+    if mesh.uv_faces is None or mesh.uvs is None:
+        return []
+    with_uv = (mesh.uv_faces >= 0).all(axis=1)
+    result = []
+    for index, (material, sampler) in enumerate(zip(mesh.materials, baked_samplers(mesh))):
+        selected = with_uv & (mesh.face_materials == index)
+        if not selected.any():
+            continue
+        placed, _ = wrap_uv_triangles(mesh.uvs[mesh.uv_faces[selected]], sampler)
+        a, b, c = placed[:, 0], placed[:, 1], placed[:, 2]
+        doubled = np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+        result.append((material.name, float(min(np.nansum(doubled) / 2.0, 1.0))))
+    return result
+
+
+def udim_tiles(mesh: Mesh) -> list[int]:
+    """The UDIM tile numbers (``1001 + u_tile + 10 * v_tile``) of a mesh whose UV charts sit in several integer tiles
+    with u in [0, 10) and v >= 0, each face inside one tile; [] for any other layout (a single tile, repeating UVs
+    that cross tile borders, negative UVs)."""
+    if mesh.uv_faces is None or mesh.uvs is None:
+        return []
+    with_uv = (mesh.uv_faces >= 0).all(axis=1)
+    if not with_uv.any():
+        return []
+    corners = mesh.uvs[mesh.uv_faces[with_uv]]  # [F, 3, 2]
+    if not np.isfinite(corners).all():
+        return []
+    edge_1, edge_2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    corners = corners[edge_1[:, 0] * edge_2[:, 1] - edge_1[:, 1] * edge_2[:, 0] != 0]  # a UV point or line has no tile
+    if not len(corners):
+        return []
+    tile = np.floor(corners.mean(axis=1) + 0.0).astype(np.int64)  # the tile of each face's centroid
+    margin = 1e-6
+    inside = ((corners >= tile[:, None, :] - margin) & (corners <= tile[:, None, :] + 1 + margin)).all(axis=(1, 2))
+    if not inside.all() or (tile < 0).any() or (tile[:, 0] >= 10).any():
+        return []
+    numbers = np.unique(1001 + tile[:, 0] + 10 * tile[:, 1])
+    return [int(n) for n in numbers] if len(numbers) > 1 else []
+
+
+def udim_hint(tiles: list[int]) -> str:
+    """The remedy for UVs in several integer tiles (:func:`udim_tiles`), as a clause to append to the shared-texels
+    line: a UDIM layout needs one material per tile, since csdtex paints one image per material."""
+    shown = ", ".join(str(t) for t in tiles[:6]) + (", ..." if len(tiles) > 6 else "")
+    return (f"the UVs sit in the integer tiles {shown}: if that is a UDIM layout, give each tile its own material "
+            "in your 3D tool (its UVs moved into 0..1) so that the tiles are painted apart")
+
+
 def _seam_statistics(mesh: Mesh, edges: _WeldedEdges, seams) -> dict[str, float | None]:
     """Seam length, its share of all welded edge length, and the length-weighted texel-density ratio across seams
     (UV segment lengths of the two sides, larger over smaller; equal texture sizes assumed)."""
@@ -284,10 +355,14 @@ def _seam_statistics(mesh: Mesh, edges: _WeldedEdges, seams) -> dict[str, float 
         uv_len = np.linalg.norm(seams.uvs[:, :, 1] - seams.uvs[:, :, 0], axis=-1)  # [S, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.nan_to_num(uv_len.max(axis=1) / uv_len.min(axis=1), nan=1.0, posinf=np.inf)
-        order = np.argsort(ratio)
-        cumulative = np.cumsum(seams.lengths[order]) / length
-        stats["density_ratio_median"] = float(ratio[order][min(np.searchsorted(cumulative, 0.5), len(order) - 1)])
-        stats["density_mismatch_share"] = float(seams.lengths[ratio >= 2.0].sum() / length)
+        finite = np.isfinite(ratio)  # a side collapsed to a UV point has no density to compare (its own problem line)
+        if finite.any():
+            order = np.argsort(ratio[finite])
+            lengths = seams.lengths[finite][order]
+            cumulative = np.cumsum(lengths) / max(float(lengths.sum()), 1e-300)
+            stats["density_ratio_median"] = float(ratio[finite][order][min(np.searchsorted(cumulative, 0.5),
+                                                                            len(order) - 1)])
+        stats["density_mismatch_share"] = float(seams.lengths[finite & (ratio >= 2.0)].sum() / length)
     return stats
 
 

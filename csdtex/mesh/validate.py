@@ -139,5 +139,5 @@ def validate_mesh(mesh: Mesh) -> None:
         raise MeshError(
             f"{where} has {_count(len(bad_uv), 'texture coordinate')} with NaN or infinite values "
             f"(first: UV {bad_uv[0] + 1}): "
-            "repair the UVs or re-unwrap the mesh"
+            "repair the UVs, or pass --unwrap to replace them"
         )

@@ -20,7 +20,7 @@ import numpy as np
 from csdtex import __version__
 from csdtex.bake import bake_texture
 from csdtex.config import to_dict
-from csdtex.errors import CsdtexError
+from csdtex.errors import UnpaintedTextureError
 from csdtex.export import ExportedFiles, export_all
 from csdtex.field import TextureModel, UVTexture
 from csdtex.fileio import write_text_atomic
@@ -57,10 +57,6 @@ class PaintResult:
     timings: dict[str, float]
     metrics: dict[str, Any]
     mesh: Mesh
-
-
-class UnpaintedTextureError(CsdtexError):
-    """The bake gave no texel a surface sample: the texture would be the flat fill colour everywhere."""
 
 
 def check_painted(coverage: list[np.ndarray], mesh: Mesh) -> None:

@@ -10,11 +10,11 @@ from typing import Callable
 from csdtex.config import DEFAULT_MODEL, EditConfig, PaintConfig, resolve_for_prior, resolve_guidance
 from csdtex.coverage import build_coverage_sampler
 from csdtex.devices import resolve_device
-from csdtex.errors import ConfigError, one_line
+from csdtex.errors import ConfigError, UnpaintedTextureError, one_line
 from csdtex.export import safe_asset_name
 from csdtex.fileio import short_path
 from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
-from csdtex.mesh.analysis import shared_texel_fractions
+from csdtex.mesh.analysis import SMALL_UV_AREA, shared_texel_fractions, udim_hint, udim_tiles, uv_area_fractions
 from csdtex.pipeline.outputs import check_inputs_kept, claim_output_folder
 from csdtex.pipeline.run import PhaseTimer, PreparedRun
 from csdtex.render import CandidateBudget, resolve_backend
@@ -155,7 +155,8 @@ def prepare_run(
     if prior is None and not config.model:
         config = dataclasses.replace(config, model=DEFAULT_MODEL)
 
-    source_mesh = mesh if isinstance(mesh, Mesh) else timer.run("load_mesh", load_mesh, mesh)
+    source_mesh = mesh if isinstance(mesh, Mesh) else timer.run("load_mesh", load_mesh, mesh,
+                                                               discard_uvs=bool(config.unwrap))
     check_inputs_kept(out_dir, name, [source_mesh.source, *(m.texture_source for m in source_mesh.materials),
                                        *source_mesh.read_files])  # a glTF's images and an OBJ's maps too
     owns_prior = prior is None
@@ -215,8 +216,10 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
         parts = ", ".join(f"'{name}' {100.0 * fraction:.1f}%" for name, fraction in shared)
         remedy = ("; edits there change every region that shares them" if is_edit else
                   "; pass --unwrap to give every surface point its own texels")
+        tiles = udim_tiles(textured)
         message = (f"several surface regions share the same texels (tiled or overlapping UVs): shared fraction of "
-                   f"the painted texels {parts}; those regions get the same paint{remedy}")
+                   f"the painted texels {parts}; those regions get the same paint{remedy}"
+                   + (f"; {udim_hint(tiles)}" if tiles else ""))
         warn(message)
         notes.append(message)
     if source.vertex_colors is not None:
@@ -233,6 +236,21 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
                    f"carried into the outputs ({parts}); paint without --unwrap to keep them")
         warn(message)
         notes.append(message)
+    areas = [] if is_edit else uv_area_fractions(textured)
+    if areas and not any(fraction > 0.0 for _, fraction in areas):  # said now, not after the whole optimization
+        corners = textured.uvs[textured.uv_faces[(textured.uv_faces >= 0).all(axis=1)].reshape(-1)]
+        raise UnpaintedTextureError(
+            f"nothing can be painted: every UV triangle has no area (the UVs of each face are one point or lie on a "
+            f"line; they span u {corners[:, 0].min():.3g}..{corners[:, 0].max():.3g}, v {corners[:, 1].min():.3g}.."
+            f"{corners[:, 1].max():.3g}); pass --unwrap for a new UV layout")
+    for name, fraction in areas:
+        if fraction < SMALL_UV_AREA:
+            detail = ("its UV triangles have no area, so it gets no paint" if fraction == 0.0 else
+                      f"its UVs cover only {100.0 * fraction:.2g}% of the texture, so the paint holds almost no "
+                      "detail there")
+            message = f"material '{name}': {detail}; check that this is the UV set you meant, or pass --unwrap"
+            warn(message)
+            notes.append(message)
     for material in [] if is_edit else textured.materials:
         transform = material.texture_transform
         if transform is not None and not transform.is_identity:
