@@ -276,6 +276,84 @@ def test_damaged_weights_are_reported(tiny_folders, tmp_path):
     assert "\n" not in str(info.value)
 
 
+def _drop_weights(weights: Path, count: int) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    for key in sorted(tensors)[:count]:
+        del tensors[key]
+    save_file(tensors, weights)
+
+
+def test_networks_with_missing_weights_are_refused_not_filled_at_random(tiny_folders, tmp_path):
+    # The libraries would initialise missing weights at random (a prior that paints nothing, or NaNs later).
+    for component, weights in (("unet", "diffusion_pytorch_model.safetensors"), ("text_encoder", "model.safetensors")):
+        folder = shutil.copytree(tiny_folders["latent"], tmp_path / f"missing_{component}")
+        _drop_weights(folder / component / weights, 3)
+        with pytest.raises(ModelError, match=rf"{component} does not fit .*3 weights missing") as info:
+            load_prior(folder, "cpu")
+        assert "\n" not in str(info.value) and "download the model again" in str(info.value)
+
+
+def test_a_unet_of_another_class_or_another_shape_is_refused(tiny_folders, tmp_path):
+    folder = shutil.copytree(tiny_folders["latent"], tmp_path / "uncond")
+    config_path = folder / "unet" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "_class_name": "UNet2DModel"}))
+    with pytest.raises(ModelError, match="holds a UNet2DModel, not the text-conditioned"):
+        load_prior(folder, "cpu")
+    config_path.write_text(json.dumps({**config, "block_out_channels": [c * 2 for c in config["block_out_channels"]]}))
+    with pytest.raises(ModelError, match="weights of another shape than its config.json says") as info:
+        load_prior(folder, "cpu")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"addition_embed_type": "text_time"}, "needs added conditioning"),
+    ("cross_attention_dim", "the text encoder makes 32-wide embeddings but the UNet takes 16"),
+])
+def test_components_that_cannot_run_together_are_refused_at_load(tiny_folders, tmp_path, change, message):
+    folder = shutil.copytree(tiny_folders["latent"], tmp_path / "mixed")
+    config_path = folder / "unet" / "config.json"
+    config = json.loads(config_path.read_text())
+    if change == "cross_attention_dim":  # a text encoder of another width: its embeddings do not fit the UNet
+        text_config = json.loads((folder / "text_encoder" / "config.json").read_text())
+        assert text_config["hidden_size"] == config["cross_attention_dim"]
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        wide = CLIPTextModel(CLIPTextConfig(**{**text_config, "hidden_size": 32, "intermediate_size": 64}))
+        shutil.rmtree(folder / "text_encoder")
+        wide.save_pretrained(folder / "text_encoder", safe_serialization=True)
+        message = message.replace("16", str(config["cross_attention_dim"]))
+    else:
+        config_path.write_text(json.dumps({**config, **change}))
+    with pytest.raises(ModelError, match=message):
+        load_prior(folder, "cpu")
+
+
+def test_a_tokenizer_beyond_the_text_encoders_table_or_damaged_is_refused(tiny_folders, tmp_path):
+    folder = shutil.copytree(tiny_folders["latent"], tmp_path / "tokens")
+    text_config_path = folder / "text_encoder" / "config.json"
+    text_config = json.loads(text_config_path.read_text())
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    small = CLIPTextModel(CLIPTextConfig(**{**text_config, "vocab_size": 10}))
+    shutil.rmtree(folder / "text_encoder")
+    small.save_pretrained(folder / "text_encoder", safe_serialization=True)
+    with pytest.raises(ModelError, match="tokens but the text encoder only 10 embeddings"):
+        load_prior(folder, "cpu")
+    damaged = shutil.copytree(tiny_folders["latent"], tmp_path / "vocab")
+    (damaged / "tokenizer" / "vocab.json").write_text("garbage")
+    with pytest.raises(ModelError, match="cannot load .*tokenizer") as info:
+        load_prior(damaged, "cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_a_folder_name_with_a_trailing_space_is_found(tiny_folders, tmp_path):
+    folder = shutil.copytree(tiny_folders["pixel"], tmp_path / "my prior ")
+    assert load_prior(str(folder), "cpu").kind == "pixel"
+
+
 def test_two_text_encoder_pipelines_are_refused(tiny_folders, tmp_path):
     folder = shutil.copytree(tiny_folders["latent"], tmp_path / "xl")
     shutil.copytree(folder / "text_encoder", folder / "text_encoder_2")

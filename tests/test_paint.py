@@ -331,3 +331,30 @@ def test_a_checkpoint_interrupted_between_its_two_files_resumes_consistently(tmp
     step = checkpoint_module.load_checkpoint(tmp_path, restored, torch.optim.Adam(restored.parameters()),
                                              torch.Generator(), identity, 10)
     assert step == 4 and torch.equal(restored.weight, expected) and checkpoint_module.checkpoint_step(tmp_path) == 4
+
+
+def test_prompt_warnings_name_what_the_prior_cannot_read(tmp_path, priors, small_mesh):
+    args = ["--steps", "1", "--views-per-step", "1", "--texture-size", "32", "--out"]
+    # The built-in prior's tokenizer reads 'red-and-blue' as one unknown token: 'and' and 'blue' would be lost.
+    result = invoke("paint", str(small_mesh), "a red-and-blue object", *args, str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    assert "'red-and-blue' with 'and', 'blue' lost in an unknown token" in result.output
+    assert "('red and blue')" in result.output
+    # A prompt longer than the text encoder's window: the dropped words and the lost view words are named.
+    long_prompt = "a red ball " + " ".join(["with many tiny white dots"] * 20)
+    result = invoke("paint", str(small_mesh), long_prompt, "--model", str(priors["latent"]), *args, str(tmp_path / "b"))
+    assert result.exit_code == 0, result.output
+    assert "tokens long but the text encoder reads 16" in result.output and "view words" in result.output
+    assert "Token indices sequence length" not in result.output
+    # --negative with SDS has no effect: said, not silently ignored.
+    result = invoke("paint", str(small_mesh), "a red ball", "--model", str(priors["latent"]), "--guidance", "sds",
+                    "--negative", "blue", *args, str(tmp_path / "c"))
+    assert result.exit_code == 0 and "--negative has no effect with --guidance sds" in result.output
+    record = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert record["prior"]["source"] == str(priors["latent"].resolve())
+
+
+def test_an_empty_model_option_is_an_error_not_the_builtin_prior(tmp_path, small_mesh):
+    result = invoke("paint", str(small_mesh), "a red ball", "--model", "", "--out", str(tmp_path / "out"), *FAST)
+    assert result.exit_code != 0 and result.output.startswith("error: --model is empty")
+    assert not (tmp_path / "out").exists()

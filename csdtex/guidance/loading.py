@@ -33,6 +33,7 @@ from csdtex.errors import ModelError, one_line
 from csdtex.guidance.aliases import MODEL_ALIASES
 from csdtex.guidance.priors import LatentPrior, PixelPrior, PredictionType, Prior, PriorKind
 from csdtex.guidance.vocabulary import Vocabulary, read_vocabulary, tokenizer_words
+from csdtex.wording import counted
 
 TINY_PRIOR_CONFIG_NAME = "tiny_prior_config.json"
 """The file that marks a folder as one of csdtex's tiny priors (architecture and closed vocabulary)."""
@@ -204,17 +205,63 @@ def quiet_progress_bars() -> Iterator[None]:
 
 
 def _load_component(loader: Any, what: Path, **kwargs: Any) -> Any:
-    """Call ``loader.from_pretrained`` on a local folder; turn file-level failures into a one-line ModelError."""
+    """Call ``loader.from_pretrained`` on a local folder; turn file-level failures into a one-line ModelError.
+
+    Networks (every loader but a tokenizer) are loaded with their loading report, and refused when weights are
+    missing (the libraries would initialise them at random: a prior that paints nothing or NaNs) or, for diffusers
+    networks, when the files hold weights the network has no place for (another architecture)."""
     from safetensors import SafetensorError
 
+    network = not loader.__name__.endswith("Tokenizer")
     try:
-        with quiet_progress_bars():
-            return loader.from_pretrained(str(what), local_files_only=True, **kwargs)
-    except (OSError, ValueError, SafetensorError) as err:
+        with quiet_progress_bars(), quiet_library_logs():
+            loaded = loader.from_pretrained(str(what), local_files_only=True, **kwargs,
+                                            **({"output_loading_info": True} if network else {}))
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # RuntimeError: shapes that do not fit
+        reason = one_line(err)
+        if isinstance(err, RuntimeError) and ("size mismatch" in str(err) or "mismatched_sizes" in str(err)
+                                              or "loading state_dict" in str(err)):
+            reason = "weights of another shape than its config.json says"
         raise ModelError(
-            f"cannot load {what} with {loader.__name__} ({one_line(err)}): the files are damaged or of another "
+            f"cannot load {what} with {loader.__name__} ({reason}): the files are damaged or of another "
             "architecture; download the model again or use another folder"
         ) from None
+    except Exception as err:  # e.g. the tokenizers library raises a bare Exception for a damaged vocabulary
+        raise ModelError(f"cannot load {what} with {loader.__name__} ({one_line(err)}): the files are damaged; "
+                         "download the model again") from None
+    if not network:
+        return loaded
+    model, info = loaded
+    problems = [(kind, sorted(info.get(key) or ())) for kind, key in
+                (("missing", "missing_keys"), ("of the wrong shape", "mismatched_keys"))]
+    if not loader.__module__.startswith("transformers"):  # transformers lists benign leftovers (buffers) here
+        problems.append(("not used by the network", sorted(info.get("unexpected_keys") or ())))
+    for kind, keys in problems:
+        if keys:
+            shown = ", ".join(str(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+            raise ModelError(f"{what} does not fit {loader.__name__}: {counted(len(keys), 'weight')} {kind} "
+                             f"({shown}); the folder is incomplete or holds another architecture: download the model "
+                             "again or use another folder")
+    return model
+
+
+@contextlib.contextmanager
+def quiet_library_logs() -> Iterator[None]:
+    """Keep diffusers' and transformers' warnings (load reports, accelerate hints) off the terminal while the block
+    runs; csdtex reports what matters itself, in one line. Process-wide while the block runs, then restored."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    levels = [(module, module.get_verbosity()) for module in (diffusers_logging, transformers_logging)]
+    for module, _ in levels:
+        module.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for module, level in levels:
+            module.set_verbosity(level)
 
 
 def _load_tokenizer(tokenizer_dir: Path, text_model_type: str) -> Any:
@@ -292,6 +339,16 @@ def load_prior_from_folder(
     alphas_cumprod, prediction_type = _alphas_cumprod(folder)
     tokenizer = _load_tokenizer(folder / "tokenizer", text_model_type)
 
+    unet_config = _read_json(folder / "unet" / "config.json") if (folder / "unet" / "config.json").is_file() else {}
+    unet_class = unet_config.get("_class_name")
+    if unet_class not in (None, "UNet2DConditionModel"):
+        raise ModelError(f"{folder / 'unet'} holds a {unet_class}, not the text-conditioned UNet2DConditionModel of a "
+                         "text-to-image pipeline: use a Stable Diffusion 1.x / 2.x or DeepFloyd IF stage I folder")
+    added = unet_config.get("addition_embed_type")
+    if added in UNSUPPORTED_ADDED_CONDITIONING:
+        raise ModelError(f"{folder / 'unet'} needs added conditioning (addition_embed_type {added!r}, as SDXL / "
+                         "Kandinsky UNets): not supported; use a Stable Diffusion 1.x / 2.x or DeepFloyd IF stage I "
+                         "folder")
     unet = _load_component(
         UNet2DConditionModel, folder / "unet", use_safetensors=True, torch_dtype=dtype,
         variant=variants["unet"], low_cpu_mem_usage=is_accelerate_available(),
@@ -300,6 +357,7 @@ def load_prior_from_folder(
         text_classes[text_model_type], folder / "text_encoder", use_safetensors=True, dtype=dtype,
         variant=variants["text_encoder"], trust_remote_code=False,
     )  # fmt: skip
+    _check_components_fit(folder, unet.config, text_encoder.config, tokenizer)
     if device.type == "cpu":
         # The CPU's convolution kernels (oneDNN) prefer channels-last weights: the built-in prior's UNet forward on
         # 12 samples of 64^2 took 198 instead of 224 ms on 2 cores, same values up to float rounding (1.4e-5). Not on
@@ -361,6 +419,30 @@ def load_prior_from_folder(
         text_encoder.to(device)
         prior.place_networks()
     return prior
+
+
+UNSUPPORTED_ADDED_CONDITIONING = ("text_time", "image", "image_hint", "text_image")
+"""UNet ``addition_embed_type`` values that need inputs besides the prompt embedding (SDXL's pooled text and image
+sizes, Kandinsky's image embeddings): csdtex gives a UNet the prompt only."""
+
+
+def _check_components_fit(folder: Path, unet_config: Any, text_config: Any, tokenizer: Any) -> None:
+    """Refuse, in one line and before any work, a pipeline whose parts cannot run together (they would fail at the
+    first step with a shape error): the text encoder's width against the UNet's cross-attention input, the
+    tokenizer's ids against the text encoder's embedding table. (A UNet that needs added conditioning is refused
+    from its config before loading.)"""
+    width = getattr(text_config, "hidden_size", None) or getattr(text_config, "d_model", None)
+    takes = getattr(unet_config, "encoder_hid_dim", None) or getattr(unet_config, "cross_attention_dim", None)
+    if isinstance(takes, (list, tuple)):
+        takes = takes[0] if len(set(takes)) == 1 else None
+    if width is not None and takes is not None and int(width) != int(takes):
+        raise ModelError(f"{folder}: the text encoder makes {width}-wide embeddings but the UNet takes {takes}: the "
+                         "components come from different models; download the model again")
+    vocab_size = getattr(text_config, "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > int(vocab_size):
+        raise ModelError(f"{folder}: the tokenizer has {len(tokenizer)} tokens but the text encoder only "
+                         f"{vocab_size} embeddings: the components come from different models; download the model "
+                         "again")
 
 
 def _tiny_prior_vocabulary(config_path: Path, tokenizer: Any) -> Vocabulary | frozenset[str]:
@@ -536,7 +618,10 @@ def load_prior(
         DeviceError: CUDA requested but unavailable.
         ConfigError: an unknown device name.
     """
-    name = os.fspath(model).strip()
+    given = os.fspath(model)
+    if given.strip() and given != given.strip() and Path(given).expanduser().is_dir():
+        return load_prior_from_folder(given, device, dtype, low_vram=low_vram)  # a folder whose name has spaces
+    name = given.strip()
     if not name:
         raise ModelError("no model given: pass an alias (csdtex models), a local diffusers folder or a hub id")
     alias = MODEL_ALIASES.get(name.lower())

@@ -346,6 +346,13 @@ class Prior:
             hidden = self.text_encoder(input_ids, attention_mask=attention_mask)[0]
         return hidden.to(self.dtype)
 
+    def token_ids(self, text: str, truncate: bool = False) -> tuple[int, ...]:
+        """The token ids :meth:`encode_text` reads for ``text`` (special tokens included, no padding): all of them, or
+        with ``truncate`` only the first ``max_text_length`` (what the text encoder sees)."""
+        text = text.lower().strip() if self._lowercase_prompts else text
+        ids = self.tokenizer(text, truncation=False, add_special_tokens=True, verbose=False).input_ids
+        return tuple(ids[: self.max_text_length] if truncate else ids)
+
     @contextlib.contextmanager
     def _text_encoder_on_device(self) -> Iterator[None]:
         """Move an offloaded text encoder to ``device`` for the ``with`` block and back to the CPU after it."""

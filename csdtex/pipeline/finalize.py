@@ -59,6 +59,16 @@ class PaintResult:
     mesh: Mesh
 
 
+def _weights_source(prior) -> str | None:
+    """Where the prior's weights came from, for ``run.json``: the absolute folder (a hub id's cache snapshot, whose
+    name is the revision), or the prior's own description when it is not a folder."""
+    source = getattr(prior, "source", None)
+    if not source:
+        return None
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else str(source)
+
+
 def check_painted(coverage: list[np.ndarray], mesh: Mesh) -> None:
     """Raise :class:`UnpaintedTextureError` (one line) when no texel of any material was covered by a UV triangle.
 
@@ -158,7 +168,8 @@ def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: Exporte
         "mesh": {"source": str(mesh.source) if mesh.source else None, "faces": mesh.num_faces,
                  "vertices": mesh.num_vertices, "materials": len(mesh.materials), "files": _input_files(mesh)},
         "model": run.config.model,
-        "prior": {"kind": prior.kind, "render_resolution": prior.render_resolution, "dtype": str(prior.dtype)},
+        "prior": {"kind": prior.kind, "render_resolution": prior.render_resolution, "dtype": str(prior.dtype),
+                  "source": _weights_source(prior)},
         "seed": run.config.seed,
         "device": str(run.device),
         "renderer": run.backend,

@@ -152,6 +152,9 @@ def prepare_run(
     if resume and not has_checkpoint(out_dir):
         raise ConfigError(f"--resume: no checkpoint in {out_dir}; run without --resume to start from scratch")
     kept_step = None if resume else checkpoint_step(out_dir)
+    if prior is None and config.model is not None and not str(config.model).strip():
+        raise ConfigError("--model is empty: pass an alias (csdtex models), a local diffusers folder or a hub id, or "
+                          "leave the option out for the built-in prior")
     if prior is None and not config.model:
         config = dataclasses.replace(config, model=DEFAULT_MODEL)
 
@@ -177,11 +180,16 @@ def prepare_run(
                "and replaces it: stop now (Ctrl-C) and run again with --resume to continue from it instead")
     for warning in source_mesh.warnings + source_mesh.output_notes:
         warn(warning)
+    _warn_long_prompt(prior, prompt, guidance.view_dependent_prompt, warn)
+    if guidance.method == "sds" and config.negative_prompt and not isinstance(config, EditConfig):
+        warn("--negative has no effect with --guidance sds (SDS uses the prompt and the empty prompt only); it "
+             "steers the CSD gradient")
     if prior.vocabulary:
-        _warn_unknown_words(prior.vocabulary, prompt, guidance.negative_prompt if guidance.method == "csd" else None,
-                            "in the source description (--source): " if isinstance(config, EditConfig) else
-                            "in the negative prompt: ",
-                            warn)
+        negative = guidance.negative_prompt if guidance.method == "csd" else None
+        negative_words = ("in the source description (--source): " if isinstance(config, EditConfig) else
+                          "in the negative prompt: ")
+        _warn_joined_words(prior, [(prompt, ""), (negative, negative_words)], warn)
+        _warn_unknown_words(prior.vocabulary, prompt, negative, negative_words, warn)
     if config.unwrap or not source_mesh.has_uvs:
         reason = "as asked (--unwrap)" if config.unwrap else "it has no UVs" if source_mesh.uv_faces is None else (
             "some faces have no UVs")
@@ -259,6 +267,29 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
     return notes
 
 
+def _warn_long_prompt(prior, prompt: str, view_dependent: bool, warn: Notify) -> None:
+    """Warn when the text encoder cannot read the whole prompt (it keeps the first ``max_text_length`` tokens): name
+    the words it drops, and say when the view words appended per camera are the part that falls off."""
+    from csdtex.guidance.prompts import VIEW_SUFFIXES
+
+    limit = prior.max_text_length
+    count = len(prior.token_ids(prompt))
+    if count > limit:
+        words = prompt.split()
+        kept = 0  # the longest run of leading words that fits
+        while kept < len(words) and len(prior.token_ids(" ".join(words[: kept + 1]))) <= limit:
+            kept += 1
+        dropped = " ".join(words[kept:])
+        shown = dropped if len(dropped) <= 60 else dropped[:57] + "..."
+        warn(f"the prompt is {count} tokens long but the text encoder reads {limit}: '{shown}' is ignored"
+             + (", and so are the view words (', front view', ...)" if view_dependent else "")
+             + "; shorten the prompt")
+    elif view_dependent and len({prior.token_ids(prompt + suffix, truncate=True) for suffix in VIEW_SUFFIXES}) < len(
+            VIEW_SUFFIXES):
+        warn(f"the view words appended per camera (', front view', ...) fall past the text encoder's {limit} tokens "
+             "with this prompt, so some views are not told apart; shorten the prompt")
+
+
 def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, negative_words: str,
                         warn: Notify) -> None:
     from csdtex.guidance.loading import builtin_prior_vocabularies
@@ -271,3 +302,23 @@ def _warn_unknown_words(vocabulary, prompt: str, negative_prompt: str | None, ne
         message = unknown_words_message(text, vocabulary, alternatives) if text else None
         if message:
             warn(where + message)
+
+
+def _warn_joined_words(prior, texts: list[tuple[str | None, str]], warn: Notify) -> None:
+    """Warn about known words a closed-vocabulary prior loses because punctuation joins them to others: its
+    tokenizer reads ``red-and-blue`` or ``red/blue`` as one unknown token (the word check splits on punctuation, so it
+    would not notice). ``texts``: (text or None, where it came from, for the message)."""
+    from csdtex.guidance.vocabulary import is_punctuation, prompt_words
+
+    for text, where in texts:
+        for chunk in (text or "").split():
+            known = [w for w in prompt_words(chunk) if not is_punctuation(w) and w in prior.vocabulary]
+            if not known or not any(is_punctuation(c) for c in chunk):
+                continue
+            read = {token.lstrip("\u2581").lower()
+                    for token in prior.tokenizer.convert_ids_to_tokens(list(prior.token_ids(chunk)))}
+            lost = [w for w in known if w not in read]
+            if lost:
+                apart = " ".join(w for w in prompt_words(chunk) if not is_punctuation(w))
+                warn(f"{where}the prior reads '{chunk}' with {', '.join(repr(w) for w in lost)} lost in an unknown "
+                     f"token (punctuation joins the words): write them apart with spaces ('{apart}')")
