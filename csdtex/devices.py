@@ -34,7 +34,8 @@ def resolve_device(choice: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if choice == "cuda" or choice.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {choice} was requested but no CUDA GPU is available: use --device cpu (or auto)")
+            raise DeviceError(f"--device {choice} was requested but no CUDA GPU is available: use --device cpu "
+                              "(or auto)")
         try:
             device = torch.device(choice)
         except RuntimeError:
