@@ -31,9 +31,9 @@ class CsdtexGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted; no partial outputs were kept", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as interrupt:
+            click.echo(f"error: {_interrupted(interrupt)}; no partial outputs were kept", err=True)
+            ctx.exit(_interrupt_status(interrupt))
         except Exception as error:  # CsdtexError, out of memory (CUDA's recognised without importing torch)
             message = user_message(error)
             if message is None:
@@ -44,20 +44,45 @@ class CsdtexGroup(click.Group):
 
 @contextlib.contextmanager
 def _interrupt_names_checkpoint(out_dir: Path):
-    """On Ctrl-C during paint / edit: when a checkpoint was kept in ``out_dir``, say so and how to continue (exit
-    130, as for any interrupt)."""
+    """On Ctrl-C during paint / edit: when this run kept a checkpoint in ``out_dir``, say so and how to continue
+    (exit 130, as for any interrupt). A checkpoint older than the command is an earlier run's, which ``--resume``
+    continues only with that run's settings: it is named without the advice."""
+    import time
+
+    started = time.time()
     try:
         yield
-    except KeyboardInterrupt:
-        from csdtex.pipeline.checkpoint import checkpoint_step, has_checkpoint
+    except KeyboardInterrupt as interrupt:
+        from csdtex.pipeline.checkpoint import CHECKPOINT_TENSORS, checkpoint_step, has_checkpoint
 
         if not has_checkpoint(out_dir):
             raise
         step = checkpoint_step(out_dir)
         step = "?" if step is None else step
-        click.echo(f"error: interrupted; no partial outputs were kept, but the checkpoint at step {step} in {out_dir} "
-                   "was: run the same command with --resume to continue from it", err=True)
-        sys.exit(130)
+        with contextlib.suppress(OSError):
+            if (out_dir / CHECKPOINT_TENSORS).stat().st_mtime < started - 1.0:
+                click.echo(f"error: {_interrupted(interrupt)}; no partial outputs were kept ({out_dir} still holds the "
+                           f"checkpoint at step {step} of an earlier run)", err=True)
+                sys.exit(_interrupt_status(interrupt))
+        click.echo(f"error: {_interrupted(interrupt)}; no partial outputs were kept, but the checkpoint at step {step} "
+                   f"in {out_dir} was: run the same command with --resume to continue from it", err=True)
+        sys.exit(_interrupt_status(interrupt))
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> str:
+    """'interrupted' (Ctrl-C) or 'stopped by SIGTERM' / 'SIGHUP' (:class:`csdtex.entry.Terminated`)."""
+    number = getattr(interrupt, "signal_number", None)
+    if number is None:
+        return "interrupted"
+    import signal
+
+    return f"stopped by {signal.Signals(number).name}"
+
+
+def _interrupt_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status of an interrupted command: 130 for Ctrl-C, 128 + the signal number for a termination."""
+    number = getattr(interrupt, "signal_number", None)
+    return 130 if number is None else 128 + int(number)
 
 
 @click.group(cls=CsdtexGroup, context_settings={"help_option_names": ["-h", "--help"]})

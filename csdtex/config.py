@@ -130,6 +130,7 @@ class PaintConfig:
         _check_types(self)  # first: the range checks below compare numbers
         checks = [
             (self.steps is None or self.steps >= 1, f"steps must be at least 1 (got {self.steps})"),
+            (-(2**63) <= self.seed < 2**64, f"seed must be a whole number from -2^63 to 2^64 - 1 (got {self.seed})"),
             (1 <= self.views_per_step <= 64, f"views per step must be in 1..64 (got {self.views_per_step})"),
             (self.texture_size is None or 16 <= self.texture_size <= 16384,
              f"texture size must be in 16..16384 (got {self.texture_size})"),
@@ -417,9 +418,8 @@ def _check_types(config: "PaintConfig") -> None:
             fail(name, "a string or None")
     if not isinstance(config.coverage, CoverageSampling):
         fail("coverage", "a csdtex.config.CoverageSampling")
-    for key, value in config.guidance.items() if isinstance(config.guidance, dict) else ():
-        if isinstance(value, str) and key not in ("negative_prompt", "method", "weighting", "timestep_sampling"):
-            raise ConfigError(f"guidance.{key} must be a number (got {value!r})")
+    if isinstance(config.guidance, dict):  # the same checks as a [guidance] table of a config file
+        _checked_guidance(dict(config.guidance), "the guidance options")
     for name in ("preserve", "texel_learning_rate_scale"):  # EditConfig's own numbers
         value = getattr(config, name, None)
         if value is not None and (isinstance(value, (bool, _numpy_bool_types())) or not isinstance(value, Real)):

@@ -31,10 +31,37 @@ def prefer_allocator_settings(environ: MutableMapping[str, str]) -> bool:
     return True
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``kill``, ``timeout``, ``docker stop``, a CI job cancelled, a closed terminal), raised in
+    the main thread like Ctrl-C, so that the same clean-up runs: temporaries removed, the folder lock released, a
+    kept checkpoint named; the exit status is 128 + the signal number (143 for SIGTERM)."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+def stop_on_termination_signals() -> None:
+    """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the command line owns its process; the
+    library never installs handlers). A second signal while the first is being handled is ignored."""
+    import signal
+
+    def handler(signal_number, frame):
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+        raise Terminated(signal_number)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+
+
 def run() -> None:
-    """Entry point of the ``csdtex`` script (and ``python -m csdtex``): allocator settings, then
+    """Entry point of the ``csdtex`` script (and ``python -m csdtex``): allocator settings, termination signals, then
     :func:`csdtex.cli.main`."""
     prefer_allocator_settings(os.environ)
+    stop_on_termination_signals()
     from csdtex.cli import main
 
     main()

@@ -8,10 +8,49 @@ half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+_STAGED: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("csdtex_staged_outputs",
+                                                                                        default=None)
+
+
+@contextlib.contextmanager
+def staged_outputs() -> Iterator[None]:
+    """Make every file written with :func:`atomic_path` inside the block appear together when the block ends: each
+    stays a temporary file next to its destination until then, and all are renamed into place in one quick pass at
+    the end, or all removed if the block raises (Ctrl-C included). So a run's outputs (model files, textures,
+    previews, record) are never left half old, half new.
+
+    Scoped to the block and to the current thread / task (a context variable, not process-wide state); blocks nest
+    (an inner block's files join the outer one's). Inside the block a staged file is not at its destination yet:
+    :func:`staged_destinations` lists them.
+    """
+    outer = _STAGED.get()
+    staged: list[tuple[Path, Path]] = [] if outer is None else outer
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        if outer is None:
+            for temporary, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    temporary.unlink()
+        raise
+    finally:
+        _STAGED.reset(token)
+    if outer is None:
+        for temporary, destination in staged:
+            os.replace(temporary, destination)
+
+
+def staged_destinations() -> list[Path]:
+    """The destinations of the files staged so far by the enclosing :func:`staged_outputs` block ([] outside one)."""
+    return [destination for _, destination in _STAGED.get() or []]
 
 
 @contextlib.contextmanager
@@ -19,7 +58,8 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``destination``; on success rename it onto ``destination``.
 
     The temporary file keeps the destination's suffix so that writers that pick a format by extension (PIL, imageio)
-    still work. On any exception the temporary file is removed and ``destination`` is left untouched.
+    still work. On any exception the temporary file is removed and ``destination`` is left untouched. Inside a
+    :func:`staged_outputs` block the rename waits for the end of the block.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -31,11 +71,15 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp creates 0600; outputs get the usual permissions
     try:
         yield tmp_path
-        os.replace(tmp_path, destination)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+    staged = _STAGED.get()
+    if staged is None:
+        os.replace(tmp_path, destination)
+    else:
+        staged.append((tmp_path, destination))
 
 
 def _current_umask() -> int:

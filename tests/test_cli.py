@@ -151,7 +151,8 @@ def test_python_calls_with_arguments_of_the_wrong_type_get_one_line(tmp_path):
 
     vase = ASSETS / "vase.obj"
     bad_configs = [dict(model=123), dict(device=0), dict(negative_prompt=5), dict(coverage={"share": 0.5}),
-                   dict(guidance={"w1": "1"})]
+                   dict(guidance={"w1": "1"}), dict(guidance={"w1": None}), dict(guidance={"w1": [1, 2]}),
+                   dict(guidance={"w1": True}), dict(seed=2**70)]
     for values in bad_configs:
         with pytest.raises(ConfigError, match=f"{next(iter(values))}"):
             csdtex.PaintConfig(**values).validate()

@@ -237,6 +237,54 @@ def test_resume_refuses_a_checkpoint_of_another_mesh(tmp_path, interrupted_run):
     assert (out / "checkpoint.json").exists() and not (out / "run.json").exists()
 
 
+def test_a_damaged_checkpoint_is_refused_in_one_line_not_resumed(tmp_path, ball, interrupted_run):
+    """Damaged tensor data with an intact header resumed into NaNs blamed on the options, and hand-edited checkpoints
+    gave tracebacks (new-user test, session 15): the checksum and the restore are checked."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    out, options = interrupted_run
+    tensors_file = out / "checkpoint.safetensors"
+    for damage in ("bytes", "missing tensor", "shape"):
+        copy = shutil.copytree(out, tmp_path / damage.replace(" ", "_"))
+        path = copy / tensors_file.name
+        if damage == "bytes":
+            data = bytearray(path.read_bytes())
+            data[-64:] = bytes(64)  # the last tensor's bytes zeroed, the header intact
+            path.write_bytes(bytes(data))
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                header = {k: v for k, v in (handle.metadata() or {}).items() if k != "tensors_sha256"}
+            tensors = load_file(str(path))
+            if damage == "missing tensor":
+                del tensors["rng"]
+            else:
+                key = next(k for k in tensors if k.startswith("field."))
+                tensors[key] = torch.zeros(3, 3)
+            save_file(tensors, str(path), metadata=header)
+        result = invoke("paint", str(ball), "a ball", "--out", str(copy), *options, "--resume")
+        assert result.exit_code == 2, (damage, result.output)
+        assert "checkpoint" in result.output and "unreadable" in result.output and "Traceback" not in result.output
+        assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1, result.output
+
+
+def test_a_new_run_over_another_runs_checkpoint_does_not_advise_resume(tmp_path, ball, interrupted_run):
+    import shutil
+
+    out, options = interrupted_run
+    copy = shutil.copytree(out, tmp_path / "copy")
+    quiet = [option for option in options if option != "--quiet"]
+    result = invoke("paint", str(ball), "a red ball", "--out", str(copy), *quiet)
+    assert result.exit_code == 0, result.output
+    assert "holds the checkpoint of another run at step 2 (not the same: prompt)" in result.output
+    assert "--resume" not in result.output
+    same = invoke("paint", str(ball), "a ball", "--out", str(shutil.copytree(out, tmp_path / "same")), *quiet)
+    assert same.exit_code == 0 and "run again with --resume to continue from it instead" in same.output
+
+
 def test_an_interrupt_names_the_kept_checkpoint(tmp_path, priors, ball, monkeypatch):
     """Ctrl-C after a checkpoint: the line says which step was kept and that --resume continues (it only said "no
     partial outputs were kept"; new-user test, session 12)."""

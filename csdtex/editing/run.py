@@ -23,12 +23,13 @@ from csdtex.config import DEFAULT_PRESERVE, EditConfig
 from csdtex.errors import call_with_gpu_memory_errors
 from csdtex.export import ExportedFiles, export_all
 from csdtex.field import seeded_model
+from csdtex.fileio import staged_outputs
 from csdtex.mesh import Mesh, load_mesh
 from csdtex.editing.region import (EditRegion, check_edit_prompts, check_mask_reaches_the_surface, edit_region,
                                    texture_records)
 from csdtex.editing.texture import EditableTexture, OriginalTextureView, apply_logit_change
 from csdtex.pipeline.checkpoint import remove_checkpoint
-from csdtex.pipeline.finalize import write_previews, write_run_record
+from csdtex.pipeline.finalize import remove_stale_outputs, write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
 from csdtex.pipeline.optimize import optimize, render_step_views
 from csdtex.pipeline.outputs import run_folder_lock
@@ -173,27 +174,28 @@ def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig,
         progress = TqdmProgress("editing") if show_progress else None
     optimized = optimize(run, model, objective, resume=resume, progress=progress, identity_extra=identity)
 
-    textures = run.timings.run("bake", bake_edit, run, model, region, images)
-    written_samplers, transforms = written_sampling(run.mesh)
-    files = run.timings.run("export", export_all, run.mesh, textures, run.out_dir, run.name, written_samplers,
-                            transforms)
+    with staged_outputs():  # every output appears together at the end, or none does (Ctrl-C included)
+        textures = run.timings.run("bake", bake_edit, run, model, region, images)
+        written_samplers, transforms = written_sampling(run.mesh)
+        files = run.timings.run("export", export_all, run.mesh, textures, run.out_dir, run.name, written_samplers,
+                                transforms)
+        preview, sheet = write_previews(run, textures, written_samplers, transforms)
+        before_after, before_after_sheet = run.timings.run("preview", write_before_after, run, images, textures,
+                                                           written_samplers, transforms)
+        changed_inside, changed_outside = _changes(images, textures, region)
+        metrics = {**optimized.summary(), "fit_error_max": fit_max, "fit_error_rms": fit_rms,
+                   "changed_inside": changed_inside, "changed_outside": changed_outside}
+        record = {"edit": {"source": source, "preserve": preserve, "source_textures": sources,
+                           "materials": region.materials, "mask": region.mask_record,
+                           "editable_fraction": region.editable_fraction,
+                           "fit_error_8bit": {"max": fit_max, "rms": fit_rms},
+                           "changed_inside_fraction": changed_inside, "changed_outside_texels": changed_outside,
+                           "before_after": before_after.name}}
+        run_json = write_run_record(run, optimized, files, preview, extra=record)
     for note in files.notes:
         (warn or python_warning)(note)
-    preview, sheet = write_previews(run, textures, written_samplers, transforms)
-    before_after, before_after_sheet = run.timings.run("preview", write_before_after, run, images, textures,
-                                                       written_samplers, transforms)
+    remove_stale_outputs(run)
     remove_checkpoint(run.out_dir)
-
-    changed_inside, changed_outside = _changes(images, textures, region)
-    metrics = {**optimized.summary(), "fit_error_max": fit_max, "fit_error_rms": fit_rms,
-               "changed_inside": changed_inside, "changed_outside": changed_outside}
-    record = {"edit": {"source": source, "preserve": preserve, "source_textures": sources,
-                       "materials": region.materials, "mask": region.mask_record,
-                       "editable_fraction": region.editable_fraction, "fit_error_8bit": {"max": fit_max,
-                                                                                         "rms": fit_rms},
-                       "changed_inside_fraction": changed_inside, "changed_outside_texels": changed_outside,
-                       "before_after": before_after.name}}
-    run_json = write_run_record(run, optimized, files, preview, extra=record)
     return EditResult(files=files, preview=preview, preview_sheet=sheet, before_after=before_after,
                       before_after_sheet=before_after_sheet, run_json=run_json, textures=textures,
                       timings=run.timings.timings, metrics=metrics, mesh=run.mesh)

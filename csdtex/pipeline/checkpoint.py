@@ -19,7 +19,7 @@ import torch
 
 from csdtex import __version__
 from csdtex.config import PaintConfig, to_dict
-from csdtex.errors import ConfigError
+from csdtex.errors import ConfigError, one_line
 from csdtex.fileio import write_bytes_atomic, write_text_atomic
 from csdtex.guidance.scores import GuidanceConfig
 
@@ -55,7 +55,8 @@ def _saved_metadata(out_dir: Path) -> dict[str, Any]:
     with safe_open(str(Path(out_dir) / CHECKPOINT_TENSORS), framework="pt") as handle:
         header = handle.metadata() or {}
     if "step" in header and "identity" in header:
-        return {"step": int(header["step"]), "identity": json.loads(header["identity"])}
+        return {"step": int(header["step"]), "identity": json.loads(header["identity"]),
+                "tensors_sha256": header.get("tensors_sha256")}
     meta = json.loads((Path(out_dir) / CHECKPOINT_META).read_text(encoding="utf-8"))
     return {"step": int(meta["step"]), "identity": meta.get("identity", {})}
 
@@ -66,6 +67,17 @@ def checkpoint_step(out_dir: Path) -> int | None:
         return _saved_metadata(out_dir)["step"]
     except Exception:  # noqa: BLE001 - any unreadable checkpoint counts as none here
         return None
+
+
+def checkpoint_differences(out_dir: Path, identity: dict[str, Any]) -> list[str] | None:
+    """The keys of ``identity`` (:func:`checkpoint_identity`, possibly partial) whose value differs in the checkpoint
+    in ``out_dir``, in ``identity``'s order; None when there is no readable checkpoint."""
+    try:
+        saved = _saved_metadata(out_dir)["identity"]
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint has no identity to compare
+        return None
+    saved = saved if isinstance(saved, dict) else {}
+    return [key for key, value in identity.items() if key in saved and saved[key] != value]
 
 
 def checkpoint_identity(prompt: str, config: PaintConfig, guidance: GuidanceConfig | None, texture_model: str,
@@ -105,11 +117,26 @@ def save_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
             tensors[f"adam.{index}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
     tensors["rng"] = generator.get_state()
     # The step and identity travel inside the tensors file, which one rename puts in place: an interrupt between it
-    # and checkpoint.json (a readable summary) cannot pair one step's state with another step's count.
-    header = {"step": str(step), "identity": json.dumps(identity), "csdtex": __version__}
-    write_bytes_atomic(Path(out_dir) / CHECKPOINT_TENSORS, save(tensors, metadata=header))  # usual permissions
+    # and checkpoint.json (a readable summary) cannot pair one step's state with another step's count. The checksum
+    # of the tensors' bytes lets a resume tell a damaged file from a good one.
+    header = {"step": str(step), "identity": json.dumps(identity), "csdtex": __version__,
+              "tensors_sha256": _tensors_digest(tensors)}
     meta = {"step": step, "identity": identity, "csdtex": __version__}
-    write_text_atomic(Path(out_dir) / CHECKPOINT_META, json.dumps(meta, indent=2))
+    try:
+        write_bytes_atomic(Path(out_dir) / CHECKPOINT_TENSORS, save(tensors, metadata=header))  # usual permissions
+        write_text_atomic(Path(out_dir) / CHECKPOINT_META, json.dumps(meta, indent=2))
+    except OSError as error:  # a full disk, a folder gone: one line with the remedy
+        raise ConfigError(f"cannot write the checkpoint in {out_dir} ({error.strerror or type(error).__name__}): "
+                          "free some space, or set checkpoint_every = 0 (no checkpoints)") from None
+
+
+def _tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the bytes of every tensor, in key order (what a checkpoint's header records)."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode("utf-8"))
+        digest.update(tensors[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -127,13 +154,16 @@ def load_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    def unreadable(reason: object) -> ConfigError:
+        return ConfigError(f"--resume: the checkpoint in {out_dir} is unreadable ({reason}); delete it and start again")
+
     try:
         meta = _saved_metadata(out_dir)
         tensors = load_file(str(tensor_path))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
-        raise ConfigError(
-            f"--resume: the checkpoint in {out_dir} is unreadable ({error}); delete it and start again"
-        ) from None
+        raise unreadable(error) from None
+    if meta.get("tensors_sha256") not in (None, _tensors_digest(tensors)):
+        raise unreadable("its data does not match its checksum: the file was damaged")
     saved = meta.get("identity", {}) if isinstance(meta.get("identity"), dict) else {}
     if saved != identity:
         keys = list(identity) + [k for k in saved if k not in identity]  # the prompt first, then options in order
@@ -142,18 +172,27 @@ def load_checkpoint(out_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         raise ConfigError(f"--resume: the checkpoint in {out_dir} was made with other settings (not the same: "
                           f"{shown}); use the same settings or another --out")
     step = int(meta["step"])
+    if step < 0:
+        raise unreadable(f"step {step}")
     if step >= total_steps:
         raise ConfigError(f"--resume: the checkpoint is at step {step}, not below --steps {total_steps}; raise --steps")
+    if any(value.is_floating_point() and not bool(torch.isfinite(value).all()) for value in tensors.values()):
+        raise unreadable("it holds NaN or infinite values")
     device = next(model.parameters()).device
-    model.load_state_dict({k[len("field."):]: v.to(device) for k, v in tensors.items() if k.startswith("field.")})
-    for index, parameter in enumerate(model.parameters()):
-        if f"adam.{index}.exp_avg" in tensors:
-            optimizer.state[parameter] = {
-                "step": tensors[f"adam.{index}.step"].reshape(()).clone(),
-                "exp_avg": tensors[f"adam.{index}.exp_avg"].to(device),
-                "exp_avg_sq": tensors[f"adam.{index}.exp_avg_sq"].to(device),
-            }
-    generator.set_state(tensors["rng"])
+    try:
+        model.load_state_dict({k[len("field."):]: v.to(device) for k, v in tensors.items() if k.startswith("field.")})
+        states = {}
+        for index, parameter in enumerate(model.parameters()):
+            if f"adam.{index}.exp_avg" in tensors:
+                states[parameter] = {
+                    "step": tensors[f"adam.{index}.step"].reshape(()).clone(),
+                    "exp_avg": tensors[f"adam.{index}.exp_avg"].to(device),
+                    "exp_avg_sq": tensors[f"adam.{index}.exp_avg_sq"].to(device),
+                }
+        generator.set_state(tensors["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:  # a tensor missing or of another shape
+        raise unreadable(f"{type(error).__name__}: {one_line(error)}") from None
+    optimizer.state.update(states)
     return step
 
 

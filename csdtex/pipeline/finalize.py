@@ -23,7 +23,7 @@ from csdtex.config import to_dict
 from csdtex.errors import UnpaintedTextureError
 from csdtex.export import ExportedFiles, export_all
 from csdtex.field import TextureModel, UVTexture
-from csdtex.fileio import write_text_atomic
+from csdtex.fileio import staged_destinations, staged_outputs, write_text_atomic
 from csdtex.mesh import Mesh
 from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.optimize import OptimizeResult
@@ -187,21 +187,33 @@ def write_run_record(run: PreparedRun, optimized: OptimizeResult, files: Exporte
         **({"camera_coverage": run.camera_sampler.stats} if run.camera_sampler is not None else {}),
         **(extra or {}),
     }
-    # Everything but run.json is in place: the earlier outputs not written again are the stale ones.
-    replaced = {name: stamp for name, stamp in run.replaced_outputs.items() if name != "run.json"}
-    stale = stale_outputs(run.out_dir, replaced)
+    # The earlier outputs this run does not write again are the stale ones (removed by remove_stale_outputs once the
+    # new outputs are in place); inside a staged_outputs block the new files are listed, not yet in place.
+    written = {path.name for path in staged_destinations()}
+    stale = [name for name in stale_outputs(run.out_dir, _replaced(run)) if name not in written]
     if stale:
         payload["replaced_outputs"] = stale
-    path = write_text_atomic(run.out_dir / "run.json", json.dumps(payload, indent=2, default=str))
-    remove_replaced_outputs(run.out_dir, replaced)
-    return path
+    return write_text_atomic(run.out_dir / "run.json", json.dumps(payload, indent=2, default=str))
+
+
+def _replaced(run: PreparedRun) -> dict:
+    return {name: stamp for name, stamp in run.replaced_outputs.items() if name != "run.json"}
+
+
+def remove_stale_outputs(run: PreparedRun) -> list[str]:
+    """Remove the earlier outputs in the run's folder that this run did not write again; call it after every new
+    output (``run.json`` last) is in place. Returns their names."""
+    return remove_replaced_outputs(run.out_dir, _replaced(run))
 
 
 def finalize(run: PreparedRun, model: TextureModel, optimized: OptimizeResult) -> PaintResult:
-    """Bake and export ``model``, write the previews, remove the checkpoint, write ``run.json``."""
-    textures, files = bake_and_export(run, model)
-    preview, sheet = write_previews(run, textures)
+    """Bake and export ``model``, write the previews and ``run.json`` (all staged: they appear together, or none
+    does), then remove the earlier outputs not written again and the checkpoint."""
+    with staged_outputs():
+        textures, files = bake_and_export(run, model)
+        preview, sheet = write_previews(run, textures)
+        run_json = write_run_record(run, optimized, files, preview)
+    remove_stale_outputs(run)
     remove_checkpoint(run.out_dir)
-    run_json = write_run_record(run, optimized, files, preview)
     return PaintResult(files=files, preview=preview, preview_sheet=sheet, run_json=run_json, textures=textures,
                        timings=run.timings.timings, metrics=optimized.summary(), mesh=run.mesh)

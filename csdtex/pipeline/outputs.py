@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Iterator
@@ -176,9 +177,17 @@ def claim_output_folder(out_dir: str | os.PathLike, name: str, overwrite: bool =
             "--out, or pass --overwrite to replace them"
         )
     replaced = set().union(*others.values()) if others else set()
+    own = _asset_files(out_dir, name) | ({RUN_RECORD} if (out_dir / RUN_RECORD).is_file() and not others else set())
     if recorded_stem == name:
         replaced |= recorded
-    replaced |= _asset_files(out_dir, name)
+    elif own and not _is_csdtex_glb(out_dir / f"{name}.glb"):
+        # Files named like this run's outputs, but no csdtex record or GLB of this asset says csdtex wrote them:
+        # the user's own files (a reference photo vase.png, their own run.json), never replaced or deleted silently.
+        if not overwrite:
+            shown = ", ".join(sorted(own))[:160]
+            raise ConfigError(f"output folder {out_dir} holds {shown}, named like this run's outputs but not written "
+                              "by csdtex: choose another --out, or pass --overwrite to replace them")
+    replaced |= own
     stamps = {}
     for file_name in sorted(replaced):
         stamp = _stamp(out_dir / file_name)
@@ -232,4 +241,23 @@ def run_folder_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
     busy = (f"another csdtex run is writing into {out_dir} right now: wait for it to finish, or choose another --out "
             "(a batch gives every asset its own folder)")
     with folder_lock(out_dir, RUN_LOCK, ConfigError(busy)) as folder:
+        remove_stale_temporaries(folder)
         yield folder
+
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+"""The names :func:`csdtex.fileio.atomic_path` gives its temporary files (``.<stem>.<8 random>.tmp<suffix>``)."""
+
+
+def remove_stale_temporaries(out_dir: Path) -> list[str]:
+    """Remove the temporary files an earlier run left in ``out_dir`` when it was killed outright (SIGKILL, out of
+    memory) before it could clean up; call it only while holding the folder's lock, when no run writes there.
+    Returns their names."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in out_dir.iterdir():
+            if _TEMPORARY.match(path.name) and path.is_file() and not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path.name)
+    return removed

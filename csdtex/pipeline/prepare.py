@@ -175,9 +175,6 @@ def prepare_run(
 
     notify = notify or (lambda message: None)
     warn = warn or python_warning
-    if kept_step is not None:  # said before the long part: the first checkpoint of this run replaces it
-        notify(f"{out_dir} holds the checkpoint of an interrupted run at step {kept_step}; this run starts over "
-               "and replaces it: stop now (Ctrl-C) and run again with --resume to continue from it instead")
     for warning in source_mesh.warnings + source_mesh.output_notes:
         warn(warning)
     _warn_long_prompt(prior, prompt, guidance.view_dependent_prompt, warn)
@@ -196,6 +193,8 @@ def prepare_run(
         notify(f"unwrapping UVs with xatlas: {reason}")
     textured_mesh = timer.run("unwrap", unwrap_uvs, source_mesh, config.texture_size, force=config.unwrap)
     notes = _input_notes(source_mesh, textured_mesh, isinstance(config, EditConfig), warn)
+    if kept_step is not None:  # said before the long part: the first checkpoint of this run replaces it
+        _note_kept_checkpoint(out_dir, kept_step, prompt, config, guidance, textured_mesh, notify)
 
     from csdtex.guidance import PromptEmbeddings
 
@@ -265,6 +264,24 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
             notes.append(f"material '{material.name}': {transform.description} applies to the input texture only; "
                          "the baked texture lives in raw UV space, so the outputs carry no texture transform")
     return notes
+
+
+def _note_kept_checkpoint(out_dir: Path, step: int, prompt: str, config: PaintConfig, guidance, mesh: Mesh,
+                          notify: Notify) -> None:
+    """Say, before the long part, that this run replaces the checkpoint in ``out_dir`` at its first checkpoint, and
+    advise ``--resume`` only when that checkpoint was made with this run's settings (the texture model and an edit's
+    source textures are not known yet; the prompt, the options and the mesh are compared)."""
+    from csdtex.pipeline.checkpoint import checkpoint_differences, checkpoint_identity, mesh_fingerprint
+
+    identity = checkpoint_identity(prompt, config, guidance, "", {"mesh": mesh_fingerprint(mesh)})
+    identity.pop("texture_model")
+    differing = checkpoint_differences(out_dir, identity) or []
+    if differing:
+        notify(f"{out_dir} holds the checkpoint of another run at step {step} (not the same: "
+               f"{', '.join(differing[:4])}); this run starts over and replaces it")
+    else:
+        notify(f"{out_dir} holds the checkpoint of an interrupted run at step {step}; this run starts over and "
+               "replaces it: stop now (Ctrl-C) and run again with --resume to continue from it instead")
 
 
 def _warn_long_prompt(prior, prompt: str, view_dependent: bool, warn: Notify) -> None:
