@@ -185,3 +185,24 @@ def test_nvdiffrast_on_the_cpu_is_refused_before_any_long_work(tmp_path):
                     "--out", str(tmp_path / "o"))
     assert result.exit_code != 0 and "needs a CUDA device" in result.output and "load_prior" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_progress_into_a_log_file_is_plain_lines_not_redraws(capsys, monkeypatch):
+    """Piped to a file, the bar wrote one carriage-return redraw per step on one giant line (new-user test, session
+    15): a stderr that is not a terminal gets a plain line per tenth of the run."""
+    import time as time_module
+
+    from csdtex.pipeline.progress import TqdmProgress
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(time_module, "monotonic", lambda: clock["now"])
+    progress = TqdmProgress("painting")
+    progress.start(200, 0)
+    for step in range(1, 201):
+        clock["now"] += 0.5
+        progress.update(step, {"grad_norm": 1.5, "t": 300.0} if step % 10 == 0 else None)
+    progress.close()
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "\r" not in err and 9 <= len(lines) <= 11, err
+    assert lines[-1].startswith("painting: 200/200 steps (100%), 100 s") and "grad 1.5, t 300" in lines[-1]

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections import Counter
@@ -413,8 +414,13 @@ def _execute(todo: list[PlannedAsset], backend: Backend, options: BatchOptions, 
     left = len(todo)
     display = None
     try:
-        display = BatchDisplay(len(todo), backend.slots, steps=backend.shows_steps, bars=options.show_progress,
-                               log=options.log, skipped=skipped)
+        terminal = bool(getattr(sys.stderr, "isatty", None) and sys.stderr.isatty())
+        log = options.log
+        if log is None and options.show_progress and not terminal:  # a log file: a line per asset, no bar redraws
+            def log(line: str) -> None:
+                print(line, file=sys.stderr, flush=True)
+        display = BatchDisplay(len(todo), backend.slots, steps=backend.shows_steps,
+                               bars=options.show_progress and terminal, log=log, skipped=skipped)
         for asset in todo:
             submit(asset, 1)
         while left:
