@@ -6,6 +6,7 @@ Seam edges are found by :func:`csdtex.mesh.seams.seam_edges`; charts are counted
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
@@ -267,17 +268,20 @@ def shared_texel_fractions(mesh: Mesh, resolution: int = 256) -> list[tuple[str,
     Returns:
         ``[(material name, fraction in [0, 1]), ...]`` in material order, for materials that have faces with UVs.
     """
+    return [(name, uv_overlap_fraction(placed, resolution)) for name, placed in placed_uv_triangles(mesh)]
+
+
+def placed_uv_triangles(mesh: Mesh) -> Iterator[tuple[str, np.ndarray]]:
+    """Per material with UVs, in material order: (its name, its UV triangles float64 [K, 3, 2] placed into [0, 1]²
+    by the wrap rule a bake uses, :func:`csdtex.sampling.baked_samplers` and :func:`csdtex.sampling.wrap_uv_triangles`).
+    Nothing for a mesh without UVs."""
     if mesh.uv_faces is None or mesh.uvs is None:
-        return []
+        return
     with_uv = (mesh.uv_faces >= 0).all(axis=1)
-    result = []
     for index, (material, sampler) in enumerate(zip(mesh.materials, baked_samplers(mesh))):
         selected = with_uv & (mesh.face_materials == index)
-        if not selected.any():
-            continue
-        placed, _ = wrap_uv_triangles(mesh.uvs[mesh.uv_faces[selected]], sampler)
-        result.append((material.name, uv_overlap_fraction(placed, resolution)))
-    return result
+        if selected.any():
+            yield material.name, wrap_uv_triangles(mesh.uvs[mesh.uv_faces[selected]], sampler)[0]
 
 
 SMALL_UV_AREA = 0.01
@@ -293,18 +297,11 @@ def uv_area_fractions(mesh: Mesh) -> list[tuple[str, float]]:
         ``[(material name, fraction in [0, 1]), ...]`` in material order, for materials that have faces with UVs;
         0.0 exactly when every UV triangle of the material is a point or a line.
     """
-    if mesh.uv_faces is None or mesh.uvs is None:
-        return []
-    with_uv = (mesh.uv_faces >= 0).all(axis=1)
     result = []
-    for index, (material, sampler) in enumerate(zip(mesh.materials, baked_samplers(mesh))):
-        selected = with_uv & (mesh.face_materials == index)
-        if not selected.any():
-            continue
-        placed, _ = wrap_uv_triangles(mesh.uvs[mesh.uv_faces[selected]], sampler)
+    for name, placed in placed_uv_triangles(mesh):
         a, b, c = placed[:, 0], placed[:, 1], placed[:, 2]
         doubled = np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
-        result.append((material.name, float(min(np.nansum(doubled) / 2.0, 1.0))))
+        result.append((name, float(min(np.nansum(doubled) / 2.0, 1.0))))
     return result
 
 
