@@ -17,6 +17,7 @@ from csdtex import __version__
 from csdtex.config import CAMERA_SAMPLINGS, GUIDANCE_METHODS
 from csdtex.devices import DEVICE_CHOICES
 from csdtex.errors import CsdtexError, user_message
+from csdtex.mesh.types import UP_AXES
 from csdtex.render import BACKENDS
 from csdtex.render.views import SHADINGS
 from csdtex.wording import counted
@@ -119,8 +120,10 @@ def info(mesh_path: Path, as_json: bool) -> None:
 @click.option("--device", default="auto", show_default=True, help=f"Where to render: {DEVICE_HELP}.")
 @click.option("--renderer", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="Rasterizer backend: torch (portable), torch-compiled or nvdiffrast (CUDA, optional).")
+@click.option("--up", "up_axis", type=click.Choice(UP_AXES), default="+y", show_default=True,
+              help="The mesh's up axis (+z for assets from Z-up tools).")
 def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: float, shading: str, fps: int,
-           device: str, renderer: str) -> None:
+           device: str, renderer: str, up_axis: str) -> None:
     """Render a turntable preview of a (textured) MESH."""
     from csdtex.devices import resolve_device
     from csdtex.fileio import short_path
@@ -145,7 +148,7 @@ def render(mesh_path: Path, out_path: Path, frames: int, size: int, elevation: f
     model = input_texture_model(mesh).to(torch_device)
     # Vertex colours (glTF COLOR_0) multiply the texture, as in glTF viewers.
     images = turntable_frames(
-        mesh.to_render(torch_device, vertex_colors=True), model, num_frames=frames, resolution=size,
+        mesh.to_render(torch_device, vertex_colors=True, up_axis=up_axis), model, num_frames=frames, resolution=size,
         elevation_deg=elevation, shading=shading, backend=renderer,
     )
     write_preview(images, out_path, fps=fps)
@@ -172,6 +175,10 @@ def _run_options(*, paint: bool, single_run: bool = True):
                      help="uniform: cameras uniform in the [cameras] ranges; coverage: half the views from cameras "
                           "chosen to see what uniform views rarely see (undersides, between legs; [coverage] table) "
                           "[default: uniform]."),
+        click.option("--up", "up_axis", type=click.Choice(UP_AXES), default=None,
+                     help="The mesh's up axis: +z for assets from Z-up tools (3ds Max, CAD, STL), so that top, "
+                          "bottom and the views mean what they say; outputs keep the input's coordinates "
+                          "[default: +y, glTF's and most tools' OBJ export]."),
         click.option("--device", default=None, help=f"{DEVICE_HELP} [default: auto]."),
         click.option("--renderer", type=click.Choice(BACKENDS), default=None,
                      help="Rasterizer backend [default: auto = nvdiffrast on CUDA when installed, else torch]."),

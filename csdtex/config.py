@@ -36,6 +36,7 @@ from csdtex.errors import ConfigError
 from csdtex.field import FieldConfig
 from csdtex.guidance.aliases import BUILTIN_MODEL
 from csdtex.guidance.scores import GuidanceConfig, default_guidance_config
+from csdtex.mesh.types import UP_AXES
 
 GUIDANCE_METHODS = ("csd", "sds")
 
@@ -115,6 +116,11 @@ class PaintConfig:
     existed."""
     coverage: CoverageSampling = field(default_factory=CoverageSampling)
     """Options of ``camera_sampling = "coverage"`` (``[coverage]`` table); ignored with 'uniform'."""
+    up_axis: str = "+y"
+    """The mesh's up direction: ``"+y"`` (glTF's, and most tools' OBJ export) or ``"+z"`` / ``"-z"`` / ``"+x"`` /
+    ``"-x"`` / ``"-y"`` for assets from Z-up tools (3ds Max, CAD, STL). Renders turn it to +Y, so "top", "bottom",
+    overhead views and the view words mean what they say; the outputs keep the input's coordinates either way
+    (:data:`csdtex.mesh.UP_AXES`)."""
     field: FieldConfig | None = None
     """Hash-grid texture field; None = the preset's (:class:`FieldConfig` defaults; ``FieldConfig.small()`` for the
     built-in prior, whose 64 px renders cannot use a finer field). A ``[field]`` table in a TOML config starts from
@@ -148,6 +154,7 @@ class PaintConfig:
             (self.preview_size is None or 16 <= self.preview_size <= 4096, "preview_size must be in 16..4096"),
             (self.camera_sampling in CAMERA_SAMPLINGS,
              f"camera_sampling must be 'uniform' or 'coverage' (got {self.camera_sampling!r})"),
+            (self.up_axis in UP_AXES, f"up axis must be one of {', '.join(UP_AXES)} (got {self.up_axis!r})"),
         ]
         for ok, message in checks:
             if not ok:
@@ -388,7 +395,7 @@ _INT_FIELDS = ("steps", "views_per_step", "texture_size", "render_resolution", "
                "metrics_every", "preview_frames", "preview_size")
 _FLOAT_FIELDS = ("learning_rate", "white_background_probability", "lit_probability")
 _BOOL_FIELDS = ("low_vram", "compile_encoder", "unwrap", "overwrite", "view_dependent_prompt", "seam_erasure")
-_STRING_FIELDS = ("guidance_method", "device", "renderer", "camera_sampling")
+_STRING_FIELDS = ("guidance_method", "device", "renderer", "camera_sampling", "up_axis")
 _OPTIONAL_STRING_FIELDS = ("model", "negative_prompt")
 
 

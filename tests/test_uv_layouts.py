@@ -148,3 +148,35 @@ def test_gltf_node_trees_the_outputs_flatten_are_named(tmp_path):
     notes = load_mesh(shared.write_glb(tmp_path / "shared.glb")).output_notes
     line = next(note for note in notes if "node tree" in note)
     assert "2 mesh instances merged" in line and "1 mesh used by several nodes written once per use" in line
+
+
+def test_a_z_up_asset_is_turned_upright_in_renders_and_kept_as_it_is_in_the_outputs(tmp_path, prior):
+    import torch
+
+    from csdtex.mesh import UP_AXES, up_axis_rotation
+
+    for axis in UP_AXES:
+        rotation = up_axis_rotation(axis)
+        assert np.isclose(np.linalg.det(rotation), 1.0)
+    # A box tall along +Z with its +Z face marked by material 1: with --up +z it stands upright (tall along +Y),
+    # its marked face on top, normals turned with it.
+    box = trimesh.creation.box(extents=(0.5, 0.5, 2.0))
+    vertices, faces = np.asarray(box.vertices), np.asarray(box.faces)
+    top = (np.asarray(box.face_normals)[:, 2] > 0.9).astype(np.int64)
+    mesh = Mesh(vertices, faces, face_materials=top, materials=[Mesh(vertices, faces).materials[0],
+                                                                Mesh(vertices, faces).materials[0]])
+    lying, upright = mesh.to_render(), mesh.to_render(up_axis="+z")
+    extent = lambda render: (render.positions.amax(0) - render.positions.amin(0)).tolist()  # noqa: E731
+    assert extent(lying)[2] > 3 * extent(lying)[1] and extent(upright)[1] > 3 * extent(upright)[2]
+    top_normals = upright.normals[torch.as_tensor(faces[top == 1]).reshape(-1)]
+    assert (top_normals[:, 1] > 0).all()  # smooth normals at the corners: pointing up, not only up
+    # The command line: --up +z reaches the run's config and record; the outputs keep the input's coordinates.
+    path = tmp_path / "tall.obj"
+    sphere_obj(path)
+    result = CliRunner().invoke(main, ["paint", str(path), "a red ball", "--model", str(prior), "--up", "+z",
+                                       "--out", str(tmp_path / "out"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["config"]["up_axis"] == "+z"
+    assert np.array_equal(load_mesh(tmp_path / "out" / "tall.obj").vertices, load_mesh(path).vertices)
+    bad = CliRunner().invoke(main, ["paint", str(path), "a red ball", "--up", "z", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "z" in bad.output

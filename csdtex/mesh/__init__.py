@@ -17,7 +17,8 @@ Re-exported here so that ``from csdtex.mesh import X`` works for every public na
 
 from __future__ import annotations
 
-from csdtex.mesh.types import MAP_SLOTS, Material, MaterialMap, Mesh, vertex_normals, weld_positions
+from csdtex.mesh.types import (MAP_SLOTS, UP_AXES, Material, MaterialMap, Mesh, up_axis_rotation, vertex_normals,
+                               weld_positions)
 from csdtex.mesh.validate import degenerate_faces, validate_mesh
 from csdtex.mesh.unwrap import unwrap_uvs
 from csdtex.mesh.seams import SeamEdges, seam_edges
@@ -37,9 +38,11 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "SUPPORTED_FORMATS",
     "SeamEdges",
+    "UP_AXES",
     "analyze_mesh",
     "degenerate_faces",
     "load_mesh",
+    "up_axis_rotation",
     "seam_edges",
     "unwrap_uvs",
     "uv_overlap_fraction",

@@ -248,7 +248,8 @@ class Mesh:
         radius = float(np.linalg.norm(self.vertices - center, axis=1).max())
         return center, (1.0 / radius if radius > 0 else 1.0)
 
-    def to_render(self, device: torch.device | str = "cpu", vertex_colors: bool = False) -> RenderMesh:
+    def to_render(self, device: torch.device | str = "cpu", vertex_colors: bool = False,
+                  up_axis: str = "+y") -> RenderMesh:
         """Tensors for rendering: positions normalized into the unit sphere, smooth normals, UVs, and the file's own
         shading normals per face corner when it has them (:meth:`export_normals`; renders then shade hard edges as
         viewers do).
@@ -258,10 +259,13 @@ class Mesh:
         :attr:`vertex_colors` (when the mesh has them), which the renderer multiplies into the texture colour, as
         viewers do; painting leaves it False (the painted texture replaces the input's appearance). Materials with
         alpha cut-outs (:attr:`Material.has_cutout`) pass their alpha (:attr:`RenderMesh.cutouts`) either way: a
-        paint keeps them (its outputs carry the alpha), so its views see the cut-out shapes too.
+        paint keeps them (its outputs carry the alpha), so its views see the cut-out shapes too. ``up_axis`` (one of
+        :data:`UP_AXES`) is the mesh's up direction, turned to +Y in the render space (:func:`up_axis_rotation`;
+        normals turn with it); the mesh's own arrays are untouched.
         """
         center, scale = self.normalization()
-        positions = (self.vertices - center) * scale
+        rotation = up_axis_rotation(up_axis)
+        positions = (self.vertices - center) * scale @ rotation.T
         normals = vertex_normals(positions, self.faces)
         uvs = self.uvs if self.uvs is not None else np.zeros((1, 2))
         uv_faces = self.uv_faces if self.uv_faces is not None else np.full_like(self.faces, -1)
@@ -277,7 +281,7 @@ class Mesh:
             colors=(torch.as_tensor(self.vertex_colors[:, :3], **as_f32)
                     if vertex_colors and self.vertex_colors is not None else None),
             corner_normals=None if self.normals is None else torch.as_tensor(
-                np.take(*self.export_normals(), axis=0), **as_f32),
+                np.take(*self.export_normals(), axis=0) @ rotation.T, **as_f32),
             cutouts=self.cutouts(device),
         )
 
@@ -296,6 +300,27 @@ class Mesh:
             per_material.append(MaterialCutout(alpha, material.alpha_mode, float(material.alpha_cutoff),
                                                material.sampler, material.texture_transform))
         return Cutouts(per_material)
+
+
+UP_AXES = ("+y", "+z", "-z", "+x", "-x", "-y")
+"""The up directions :meth:`Mesh.to_render` turns to +Y (csdtex's renderer and cameras are Y-up)."""
+
+_UP_ROTATIONS = {  # rows: where the render takes x, y, z from; each a proper rotation taking the axis to +Y
+    "+y": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "+z": ((1, 0, 0), (0, 0, 1), (0, -1, 0)),  # Z-up, front -Y (Blender, 3ds Max) -> Y-up, front +Z
+    "-z": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
+    "+x": ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
+    "-x": ((0, 1, 0), (-1, 0, 0), (0, 0, 1)),
+    "-y": ((1, 0, 0), (0, -1, 0), (0, 0, -1)),
+}
+
+
+def up_axis_rotation(up_axis: str) -> np.ndarray:
+    """float64 [3, 3] rotation R (det +1) with ``R @ up = (0, 1, 0)`` for ``up_axis`` in :data:`UP_AXES`; applied to
+    column vectors (``points @ R.T``)."""
+    if up_axis not in _UP_ROTATIONS:
+        raise ValueError(f"up axis must be one of {', '.join(UP_AXES)}, got {up_axis!r}")
+    return np.asarray(_UP_ROTATIONS[up_axis], dtype=np.float64)
 
 
 def weld_positions(vertices: np.ndarray, relative_tolerance: float = 1e-7) -> np.ndarray:

@@ -202,7 +202,7 @@ def prepare_run(
                            view_dependent=guidance.view_dependent_prompt)
     if owns_prior:  # every prompt of the run is encoded; a prior passed in may serve later runs (a batch)
         prior.release_text_encoder()
-    render_mesh = textured_mesh.to_render(device)
+    render_mesh = textured_mesh.to_render(device, up_axis=config.up_axis)
     camera_sampler = None
     if config.camera_sampling == "coverage":
         camera_sampler = timer.run("coverage", build_coverage_sampler, render_mesh, config.cameras, config.coverage,
