@@ -180,3 +180,19 @@ def test_a_z_up_asset_is_turned_upright_in_renders_and_kept_as_it_is_in_the_outp
     assert np.array_equal(load_mesh(tmp_path / "out" / "tall.obj").vertices, load_mesh(path).vertices)
     bad = CliRunner().invoke(main, ["paint", str(path), "a red ball", "--up", "z", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "z" in bad.output
+
+
+def test_parts_far_apart_are_warned_about_before_the_paint(tmp_path, prior):
+    near = trimesh.creation.icosphere(1, radius=1.0)
+    far = trimesh.creation.icosphere(1, radius=0.5)
+    far.apply_translation([100.0, 0.0, 0.0])
+    path = tmp_path / "far.obj"
+    trimesh.util.concatenate([near, far]).export(path)
+    result = CliRunner().invoke(main, ["paint", str(path), "a red ball", "--model", str(prior),
+                                       "--out", str(tmp_path / "out"), *FAST[:-1]])
+    assert result.exit_code == 0, result.output
+    assert "of views that frame it whole (parts far apart, or a long thin shape)" in result.output
+    near.export(tmp_path / "near.obj")
+    alone = CliRunner().invoke(main, ["paint", str(tmp_path / "near.obj"), "a red ball", "--model", str(prior),
+                                      "--out", str(tmp_path / "near"), *FAST[:-1]])
+    assert alone.exit_code == 0 and "frame it whole" not in alone.output

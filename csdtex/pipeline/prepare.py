@@ -203,6 +203,7 @@ def prepare_run(
     if owns_prior:  # every prompt of the run is encoded; a prior passed in may serve later runs (a batch)
         prior.release_text_encoder()
     render_mesh = textured_mesh.to_render(device, up_axis=config.up_axis)
+    _warn_small_in_views(render_mesh, backend, warn, notes)
     camera_sampler = None
     if config.camera_sampling == "coverage":
         camera_sampler = timer.run("coverage", build_coverage_sampler, render_mesh, config.cameras, config.coverage,
@@ -264,6 +265,28 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
             notes.append(f"material '{material.name}': {transform.description} applies to the input texture only; "
                          "the baked texture lives in raw UV space, so the outputs carry no texture transform")
     return notes
+
+
+SMALL_IN_VIEWS = 0.01
+"""Share of a whole-mesh view below which the mesh is too small in the prior's views to be painted well."""
+
+
+def _warn_small_in_views(render_mesh, backend: str, warn: Notify, notes: list[str]) -> None:
+    """Warn when the mesh fills under :data:`SMALL_IN_VIEWS` of views that frame it whole (8 views around it at
+    64^2): parts far apart, or a long thin shape, are then a few pixels in every training view, and the prior cannot
+    paint what it cannot see."""
+    from csdtex.cameras import orbit_cameras
+    from csdtex.render import rasterize
+
+    cameras = orbit_cameras(8, elevation_deg=20.0, device=render_mesh.device)
+    fragments = rasterize(cameras.project(render_mesh.positions), render_mesh.faces, 64, backend=backend)
+    share = fragments.pixel_index.numel() / float(fragments.face_id.numel())
+    if share < SMALL_IN_VIEWS:
+        message = (f"the mesh fills only {100.0 * share:.2g}% of views that frame it whole (parts far apart, or a long "
+                   "thin shape): every training view sees it as a few pixels, so the paint will be poor; paint the "
+                   "parts as separate files (csdtex batch), or move them together in your 3D tool")
+        warn(message)
+        notes.append(message)
 
 
 def _note_kept_checkpoint(out_dir: Path, step: int, prompt: str, config: PaintConfig, guidance, mesh: Mesh,
