@@ -196,3 +196,12 @@ def test_parts_far_apart_are_warned_about_before_the_paint(tmp_path, prior):
     alone = CliRunner().invoke(main, ["paint", str(tmp_path / "near.obj"), "a red ball", "--model", str(prior),
                                       "--out", str(tmp_path / "near"), *FAST[:-1]])
     assert alone.exit_code == 0 and "frame it whole" not in alone.output
+
+
+def test_inconsistent_winding_is_named_by_info():
+    sphere = trimesh.creation.icosphere(2)
+    faces = np.asarray(sphere.faces).copy()
+    assert not any("winding" in p for p in analyze_mesh(Mesh(np.asarray(sphere.vertices), faces)).problems)
+    faces[::2] = faces[::2, ::-1]  # every other face flipped, as scans and bad booleans leave them
+    problems = analyze_mesh(Mesh(np.asarray(sphere.vertices), faces)).problems
+    assert any("wound in opposite directions (inconsistent winding)" in p for p in problems)

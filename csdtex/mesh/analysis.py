@@ -162,6 +162,13 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
     if non_manifold:
         problems.append(f"{non_manifold} non-manifold edges (shared by more than two faces)")
 
+    flipped = _inconsistently_wound_edges(edges)
+    if flipped:
+        problems.append(f"{counted(flipped, 'edge')} between faces wound in opposite directions (inconsistent "
+                        "winding): smooth normals cancel there and shading looks blotchy in renders and in the "
+                        "outputs; make the normals consistent in your 3D tool (Blender: Mesh > Normals > Recalculate "
+                        "Outside)")
+
     face_keys = np.sort(edges.welded[faces], axis=1)
     face_keys = face_keys[~degenerate]
     if len(face_keys):
@@ -336,6 +343,15 @@ def udim_hint(tiles: list[int]) -> str:
     shown = ", ".join(str(t) for t in tiles[:6]) + (", ..." if len(tiles) > 6 else "")
     return (f"the UVs sit in the integer tiles {shown}: if that is a UDIM layout, give each tile its own material "
             "in your 3D tool (its UVs moved into 0..1) so that the tiles are painted apart")
+
+
+def _inconsistently_wound_edges(edges: _WeldedEdges) -> int:
+    """Manifold edges (two faces) that both faces traverse in the same direction: the faces' windings, and so their
+    normals, disagree across the edge."""
+    two = edges.counts == 2
+    first = edges.ids[edges.first[two]]
+    second = edges.ids[edges.first[two] + 1]
+    return int((edges.starts[first] == edges.starts[second]).sum())
 
 
 def _seam_statistics(mesh: Mesh, edges: _WeldedEdges, seams) -> dict[str, float | None]:
