@@ -1,9 +1,9 @@
 """Mesh files: :func:`load_mesh` reads any supported format; one module per format holds its reader and writer.
 
 - :mod:`csdtex.io.obj`: Wavefront OBJ + MTL, csdtex's own parser and writer (``read_obj``, ``obj_text``, ``mtl_text``).
-- :mod:`csdtex.io.gltf`: GLB / glTF, read through trimesh, written by csdtex (``read_gltf``, ``glb_bytes``,
+- :mod:`csdtex.io.gltf`: GLB / glTF, read and written by csdtex (:mod:`csdtex.io.gltf_read`) (``read_gltf``, ``glb_bytes``,
   ``split_seams``, ``check_gltf_document``).
-- :mod:`csdtex.io.trimesh_formats`: PLY / STL / OFF, read through trimesh (``read_with_trimesh``, also used for glTF).
+- :mod:`csdtex.io.trimesh_formats`: PLY / STL / OFF, read through trimesh (``read_with_trimesh``).
 
 Writing a textured mesh with its PNG files, atomically and all or nothing, is :mod:`csdtex.export`. Conventions of
 the arrays are those of :class:`csdtex.mesh.Mesh` (UV (0, 0) = bottom-left of the image, textures uint8 [H, W, 3] with

@@ -1,9 +1,8 @@
-"""glTF 2.0: the GLB / glTF reader (:func:`read_gltf`, through trimesh) and csdtex's own GLB writer
+"""glTF 2.0: the GLB / glTF reader (:func:`read_gltf`, csdtex's own: :mod:`csdtex.io.gltf_read`) and csdtex's own GLB writer
 (:func:`glb_bytes`, with :func:`split_seams` and :func:`check_gltf_document`).
 
 Conventions: glTF puts UV (0, 0) at the top-left of the image, :class:`~csdtex.mesh.Mesh` at the bottom-left, so
-``v_gltf = 1 - v`` in both directions (trimesh's loader already undoes the flip on reading; the writer stores
-``1 - v``). Positions are float32 in glTF (the format has no float64 vertex attributes). Writing the ``.glb`` file
+``v_gltf = 1 - v`` in both directions (the reader undoes the flip; the writer stores ``1 - v``). Positions are float32 in glTF (the format has no float64 vertex attributes). Writing the ``.glb`` file
 atomically, with PNG-encoded textures, is :func:`csdtex.export.export_glb`.
 """
 

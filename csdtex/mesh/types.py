@@ -3,7 +3,8 @@
 
 Conventions (shared by the whole :mod:`csdtex.mesh` package)
 ------------------------------------------------------------
-- World space is right-handed with +Y up (as in glTF and most DCC exports).
+- World space is right-handed with +Y up (as in glTF and most DCC exports); a mesh with another up axis is turned
+  upright in render space only (:meth:`Mesh.to_render`'s ``up_axis``).
 - ``Mesh`` keeps the input's vertices, faces and UVs exactly as read; they are what gets exported. Rendering uses
   :meth:`Mesh.to_render`, which normalizes positions into the unit sphere without touching the ``Mesh`` and returns a
   :class:`csdtex.render.mesh.RenderMesh`.
@@ -118,7 +119,8 @@ class Mesh:
     """A triangle mesh as loaded from disk; exporting it writes back exactly these arrays.
 
     Attributes:
-        vertices: float64 [V, 3], input coordinates, unchanged (right-handed, +Y up).
+        vertices: float64 [V, 3], the file's coordinates, unchanged (right-handed; +Y up unless a run's ``up_axis``
+            says otherwise).
         faces: int64 [F, 3], counter-clockwise triangles indexing ``vertices``.
         uvs: float64 [T, 2] texture coordinates, (0, 0) = bottom-left of the image; None if the mesh has none.
         uv_faces: int64 [F, 3] indexing ``uvs`` (one UV triangle per face; a row of -1 means that face has no UVs);
