@@ -349,6 +349,18 @@ def test_a_tokenizer_beyond_the_text_encoders_table_or_damaged_is_refused(tiny_f
     assert "\n" not in str(info.value)
 
 
+def test_near_miss_folders_are_named_for_what_they_are(tiny_folders, tmp_path):
+    with pytest.raises(ModelError, match=r"is the unet/ of a pipeline: pass the pipeline folder itself"):
+        load_prior(tiny_folders["latent"] / "unet", "cpu")
+    folder = shutil.copytree(tiny_folders["latent"], tmp_path / "sd_without_vae")
+    shutil.rmtree(folder / "vae")
+    index = json.loads((folder / "model_index.json").read_text())
+    index.pop("vae", None)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelError, match="a Stable Diffusion folder without its VAE"):
+        load_prior(folder, "cpu")
+
+
 def test_a_folder_name_with_a_trailing_space_is_found(tiny_folders, tmp_path):
     folder = shutil.copytree(tiny_folders["pixel"], tmp_path / "my prior ")
     assert load_prior(str(folder), "cpu").kind == "pixel"

@@ -121,6 +121,9 @@ def _detect_kind(folder: Path) -> PriorKind:
     index_path = folder / "model_index.json"
     index = _read_json(index_path) if index_path.is_file() else {}
     if not index and not (folder / "unet").is_dir():
+        if (folder.parent / "model_index.json").is_file() and (folder / "config.json").is_file():
+            raise ModelError(f"{folder} is the {folder.name}/ of a pipeline: pass the pipeline folder itself, "
+                             f"{folder.parent}")
         raise ModelError(
             f"{folder} is not a diffusers pipeline folder (no model_index.json and no unet/): "
             "pass a folder saved with DiffusionPipeline.save_pretrained, a hub id or an alias (csdtex models)"
@@ -144,6 +147,11 @@ def _detect_kind(folder: Path) -> PriorKind:
     vae_listed = isinstance(vae_entry, list) and bool(vae_entry) and vae_entry[0] is not None
     if vae_listed and not (folder / "vae").is_dir():
         raise ModelError(f"{folder} has no vae/ although model_index.json lists one: download the model again")
+    if not (folder / "vae").is_dir():
+        unet_config = _read_json(folder / "unet" / "config.json")
+        if unet_config.get("in_channels") == 4 and unet_config.get("out_channels", 4) in (4, 8):
+            raise ModelError(f"{folder} has a latent UNet (4 channels) but no vae/: a Stable Diffusion folder without "
+                             "its VAE; download the model again")
     return "latent" if (folder / "vae").is_dir() else "pixel"
 
 
