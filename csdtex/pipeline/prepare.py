@@ -145,7 +145,6 @@ def prepare_run(
     check_writable(out_dir)
     name = output_name(mesh)
     check_inputs_kept(out_dir, name, [None if isinstance(mesh, Mesh) else Path(mesh)])
-    replaced = claim_output_folder(out_dir, name, overwrite=config.overwrite)
     timer = PhaseTimer()
     device = resolve_device(config.device)
     backend = resolve_backend(config.renderer, device)
@@ -162,6 +161,8 @@ def prepare_run(
                                                                discard_uvs=bool(config.unwrap))
     check_inputs_kept(out_dir, name, [source_mesh.source, *(m.texture_source for m in source_mesh.materials),
                                        *source_mesh.read_files])  # a glTF's images and an OBJ's maps too
+    # After the input checks: a file the run reads is named as an input, not as a file csdtex did not write.
+    replaced = claim_output_folder(out_dir, name, overwrite=config.overwrite)
     owns_prior = prior is None
     if owns_prior:
         from csdtex.guidance import load_prior
