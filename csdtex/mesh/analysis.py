@@ -306,10 +306,27 @@ def uv_area_fractions(mesh: Mesh) -> list[tuple[str, float]]:
     """
     result = []
     for name, placed in placed_uv_triangles(mesh):
-        a, b, c = placed[:, 0], placed[:, 1], placed[:, 2]
-        doubled = np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
-        result.append((name, float(min(np.nansum(doubled) / 2.0, 1.0))))
+        result.append((name, float(min(np.nansum(np.abs(doubled_signed_areas(placed))) / 2.0, 1.0))))
     return result
+
+
+def doubled_signed_areas(triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area of 2D triangles float [K, 3, 2] -> [K] (positive counter-clockwise, 0 for a point or a
+    line, NaN where a corner is)."""
+    a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def uv_span_text(mesh: Mesh) -> str:
+    """``'UVs span u 0.3..0.3, v 0.3..0.3'`` over the corners of the faces with UVs, or ``'no UVs'`` (messages)."""
+    if mesh.uv_faces is None or mesh.uvs is None:
+        return "no UVs"
+    with_uv = mesh.uv_faces[(mesh.uv_faces >= 0).all(axis=1)]
+    if not len(with_uv):
+        return "no UVs"
+    corners = mesh.uvs[with_uv.reshape(-1)]
+    return (f"UVs span u {corners[:, 0].min():.3g}..{corners[:, 0].max():.3g}, v {corners[:, 1].min():.3g}.."
+            f"{corners[:, 1].max():.3g}")
 
 
 def udim_tiles(mesh: Mesh) -> list[int]:
@@ -324,8 +341,7 @@ def udim_tiles(mesh: Mesh) -> list[int]:
     corners = mesh.uvs[mesh.uv_faces[with_uv]]  # [F, 3, 2]
     if not np.isfinite(corners).all():
         return []
-    edge_1, edge_2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    corners = corners[edge_1[:, 0] * edge_2[:, 1] - edge_1[:, 1] * edge_2[:, 0] != 0]  # a UV point or line has no tile
+    corners = corners[doubled_signed_areas(corners) != 0]  # a UV point or line has no tile
     if not len(corners):
         return []
     tile = np.floor(corners.mean(axis=1) + 0.0).astype(np.int64)  # the tile of each face's centroid
@@ -417,7 +433,7 @@ def uv_overlap_fraction(triangles: np.ndarray, resolution: int = 256, max_sample
     tri = np.asarray(triangles, dtype=np.float64).reshape(-1, 3, 2)
     tri = tri[np.isfinite(tri).all(axis=(1, 2))]
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    signed = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    signed = doubled_signed_areas(tri)
     keep = signed != 0
     a, b, c, signed = a[keep], b[keep], c[keep], signed[keep]
     b, c = np.where(signed[:, None] < 0, c, b), np.where(signed[:, None] < 0, b, c)  # counter-clockwise

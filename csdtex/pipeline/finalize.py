@@ -25,6 +25,7 @@ from csdtex.export import ExportedFiles, export_all
 from csdtex.field import TextureModel, UVTexture
 from csdtex.fileio import staged_destinations, staged_outputs, write_text_atomic
 from csdtex.mesh import Mesh
+from csdtex.mesh.analysis import uv_span_text
 from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.optimize import OptimizeResult
 from csdtex.pipeline.outputs import remove_replaced_outputs, stale_outputs
@@ -78,10 +79,7 @@ def check_painted(coverage: list[np.ndarray], mesh: Mesh) -> None:
     """
     if any(bool(np.asarray(c).any()) for c in coverage):
         return
-    with_uv = mesh.uv_faces[(mesh.uv_faces >= 0).all(axis=1)] if mesh.uv_faces is not None else np.zeros((0, 3), int)
-    corners = mesh.uvs[with_uv.reshape(-1)] if len(with_uv) else np.zeros((0, 2))
-    where = (f"UVs span u {corners[:, 0].min():.3g}..{corners[:, 0].max():.3g}, v {corners[:, 1].min():.3g}.."
-             f"{corners[:, 1].max():.3g}") if len(corners) else "no UVs"
+    where = uv_span_text(mesh)
     raise UnpaintedTextureError(
         f"the bake painted no texel: no UV triangle covers a texel centre of the texture ({where}; UV triangles "
         "outside [0, 1] under a clamping sampler, or smaller than a texel); nothing was written: pass --unwrap "

@@ -14,7 +14,8 @@ from csdtex.errors import ConfigError, UnpaintedTextureError, one_line
 from csdtex.export import safe_asset_name
 from csdtex.fileio import short_path
 from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
-from csdtex.mesh.analysis import SMALL_UV_AREA, shared_texel_fractions, udim_hint, udim_tiles, uv_area_fractions
+from csdtex.mesh.analysis import (SMALL_UV_AREA, shared_texel_fractions, udim_hint, udim_tiles, uv_area_fractions,
+                                  uv_span_text)
 from csdtex.pipeline.outputs import check_inputs_kept, claim_output_folder
 from csdtex.pipeline.run import PhaseTimer, PreparedRun
 from csdtex.render import CandidateBudget, resolve_backend
@@ -247,11 +248,9 @@ def _input_notes(source: Mesh, textured: Mesh, is_edit: bool, warn: Notify) -> l
         notes.append(message)
     areas = [] if is_edit else uv_area_fractions(textured)
     if areas and not any(fraction > 0.0 for _, fraction in areas):  # said now, not after the whole optimization
-        corners = textured.uvs[textured.uv_faces[(textured.uv_faces >= 0).all(axis=1)].reshape(-1)]
         raise UnpaintedTextureError(
             f"nothing can be painted: every UV triangle has no area (the UVs of each face are one point or lie on a "
-            f"line; they span u {corners[:, 0].min():.3g}..{corners[:, 0].max():.3g}, v {corners[:, 1].min():.3g}.."
-            f"{corners[:, 1].max():.3g}); pass --unwrap for a new UV layout")
+            f"line; {uv_span_text(textured).replace('UVs span', 'they span')}); pass --unwrap for a new UV layout")
     for name, fraction in areas:
         if fraction < SMALL_UV_AREA:
             detail = ("its UV triangles have no area, so it gets no paint" if fraction == 0.0 else

@@ -60,12 +60,6 @@ class Cutouts:
 
     per_material: list[MaterialCutout | None]
 
-    def to(self, device: torch.device | str) -> "Cutouts":
-        """A copy with the alpha images on ``device``."""
-        return Cutouts([None if cut is None else MaterialCutout(cut.alpha.to(device), cut.mode, cut.cutoff,
-                                                                cut.sampler, cut.transform)
-                        for cut in self.per_material])
-
     def coverage(self, uvs: torch.Tensor, materials: torch.Tensor) -> torch.Tensor:
         """float32 [N] in [0, 1]: how much of each surface sample is drawn (1 for opaque materials).
 

@@ -189,6 +189,20 @@ def rasterize_torch(
     return Fragments(face_id=face_id, bary=bary, depth=depth, pixel_index=pixel_index)
 
 
+def _depth01(edges: torch.Tensor, total: torch.Tensor, corner_z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Depth in [0, 1] (NDC z mapped; affine in screen space) at points with edge functions ``edges`` float [N, 3]
+    (``total`` their sum [N]) of triangles with corner NDC depths ``corner_z`` [N, 3]; ``valid`` bool [N] marks the
+    points whose ``total`` may divide (the others get a meaningless finite value). One formula for candidates and a
+    peel's floor alike."""
+    return ((edges * corner_z).sum(-1) / torch.where(valid, total, 1.0) + 1.0) * 0.5
+
+
+def _depth_key(depth01: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """int64 z-buffer keys: the float32 bits of ``depth01`` clamped to [0, 1] (they order like the value) above the
+    face index, so ``amin`` keeps the nearest face and ties go to the lower index."""
+    return (depth01.clamp(0.0, 1.0).view(torch.int32).long() << 32) | face
+
+
 def _peel_floor(behind: Fragments, table: torch.Tensor, num_faces: int) -> tuple[torch.Tensor, torch.Tensor]:
     """What a peeled layer must lie behind, per pixel: (key int64 [B*H*W], face int64 [B*H*W]).
 
@@ -206,9 +220,8 @@ def _peel_floor(behind: Fragments, table: torch.Tensor, num_faces: int) -> tuple
     py = (torch.div(pixel, width, rounding_mode="floor") % height).float()
     edges = _evaluate_edges(data[:, _EDGES].view(-1, 3, 5), px, py)
     total_edge = edges.sum(-1)
-    depth01 = ((edges * data[:, _CORNER_Z]).sum(-1) / torch.where(total_edge != 0, total_edge, 1.0) + 1.0) * 0.5
-    depth_bits = depth01.clamp(0.0, 1.0).view(torch.int32).long()
-    key = torch.where(covered, (depth_bits << 32) | face.clamp(min=0), _EMPTY_KEY)
+    depth01 = _depth01(edges, total_edge, data[:, _CORNER_Z], total_edge != 0)
+    key = torch.where(covered, _depth_key(depth01, face.clamp(min=0)), _EMPTY_KEY)
     return key, torch.where(covered, face, -1)
 
 
@@ -290,10 +303,9 @@ def _chunk_keys(first_slot, slot_count, table, counts, ends, num_faces, height, 
     edges = _evaluate_edges(data[:, _EDGES].view(-1, 3, 5), px.float(), py.float())
     total_edge = edges.sum(-1)
     inside = ((edges >= 0).all(-1) | (edges <= 0).all(-1)) & (total_edge != 0)
-    depth01 = ((edges * data[:, _CORNER_Z]).sum(-1) / torch.where(inside, total_edge, 1.0) + 1.0) * 0.5
+    depth01 = _depth01(edges, total_edge, data[:, _CORNER_Z], inside)
     inside &= (depth01 >= 0) & (depth01 <= 1) & real  # NDC z is affine in screen space; clip to [near, far]
-    depth_bits = depth01.clamp(0.0, 1.0).view(torch.int32).long()
-    key = torch.where(inside, (depth_bits << 32) | (tri % num_faces), _EMPTY_KEY)
+    key = torch.where(inside, _depth_key(depth01, tri % num_faces), _EMPTY_KEY)
     pixel = torch.where(real, ((tri // num_faces) * height + py) * width + px, 0)
     return pixel, key
 
