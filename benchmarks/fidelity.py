@@ -643,6 +643,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--guidance-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a schedule option of the paints' guidance (PaintConfig.guidance, as a [guidance] table of "
                         "csdtex paint --config), e.g. timestep_sampling=descending or t_max_end=0.3; repeatable")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds and write what finished (the JSON's items.finished of\n"
+                        "items.planned); keep it below any outer timeout, so a cut run still leaves its record")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the work (each loads the prior; e.g. 8 on a 16-core GPU machine)")
     p.add_argument("--keep-paint-outputs", default=None,
@@ -687,6 +690,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 f"camouflage); {args.classifier or 'the shipped classifier'} has label set {version}: train one with "
                 f"`python benchmarks/train_attribute_classifier.py --data-version 2` and pass --classifier PATH")
     args.guidance = parse_guidance_options(p, args.guidance_option)
+    if args.time_limit is not None and not args.time_limit > 0:
+        p.error("--time-limit must be a positive number of seconds")
     if args.frames < 1 or not 1 <= args.grid_views <= args.frames:
         p.error("--frames must be at least 1 and --grid-views in 1..--frames")
     if args.model is None and {"csd", "sds"} & set(args.methods):
@@ -1004,6 +1009,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     work = str(keep if keep else temporary.name)
     mesh_names = [benchmark_mesh_name(m.strip()) for m in args.meshes.split(",") if m.strip()]
     jobs = [(m, p) for m in range(len(mesh_names)) for p in range(args.prompts)]
+    planned = len(jobs)
     results: dict[tuple[int, int], tuple[list[dict], dict[str, Any]]] = {}
     total = len(jobs) * len(args.methods)
 
@@ -1015,24 +1021,46 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                   f" pattern {'ok ' if run['pattern_correct'] else 'NO '}{run['predicted_pattern']}"
                   f" ({run['seconds']:.1f} s)", flush=True)  # fmt: skip
 
+    deadline = start + args.time_limit if args.time_limit else None
+
+    def time_left() -> float | None:
+        return None if deadline is None else deadline - time.perf_counter()
+
     try:
         if args.workers > 1:
             import multiprocessing
 
             context = multiprocessing.get_context("spawn")
             with context.Pool(args.workers, initializer=_setup, initargs=(args, work)) as pool:
-                for mesh_index, p_index, runs, row in pool.imap_unordered(_evaluate, jobs):
+                pending = pool.imap_unordered(_evaluate, jobs)
+                for _ in jobs:
+                    left = time_left()
+                    try:
+                        mesh_index, p_index, runs, row = pending.next(None if left is None else max(left, 0.0))
+                    except multiprocessing.TimeoutError:
+                        pool.terminate()  # the items still painting are dropped; what finished is written below
+                        break
                     results[(mesh_index, p_index)] = (runs, row)
                     report(runs)
         else:
             _setup(args, work)
             for job in jobs:
+                left = time_left()
+                if left is not None and left <= 0:
+                    break
                 mesh_index, p_index, runs, row = _evaluate(job)
                 results[(mesh_index, p_index)] = (runs, row)
                 report(runs)
     finally:
         if temporary is not None:
             temporary.cleanup()
+    finished_jobs = [job for job in jobs if job in results]
+    if len(finished_jobs) < len(jobs):
+        print(f"time limit ({args.time_limit:g} s) reached: {len(finished_jobs)} of {len(jobs)} (mesh, prompt) items "
+              "finished; writing those", flush=True)
+    if not finished_jobs:
+        raise SystemExit("fidelity.py: error: no item finished within --time-limit; raise it or use more --workers")
+    jobs = finished_jobs
     runs = [run for job in jobs for run in results[job][0]]
     grid_rows = [results[job][1] for job in jobs]
     files: dict[str, str] = {}
@@ -1071,6 +1099,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "csd_vs_sds": comparison,
         "runs": runs,
         "files": {"grid": grid_path.name, **files},
+        "items": {"finished": len(jobs), "planned": planned},
         "seconds": round(time.perf_counter() - start, 1),
     }
     json_path = write_text_atomic(out / f"{args.name}.json", json.dumps(record, indent=2) + "\n")
@@ -1177,6 +1206,92 @@ def merge_results(parts: Sequence[str | Path], out: str | Path, name: str) -> di
     return record
 
 
+_LOG_LINE = re.compile(r"^\[\d+/\d+\] (\S+)\s+(\S+)\s+(['\"])(.*)\3: colours (ok|NO) .*, pattern (ok|NO) ")
+"""A per-item line of a run's log, as :func:`run_benchmark` prints it: method, mesh, quote, prompt, colour, pattern."""
+
+
+def read_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The scored items of a fidelity record: a JSON written by this script, or the log of a run that was cut off
+    before writing one (its ``[i/N] method mesh 'prompt': colours ok ..., pattern ok ...`` lines).
+
+    Returns:
+        dicts with ``method``, ``mesh``, ``prompt``, ``prompt_set`` (None when read from a log), ``color_correct``,
+        ``pattern_correct`` (and ``word_order`` where the JSON has it).
+    Raises:
+        SystemExit: the file is missing or holds neither a fidelity record nor scored log lines.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"fidelity.py: error: {path} does not exist")
+    text = path.read_text(errors="replace")
+    if path.suffix == ".json":
+        try:
+            return list(json.loads(text)["runs"])
+        except (ValueError, KeyError, TypeError):
+            raise SystemExit(f"fidelity.py: error: {path} is not a fidelity JSON (no 'runs')") from None
+    runs = []
+    for line in text.splitlines():
+        match = _LOG_LINE.match(line)
+        if match:
+            method, mesh, _, prompt, color, pattern = match.groups()
+            runs.append({"method": method, "mesh": mesh, "prompt": prompt, "prompt_set": None,
+                         "color_correct": color == "ok", "pattern_correct": pattern == "ok"})
+    if not runs:
+        raise SystemExit(f"fidelity.py: error: {path} holds no scored item lines (is it a fidelity.py log?)")
+    return runs
+
+
+def compare_records(base: str | Path, others: Sequence[str | Path], method: str = "csd") -> list[dict[str, Any]]:
+    """Each of ``others`` against ``base``, paired over the (mesh, prompt) items both scored with ``method``: the
+    :func:`paired_difference_ci` of colour, pattern, both and (where both have it) word order, as other - base.
+    Records are fidelity JSONs or logs of cut-off runs (:func:`read_runs`); the prompt set is part of an item's key
+    only when both records name it. Prints one table per comparison.
+
+    Returns:
+        one dict per other record: ``{"base", "other", "items", "color", "pattern", "both"[, "word_order"]}``.
+    """
+    def keyed(runs: list[dict], with_set: bool) -> dict[tuple, dict]:
+        items: dict[tuple, dict] = {}
+        for run in runs:
+            if run["method"] != method:
+                continue
+            key = (run["mesh"], run["prompt"], run.get("prompt_set") if with_set else None)
+            if key in items:
+                raise SystemExit(f"fidelity.py: error: the item {key[:2]} is scored twice in one record (several "
+                                 "prompt sets in a log?): compare the JSONs")
+            items[key] = run
+        return items
+
+    base_runs = read_runs(base)
+    results = []
+    for other in others:
+        other_runs = read_runs(other)
+        with_set = all(r.get("prompt_set") is not None for r in base_runs + other_runs)
+        mine, theirs = keyed(base_runs, with_set), keyed(other_runs, with_set)
+        items = [k for k in mine if k in theirs]
+        result: dict[str, Any] = {"base": str(base), "other": str(other), "items": len(items)}
+        measures = {"color": lambda r: r["color_correct"], "pattern": lambda r: r["pattern_correct"],
+                    "both": lambda r: r["color_correct"] and r["pattern_correct"]}
+        if items and all("word_order" in mine[k] and "word_order" in theirs[k] for k in items):
+            measures["word_order"] = lambda r: r["word_order"]["order_correct"]
+        rows = []
+        for name, measure in measures.items():
+            ci = paired_difference_ci([measure(theirs[k]) for k in items], [measure(mine[k]) for k in items])
+            result[name] = ci
+            if ci["n"]:
+                rows.append({"measure": name, "base": f"{100 * ci['b_accuracy']:.1f}%",
+                             "other": f"{100 * ci['a_accuracy']:.1f}%",
+                             "other - base": f"{100 * ci['difference']:+.1f}",
+                             "95% interval": f"[{100 * ci['ci_low']:+.1f}, {100 * ci['ci_high']:+.1f}]",
+                             "McNemar p": f"{ci['mcnemar_p']:.3g}"})
+        print(f"{Path(other).name} vs {Path(base).name}: {len(items)} paired {method} items")
+        from common import print_table
+
+        print_table(rows, ["measure", "base", "other", "other - base", "95% interval", "McNemar p"])
+        results.append(result)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: parse ``argv`` and run :func:`run_benchmark`; or, with ``--merge A.json B.json
     ...``, merge finished parts (:func:`merge_results`) into ``--out``/``--name``."""
@@ -1184,6 +1299,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from common import run_or_merge
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--compare":
+        comparer = argparse.ArgumentParser(prog="fidelity.py --compare", description=compare_records.__doc__.split(
+            "\n")[0])
+        comparer.add_argument("base", help="fidelity JSON (or log of a cut-off run) compared against")
+        comparer.add_argument("others", nargs="+", help="fidelity JSONs or logs, each compared with base")
+        comparer.add_argument("--method", default="csd", help="the method compared (csd, sds or reference)")
+        comparer.add_argument("--json", default=None, help="also write the comparisons to this JSON file")
+        parsed = comparer.parse_args(argv[1:])
+        comparisons = compare_records(parsed.base, parsed.others, parsed.method)
+        if parsed.json:
+            write_text_atomic(Path(parsed.json), json.dumps(comparisons, indent=2) + "\n")
+        return {"comparisons": comparisons}
     if argv and argv[0] == "--rescore":
         rescorer = argparse.ArgumentParser(prog="fidelity.py --rescore", description=rescore_results.__doc__.split(
             "\n")[0])
