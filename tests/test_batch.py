@@ -667,3 +667,64 @@ def test_batch_and_single_runs_never_write_into_one_folder(tmp_path, fast_toml):
     [entry] = outcome.entries
     assert entry["status"] == "failed" and "was written by another csdtex run while the batch ran" in entry["error"]
     assert (out / "crate" / "mine.txt").read_text() == "a paint's outputs"  # not replaced
+
+
+def test_reruns_keep_user_files_and_spelled_out_defaults_and_see_links_and_other_runs(tmp_path, fast_toml):
+    """New-user test, session 16: (1) the same folders reached through a symbolic link and by their real path are
+    one project; (2) options the first run left to the preset, now spelled out with the values it resolved
+    (run.json), keep the asset done; (3) a redone asset keeps the files the user put into its folder, and files in
+    .staging that are not the batch's stay; (4) a csdtex paint into an asset's folder makes the batch redo it
+    instead of reporting the paint's outputs under the batch's settings."""
+    real = tmp_path / "real"  # the project: real/in holds the mesh; its output folder is a link onto a bigger disk
+    (real / "in").mkdir(parents=True)
+    shutil.copy(ASSETS / "crate.obj", real / "in" / "crate.obj")
+    (tmp_path / "disk" / "store").mkdir(parents=True)
+    (real / "out").symlink_to(tmp_path / "disk" / "store", target_is_directory=True)
+    common = ["--prompt", "a red object", "--config", fast_toml, "--workers", "1", "--device", "cpu", "--quiet"]
+    assert invoke("batch", real / "in", *common, "--out", real / "out").exit_code == 0
+    asset = real / "out" / "crate"
+
+    def dry(*extra, out=real / "out", source=real / "in"):
+        result = invoke("batch", source, *common, "--out", out, "--dry-run", *extra)
+        assert result.exit_code == 0, result.output
+        return result.output.split()[0]
+
+    assert dry(out=tmp_path / "disk" / "store") == "done"  # (1) the output folder by its real path
+    (tmp_path / "in_link").symlink_to(real / "in", target_is_directory=True)
+    assert dry(source=tmp_path / "in_link") == "done"  # the mesh through a link
+    resolved = json.loads((asset / "run.json").read_text())
+    assert resolved["renderer"] == "torch"
+    assert dry("--renderer", "torch") == "done"  # (2) "auto" resolved to torch
+    t_max = resolved["config"]["guidance"]["t_max_start"]
+    spelled = tmp_path / "spelled.toml"
+    spelled.write_text(fast_toml.read_text() + f"[guidance]\nt_max_start = {t_max}\n")
+    assert dry("--config", spelled) == "done"
+    spelled.write_text(fast_toml.read_text() + f"[guidance]\nt_max_start = {t_max - 0.1}\n")
+    assert dry("--config", spelled) == "changed" and dry("--renderer", "torch", "--seed", "5") == "changed"
+    (asset / "notes_from_artist.txt").write_text("keep me")  # (3)
+    (asset / "crate_retouched.png").write_bytes((asset / "crate.png").read_bytes())
+    (real / "out" / ".staging").mkdir()
+    (real / "out" / ".staging" / "deploy.txt").write_text("not the batch's")
+    blue = [c if c != "a red object" else "a blue object" for c in common]
+    assert invoke("batch", real / "in", *blue, "--out", real / "out").exit_code == 0
+    assert json.loads((asset / "run.json").read_text())["prompt"] == "a blue object"
+    assert (asset / "notes_from_artist.txt").read_text() == "keep me" and (asset / "crate_retouched.png").is_file()
+    assert (real / "out" / ".staging" / "deploy.txt").read_text() == "not the batch's"
+    assert dry(*blue[:2]) == "done"
+    run_record = asset / "run.json"  # (4) as a csdtex paint into the folder leaves it: another run.json
+    run_record.write_text(run_record.read_text().replace('"a blue object"', '"a green object"'))
+    assert dry(*blue[:2]) == "changed"
+
+
+def test_a_finished_assets_warnings_are_shown_with_it():
+    """A paint whose prompt the prior could not read printed only "done" in a batch (new-user test, session 16):
+    each warning of the run follows its done line, also without a log (above the bars)."""
+    from csdtex.batch.display import BatchDisplay
+    from csdtex.batch.tasks import TaskResult
+
+    lines: list[str] = []
+    display = BatchDisplay(2, 1, steps=False, bars=False, log=lines.append)
+    display.finished(TaskResult(name="a", token="t", attempt=1, ok=True, seconds=1.0,
+                                warnings=["the built-in prior does not know 'bronze'\nsecond line"]))
+    display.finished(TaskResult(name="b", token="u", attempt=1, ok=True, seconds=2.0))
+    assert lines == ["done    a (1.0 s)", "warning a: the built-in prior does not know 'bronze'", "done    b (2.0 s)"]

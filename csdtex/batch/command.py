@@ -84,6 +84,9 @@ def run_batch_command(
     parts = [f"{counts.get(status, 0)} {status}" for status in ("done", "failed", "skipped") if counts.get(status)]
     if counts.get("not run"):
         parts.append(f"{counts['not run']} not run")
+    warned = sum(1 for entry in outcome.entries if entry.get("warnings") and entry.get("status") == "done")
+    if warned:
+        parts[0] += f" ({warned} with warnings, listed above and in the report)"
     summary = ", ".join(parts) or "nothing to do"
     echo(f"{counted(len(outcome.entries), 'asset')}: {summary}; report: {outcome.summary_html}")
     return outcome.exit_code

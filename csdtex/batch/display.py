@@ -3,7 +3,8 @@
 - Overall bar (line 0): assets finished of those to run, ETA, and ``done / failed / left`` counts.
 - One bar per worker (lines 1..N) with the current asset's optimization steps, where the backend reports steps
   (local workers; Ray shows the overall bar only). With one worker that is the current asset's step bar.
-- Log lines (``log``): one per finished, failed or retried asset, e.g. ``done    chair (12.3 s)`` or
+- Log lines (``log``): one per finished, failed or retried asset, e.g. ``done    chair (12.3 s)`` (then one
+  ``warning chair: ...`` per warning of its run, always shown, as ``csdtex paint`` prints them) or
   ``failed  lamp (jobs.csv line 4): error: mesh file ... is not a valid OBJ file ...`` (the manifest line only for
   a manifest's row). Without ``log``, failures and retries are still
   printed above the bars.
@@ -15,6 +16,12 @@ import sys
 from typing import Callable
 
 from csdtex.batch.tasks import Started, StepProgress, TaskResult
+
+
+def first_line(text: str, limit: int = 300) -> str:
+    """The first line of ``text``, cut to ``limit`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class BatchDisplay:
@@ -98,6 +105,8 @@ class BatchDisplay:
         if result.ok:
             self.done += 1
             self._write(f"done    {result.name} ({result.seconds:.1f} s)", False)
+            for warning in result.warnings:  # what paint would print: an asset painted from unknown words is no win
+                self._write(f"warning {result.name}: {first_line(warning)}", True)
         else:
             self.failed += 1
             origin = f" ({where})" if where and " line " in where else ""

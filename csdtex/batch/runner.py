@@ -18,10 +18,12 @@ redoes the rest (replacing changed ones), and retries failed attempts up to ``re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -199,15 +201,78 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def same_file_path(path: str | os.PathLike) -> Path:
+    """``path`` absolute with its symbolic links resolved: the form in which a batch compares mesh paths, so that a
+    mesh or output folder reached through a link (``out -> /mnt/big/out``) and by its real path is one file."""
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
 def finished_mesh_path(marker: dict[str, Any], out_dir: Path) -> Path | None:
-    """Where the mesh of a finished asset is now, from its ``batch.json``: ``mesh_relative`` (the mesh's path
-    relative to the output folder) when recorded, so a project folder moved or reached through another path (another
-    mount point, a copy on a new machine) still matches its meshes; else the absolute ``mesh_path``."""
+    """Where the mesh of a finished asset is now (:func:`same_file_path` form), from its ``batch.json``:
+    ``mesh_relative`` (the mesh's path relative to the output folder) when a file is there, so a project folder
+    moved or reached through another path (another mount point, a copy on a new machine) still matches its meshes;
+    else the absolute ``mesh_path`` (the output folder alone moved, or reached through a link); else the relative
+    form (a mesh gone from both places)."""
     relative = marker.get("mesh_relative")
-    if isinstance(relative, str) and relative:
-        return Path(os.path.abspath(out_dir / relative))
+    moved = same_file_path(out_dir / relative) if isinstance(relative, str) and relative else None
     recorded = marker.get("mesh_path")
-    return Path(os.path.abspath(recorded)) if isinstance(recorded, str) and os.path.isabs(recorded) else None
+    absolute = same_file_path(recorded) if isinstance(recorded, str) and os.path.isabs(recorded) else None
+    for candidate in (moved, absolute):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return moved or absolute
+
+
+def _run_record(folder: Path) -> dict[str, Any] | None:
+    """The ``run.json`` of an asset folder, or None."""
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+_RESOLVED_WHEN = {"renderer": "auto"}
+"""Options whose "resolve it for me" value is not None: ``renderer = "auto"`` (run.json records the backend used)."""
+
+
+def _only_defaults_spelled_out(recorded: Any, settings: dict[str, Any], run_record: dict[str, Any] | None) -> bool:
+    """Whether ``settings`` differ from a finished asset's ``recorded`` ones only by options the earlier run left to
+    the prior's preset (None, or ``renderer = "auto"``) and that ``settings`` now spell out with the very value the
+    run resolved (its ``run.json``): ``--texture-size 512``, ``--renderer torch`` or ``--negative ""`` after a run
+    with the built-in prior's defaults make the same asset, so it stays done. A guidance table is compared key by
+    key against the run's resolved guidance."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict) or run_record is None:
+        return False
+    resolved = run_record.get("config")
+    if not isinstance(resolved, dict):
+        return False
+    resolved = {**resolved, "renderer": run_record.get("renderer"), "model": run_record.get("model")}
+    if {k: v for k, v in recorded.items() if k != "config"} != {k: v for k, v in settings.items() if k != "config"}:
+        return False
+    before, now = recorded["config"], settings["config"]
+    for key in set(before) | set(now):
+        if key in NOT_SETTINGS or before.get(key) == now.get(key):
+            continue
+        if key == "guidance" and isinstance(before.get(key), dict) and isinstance(now.get(key), dict):
+            resolved_guidance = resolved.get("guidance") if isinstance(resolved.get("guidance"), dict) else {}
+            for name in set(before[key]) | set(now[key]):
+                if before[key].get(name) != now[key].get(name) and not (
+                        name not in before[key] and resolved_guidance.get(name) == now[key][name]):
+                    return False
+            continue
+        left_to_preset = before.get(key) is None or before.get(key) == _RESOLVED_WHEN.get(key, None)
+        if not (left_to_preset and key in resolved and resolved[key] == now.get(key)):
+            return False
+    return True
+
+
+def _outputs_replaced(marker: dict[str, Any], folder: Path) -> bool:
+    """Whether the asset's ``run.json`` is no longer the one the batch committed (``batch.json``'s
+    ``run_record_sha256``): a ``csdtex paint`` into the asset's folder made other outputs, which the batch must not
+    report as its own (the asset is redone). Markers of earlier versions, without the digest, are trusted."""
+    recorded = marker.get("run_record_sha256")
+    return isinstance(recorded, str) and file_sha256(folder / "run.json") != recorded
 
 
 def keep_finished_names(rows: list[AssetRow], out_dir: Path) -> list[AssetRow]:
@@ -241,11 +306,11 @@ def keep_finished_names(rows: list[AssetRow], out_dir: Path) -> list[AssetRow]:
     movable = [i for i, row in enumerate(rows) if not row.named_by_out]
     for index in movable:  # round 1: the same mesh and prompt
         row = rows[index]
-        claim(index, [name for name, prompt in finished.get(Path(os.path.abspath(row.mesh)), [])
+        claim(index, [name for name, prompt in finished.get(same_file_path(row.mesh), [])
                       if prompt == row.prompt])
     for index in movable:  # round 2: the same mesh
         if index not in chosen:
-            claim(index, [name for name, _ in finished.get(Path(os.path.abspath(rows[index].mesh)), [])])
+            claim(index, [name for name, _ in finished.get(same_file_path(rows[index].mesh), [])])
     result = list(rows)
     for index in movable:
         row = rows[index]
@@ -279,7 +344,7 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
             raise ConfigError(f"{folder} exists but was not written by csdtex batch (no {MARKER}): move it away or "
                               "choose another --out")
         recorded = finished_mesh_path(marker, out_dir) if marker else None
-        another_mesh = recorded is not None and recorded != Path(os.path.abspath(row.mesh))
+        another_mesh = recorded is not None and recorded != same_file_path(row.mesh)
         if another_mesh and not row.config.overwrite:
             raise ConfigError(f"{row.where}: {folder} holds the finished asset of another mesh ({recorded}), not "
                               f"{row.mesh}: give the row its own out name, choose another --out, or pass --overwrite "
@@ -292,8 +357,10 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
         recorded_hash = marker.get("settings_hash") if marker else None
         same = recorded_hash == key or (marker is not None and _same_as_recorded(marker.get("settings"), row, digest,
                                                                                  settings))
+        if not same and marker is not None:
+            same = _only_defaults_spelled_out(marker.get("settings"), settings, _run_record(folder))
         status = "new" if marker is None else "done" if same and not another_mesh else "changed"
-        if status == "done" and _input_files_changed(marker, row.mesh):
+        if status == "done" and (_input_files_changed(marker, row.mesh) or _outputs_replaced(marker, folder)):
             status = "changed"
         planned.append(PlannedAsset(row=row, status=status, settings=settings, settings_hash=key, mesh_stat=stat))
     return planned
@@ -492,6 +559,7 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
         "settings": asset.settings, "mesh_stat": asset.mesh_stat, "mesh_path": os.path.abspath(asset.row.mesh),
         "mesh_relative": _relative(asset.row.mesh, out_dir),
         "input_files": _input_file_records(task.staging, asset.row.mesh),
+        "run_record_sha256": file_sha256(task.staging / "run.json"),
         "options": asset.row.options, "seconds": round(result.seconds, 3), "attempts": result.attempt,
         "worker": result.worker, "warnings": result.warnings, "csdtex": __version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -502,6 +570,7 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
         if final.exists():
             old = out_dir / STAGING / f"{asset.row.name}.old-{task.token}"
             os.replace(final, old)
+            _carry_foreign_files(old, task.staging)
         os.replace(task.staging, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -513,6 +582,22 @@ def _commit(task: AssetTask, asset: PlannedAsset, result: TaskResult, out_dir: P
     return result
 
 
+_BATCH_FILES = (MARKER, "checkpoint.safetensors", "checkpoint.json", RUN_LOCK)
+"""Files of a finished asset folder that csdtex writes besides a run's outputs (:func:`written_by_csdtex`)."""
+
+
+def _carry_foreign_files(old: Path, new: Path) -> None:
+    """Move the files and folders of a replaced asset folder ``old`` that csdtex did not write (a retouched texture,
+    the artist's notes) into its replacement ``new``, as ``csdtex paint`` keeps them in its output folder; a name
+    the new outputs use is the new output's."""
+    from csdtex.pipeline.outputs import written_by_csdtex
+
+    ours = written_by_csdtex(old) | set(_BATCH_FILES)
+    for entry in old.iterdir():
+        if entry.name not in ours and not (new / entry.name).exists() and not entry.name.startswith(".csdtex"):
+            os.replace(entry, new / entry.name)
+
+
 def _relative(path: Path, start: Path) -> str | None:
     """``path`` relative to ``start`` (POSIX), or None where there is no relative path (another drive)."""
     try:
@@ -521,8 +606,22 @@ def _relative(path: Path, start: Path) -> str | None:
         return None
 
 
+_STAGING_ENTRY = re.compile(r".+\.(old-)?[0-9a-f]{12}")
+"""The name of an attempt's staging folder (``<name>.<token>``) or of a replaced asset on its way out
+(``<name>.old-<token>``)."""
+
+
 def _clean_staging(out_dir: Path) -> None:
-    shutil.rmtree(out_dir / STAGING, ignore_errors=True)
+    """Remove the batch's staging folders (an earlier batch killed mid-asset leaves some); anything else in
+    ``.staging`` is not the batch's and stays (with the folder)."""
+    staging = out_dir / STAGING
+    if not staging.is_dir() or staging.is_symlink():
+        return
+    for entry in staging.iterdir():
+        if _STAGING_ENTRY.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staging.rmdir()  # only when empty
 
 
 class _SummaryWriter:

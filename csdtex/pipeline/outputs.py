@@ -109,6 +109,18 @@ def _asset_files(out_dir: Path, stem: str) -> set[str]:
     return {name for name in names if (out_dir / name).is_file()}
 
 
+def written_by_csdtex(out_dir: str | os.PathLike) -> set[str]:
+    """The names of the files in ``out_dir`` that a csdtex run wrote there: the outputs its ``run.json`` lists and
+    the model files, textures and previews of that asset, ``run.json`` itself. Everything else in the folder (a
+    retouched copy, the artist's notes) is somebody else's."""
+    out_dir = Path(out_dir)
+    stem, recorded = _recorded_outputs(out_dir)
+    names = set(recorded) | ({RUN_RECORD} if (out_dir / RUN_RECORD).is_file() else set())
+    if stem is not None:
+        names |= _asset_files(out_dir, stem)
+    return names
+
+
 def _is_output_name(file_name: str, name: str) -> bool:
     """True when ``file_name`` is one of the names a run of asset ``name`` may write (model files, textures
     ``<name>.png`` / ``<name>_<material>.png``, previews, ``run.json``)."""
