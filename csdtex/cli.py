@@ -70,9 +70,18 @@ def _interrupt_names_checkpoint(out_dir: Path):
         sys.exit(_interrupt_status(interrupt))
 
 
+def _signal_number(interrupt: KeyboardInterrupt) -> int | None:
+    """The termination signal behind ``interrupt`` (:class:`csdtex.entry.Terminated`, or one the process received
+    that a library re-raised as a plain KeyboardInterrupt), or None for Ctrl-C."""
+    from csdtex.entry import received_termination
+
+    number = getattr(interrupt, "signal_number", None)
+    return number if number is not None else received_termination()
+
+
 def _interrupted(interrupt: KeyboardInterrupt) -> str:
     """'interrupted' (Ctrl-C) or 'stopped by SIGTERM' / 'SIGHUP' (:class:`csdtex.entry.Terminated`)."""
-    number = getattr(interrupt, "signal_number", None)
+    number = _signal_number(interrupt)
     if number is None:
         return "interrupted"
     import signal
@@ -82,7 +91,7 @@ def _interrupted(interrupt: KeyboardInterrupt) -> str:
 
 def _interrupt_status(interrupt: KeyboardInterrupt) -> int:
     """The exit status of an interrupted command: 130 for Ctrl-C, 128 + the signal number for a termination."""
-    number = getattr(interrupt, "signal_number", None)
+    number = _signal_number(interrupt)
     return 130 if number is None else 128 + int(number)
 
 

@@ -41,15 +41,30 @@ class Terminated(KeyboardInterrupt):
         self.signal_number = signal_number
 
 
+_received: list[int] = []
+"""The termination signal this process received (at most one: later ones are ignored), for
+:func:`received_termination`."""
+
+
+def received_termination() -> int | None:
+    """The number of the termination signal :func:`stop_on_termination_signals` turned into :class:`Terminated`, or
+    None. Code between the signal and the command's handler (Ray's ``ray.get``) may re-raise the
+    :class:`Terminated` as a plain ``KeyboardInterrupt``; the command still reports a termination, not a Ctrl-C."""
+    return _received[0] if _received else None
+
+
 def stop_on_termination_signals() -> None:
     """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the command line owns its process; the
     library never installs handlers). A second signal while the first is being handled is ignored."""
     import signal
 
+    _received.clear()
+
     def handler(signal_number, frame):
         for name in ("SIGTERM", "SIGHUP"):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_IGN)
+        _received.append(int(signal_number))
         raise Terminated(signal_number)
 
     for name in ("SIGTERM", "SIGHUP"):

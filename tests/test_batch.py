@@ -337,17 +337,25 @@ def test_other_bad_inputs_give_one_line_and_write_nothing(tmp_path, monkeypatch)
         (["batch", tmp_path / "edit.csv", "--prompt", "x"], "", "--prompt is for a folder of meshes"),
         (["batch", tmp_path / "edit.csv", "--root", tmp_path / "nowhere"], "", "is not a folder"),
         (["batch", tmp_path / "edit.csv", "--device", "tpu"], "", "unknown device"),
+        # batch-wide options a paint refuses up front: one line before anything runs, not one failure per asset
+        (["batch", tmp_path / "noprompts", "--prompt", "x", "--renderer", "nvdiffrast", "--device", "cpu"], "",
+         "folder noprompts/crate.obj: the nvdiffrast renderer needs a CUDA device"),
+        (["batch", tmp_path / "noprompts", "--prompt", "x", "--model", tmp_path / "no_such_model"], "",
+         "no_such_model does not exist"),
+        (["batch", tmp_path / "schedule.csv"], "", "schedule.csv line 2: "),
     ]
+    (tmp_path / "schedule.csv").write_text("mesh,prompt,guidance.t_min_start\ncrate.obj,a red object,0.99\n")
     import importlib.util
 
     if importlib.util.find_spec("csdtex.editing") is None:
         cases.append((["batch", tmp_path / "edit_ok.csv", "--task", "edit"], "",
                       "csdtex edit is not available in this version"))
     for args, _, message in cases:
-        result = invoke(*args, "--out", out)
-        assert result.exit_code == 2, (args, result.output)
-        assert message in one_error_line(result), (args, result.output)
-        assert not out.exists(), args
+        for dry in ([], ["--dry-run"]):
+            result = invoke(*args, "--out", out, *dry)
+            assert result.exit_code == 2, (args, result.output)
+            assert message in one_error_line(result), (args, result.output)
+            assert not out.exists(), args
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     result = invoke("batch", tmp_path / "edit.csv", "--ray", "--out", out)
@@ -728,3 +736,27 @@ def test_a_finished_assets_warnings_are_shown_with_it():
                                 warnings=["the built-in prior does not know 'bronze'\nsecond line"]))
     display.finished(TaskResult(name="b", token="u", attempt=1, ok=True, seconds=2.0))
     assert lines == ["done    a (1.0 s)", "warning a: the built-in prior does not know 'bronze'", "done    b (2.0 s)"]
+
+
+def test_ray_init_keeps_the_commands_termination_handler(monkeypatch):
+    """ray.init installs its own SIGTERM handler (a C++ stack dump, exit status 1 or an abort; new-user test, session
+    16): the batch puts the command's handler back, and a termination that a library re-raised as a plain
+    KeyboardInterrupt is still reported as one (exit 143)."""
+    from csdtex import cli, entry
+    from csdtex.batch.ray_backend import _signal_handlers_kept
+
+    def mine(number, frame):
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with _signal_handlers_kept():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as ray.init replaces it
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    monkeypatch.setattr(entry, "_received", [int(signal.SIGTERM)])
+    assert cli._interrupt_status(KeyboardInterrupt()) == 143 and cli._interrupted(KeyboardInterrupt()) == \
+        "stopped by SIGTERM"
+    monkeypatch.setattr(entry, "_received", [])
+    assert cli._interrupt_status(KeyboardInterrupt()) == 130

@@ -626,6 +626,9 @@ def test_timestep_bounds(pixel_prior, latent_prior):
         dict(t_min_start=0.6, t_max_start=0.5),
         dict(t_max_end=1.5),
         dict(method="sds", cfg_scale=0.0),
+        dict(w1=1e30),  # the gradient norm overflowed and the texture stayed unpainted, "done" (session 16)
+        dict(w2_end=float("nan")),
+        dict(cfg_scale=1e5),
     ],
 )
 def test_invalid_config_is_a_config_error(overrides):

@@ -10,7 +10,6 @@ from csdtex.batch.manifest import ManifestError, load_manifest
 from csdtex.batch.runner import BatchOptions, plan_batch, run_batch
 from csdtex.batch.tasks import edit_config
 from csdtex.config import PaintConfig
-from csdtex.errors import ConfigError
 from csdtex.export import safe_asset_name
 from csdtex.wording import counted
 
@@ -19,6 +18,49 @@ def default_out_dir(manifest_path: Path) -> Path:
     """``csdtex-out/<manifest file stem or folder name>`` (made safe)."""
     path = Path(os.path.abspath(manifest_path))
     return Path("csdtex-out") / safe_asset_name(path.name if path.is_dir() else path.stem)
+
+
+def check_rows(rows, device: str, use_ray: bool = False) -> None:
+    """What a single ``csdtex paint`` / ``edit`` refuses before any long work, checked for every row before the
+    batch starts (also by ``--dry-run``), so that a bad batch-wide option is one line and nothing is written, not
+    one identical failure per asset: options an edit refuses (``--unwrap``), a model that does not exist or is not
+    a usable pipeline folder, a guidance schedule that does not fit the prior's preset (``t_min_start`` above
+    ``t_max_start``), an unknown device or CUDA without a GPU, and a renderer the device cannot run (the last two
+    not with ``--ray``: the cluster's devices decide).
+
+    Raises:
+        ManifestError: one line naming the first row that fails (the folder's mesh or the manifest line).
+        ConfigError, DeviceError: the device (one line).
+    """
+    from csdtex.config import DEFAULT_MODEL, resolve_guidance
+    from csdtex.errors import CsdtexError
+    from csdtex.guidance.loading import model_preset
+
+    from csdtex.devices import resolve_device
+
+    presets: dict[str, str | None] = {}
+    checked: set[str] = set()
+    local_device = None if use_ray else resolve_device(device)  # an unknown device, or CUDA without a GPU
+    for row in rows:
+        try:
+            if row.task == "edit":
+                edit_config(row.config).validate()
+            model = str(row.config.model or DEFAULT_MODEL)
+            if model not in presets:
+                presets[model] = model_preset(model)
+            preset = presets[model]
+            if row.task == "paint" and preset is not None:
+                key = repr((preset, row.config.guidance_method, row.config.negative_prompt,
+                            sorted(row.config.guidance.items())))
+                if key not in checked:
+                    resolve_guidance(row.config, preset)
+                    checked.add(key)
+            if local_device is not None and row.config.renderer != "auto":
+                from csdtex.render import resolve_backend
+
+                resolve_backend(row.config.renderer, local_device)
+        except CsdtexError as error:
+            raise ManifestError(f"{row.where}: {error}") from None
 
 
 def run_batch_command(
@@ -55,12 +97,7 @@ def run_batch_command(
         raise ManifestError("--prompt is for a folder of meshes; a manifest gives each row its prompt")
     out_dir = Path(out_dir) if out_dir else default_out_dir(manifest_path)
     manifest = load_manifest(manifest_path, task=task, config=config, prompt=prompt, roots=roots, out_dir=out_dir)
-    for row in manifest.rows:  # options an edit refuses (--unwrap) stop the batch here, not once per row
-        if row.task == "edit":
-            try:
-                edit_config(row.config).validate()
-            except ConfigError as error:
-                raise ManifestError(f"{row.where}: {error}") from None
+    check_rows(manifest.rows, config.device, use_ray)
     if dry_run:
         planned = plan_batch(manifest.rows, out_dir)
         width = max(len(asset.row.name) for asset in planned)

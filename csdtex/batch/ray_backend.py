@@ -12,11 +12,12 @@ the runner renames them into place). Ray is optional: it is imported only when a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from csdtex.batch.tasks import AssetTask, Event, Finished, Started, WorkerState, crash_result, execute_task
 from csdtex.errors import CsdtexError, one_line
@@ -96,6 +97,26 @@ class _Actor:
     model: str | None = None
 
 
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Put back, after the block, the termination-signal handlers the process had before it: ``ray.init`` installs
+    its own fatal-signal handler for SIGTERM (a C++ stack dump and exit status 1, or an abort), which would replace
+    the ``csdtex`` command's (one line, the staging folders cleaned, exit 143). Only Python-level handlers are put
+    back, and only in the main thread (elsewhere Python cannot set them)."""
+    import signal
+    import threading
+
+    names = [name for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)]
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = {name: signal.getsignal(getattr(signal, name)) for name in names} if main_thread else {}
+    try:
+        yield
+    finally:
+        for name, handler in before.items():
+            if handler is not None:
+                signal.signal(getattr(signal, name), handler)
+
+
 class RayBackend:
     """Runs tasks on Ray actors (see the module docstring).
 
@@ -133,7 +154,8 @@ class RayBackend:
 
             check_reachable(self.address)
             try:
-                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+                with _signal_handlers_kept():
+                    ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
             except Exception as error:  # noqa: BLE001 - connection refused, bad address, version mismatch, ...
                 where = f"at {self.address}" if self.address else "(RAY_ADDRESS or a new local Ray)"
                 raise CsdtexError(f"cannot start or join Ray {where}: {one_line(error)}; check --ray-address and that "

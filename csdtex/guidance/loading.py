@@ -116,6 +116,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _not_a_folder(folder: Path) -> ModelError:
+    return ModelError(
+        f"{folder} is a file, not a diffusers folder: single-file checkpoints are not supported; convert it with "
+        "diffusers (StableDiffusionPipeline.from_single_file(...).save_pretrained(folder)) and pass the folder"
+    )
+
+
 def _detect_kind(folder: Path) -> PriorKind:
     """Decide whether ``folder`` is a latent (SD) or pixel (IF stage I) pipeline; raise ModelError if neither."""
     index_path = folder / "model_index.json"
@@ -322,10 +329,7 @@ def load_prior_from_folder(
             f"model folder {folder} does not exist: pass an existing diffusers folder, a hub id or an alias"
         )
     if not folder.is_dir():
-        raise ModelError(
-            f"{folder} is a file, not a diffusers folder: single-file checkpoints are not supported; convert it with "
-            "diffusers (StableDiffusionPipeline.from_single_file(...).save_pretrained(folder)) and pass the folder"
-        )
+        raise _not_a_folder(folder)
     kind = _detect_kind(folder)
 
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -595,6 +599,52 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~", "\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", model)) or "\\" in model
 
 
+def model_reference(model: str | os.PathLike) -> tuple[str, str]:
+    """Where a ``--model`` points, checked without loading or downloading anything: ``("folder", path)`` for an alias
+    of a built-in prior or an existing local folder, ``("hub", repo_id)`` for a hub alias or an ``org/name`` id (see
+    :func:`load_prior` for the order).
+
+    Raises:
+        ModelError: an empty name, a path that does not exist, or a name that is none of the three (one line).
+    """
+    given = os.fspath(model)
+    if given.strip() and given != given.strip() and Path(given).expanduser().is_dir():
+        return "folder", given  # a folder whose name has spaces
+    name = given.strip()
+    if not name:
+        raise ModelError("no model given: pass an alias (csdtex models), a local diffusers folder or a hub id")
+    alias = MODEL_ALIASES.get(name.lower())
+    if alias is not None:
+        return ("folder", str(builtin_prior_folder(alias.alias))) if alias.builtin else ("hub", alias.repo_id)
+    if Path(name).expanduser().exists():
+        return "folder", name
+    if _looks_like_path(name):
+        raise ModelError(f"model folder {name} does not exist: pass an existing diffusers folder, a hub id or an alias")
+    if name.count("/") != 1:
+        raise ModelError(
+            f"unknown model {name!r}: use an alias ({', '.join(MODEL_ALIASES)}; list them with `csdtex models`), "
+            "a hub id like org/name, or a local diffusers folder"
+        )
+    return "hub", name
+
+
+def model_preset(model: str | os.PathLike) -> str | None:
+    """The :data:`csdtex.config.PRESETS` name a run with ``model`` will use (``"tiny"``, ``"latent"`` or
+    ``"pixel"``), read from the folder without loading it; None for a hub id (known once downloaded).
+
+    Raises:
+        ModelError: see :func:`model_reference`, and a local folder that is not a usable pipeline.
+    """
+    where, value = model_reference(model)
+    if where == "hub":
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise _not_a_folder(folder)
+    kind = _detect_kind(folder)
+    return "tiny" if (folder / TINY_PRIOR_CONFIG_NAME).is_file() else kind
+
+
 def load_prior(
     model: str | os.PathLike,
     device: torch.device | str = "cpu",
@@ -626,28 +676,10 @@ def load_prior(
         DeviceError: CUDA requested but unavailable.
         ConfigError: an unknown device name.
     """
-    given = os.fspath(model)
-    if given.strip() and given != given.strip() and Path(given).expanduser().is_dir():
-        return load_prior_from_folder(given, device, dtype, low_vram=low_vram)  # a folder whose name has spaces
-    name = given.strip()
-    if not name:
-        raise ModelError("no model given: pass an alias (csdtex models), a local diffusers folder or a hub id")
-    alias = MODEL_ALIASES.get(name.lower())
-    if alias is not None and alias.builtin:
-        return load_prior_from_folder(builtin_prior_folder(alias.alias), device, dtype, low_vram=low_vram)
-    if alias is not None:
-        repo_id = alias.repo_id
-    elif Path(name).expanduser().exists():
-        return load_prior_from_folder(name, device, dtype, low_vram=low_vram)
-    elif _looks_like_path(name):
-        raise ModelError(f"model folder {name} does not exist: pass an existing diffusers folder, a hub id or an alias")
-    elif name.count("/") != 1:
-        raise ModelError(
-            f"unknown model {name!r}: use an alias ({', '.join(MODEL_ALIASES)}; list them with `csdtex models`), "
-            "a hub id like org/name, or a local diffusers folder"
-        )
-    else:
-        repo_id = name
+    where, value = model_reference(model)
+    if where == "folder":
+        return load_prior_from_folder(value, device, dtype, low_vram=low_vram)
+    repo_id = value
     resolved_device = resolve_device(device)
     resolved_dtype = _resolve_dtype(dtype, resolved_device)
     variant = "fp16" if resolved_dtype in (torch.float16, torch.bfloat16) else None

@@ -21,6 +21,8 @@ per step (one call, or several smaller ones under a low-memory :class:`~csdtex.g
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -167,6 +169,12 @@ def _check_progress(progress: float) -> float:
     return progress
 
 
+MAX_GUIDANCE_WEIGHT = 1000.0
+"""The largest magnitude of ``w1``, ``w2_start``, ``w2_end`` and ``cfg_scale`` a :class:`GuidanceConfig` takes: the
+noise predictions' differences are about 1, so a far larger weight only overflows the gradient (an unpainted
+texture) and a sensible one is below 100."""
+
+
 @dataclass
 class GuidanceConfig:
     """Options of the score-distillation guidance. Defaults are the latent (Stable Diffusion) preset.
@@ -238,6 +246,12 @@ class GuidanceConfig:
                 raise ConfigError(f"t_min_{which} = {lo} is above t_max_{which} = {hi}: the timestep range is empty")
         if self.method == "sds" and self.cfg_scale <= 0:
             raise ConfigError(f"cfg_scale = {self.cfg_scale} must be positive for SDS (typical: 7.5 to 100)")
+        for name in ("w1", "w2_start", "w2_end", "cfg_scale"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or abs(value) > MAX_GUIDANCE_WEIGHT:
+                raise ConfigError(f"{name} = {value} is outside [-{MAX_GUIDANCE_WEIGHT:g}, {MAX_GUIDANCE_WEIGHT:g}]: "
+                                  "the gradient would overflow and leave the texture unpainted (typical: w1, w2 about "
+                                  "1; cfg_scale 7.5 to 100)")
 
     def w2_at(self, progress: float) -> float:
         """The negative-prompt weight w2 at ``progress`` in [0, 1] (linear from w2_start to w2_end)."""
@@ -392,7 +406,9 @@ class ScoreDistillation:
         if cfg.normalize_gradient:
             g = normalize_per_sample(g)
         loss = distillation_loss(x, g.to(x.dtype))
-        metrics = {"grad_norm": norms.mean().float(), "t": t.float().mean(), "finite": torch.isfinite(g).all().float()}
+        # an overflowing norm (finite g, inf squares) would make Adam's update 0: no paint at all, so not "finite"
+        finite = torch.isfinite(g).all() & torch.isfinite(norms).all()
+        metrics = {"grad_norm": norms.mean().float(), "t": t.float().mean(), "finite": finite.float()}
         return loss, metrics
 
     def __call__(
