@@ -760,3 +760,30 @@ def test_ray_init_keeps_the_commands_termination_handler(monkeypatch):
         "stopped by SIGTERM"
     monkeypatch.setattr(entry, "_received", [])
     assert cli._interrupt_status(KeyboardInterrupt()) == 130
+
+
+def test_a_folder_scan_names_what_it_leaves_out(tmp_path):
+    """FBX / USDZ files, linked folders and csdtex output folders were left out of a folder batch without a word
+    (new-user test, session 16), and any folder holding another tool's run.json was taken for csdtex output."""
+    folder = tmp_path / "in"
+    (folder / "props").mkdir(parents=True)
+    shutil.copy(ASSETS / "crate.obj", folder / "props" / "crate.obj")
+    for name in ("barrel.fbx", "tree.dae", "car.usdz"):
+        (folder / "props" / name).write_bytes(b"not read")
+    (folder / "characters").mkdir()
+    shutil.copy(ASSETS / "crate.obj", folder / "characters" / "hero.obj")
+    (folder / "characters" / "run.json").write_text('{"frames": 24}')  # another tool's file of that name
+    (folder / "painted").mkdir()
+    shutil.copy(ASSETS / "crate.obj", folder / "painted" / "crate.obj")
+    (folder / "painted" / "run.json").write_text('{"prompt": "x", "outputs": {}, "config": {}}')  # csdtex's
+    (tmp_path / "library").mkdir()
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "library" / "shared.obj")
+    (folder / "library").symlink_to(tmp_path / "library", target_is_directory=True)
+    result = invoke("batch", folder, "--prompt", "a red object", "--out", tmp_path / "out", "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("note: left out 3 file(s) of formats csdtex does not read (.dae, .fbx, .usdz")
+               for line in lines), result.output
+    assert any(line.startswith("note: left out linked folder(s) library") for line in lines)
+    assert any(line.startswith("note: left out 1 folder(s) of csdtex outputs (painted)") for line in lines)
+    assert "characters/hero.obj" in result.output and "2 assets in folder" in result.output

@@ -97,6 +97,8 @@ def run_batch_command(
         raise ManifestError("--prompt is for a folder of meshes; a manifest gives each row its prompt")
     out_dir = Path(out_dir) if out_dir else default_out_dir(manifest_path)
     manifest = load_manifest(manifest_path, task=task, config=config, prompt=prompt, roots=roots, out_dir=out_dir)
+    for note in manifest.notes:
+        echo(f"note: {note}", err=True)
     check_rows(manifest.rows, config.device, use_ray)
     if dry_run:
         planned = plan_batch(manifest.rows, out_dir)

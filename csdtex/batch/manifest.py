@@ -105,6 +105,9 @@ class Manifest:
 
     rows: list[AssetRow]
     description: str
+    notes: tuple[str, ...] = ()
+    """What a folder scan left out that a user may have meant to include (meshes of formats csdtex cannot read,
+    linked folders, csdtex's own output folders), one line each, for the command to show."""
 
 
 def load_manifest(
@@ -145,8 +148,9 @@ def load_manifest(
         if not root.is_dir():
             raise ManifestError(f"--root {root} is not a folder")
     reader = _RowReader(task, config, allowed)
+    notes: list[str] = []
     if path.is_dir():
-        rows = _folder_rows(path, reader, prompt, out_dir)
+        rows = _folder_rows(path, reader, prompt, out_dir, notes)
         description = f"folder {path}"
     else:
         kind = MANIFEST_SUFFIXES.get(path.suffix.lower())
@@ -158,7 +162,7 @@ def load_manifest(
         if not rows:
             raise ManifestError(f"manifest {path} has no rows: add one asset per row (columns mesh, prompt)")
         description = f"{kind.upper()} manifest {path}"
-    return Manifest(rows=assign_names(rows, allowed), description=description)
+    return Manifest(rows=assign_names(rows, allowed), description=description, notes=tuple(notes))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -219,8 +223,10 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _folder_rows(folder: Path, reader: "_RowReader", prompt: str | None,
-                 out_dir: str | os.PathLike | None) -> list[AssetRow]:
-    meshes = list(find_meshes(folder, skip=[Path(out_dir)] if out_dir else []))
+                 out_dir: str | os.PathLike | None, notes: list[str]) -> list[AssetRow]:
+    left_out: dict[str, list[str]] = {}
+    meshes = list(find_meshes(folder, skip=[Path(out_dir)] if out_dir else [], left_out=left_out))
+    notes.extend(_left_out_notes(left_out))
     listed: dict[Path, list[AssetRow]] = {}
     prompts_file = folder / PROMPTS_FILE
     if prompts_file.is_file():
@@ -248,23 +254,77 @@ def _folder_rows(folder: Path, reader: "_RowReader", prompt: str | None,
     return rows
 
 
-def find_meshes(folder: Path, skip: Iterable[Path] = ()) -> Iterable[Path]:
+OTHER_MESH_FORMATS = (".fbx", ".dae", ".usd", ".usda", ".usdc", ".usdz", ".blend", ".3ds", ".max", ".ma", ".mb",
+                      ".abc", ".x3d", ".wrl", ".3mf", ".dxf", ".lwo", ".c4d")
+"""Extensions of 3D files csdtex does not read: a folder scan names them instead of leaving them out silently."""
+
+
+def is_csdtex_output_folder(path: Path) -> bool:
+    """A folder a csdtex run or batch wrote: a ``batch.json``, or a ``run.json`` with csdtex's record keys (another
+    tool's ``run.json`` does not make a folder of source meshes an output folder)."""
+    if (path / "batch.json").is_file():
+        return True
+    try:
+        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"prompt", "outputs", "config"} <= set(record)
+
+
+def find_meshes(folder: Path, skip: Iterable[Path] = (), left_out: dict[str, list[str]] | None = None
+                ) -> Iterable[Path]:
     """Mesh files (:data:`csdtex.mesh.SUPPORTED_EXTENSIONS`) under ``folder``, recursively, in sorted order.
 
-    Left out: hidden files and folders (``.name``), the folders in ``skip``, and csdtex's own output folders (those
-    holding a ``run.json`` or ``batch.json``), so painted results are never painted again.
+    Left out: hidden files and folders (``.name``), the folders in ``skip``, csdtex's own output folders
+    (:func:`is_csdtex_output_folder`), so painted results are never painted again, and linked folders (not
+    followed). ``left_out``, when given, receives the paths (relative to ``folder``) of the last two and of files
+    of 3D formats csdtex does not read (:data:`OTHER_MESH_FORMATS`), under the keys ``"outputs"``, ``"links"`` and
+    ``"formats"``, for :func:`_left_out_notes`.
     """
     skipped = [_resolved(path) for path in skip]
+    left_out = {} if left_out is None else left_out
+
+    def note(kind: str, path: Path) -> None:
+        left_out.setdefault(kind, []).append(path.relative_to(folder).as_posix())
 
     def wanted(path: Path) -> bool:
-        return (not path.name.startswith(".") and _resolved(path) not in skipped
-                and not (path / "run.json").exists() and not (path / "batch.json").exists())
+        if path.name.startswith(".") or _resolved(path) in skipped:
+            return False
+        if path.is_symlink():
+            note("links", path)
+            return False
+        if is_csdtex_output_folder(path):
+            note("outputs", path)
+            return False
+        return True
 
     for directory, subdirs, files in os.walk(folder):
         subdirs[:] = sorted(d for d in subdirs if wanted(Path(directory) / d))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_EXTENSIONS:
+            suffix = Path(name).suffix.lower()
+            if not name.startswith(".") and suffix in SUPPORTED_EXTENSIONS:
                 yield Path(directory) / name
+            elif not name.startswith(".") and suffix in OTHER_MESH_FORMATS:
+                note("formats", Path(directory) / name)
+
+
+def _left_out_notes(left_out: dict[str, list[str]]) -> list[str]:
+    """One line per kind of what :func:`find_meshes` left out (a few paths named)."""
+    def some(paths: list[str]) -> str:
+        return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+    notes = []
+    if left_out.get("formats"):
+        paths = left_out["formats"]
+        kinds = ", ".join(sorted({Path(p).suffix.lower() for p in paths}))
+        notes.append(f"left out {len(paths)} file(s) of formats csdtex does not read ({kinds}: {some(paths)}): "
+                     f"export them as .glb or .obj to paint them")
+    if left_out.get("links"):
+        notes.append(f"left out linked folder(s) {some(left_out['links'])} (links are not followed): run a batch on "
+                     "the folder itself, or list its meshes in prompts.csv and pass --root")
+    if left_out.get("outputs"):
+        notes.append(f"left out {len(left_out['outputs'])} folder(s) of csdtex outputs ({some(left_out['outputs'])})")
+    return notes
 
 
 def _resolved(path: Path) -> Path:
