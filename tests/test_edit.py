@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import colorsys
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,23 @@ def test_edit_default_output_folder_does_not_collide_with_the_paint(tmp_path, pr
                     str(prior), "--steps", "1", "--quiet")
     assert second.exit_code == 0, second.output
     assert (tmp_path / "csdtex-out" / "crate_edit_2" / "crate.glb").is_file()
+    # the third edit of the chain replaced the first one's outputs, and another crate.obj edited later replaced
+    # them too (new-user test, session 16): a default folder holding a run of another mesh file is skipped
+    first_record = (tmp_path / "csdtex-out" / "crate_edit" / "run.json").read_bytes()
+    third = invoke("edit", "csdtex-out/crate_edit_2/crate.obj", "a red box", "--source", "a green box", "--model",
+                   str(prior), "--steps", "1", "--quiet")
+    assert third.exit_code == 0, third.output
+    assert (tmp_path / "csdtex-out" / "crate_edit_3" / "crate.glb").is_file()
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copytree(tmp_path / "csdtex-out" / "crate", tmp_path / "elsewhere", dirs_exist_ok=True)
+    other = invoke("edit", "elsewhere/crate.obj", "a blue box", "--source", "a red box", "--model", str(prior),
+                   "--steps", "1", "--quiet")
+    assert other.exit_code == 0, other.output
+    assert (tmp_path / "csdtex-out" / "crate_edit_4" / "crate.glb").is_file()
+    assert (tmp_path / "csdtex-out" / "crate_edit" / "run.json").read_bytes() == first_record
+    again = invoke("edit", "csdtex-out/crate/crate.obj", "a blue box", "--source", "a red box", "--model", str(prior),
+                   "--steps", "1", "--quiet")  # a rerun of the first edit: its own folder
+    assert again.exit_code == 0 and not (tmp_path / "csdtex-out" / "crate_edit_5").exists(), again.output
 
 
 def mean_hue(texture: np.ndarray, where: np.ndarray | None = None) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -93,15 +94,29 @@ def default_output_folder(mesh: Mesh | str | Path, edit: bool = False) -> Path:
     """The output folder of a run given none (CLI and Python API alike), relative to the working directory:
     ``csdtex-out/<output name>`` for a paint, ``csdtex-out/<output name>_edit`` for an edit, so two meshes painted
     one after the other keep their own folders and an edit does not replace the paint it starts from. A folder that
-    holds the mesh itself (editing ``csdtex-out/crate/crate.obj``) is skipped for the same name with ``_2``, ``_3``."""
+    holds the mesh itself (editing ``csdtex-out/crate/crate.obj``), or the outputs of a run of another mesh file of
+    the same name (two ``scene.gltf``; the first edit of an edit chain), is skipped for the same name with ``_2``,
+    ``_3``."""
     base = output_name(mesh) + ("_edit" if edit else "")
     source = mesh.source if isinstance(mesh, Mesh) else Path(mesh)
-    own_folder = Path(os.path.abspath(source.parent)) if source is not None else None
+    own_folder = Path(os.path.realpath(source.parent)) if source is not None else None
     candidate, number = DEFAULT_OUTPUT_ROOT / base, 1
-    while own_folder is not None and Path(os.path.abspath(candidate)) == own_folder:
+    while own_folder is not None and (Path(os.path.realpath(candidate)) == own_folder
+                                      or _holds_outputs_of_another_mesh(candidate, source)):
         number += 1
         candidate = DEFAULT_OUTPUT_ROOT / f"{base}_{number}"
     return candidate
+
+
+def _holds_outputs_of_another_mesh(folder: Path, source: Path) -> bool:
+    """Whether ``folder``'s ``run.json`` records a run of another mesh file than ``source`` (another ``scene.gltf``,
+    or an edit of another step of an edit chain): a default folder then is not this mesh's to replace."""
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        recorded = record["mesh"]["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(recorded, str) and os.path.realpath(recorded) != os.path.realpath(source)
 
 
 def prepare_run(
