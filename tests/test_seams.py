@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,6 +233,17 @@ def test_bench_errors_are_one_line(tmp_path):
                                       str(json_path)])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    # a --json onto the benchmark's own mesh replaced it with JSON, and any other file went too (session 16)
+    mesh = tmp_path / "crate.obj"
+    original = (Path(__file__).resolve().parents[1] / "assets" / "meshes" / "crate.obj").read_bytes()
+    mesh.write_bytes(original)
+    (tmp_path / "notes.txt").write_text("mine")
+    for json_path, message in ((mesh, "is a file the benchmark reads (" + str(mesh) + ")"),
+                               (tmp_path / "notes.txt", "is not the result of an earlier seam benchmark")):
+        result = runner.invoke(main, ["bench", "seams", str(mesh), "--out", str(tmp_path / "o"), "--json",
+                                      str(json_path)])
+        assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert mesh.read_bytes() == original and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_bench_small_run(tmp_path):

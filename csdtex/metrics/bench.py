@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -230,6 +231,25 @@ def load_bench_mesh(spec: str) -> Mesh:
     return load_mesh(spec)
 
 
+def _check_json_destination(json_path: Path, loaded: Sequence[tuple[str, Mesh]]) -> None:
+    """Refuse a ``--json`` path that is a file the benchmark reads (``--json bj/vase.obj`` replaced the mesh with
+    JSON) or an existing file that is not a seam benchmark's JSON (one line each; an earlier result is replaced)."""
+    target = os.path.realpath(json_path)
+    for spec, mesh in loaded:
+        inputs = [mesh.source, *(m.texture_source for m in mesh.materials), *mesh.read_files]
+        if any(path is not None and os.path.realpath(path) == target for path in inputs):
+            raise ConfigError(f"--json {json_path} is a file the benchmark reads ({spec}): choose another path, "
+                              "e.g. seams.json")
+    if json_path.is_file():
+        try:
+            record = json.loads(json_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        if not (isinstance(record, dict) and {"settings", "meshes", "aggregate"} <= set(record)):
+            raise ConfigError(f"--json {json_path} exists and is not the result of an earlier seam benchmark: choose "
+                              "another path (nothing was written)")
+
+
 def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str | Path,
                    json_path: str | Path | None = None, log: Callable[[str], None] = print,
                    warn: Callable[[str], None] | None = None) -> dict:
@@ -279,6 +299,7 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
         config.cameras = CameraRanges(elevation_deg=PROCEDURAL_ELEVATION)
     config.validate()
     loaded = [(spec, load_bench_mesh(spec)) for spec in meshes]  # every mesh error before any painting
+    _check_json_destination(json_path, loaded)
     for spec, mesh in loaded:  # a mesh without UVs is unwrapped by xatlas, which makes seams
         if mesh.has_uvs and len(seam_edges(mesh).faces) == 0:
             raise ConfigError(f"mesh {spec} has no UV seams (no edge where two UV charts meet, e.g. one chart or "
