@@ -203,9 +203,9 @@ class EditConfig(PaintConfig):
     apply; the negative prompt of an edit is its source description (``csdtex.edit``'s ``source``).
     """
 
-    UNUSED_FIELDS: ClassVar[tuple[str, ...]] = ("texture_size",)
+    UNUSED_FIELDS: ClassVar[tuple[str, ...]] = ("texture_size", "seam_erasure")
     """Fields an edit never reads, left out of its record (:func:`to_dict`): an edit writes each texture at the
-    input's own resolution."""
+    input's own resolution and changes no texel outside its region (so it erases no seams)."""
 
     guidance: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(EDIT_GUIDANCE))
     """Schedule options of the score distillation (as :attr:`PaintConfig.guidance`), starting from

@@ -335,6 +335,14 @@ def test_mesh_outside_the_default_scene_is_named_in_the_error(tmp_path):
         load_mesh(builder.write_glb(tmp_path / "unplaced.glb"))
 
 
+def srgb_times_linear(image: np.ndarray, factor) -> np.ndarray:
+    """What a glTF viewer shows for uint8 sRGB texels under a linear baseColorFactor (reference formula)."""
+    c = image.astype(np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) * np.asarray(factor, np.float64)
+    encoded = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(encoded * 255.0), 0, 255).astype(np.uint8)
+
+
 def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(tmp_path):
     """Viewers show texture x baseColorFactor; the outputs write factor 1, so the reader multiplies it in (an edit
     would otherwise brighten the parts it leaves alone: (63, 101, 63) became (126, 126, 127) in a new-user test).
@@ -352,14 +360,24 @@ def test_base_colour_factor_is_in_the_texels_and_other_material_parts_are_named(
     builder.mesh([builder.primitive(positions, faces, uvs, material=leaf),
                   builder.primitive(positions + [0, 0, 1], faces, uvs, material=plain)])
     mesh = load_mesh(builder.write_glb(tmp_path / "leaf.glb"))
-    expected = np.rint(image.astype(np.float32) * np.array([0.5, 0.8, 0.5], np.float32)).astype(np.uint8)
-    np.testing.assert_array_equal(mesh.materials[0].texture, expected)
+    np.testing.assert_array_equal(mesh.materials[0].texture, srgb_times_linear(image, (0.5, 0.8, 0.5)))
     np.testing.assert_array_equal(mesh.materials[1].texture, image)
     builder = GltfBuilder()  # no baseColorFactor at all: glTF's default is white, not csdtex's grey
     builder.mesh([builder.primitive(*quad())])
     builder.doc["materials"] = [{"name": "bare"}]
     builder.doc["meshes"][0]["primitives"][0]["material"] = 0
     assert load_mesh(builder.write_glb(tmp_path / "bare.glb")).materials[0].base_color == (1.0, 1.0, 1.0)
+    from csdtex.io.gltf_read import _times_factor
+
+    # the factor is linear light (glTF 2.0): a white texel under 0.5 shows as 188, not 128, and a material with a
+    # factor only shows (124, 231, 149) for (0.2, 0.8, 0.3) (new-user test, session 16: an edit left them darker)
+    assert srgb_times_linear(np.full((1, 1, 3), 255, np.uint8), (0.5, 0.5, 1.0)).tolist() == [[[188, 188, 255]]]
+    np.testing.assert_array_equal(srgb_times_linear(np.full((1, 1, 3), 255, np.uint8), (0.5, 0.5, 1.0)),
+                                  _times_factor(np.full((1, 1, 3), 255, np.uint8), (0.5, 0.5, 1.0)))
+    builder = GltfBuilder()
+    builder.mesh([builder.primitive(*quad(), material=builder.material("metal", color=(0.2, 0.8, 0.3)))])
+    metal = load_mesh(builder.write_glb(tmp_path / "metal.glb")).materials[0]
+    assert metal.texture is None and np.rint(np.array(metal.base_color) * 255).tolist() == [124, 231, 149]
     assert not [w for w in mesh.warnings + mesh.output_notes if "do not carry" in w], mesh.output_notes
     leaf_material = mesh.materials[0]
     assert set(leaf_material.maps) == {"normal", "metallic_roughness"} and leaf_material.emissive_factor == (0.1, 0, 0)

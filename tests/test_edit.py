@@ -386,3 +386,29 @@ def test_a_config_file_shared_with_paint_works_for_an_edit(tmp_path, prior, box)
     assert record["config"]["low_vram"] is False and record["config"]["unwrap"] is False
     assert "texture_size" not in record["config"]  # an edit keeps each texture's own size: nothing to record
     assert Image.open(out / "box_lid.png").size == Image.open(box.parent / "box_lid.png").size  # not 256
+
+
+def test_an_edit_that_collapsed_to_black_is_refused():
+    """"a red object with white dots" -> "a blue object with white dots" came out black, dots included, exit 0
+    (new-user test, session 16): an edit whose editable texels went near-black without the target asking for it is
+    an error; a target asking for black, a texture black before, or texels outside the region do not trip it."""
+    import types
+
+    from csdtex.editing.run import check_not_collapsed_to_black
+    from csdtex.errors import UnpaintedTextureError
+
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 220
+    black = np.full((4, 4, 3), 3, np.uint8)
+    everywhere = types.SimpleNamespace(weights=[np.ones((4, 4), np.float32)])
+    with pytest.raises(UnpaintedTextureError, match="turned 100% of the editable texels black"):
+        check_not_collapsed_to_black("a blue object with white dots", [red], [black], everywhere)
+    check_not_collapsed_to_black("a black object", [red], [black], everywhere)
+    check_not_collapsed_to_black("a blue object", [black], [black], everywhere)
+    left_half = types.SimpleNamespace(weights=[np.repeat([[1.0, 1.0, 0.0, 0.0]], 4, axis=0)])
+    half_black = red.copy()
+    half_black[:, :2] = 3
+    with pytest.raises(UnpaintedTextureError):
+        check_not_collapsed_to_black("a blue object", [red], [half_black], left_half)
+    check_not_collapsed_to_black("a blue object", [red], [np.where(np.arange(4)[None, :, None] < 1, 3, red)
+                                                          .astype(np.uint8)], left_half)  # half the region only

@@ -370,9 +370,12 @@ def test_glb_two_primitives_then_unwrap(tmp_path):
     p_faces = mesh.face_materials == p_index
     assert t_faces.sum() == len(textured.faces) and p_faces.sum() == len(plain.faces)
     assert (mesh.uv_faces[p_faces] == -1).all() and (mesh.uv_faces[t_faces] >= 0).all()
-    # trimesh writes baseColorFactor 0.4 beside the texture: the texels come back as viewers show them (times 0.4)
-    np.testing.assert_array_equal(mesh.materials[t_index].texture,
-                                  np.rint(image.astype(np.float32) * np.float32(0.4)).astype(np.uint8))
+    # trimesh writes baseColorFactor 0.4 beside the texture: the texels come back as viewers show them (times 0.4
+    # in linear light)
+    c = image.astype(np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) * 0.4
+    shown = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    np.testing.assert_array_equal(mesh.materials[t_index].texture, np.rint(shown * 255.0).astype(np.uint8))
     assert mesh.materials[p_index].texture is None
     # the textured part's UVs, per face corner, are what was written (float32 in the file)
     t_rows = np.flatnonzero(t_faces)

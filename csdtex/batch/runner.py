@@ -136,8 +136,10 @@ def _same_as_recorded(recorded: Any, row: AssetRow, mesh_sha256: str | None, set
     if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
         return False
 
+    unused = getattr(row.config, "UNUSED_FIELDS", ())  # an edit record of an earlier version kept seam_erasure
+
     def without_non_settings(values: dict[str, Any]) -> dict[str, Any]:
-        config = {k: v for k, v in values["config"].items() if k not in NOT_SETTINGS}
+        config = {k: v for k, v in values["config"].items() if k not in NOT_SETTINGS and k not in unused}
         return {**values, "config": config}
 
     recorded = without_non_settings(recorded)

@@ -10,6 +10,7 @@ are byte-identical to the input.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -55,7 +56,7 @@ def check_edit_prompts(prompt: str, source: str) -> tuple[str, str]:
     if not source or not source.strip():
         raise ConfigError('the source description is empty: describe the texture as it is now with --source, '
                           'e.g. --source "a red object"')
-    if " ".join(prompt.lower().split()) == " ".join(source.lower().split()):
+    if re.findall(r"\w+", prompt.lower()) == re.findall(r"\w+", source.lower()):  # "a red object." too
         raise ConfigError("the prompt and --source are the same: describe the change (the prompt) and the current "
                           "texture (--source) differently")
     return prompt.strip(), source.strip()

@@ -11,6 +11,7 @@ keep their input bytes exactly.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ import torch
 
 from csdtex.bake import bake_material_values
 from csdtex.config import DEFAULT_PRESERVE, EditConfig
-from csdtex.errors import call_with_gpu_memory_errors
+from csdtex.errors import UnpaintedTextureError, call_with_gpu_memory_errors
 from csdtex.export import ExportedFiles, export_all
 from csdtex.field import seeded_model
 from csdtex.fileio import staged_outputs
@@ -176,6 +177,7 @@ def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig,
 
     with staged_outputs():  # every output appears together at the end, or none does (Ctrl-C included)
         textures = run.timings.run("bake", bake_edit, run, model, region, images)
+        check_not_collapsed_to_black(prompt, images, textures, region)
         written_samplers, transforms = written_sampling(run.mesh)
         files = run.timings.run("export", export_all, run.mesh, textures, run.out_dir, run.name, written_samplers,
                                 transforms)
@@ -273,6 +275,40 @@ def _fit_error(model: EditableTexture, originals: list[np.ndarray], region: Edit
             squares += float((difference**2).sum())
             count += difference.size
     return worst, (squares / max(1, count)) ** 0.5
+
+
+DARK_WORDS = ("black", "dark", "charcoal", "ebony", "onyx", "coal", "soot", "jet", "night", "shadow")
+"""Words of a target description that ask for a (near-)black result: :func:`check_not_collapsed_to_black` then
+lets one through."""
+NEAR_BLACK_LEVEL = 12
+"""An 8-bit texel whose three channels are all at most this is near-black."""
+
+
+def check_not_collapsed_to_black(prompt: str, before: list[np.ndarray], after: list[np.ndarray],
+                                 region: EditRegion, share: float = 0.9) -> None:
+    """Refuse an edit whose editable texels ended (at least ``share`` of them) near-black (:data:`NEAR_BLACK_LEVEL`)
+    when they were not before and the target does not ask for black (:data:`DARK_WORDS`): with the built-in prior,
+    "a red object with white dots" -> "a blue object with white dots" went black, white dots included, and said
+    "changed 100% of the editable texels", exit 0 (new-user test, session 16). ``before`` / ``after``: uint8
+    [H, W, 3] per material; only texels with region weight > 0 count.
+
+    Raises:
+        UnpaintedTextureError: one line with what to try instead; nothing is written (the outputs are staged).
+    """
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    if words & set(DARK_WORDS):
+        return
+    black_after = black_before = total = 0
+    for original, edited, weight in zip(before, after, region.weights):
+        inside = weight > 0
+        total += int(inside.sum())
+        black_after += int(((edited.max(axis=-1) <= NEAR_BLACK_LEVEL) & inside).sum())
+        black_before += int(((original.max(axis=-1) <= NEAR_BLACK_LEVEL) & inside).sum())
+    if total and black_after >= share * total and black_before < 0.5 * total:
+        raise UnpaintedTextureError(
+            f"the edit turned {100.0 * black_after / total:.0f}% of the editable texels black, which \"{prompt}\" does "
+            "not ask for: nothing was written; describe only the change (e.g. \"a blue object\" from \"a red "
+            "object\"), or paint the mesh again with the new description (csdtex paint)")
 
 
 def _changes(before: list[np.ndarray], after: list[np.ndarray], region: EditRegion) -> tuple[float, int]:

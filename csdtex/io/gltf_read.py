@@ -12,8 +12,9 @@ What it reads (the README's "glTF features" list is this module's :data:`GLTF_EX
   sparse (base values from the buffer view, or zeros, then the sparse substitutions), ``data:`` URIs, external
   ``.bin`` files inside the mesh's folder, compressed geometry (:mod:`csdtex.io.gltf_data`);
 - per material: ``pbrMetallicRoughness.baseColorTexture`` (its image as uint8 RGB, its ``texCoord`` set, its sampler
-  and ``KHR_texture_transform``) and ``baseColorFactor`` (with a texture, its RGB is multiplied into the texture's
-  texels, which is what viewers show, so that an edit keeps the colour of the parts it does not change); ``COLOR_0``
+  and ``KHR_texture_transform``) and ``baseColorFactor`` (linear: with a texture, its RGB is multiplied into the
+  texture's texels in linear light, which is what viewers show, so that an edit keeps the colour of the parts it does
+  not change; without one, ``Material.base_color`` is the factor sRGB-encoded, as displayed); ``COLOR_0``
   as vertex colours; ``alphaMode`` MASK / BLEND: the image's alpha times the factor's (``Material.alpha``); ``NORMAL``
   in world space (``Mesh.normals``); the normal, occlusion, metallic-roughness and emissive maps that read the base
   colour's UV set, with their samplers, strengths and texture transforms, and the metallic, roughness and emissive
@@ -179,13 +180,27 @@ def _uv_set_name(attribute_names, uv_set: int) -> str:
     return f"TEXCOORD_{uv_set}" if f"TEXCOORD_{uv_set}" in attribute_names else "TEXCOORD_0"
 
 
+def _srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear light (IEC 61966-2-1), float64."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(values: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] -> sRGB-encoded values in [0, 1], float64."""
+    values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1.0 / 2.4) - 0.055)
+
+
 def _times_factor(texture: np.ndarray, factor: tuple[float, float, float]) -> np.ndarray:
-    """uint8 [H, W, 3] ``texture`` times the RGB ``baseColorFactor`` (each in [0, 1]), rounded; unchanged (the same
-    array) when the factor is white, as it is in most files."""
+    """uint8 [H, W, 3] sRGB ``texture`` times the linear RGB ``baseColorFactor`` (each in [0, 1]), as glTF viewers
+    do: texels decoded to linear light, multiplied, encoded again and rounded (a white texel under factor 0.5 is 188,
+    not 128); unchanged (the same array) when the factor is white, as it is in most files."""
     if all(f >= 1.0 for f in factor):
         return texture
-    scaled = texture.astype(np.float32) * np.asarray(factor, dtype=np.float32)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    table = _linear_to_srgb(_srgb_to_linear(np.arange(256) / 255.0)[:, None] * np.asarray(factor)[None, :]) * 255.0
+    lookup = np.clip(np.rint(table), 0, 255).astype(np.uint8)  # [256, 3]: one row per 8-bit value
+    return np.stack([lookup[texture[..., channel], channel] for channel in range(3)], axis=-1)
 
 
 def _image_alpha(image, factor_alpha: float) -> np.ndarray:
@@ -448,7 +463,9 @@ class _Reader:
         material.base_color = factor_rgb  # glTF's default base colour is white (csdtex's own default is grey)
         if isinstance(factor, list) and len(factor) >= 3:
             rgb = np.clip(np.asarray(factor[:3], dtype=np.float64), 0.0, 1.0)
-            material.base_color = factor_rgb = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+            factor_rgb = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+            shown = _linear_to_srgb(rgb)  # the factor is linear; Material.base_color is the colour as displayed
+            material.base_color = (float(shown[0]), float(shown[1]), float(shown[2]))
         info = pbr.get("baseColorTexture")
         if not isinstance(info, dict):
             return 0

@@ -68,7 +68,8 @@ class Material:
             or None, as viewers show it: a glTF ``baseColorFactor`` is multiplied into its texels on load. Its alpha,
             where the file uses it, is kept apart in ``alpha``.
         texture_source: where the texture was read from (for messages), or None.
-        base_color: RGB in [0, 1] used when there is no texture.
+        base_color: RGB in [0, 1] used when there is no texture, as displayed (sRGB-encoded, like texels: an OBJ
+            ``Kd`` as written, a glTF ``baseColorFactor`` encoded from its linear value).
         sampler: wrap and filter modes of the texture (glTF ``sampler``; OBJ: repeat), or None when the file says
             nothing (no texture, or a format without samplers): consumers then use :class:`TextureSampler`'s
             defaults (repeat, linear) for input textures.
