@@ -174,6 +174,7 @@ def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
         ([str(box), "  ", "--source", "a red box"], "prompt is empty"),
         ([str(box), "a blue box", "--source", " "], "source description is empty"),
         ([str(box), "a Blue  box", "--source", "a blue box"], "are the same"),
+        ([str(box), "a blue box.", "--source", "a blue box"], "are the same"),
         ([str(box), "a blue box", "--source", "a red box", "--unwrap"], "No such option"),
     ]
     out = tmp_path / "out"
@@ -185,6 +186,15 @@ def test_bad_edit_inputs_get_one_line_and_write_nothing(tmp_path, prior, box):
             assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
         assert " object at 0x" not in result.output and "''" not in result.output, result.output  # no reprs
         assert not out.exists(), args
+    # a mask kept in the output folder under an output's name was replaced by the edited texture with --overwrite
+    # (new-user test, session 16): it is an input like the mesh
+    out.mkdir()
+    Image.fromarray(np.full((32, 32), 255, dtype=np.uint8)).save(out / "box_lid.png")
+    kept = (out / "box_lid.png").read_bytes()
+    result = invoke("edit", str(box), "a blue box", "--source", "a red box", "--mask", str(out / "box_lid.png"),
+                    "--material", "lid", "--model", str(prior), "--out", str(out), "--overwrite", "--quiet")
+    assert result.exit_code == 2 and "holds the input file 'box_lid.png'" in result.output, result.output
+    assert (out / "box_lid.png").read_bytes() == kept and sorted(p.name for p in out.iterdir()) == ["box_lid.png"]
 
 
 def test_edit_outputs_keep_each_input_textures_sampler_and_transform(tmp_path, prior, box):
@@ -340,6 +350,12 @@ def test_sixteen_bit_greyscale_masks_read_like_eight_bit_ones(tmp_path):
     np.testing.assert_array_equal(read_uv_mask(tmp_path / "mask16.png")[0], read_uv_mask(tmp_path / "mask8.png")[0])
     editable = read_uv_mask(tmp_path / "mask16.png")[0]
     assert editable[:, :4].all() and not editable[:, 4:].any()
+    # a dark 16-bit image whose values all stay <= 255 is near-black, not 8-bit grey (new-user test, session 16)
+    from csdtex.io._common import image_to_rgb8
+
+    Image.fromarray(np.array([[100, 200]], np.uint16)).save(tmp_path / "dark16.png")
+    with Image.open(tmp_path / "dark16.png") as dark:
+        assert image_to_rgb8(dark)[..., 0].tolist() == [[0, 1]]
 
 
 def test_indexed_masks_with_png_transparency_lock_their_transparent_part(tmp_path):

@@ -33,8 +33,9 @@ from csdtex.pipeline.checkpoint import remove_checkpoint
 from csdtex.pipeline.finalize import remove_stale_outputs, write_previews, write_run_record
 from csdtex.pipeline.objectives import ScoreObjective, StepViews
 from csdtex.pipeline.optimize import optimize, render_step_views
-from csdtex.pipeline.outputs import run_folder_lock
-from csdtex.pipeline.prepare import check_call_types, default_output_folder, prepare_run, python_warning
+from csdtex.pipeline.outputs import check_inputs_kept, run_folder_lock
+from csdtex.pipeline.prepare import (check_call_types, default_output_folder, output_name, prepare_run,
+                                     python_warning)
 from csdtex.pipeline.progress import Progress, TqdmProgress
 from csdtex.pipeline.run import PreparedRun
 from csdtex.preview import material_texture_images, turntable_frames, write_preview
@@ -156,6 +157,8 @@ def _edit(mesh: Mesh | str | Path, prompt: str, source: str, config: EditConfig,
     if mask is not None:
         check_mask_reaches_the_surface(mesh, region)
     config = dataclasses.replace(config, negative_prompt=source)
+    if mask is not None:  # an input like the mesh: never replaced by an output of the same name, --overwrite or not
+        check_inputs_kept(out_dir, output_name(mesh), [Path(mask)])
     run = prepare_run(mesh, prompt, config, out_dir, prior=prior, resume=resume, notify=notify, warn=warn)
 
     images = material_texture_images(run.mesh)

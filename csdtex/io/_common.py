@@ -63,7 +63,9 @@ def image_to_rgb8(image) -> np.ndarray:
     """A PIL image as uint8 [H, W, 3] RGB, row 0 = top; alpha dropped, 16-bit / float greyscale rescaled."""
     if image.mode in _HIGH_DEPTH_MODES:
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I") and values.max(initial=0) > 255 else 255.0
+        # "I;16*" is 16-bit whatever its values (a dark texture of values <= 255 is near-black, not 8-bit grey);
+        # "I" (32-bit, also what older Pillows make of 16-bit PNGs) is judged by its values
+        top = 65535.0 if image.mode.startswith("I;16") or (image.mode == "I" and values.max(initial=0) > 255) else 255.0
         if image.mode == "F":
             top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
         grey = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
