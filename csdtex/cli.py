@@ -16,13 +16,24 @@ import click
 from csdtex import __version__
 from csdtex.config import CAMERA_SAMPLINGS, GUIDANCE_METHODS
 from csdtex.devices import DEVICE_CHOICES
-from csdtex.errors import CsdtexError, user_message
+from csdtex.errors import ConfigError, CsdtexError, user_message
 from csdtex.mesh.types import UP_AXES
 from csdtex.render import BACKENDS
 from csdtex.render.views import SHADINGS
 from csdtex.wording import counted
 
 DEVICE_HELP = f"{', '.join(DEVICE_CHOICES)} or cuda:N"
+
+
+class OutputPath(click.Path):
+    """``click.Path`` for where outputs go, refusing an empty value: ``--out "$OUT"`` with ``OUT`` unset wrote into
+    the working directory (an empty path is "." to pathlib). The error is one line (:class:`ConfigError`)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            option = param.opts[0] if param is not None and param.opts else "the output path"
+            raise ConfigError(f"{option} is empty: name a folder or file, or leave the option out for the default")
+        return super().convert(value, param, ctx)
 
 
 class CsdtexGroup(click.Group):
@@ -117,7 +128,7 @@ def info(mesh_path: Path, as_json: bool) -> None:
 
 @main.command()
 @click.argument("mesh_path", metavar="MESH", type=click.Path(path_type=Path))
-@click.option("--out", "out_path", type=click.Path(path_type=Path), default=Path("preview.gif"), show_default=True,
+@click.option("--out", "out_path", type=OutputPath(path_type=Path), default=Path("preview.gif"), show_default=True,
               help="Output file: .gif (animation), .mp4 (needs imageio-ffmpeg) or .png (contact sheet).")
 @click.option("--frames", type=click.IntRange(1, 720), default=24, show_default=True, help="Views around the orbit.")
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True, help="Frame size in pixels.")
@@ -204,7 +215,7 @@ def _run_options(*, paint: bool, single_run: bool = True):
                           "off a flag the file turns on)."),
     ]
     if single_run:
-        options = [click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+        options = [click.option("--out", "out_dir", type=OutputPath(path_type=Path), default=None,
                                 help="Output folder (default: csdtex-out/<mesh name>" + ("" if paint else "_edit")
                                      + ")."),
                    *options,
@@ -329,7 +340,7 @@ def edit(mesh_path: Path, prompt: str, source: str, mask: Path | None, materials
 
 @main.command()
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--out", "out_dir", type=OutputPath(path_type=Path), default=None,
               help="Output folder, one subfolder per asset (default: csdtex-out/<manifest name>).")
 @click.option("--task", type=click.Choice(["paint", "edit"]), default="paint", show_default=True,
               help="What to do with each row (edit rows need a source column).")
@@ -408,9 +419,9 @@ def bench() -> None:
               help="Render size in pixels [default: the prior's (prompt), half the texture size (procedural)].")
 @click.option("--uv-lr", "uv_learning_rate", type=click.FloatRange(0, min_open=True), default=None,
               help="Adam learning rate of the uv baseline (texel logits) [default: 0.1].")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("csdtex-bench/seams"),
+@click.option("--out", "out_dir", type=OutputPath(path_type=Path), default=Path("csdtex-bench/seams"),
               show_default=True, help="Output folder (textures, seams.json, seams.md, seams.png).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_path", type=OutputPath(path_type=Path), default=None,
               help="Where to write the JSON results [default: OUT/seams.json].")
 def bench_seams(meshes: tuple[str, ...], model: str | None, prompt: str, steps: int, texture_size: int, methods: str,
                 device: str, seed: int, target: str, feature_texels: float, render_resolution: int | None,

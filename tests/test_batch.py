@@ -787,3 +787,22 @@ def test_a_folder_scan_names_what_it_leaves_out(tmp_path):
     assert any(line.startswith("note: left out linked folder(s) library") for line in lines)
     assert any(line.startswith("note: left out 1 folder(s) of csdtex outputs (painted)") for line in lines)
     assert "characters/hero.obj" in result.output and "2 assets in folder" in result.output
+
+
+def test_empty_options_and_whole_floats_in_manifests(tmp_path):
+    """--out "" (an unset shell variable) wrote into the working directory; --prompt "" blamed a row; a pandas CSV's
+    seed 7.0 was refused (new-user test, session 16)."""
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    for args, message in ((["batch", tmp_path, "--prompt", "x", "--out", ""], "--out is empty"),
+                          (["batch", tmp_path, "--prompt", " "], "--prompt is empty"),
+                          (["paint", tmp_path / "crate.obj", "x", "--out", " "], "--out is empty"),
+                          (["bench", "seams", "proc:mismatch", "--json", ""], "--json is empty")):
+        result = invoke(*args)
+        assert result.exit_code == 2 and message in one_error_line(result), (args, result.output)
+    (tmp_path / "pd.csv").write_text("mesh,prompt,seed,steps\ncrate.obj,a red object,7.0,\ncrate.obj,x,,3\n")
+    rows = load_manifest(tmp_path / "pd.csv").rows
+    assert rows[0].config.seed == 7 and isinstance(rows[0].config.seed, int) and rows[1].config.steps == 3
+    (tmp_path / "half.csv").write_text("mesh,prompt,steps\ncrate.obj,a red object,7.5\n")
+    with pytest.raises(ManifestError, match="option 'steps' in .*half.csv line 2 must be int"):
+        load_manifest(tmp_path / "half.csv")
+    assert not list(Path.cwd().glob("summary.json"))

@@ -93,6 +93,9 @@ def run_batch_command(
     Raises:
         csdtex.errors.CsdtexError: bad input (one line; nothing written).
     """
+    if prompt is not None and not prompt.strip():
+        raise ManifestError("--prompt is empty: describe the texture every mesh of the folder gets, e.g. --prompt "
+                            "\"a weathered bronze statue\"")
     if prompt is not None and Path(manifest_path).exists() and not Path(manifest_path).is_dir():
         raise ManifestError("--prompt is for a folder of meshes; a manifest gives each row its prompt")
     out_dir = Path(out_dir) if out_dir else default_out_dir(manifest_path)

@@ -421,22 +421,25 @@ class _RowReader:
 def _apply_cell(config: PaintConfig, key: str, value: Any, where: str) -> tuple[PaintConfig, Any]:
     """``config`` with option ``key`` (dotted for nested tables) set to ``value``, checked by apply_overrides.
 
-    A CSV cell is text: it is tried as written, then read as JSON (``"12"`` -> 12, ``"true"`` -> True), so the types
-    come from PaintConfig's hints alone.
+    A CSV cell is text: it is tried as written, then read as JSON (``"12"`` -> 12, ``"true"`` -> True), then a whole
+    float as an int (``7.0`` -> 7, as pandas writes an int column with a blank cell), so the types come from
+    PaintConfig's hints alone.
     """
     source = where
     try:
         return apply_overrides(config, _nest({}, key, value), source=source), value
     except ConfigError as first:
-        if not isinstance(value, str):
-            raise ManifestError(str(first)) from None
-        parsed = _json_or_none(value)
-        if parsed is None:
-            raise ManifestError(str(first)) from None
+        error = first
+    parsed = _json_or_none(value) if isinstance(value, str) else value
+    candidates = [parsed] if isinstance(value, str) and parsed is not None else []
+    if isinstance(parsed, float) and parsed.is_integer():  # pandas writes an int column with a blank cell as 7.0
+        candidates.append(int(parsed))
+    for candidate in candidates:
         try:
-            return apply_overrides(config, _nest({}, key, parsed), source=source), parsed
-        except ConfigError as error:
-            raise ManifestError(str(error)) from None
+            return apply_overrides(config, _nest({}, key, candidate), source=source), candidate
+        except ConfigError as later:
+            error = error if candidate is not parsed else later
+    raise ManifestError(str(error)) from None
 
 
 def _json_or_none(text: str) -> Any:
