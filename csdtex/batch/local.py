@@ -12,6 +12,7 @@ signal; elsewhere: it checks its parent between steps), so a killed batch leaves
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -20,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import Iterator
 
 from csdtex.batch.tasks import (AssetTask, Event, Finished, Started, StepProgress, WorkerState, crash_result,
                                 execute_task)
@@ -71,6 +73,24 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Start processes with SIGINT ignored: a spawned Python keeps an ignored SIGINT ignored from its first
+    instruction, so a Ctrl-C while a worker is still importing torch (before :func:`worker_main` ignores it) cannot
+    print that worker's traceback (about one run in four, new-user test, session 16). The runner's own handler is
+    put back at once (main thread only: elsewhere Python cannot change handlers, and the workers start as before)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def worker_main(index: int, device: str, threads: int | None, preload: str | None, conn: Connection,
@@ -216,7 +236,8 @@ class LocalBackend:
             target=worker_main, name=f"csdtex-batch-worker-{index}", daemon=True,
             args=(index, self.devices[index], self.threads, self.preload, child_conn, os.getpid()),
         )
-        process.start()
+        with _sigint_ignored_by_children():
+            process.start()
         child_conn.close()
         self.started_at[index] = time.perf_counter()
         self._workers[index] = _Worker(index=index, device=self.devices[index], process=process, conn=parent_conn,
