@@ -230,7 +230,7 @@ def bake_texture(
     if seam_erasure:
         from csdtex.seam_erasure import erase_seams_render
 
-        images = erase_seams_render(render_mesh, images, coverages)
+        images = erase_seams_render(render_mesh, images, coverages, samplers=samplers)
     return BakedTexture(images=images, coverage=coverages, filled=filled_masks)
 
 

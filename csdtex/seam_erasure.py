@@ -32,6 +32,8 @@ Solved for the change ``x - x0`` of the three channels at once by conjugate grad
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -71,9 +73,38 @@ def _lookup_rows(uv: np.ndarray, material: np.ndarray, offsets: np.ndarray, size
 
 def _select(seams, keep: np.ndarray):
     """The seam edges ``keep`` (bool [S]) selects, as a new :class:`csdtex.mesh.SeamEdges`."""
-    import dataclasses
-
     return dataclasses.replace(seams, **{f.name: getattr(seams, f.name)[keep] for f in dataclasses.fields(seams)})
+
+
+def _tile_folds(seams, samplers) -> tuple[np.ndarray, np.ndarray]:
+    """Per seam side and UV axis, how its material's sampler folds the side into [0, 1]: ``(tile, mirrored)``, float64
+    and bool [S, 2 sides, 2 axes], applied by :func:`_fold`. A side (its two seam-edge UVs) within one whole tile other
+    than [0, 1] is shifted by the tile under ``repeat``, and also mirrored in an odd tile under ``mirrored_repeat``;
+    under ``clamp_to_edge``, without a sampler, or across a tile border it stays (tile 0)."""
+    from csdtex.sampling import MIRRORED_REPEAT, REPEAT
+
+    tile = np.zeros(seams.uvs.shape[:2] + (2,))
+    mirrored = np.zeros(tile.shape, dtype=bool)
+    if samplers is None or len(seams) == 0:
+        return tile, mirrored
+    low, high = seams.uvs.min(axis=2), seams.uvs.max(axis=2)  # [S, 2, 2]
+    whole = np.floor(low)
+    one_tile = (high <= whole + 1.0) & (whole != 0)
+    for axis, attribute in ((0, "wrap_s"), (1, "wrap_t")):
+        modes = np.array([getattr(sampler, attribute, None) if sampler is not None else None for sampler in samplers],
+                         dtype=object)[seams.materials]  # [S, 2]
+        move = one_tile[..., axis] & ((modes == REPEAT) | (modes == MIRRORED_REPEAT))
+        tile[..., axis] = np.where(move, whole[..., axis], 0.0)
+        mirrored[..., axis] = move & (modes == MIRRORED_REPEAT) & (np.mod(whole[..., axis], 2.0) == 1.0)
+    return tile, mirrored
+
+
+def _fold(uvs: np.ndarray, tile: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """UVs [S, 2, ..., 2] folded by :func:`_tile_folds`' ``tile`` / ``mirrored`` [S, 2, 2] (broadcast over the middle
+    axes): ``uv - tile``, mirrored to ``1 - (uv - tile)`` where ``mirrored``."""
+    extra = (slice(None), slice(None)) + (None,) * (uvs.ndim - 3)
+    local = uvs - tile[extra]
+    return np.where(mirrored[extra], 1.0 - local, local)
 
 
 def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.ndarray, iterations: int,
@@ -104,15 +135,13 @@ def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.nd
     return x
 
 
-def _keep_rows(mesh, seams, offsets: np.ndarray, sizes: np.ndarray, texel_len: np.ndarray, texel_3d: float,
-               samples_per_texel: float, total: int):
+def _keep_rows(seams, third: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, texel_len: np.ndarray,
+               texel_3d: float, samples_per_texel: float, total: int):
     """Sparse [R, total]: level-0 ``T(p) - T(p + n_in)`` on both sides of every seam (p on the seam, n_in one texel
-    into the side's own triangle), weighted like the seam rows; the solve keeps these differences as baked."""
+    into the side's own triangle, whose third corner's UV is ``third`` [S, 2, 2]), weighted like the seam rows; the
+    solve keeps these differences as baked."""
     from scipy.sparse import csr_matrix
 
-    from csdtex.metrics.seams import third_corner_uvs
-
-    third = third_corner_uvs(mesh, seams)  # [S, 2, 2]
     n = np.maximum(8, np.ceil(samples_per_texel * texel_len.max(axis=1))).astype(np.int64)
     edge = np.repeat(np.arange(len(seams)), n)
     t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[edge]
@@ -166,12 +195,15 @@ def _detail_rows(shapes: Sequence[tuple[int, int]], offsets: np.ndarray, free: n
 def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarray] | None = None,
                 level_weights: Sequence[float] = DEFAULT_LEVEL_WEIGHTS, lam: float = 0.5,
                 gutter_weight: float = 0.01, keep_weight: float = 1.0, detail_weight: float = 10.0,
-                samples_per_texel: float = 2.0, iterations: int = 100) -> list[np.ndarray]:
+                samples_per_texel: float = 2.0, iterations: int = 100, samplers=None) -> list[np.ndarray]:
     """Seam-erased copies of ``images`` (module docstring).
 
     Args:
         mesh: a :class:`csdtex.mesh.Mesh` with UVs (its seam edges are found with :func:`csdtex.mesh.seam_edges`);
-            seam edges with a UV outside [0, 1] (tiled UVs) are left alone.
+            a seam side whose UVs lie in another whole tile than [0, 1] (a chart moved by whole tiles) is read where
+            its material's sampler folds it (``samplers``); other seam edges with a UV outside [0, 1] (a side across
+            a tile border, a clamped texture) are left alone.
+        samplers: :class:`csdtex.sampling.TextureSampler` or None per material (None: nothing is folded).
         images: uint8 [H, W, 3] per material (row 0 = top, v = 1); levels whose 2^L does not divide H and W are
             skipped.
         coverage: bool [H, W] per material (texels inside a UV triangle); None = every texel counts as covered.
@@ -194,11 +226,16 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
     from csdtex.mesh.seams import seam_edges
 
     images = [np.ascontiguousarray(np.asarray(image)[..., :3]) for image in images]
+    from csdtex.metrics.seams import third_corner_uvs
+
     seams = seam_edges(mesh)
-    # tiled UVs (outside [0, 1]) are read through a wrap rule that these clamp-to-edge lookups do not model: skip them
+    tile, mirrored = _tile_folds(seams, samplers)
+    third = _fold(third_corner_uvs(mesh, seams), tile, mirrored)  # [S, 2, 2], folded like its side
+    seams = dataclasses.replace(seams, uvs=_fold(seams.uvs, tile, mirrored))
+    # UVs still outside [0, 1] are read through a wrap rule that these clamp-to-edge lookups do not model: skip them
     inside = ((seams.uvs >= 0.0) & (seams.uvs <= 1.0)).all(axis=(1, 2, 3))
     if not inside.all():
-        seams = _select(seams, inside)
+        seams, third = _select(seams, inside), third[inside]
     if len(seams) == 0:
         return [image.copy() for image in images]
     sizes = np.array([[image.shape[1], image.shape[0]] for image in images], dtype=np.int64)  # (W, H)
@@ -237,7 +274,7 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
         return [image.copy() for image in images]
     matrix = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                         shape=(row_count, total))
-    keep = _keep_rows(mesh, seams, offsets, sizes, texel_len, texel_3d, samples_per_texel, total) * np.sqrt(
+    keep = _keep_rows(seams, third, offsets, sizes, texel_len, texel_3d, samples_per_texel, total) * np.sqrt(
         keep_weight)
     used = np.asarray(abs(matrix).sum(axis=0)).reshape(-1) > 0
     active = np.flatnonzero(used)

@@ -547,3 +547,29 @@ def test_erasure_benchmark_measures_both_bakes_of_the_reference(tmp_path):
     assert abs(row["interior_change_pct"][0]) < 5.0
     # The control's gutter continues the other side across each seam: the seams of the bake agree better at mip 0.
     assert row["ratio_crossgutter"][0] < 0.8 * row["ratio_noerase"][0]
+
+
+def test_seam_erasure_reads_charts_moved_by_whole_tiles_as_their_sampler_does(stripes_bake):
+    """A layout whose charts sit in other whole UV tiles (u + 1, v + 2: what viewers show identically with a
+    repeating texture) was left without seam erasure in paint and edit (new-user test, session 16): each seam side
+    is folded into [0, 1] by its material's sampler, so the erased texture is the unmoved layout's (within one 8-bit
+    level: u + 1 - 1 is not always u in floats); a mirrored tile folds mirrored; a clamped texture leaves such seams
+    alone, as before."""
+    from csdtex.sampling import CLAMP_TO_EDGE, MIRRORED_REPEAT, TextureSampler
+    from csdtex.seam_erasure import erase_seams
+
+    mesh, baked, erased = stripes_bake
+    moved = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs + np.array([1.0, 2.0]), uv_faces=mesh.uv_faces,
+                 face_materials=mesh.face_materials, materials=mesh.materials)
+    repeat = [TextureSampler()] * len(mesh.materials)
+    for image, reference in zip(erase_seams(moved, baked.images, baked.coverage, samplers=repeat), erased):
+        assert np.abs(image.astype(int) - reference).max() <= 1
+    mirrored_uvs = np.stack([2.0 - mesh.uvs[:, 0], mesh.uvs[:, 1]], axis=1)  # tile 1 of a mirrored repeat reads 2 - u
+    mirrored = Mesh(mesh.vertices, mesh.faces, uvs=mirrored_uvs, uv_faces=mesh.uv_faces,
+                    face_materials=mesh.face_materials, materials=mesh.materials)
+    mirror = [TextureSampler(wrap_s=MIRRORED_REPEAT)] * len(mesh.materials)
+    for image, reference in zip(erase_seams(mirrored, baked.images, baked.coverage, samplers=mirror), erased):
+        assert np.abs(image.astype(int) - reference).max() <= 1
+    clamp = [TextureSampler(wrap_s=CLAMP_TO_EDGE, wrap_t=CLAMP_TO_EDGE)] * len(mesh.materials)
+    for image, original in zip(erase_seams(moved, baked.images, baked.coverage, samplers=clamp), baked.images):
+        np.testing.assert_array_equal(image, original)
