@@ -224,6 +224,12 @@ def test_bench_errors_are_one_line(tmp_path):
     result = runner.invoke(main, ["bench", "seams", str(tmp_path / "sheet.obj"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "has no UV seams" in result.output, result.output
     assert not (tmp_path / "o").exists()
+    # UVs in another whole tile: the metric's clamped lookups read 2.85 for a texture whose seams read 0.76 in
+    # place (new-user test, session 16): refused until the metric folds tiles
+    (tmp_path / "tiled.obj").write_text((tmp_path / "sheet.obj").read_text().replace("vt 0 ", "vt 1 ").replace(
+        "vt 1 ", "vt 2 ", 0))
+    result = runner.invoke(main, ["bench", "seams", str(tmp_path / "tiled.obj"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "has UVs outside [0, 1]" in result.output, result.output
     # a --json that cannot be written: said before any painting (it was a traceback after the whole run)
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()

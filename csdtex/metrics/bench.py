@@ -231,6 +231,13 @@ def load_bench_mesh(spec: str) -> Mesh:
     return load_mesh(spec)
 
 
+def _uvs_outside_the_unit_square(mesh: Mesh, tolerance: float = 1e-6) -> bool:
+    """Whether a UV that a face uses lies outside [0, 1] (beyond ``tolerance``)."""
+    used = mesh.uv_faces[mesh.uv_faces >= 0] if mesh.uv_faces is not None else np.zeros(0, dtype=np.int64)
+    values = np.asarray(mesh.uvs)[np.unique(used)] if len(used) else np.zeros((0, 2))
+    return bool(((values < -tolerance) | (values > 1.0 + tolerance)).any())
+
+
 def _check_json_destination(json_path: Path, loaded: Sequence[tuple[str, Mesh]]) -> None:
     """Refuse a ``--json`` path that is a file the benchmark reads (``--json bj/vase.obj`` replaced the mesh with
     JSON) or an existing file that is not a seam benchmark's JSON (one line each; an earlier result is replaced)."""
@@ -301,6 +308,10 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
     loaded = [(spec, load_bench_mesh(spec)) for spec in meshes]  # every mesh error before any painting
     _check_json_destination(json_path, loaded)
     for spec, mesh in loaded:  # a mesh without UVs is unwrapped by xatlas, which makes seams
+        if mesh.has_uvs and _uvs_outside_the_unit_square(mesh):
+            raise ConfigError(f"mesh {spec} has UVs outside [0, 1] (tiled, or charts moved by whole tiles): the seam "
+                              "metric reads textures clamped to the edge, so its numbers would be wrong; measure a "
+                              "layout inside [0, 1]")
         if mesh.has_uvs and len(seam_edges(mesh).faces) == 0:
             raise ConfigError(f"mesh {spec} has no UV seams (no edge where two UV charts meet, e.g. one chart or "
                               "overlapping tiles): nothing to measure; give meshes with seams (or proc:mismatch)")
