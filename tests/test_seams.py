@@ -226,8 +226,8 @@ def test_bench_errors_are_one_line(tmp_path):
     assert not (tmp_path / "o").exists()
     # UVs in another whole tile: the metric's clamped lookups read 2.85 for a texture whose seams read 0.76 in
     # place (new-user test, session 16): refused until the metric folds tiles
-    (tmp_path / "tiled.obj").write_text((tmp_path / "sheet.obj").read_text().replace("vt 0 ", "vt 1 ").replace(
-        "vt 1 ", "vt 2 ", 0))
+    (tmp_path / "tiled.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 1 0\nvt 2 0\nvt 2 1\nvt 1 1\n"
+                                        "f 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
     result = runner.invoke(main, ["bench", "seams", str(tmp_path / "tiled.obj"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "has UVs outside [0, 1]" in result.output, result.output
     # a --json that cannot be written: said before any painting (it was a traceback after the whole run)
