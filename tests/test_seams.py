@@ -579,3 +579,21 @@ def test_seam_erasure_reads_charts_moved_by_whole_tiles_as_their_sampler_does(st
     clamp = [TextureSampler(wrap_s=CLAMP_TO_EDGE, wrap_t=CLAMP_TO_EDGE)] * len(mesh.materials)
     for image, original in zip(erase_seams(moved, baked.images, baked.coverage, samplers=clamp), baked.images):
         np.testing.assert_array_equal(image, original)
+
+
+def test_no_seam_verdict_is_read_off_a_failed_fit():
+    """A procedural fit left near flat (fit RMS 136 levels, the reference fits at 11) reported meets_1.2x: true
+    (new-user test, session 16); a ratio-less method reported False although the docstring said None."""
+    from csdtex.metrics.bench import _aggregate
+
+    def results(fit):
+        row = {"seam_rms": [1.0] * 4, "interior_rms": [2.0] * 4, "bleed_rms": [1.0] * 4, "ratio": [0.5] * 4,
+               "bleed_ratio": [0.5] * 4, "fit_rms": fit}
+        return {"mismatch": {"methods": {"field": row}}}
+
+    assert _aggregate(results(11.0), ["field"])["field"]["meets_1.2x"] is True
+    failed = _aggregate(results(136.4), ["field"])["field"]
+    assert failed["meets_1.2x"] is None and failed["fit_failed"] and failed["worst_ratio"] == 0.5
+    flat = results(11.0)
+    flat["mismatch"]["methods"]["field"]["ratio"] = [None] * 4
+    assert _aggregate(flat, ["field"])["field"]["meets_1.2x"] is None

@@ -419,11 +419,17 @@ def _png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+FIT_FAILED_RMS = 40.0
+"""A procedural fit whose RMS error (8-bit levels) is above this did not fit (the reference bake fits at about 11;
+a texture left near flat reads over 100): no seam verdict is read off it."""
+
+
 def _aggregate(results: dict, methods: Sequence[str]) -> dict:
     """Per method: means over meshes of the per-mip values; ``seam_rms``/``interior_rms``/``bleed_rms`` = mean over
     meshes and mips; ``worst_ratio`` = the largest seam/interior ratio over meshes and mips; ``meets_1.2x`` = worst
     ratio <= 1.2 (undefined ratios, e.g. a flat texture with interior RMS 0, are left out; None when nothing is
-    left); ``fit_rms`` (procedural target) = mean over meshes. With both ``field`` and ``field-noerase``:
+    left, and None with ``fit_failed`` when a mesh's fit is above :data:`FIT_FAILED_RMS`); ``fit_rms`` (procedural
+    target) = mean over meshes. With both ``field`` and ``field-noerase``:
     ``field.interior_change_vs_noerase_per_mip`` = relative change of the interior RMS (negative = blurrier
     interiors). With ``reference``: ``<method>.interior_change_vs_reference_per_mip``, the same against the
     reference baked by the default bake."""
@@ -444,10 +450,13 @@ def _aggregate(results: dict, methods: Sequence[str]) -> dict:
         ratios = per_mip("ratio")
         finite = ratios[np.isfinite(ratios)]
         entry["worst_ratio"] = round(float(finite.max()), 4) if finite.size else None
-        entry["meets_1.2x"] = bool(finite.size and finite.max() <= 1.2)
+        entry["meets_1.2x"] = bool(finite.max() <= 1.2) if finite.size else None
         if "fit_rms" in rows[0]:
-            entry["fit_rms"] = _finite_mean(np.array([np.nan if row["fit_rms"] is None else row["fit_rms"]
-                                                      for row in rows], dtype=float))
+            fits = np.array([np.nan if row["fit_rms"] is None else row["fit_rms"] for row in rows], dtype=float)
+            entry["fit_rms"] = _finite_mean(fits)
+            if not (np.isfinite(fits) & (fits <= FIT_FAILED_RMS)).all():  # a flat texture has no seams to show
+                entry["meets_1.2x"] = None
+                entry["fit_failed"] = True
         out[method] = entry
     if "field" in out and "field-noerase" in out:  # interior sharpness of the shipped bake against the plain one
         field, plain = out["field"]["interior_rms_per_mip"], out["field-noerase"]["interior_rms_per_mip"]
