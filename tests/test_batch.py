@@ -302,6 +302,7 @@ def test_output_names_are_safe_unique_and_deterministic(tmp_path):
         ("mesh,prompt,out\ncrate.obj,a,x\ncrate.obj,b,X\n", "out 'X' is already used by jobs.csv line 2"),
         ("mesh,prompt,device\ncrate.obj,a red object,cpu\n", "device is set for the whole batch"),
         ("mesh,prompt,source\ncrate.obj,a red object,tex.png\n", "column 'source' is for --task edit"),
+        ("mesh,prompt,preserve\ncrate.obj,a red object,1\n", "column 'preserve' is an option of csdtex edit"),
         ("mesh,prompt\n", "has no rows"),
         ("", "is empty"),
     ],

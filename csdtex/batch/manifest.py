@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from csdtex.config import DEFAULT_MODEL, PaintConfig, apply_overrides
+from csdtex.config import DEFAULT_MODEL, EDIT_ONLY_OPTIONS, PaintConfig, apply_overrides
 from csdtex.errors import ConfigError
 from csdtex.export import safe_asset_name
 from csdtex.fileio import is_within
@@ -353,6 +353,8 @@ class _RowReader:
 
     def _check_option(self, key: str, where: str) -> None:
         top = key.split(".", 1)[0]
+        if top not in self.option_names and top in EDIT_ONLY_OPTIONS:
+            raise ManifestError(f"{where}: column {key!r} is an option of csdtex edit; remove it or use --task edit")
         if top not in self.option_names:
             columns = ", ".join(ROW_COLUMNS + (EDIT_COLUMNS if self.task == "edit" else ()))
             hint = (" (the file seems to separate its columns with ';': save it as comma-separated CSV)"
@@ -375,8 +377,10 @@ class _RowReader:
             raise ManifestError(f"{where}: column {next(iter(edit_values))!r} is for --task edit; remove it or use "
                                 "--task edit")
         if self.task == "edit" and "source" not in edit_values:
+            where_to = ("give it a source column (mesh,prompt,source), e.g. in the folder's prompts.csv"
+                        if where.startswith("folder ") else "add a source column")
             raise ManifestError(f"{where} has no source: an edit row describes the texture as it is now, like "
-                                "csdtex edit --source (e.g. \"a red object\")")
+                                f"csdtex edit --source (e.g. \"a red object\"): {where_to}")
         for column, value in edit_values.items():
             if not isinstance(value, str) or not value.strip():
                 raise ManifestError(f"{where}: {column} must be text, got {value!r}")
