@@ -895,3 +895,14 @@ def test_obj_concave_polygons_are_triangulated_inside_their_outline(tmp_path):
             assert abs(area.sum() - 3.0) < 1e-12, (axis, winding, order)
     for shipped in sorted((Path(__file__).resolve().parents[1] / "assets" / "meshes").glob("*.obj")):
         assert not [w for w in load_mesh(shipped).warnings if "cross themselves" in w], shipped
+
+
+def test_obj_objects_and_groups_merged_into_one_are_named(tmp_path):
+    """An OBJ's objects / groups come out as one object; that was not said (new-user test, session 16)."""
+    path = tmp_path / "two.obj"
+    path.write_text("o Table\ng Table_group\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\no Chair\nv 0 0 1\nv 1 0 1\n"
+                    "v 0 1 1\nf 4 5 6\n")
+    notes = load_mesh(path).output_notes
+    assert len(notes) == 1 and "3 objects / groups (Table, Table_group, Chair) are merged" in notes[0]
+    path.write_text("o Only\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    assert load_mesh(path).output_notes == []

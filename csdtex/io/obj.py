@@ -75,6 +75,7 @@ def read_obj(path: Path) -> Mesh:
     current: str | None = None
     current_group = -1
     mtllibs: list[str] = []
+    object_names: dict[str, None] = {}  # "o" / "g" names in order of appearance
     colors: list[tuple[float, float, float]] = []
     short_faces = 0
     no_uv = (-1, -1, -1)
@@ -139,7 +140,9 @@ def read_obj(path: Path) -> Mesh:
                 current_group = -1
             elif key == "mtllib":
                 mtllibs.append(stripped.split(None, 1)[1].strip() if len(parts) > 1 else "")
-            # vp, o, g, s, l, p, curv, ... are ignored
+            elif key in ("o", "g") and len(parts) > 1:  # named for the output note: outputs keep one object
+                object_names.setdefault(stripped.split(None, 1)[1].strip(), None)
+            # vp, s, l, p, curv, ... are ignored
         except (ValueError, IndexError):
             shown = line.strip()
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -167,6 +170,12 @@ def read_obj(path: Path) -> Mesh:
                         "(triangulate them in your 3D tool to choose)")
     read_files: list[Path] = []
     output_notes: list[str] = []
+    if len(object_names) > 1:
+        shown = ", ".join(list(object_names)[:4]) + (f" and {len(object_names) - 4} more" if len(object_names) > 4
+                                                      else "")
+        output_notes.append(f"{path.name}: the outputs keep one object: its {len(object_names)} objects / groups "
+                            f"({shown}) are merged (faces in their order); split them again in your 3D tool by "
+                            "material or selection")
     library = _read_mtl_libraries(path, mtllibs, warnings, read_files, output_notes)
 
     faces = np.asarray(tri_v, dtype=np.int64).reshape(-1, 3)
