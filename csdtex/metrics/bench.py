@@ -231,6 +231,13 @@ def load_bench_mesh(spec: str) -> Mesh:
     return load_mesh(spec)
 
 
+def _without(notes: Sequence[str], warn: Callable[[str], None] | None) -> Callable[[str], None]:
+    """``warn`` that drops ``notes`` (a mesh's output notes: what painted outputs would not carry; the benchmark
+    writes no mesh)."""
+    skipped = set(notes)
+    return lambda message: None if warn is None or message in skipped else warn(message)
+
+
 def _uvs_outside_the_unit_square(mesh: Mesh, tolerance: float = 1e-6) -> bool:
     """Whether a UV that a face uses lies outside [0, 1] (beyond ``tolerance``)."""
     used = mesh.uv_faces[mesh.uv_faces >= 0] if mesh.uv_faces is not None else np.zeros(0, dtype=np.int64)
@@ -325,7 +332,7 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
     for spec, mesh in loaded:
         name = unique_name(_mesh_name(spec), taken, ignore_case=True)  # two "chair.obj": chair, chair_1
         run = prepare_run(mesh, settings.prompt, config, out_dir / name, prior=prior,
-                          warn=warn or (lambda message: None))
+                          warn=_without(mesh.output_notes, warn))
         resolved = run.config
         entry: dict = {"source": spec, "faces": run.mesh.num_faces}
         if procedural:
