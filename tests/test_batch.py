@@ -807,3 +807,23 @@ def test_empty_options_and_whole_floats_in_manifests(tmp_path):
     with pytest.raises(ManifestError, match="option 'steps' in .*half.csv line 2 must be int"):
         load_manifest(tmp_path / "half.csv")
     assert not list(Path.cwd().glob("summary.json"))
+
+
+def test_a_report_the_batch_did_not_write_is_not_replaced(tmp_path):
+    """A hand-written summary.html in --out was silently replaced by the batch's report (new-user test, session 16)."""
+    from csdtex.batch.report import check_summaries_are_ours
+
+    shutil.copy(ASSETS / "crate.obj", tmp_path / "crate.obj")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.html").write_text("<html>the team's page</html>")
+    result = invoke("batch", tmp_path, "--prompt", "a red object", "--out", out)
+    assert result.exit_code == 2 and "summary.html was not written by csdtex batch" in one_error_line(result)
+    assert (out / "summary.html").read_text() == "<html>the team's page</html>"
+    (out / "summary.html").unlink()
+    (out / "summary.json").write_text('{"deploy": true}')
+    result = invoke("batch", tmp_path, "--prompt", "a red object", "--out", out)
+    assert result.exit_code == 2 and "summary.json was not written by csdtex batch" in one_error_line(result)
+    (out / "summary.json").write_text('{"counts": {}, "assets": []}')  # an earlier version's report: no tag
+    (out / "summary.html").write_text("<html>an earlier batch report</html>")
+    check_summaries_are_ours(out)

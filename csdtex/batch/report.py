@@ -67,6 +67,41 @@ def asset_entry(row: AssetRow, status: str, out_dir: Path, result: TaskResult | 
     return entry
 
 
+GENERATOR_TAG = '<meta name="generator" content="csdtex batch">'
+"""In the head of every ``summary.html`` a batch writes: how a batch tells its own report from somebody else's."""
+
+
+def check_summaries_are_ours(out_dir: Path) -> None:
+    """Refuse an output folder whose ``summary.json`` / ``summary.html`` a batch did not write (a batch replaces
+    its own as it goes). A ``summary.json`` with the batch's keys is ours; a ``summary.html`` with
+    :data:`GENERATOR_TAG`, or beside such a ``summary.json`` (reports of earlier versions had no tag), is ours.
+
+    Raises:
+        ConfigError: one line naming the file and the remedy.
+    """
+    from csdtex.errors import ConfigError
+
+    json_path, html_path = out_dir / "summary.json", out_dir / "summary.html"
+    json_ours = None
+    if json_path.is_file():
+        try:
+            record = json.loads(json_path.read_text(encoding="utf-8"))
+            json_ours = isinstance(record, dict) and {"counts", "assets"} <= set(record)
+        except (OSError, ValueError):
+            json_ours = False
+    html_ours = None
+    if html_path.is_file():
+        try:
+            head = html_path.read_text(encoding="utf-8", errors="replace")[:4096]
+        except OSError:
+            head = ""
+        html_ours = GENERATOR_TAG in head or bool(json_ours)
+    for path, ours in ((json_path, json_ours), (html_path, html_ours)):
+        if ours is False:
+            raise ConfigError(f"{path} was not written by csdtex batch, and a batch writes its report there: move it "
+                              "away or choose another --out")
+
+
 def write_summary(out_dir: Path, entries: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``summary.json`` (``meta`` + ``counts`` + ``assets``) and ``summary.html`` into ``out_dir``
     atomically; returns their paths."""
@@ -159,6 +194,7 @@ def render_html(entries: list[dict[str, Any]], meta: dict[str, Any], counts: dic
     generated = time.strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="generator" content="csdtex batch">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>csdtex batch: {counted(len(entries), "asset")}</title>
 <style>{_CSS}</style></head>

@@ -36,7 +36,7 @@ from typing import Any, Callable
 from csdtex import __version__
 from csdtex.batch.display import BatchDisplay
 from csdtex.batch.manifest import AssetRow, Manifest
-from csdtex.batch.report import asset_entry, write_summary
+from csdtex.batch.report import asset_entry, check_summaries_are_ours, write_summary
 from csdtex.batch.tasks import (EDIT_UNAVAILABLE, AssetTask, Backend, Event, Finished, Started, StepProgress,
                                 TaskResult, edit_available)
 from csdtex.config import to_dict
@@ -398,6 +398,7 @@ def run_batch(manifest: Manifest, options: BatchOptions, observer: Callable[[Eve
     busy = CsdtexError(f"another csdtex run (a batch, paint or edit) is writing to {out_dir}: wait for it to finish "
                        "or choose another --out")
     with folder_lock(out_dir, LOCK_FILE, busy):  # before planning: the plan reads what another run may be writing
+        check_summaries_are_ours(out_dir)
         planned = plan_batch(manifest.rows, out_dir)
         todo = [asset for asset in planned if asset.status != "done"]
         backend = make_backend(options, todo) if todo else None
