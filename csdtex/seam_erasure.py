@@ -76,35 +76,28 @@ def _select(seams, keep: np.ndarray):
     return dataclasses.replace(seams, **{f.name: getattr(seams, f.name)[keep] for f in dataclasses.fields(seams)})
 
 
-def _tile_folds(seams, samplers) -> tuple[np.ndarray, np.ndarray]:
-    """Per seam side and UV axis, how its material's sampler folds the side into [0, 1]: ``(tile, mirrored)``, float64
-    and bool [S, 2 sides, 2 axes], applied by :func:`_fold`. A side (its two seam-edge UVs) within one whole tile other
-    than [0, 1] is shifted by the tile under ``repeat``, and also mirrored in an odd tile under ``mirrored_repeat``;
-    under ``clamp_to_edge``, without a sampler, or across a tile border it stays (tile 0)."""
-    from csdtex.sampling import MIRRORED_REPEAT, REPEAT
+def _placed_sides(seams, third: np.ndarray, samplers) -> tuple[np.ndarray, np.ndarray]:
+    """Each seam side's UV triangle (its two seam-edge UVs and ``third``, the face's third corner, [S, 2, 2]) where
+    the bake placed it: :func:`csdtex.sampling.wrap_uv_triangles` with the side's material's sampler, so a chart in
+    another whole tile is read where the viewer (and the bake) reads it. A triangle across tile borders (several
+    copies) or without a sampler keeps its UVs. Returns ``(uvs [S, 2, 2, 2], third [S, 2, 2])``."""
+    from csdtex.sampling import wrap_uv_triangles
 
-    tile = np.zeros(seams.uvs.shape[:2] + (2,))
-    mirrored = np.zeros(tile.shape, dtype=bool)
+    uvs, third = seams.uvs.copy(), third.copy()
     if samplers is None or len(seams) == 0:
-        return tile, mirrored
-    low, high = seams.uvs.min(axis=2), seams.uvs.max(axis=2)  # [S, 2, 2]
-    whole = np.floor(low)
-    one_tile = (high <= whole + 1.0) & (whole != 0)
-    for axis, attribute in ((0, "wrap_s"), (1, "wrap_t")):
-        modes = np.array([getattr(sampler, attribute, None) if sampler is not None else None for sampler in samplers],
-                         dtype=object)[seams.materials]  # [S, 2]
-        move = one_tile[..., axis] & ((modes == REPEAT) | (modes == MIRRORED_REPEAT))
-        tile[..., axis] = np.where(move, whole[..., axis], 0.0)
-        mirrored[..., axis] = move & (modes == MIRRORED_REPEAT) & (np.mod(whole[..., axis], 2.0) == 1.0)
-    return tile, mirrored
-
-
-def _fold(uvs: np.ndarray, tile: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
-    """UVs [S, 2, ..., 2] folded by :func:`_tile_folds`' ``tile`` / ``mirrored`` [S, 2, 2] (broadcast over the middle
-    axes): ``uv - tile``, mirrored to ``1 - (uv - tile)`` where ``mirrored``."""
-    extra = (slice(None), slice(None)) + (None,) * (uvs.ndim - 3)
-    local = uvs - tile[extra]
-    return np.where(mirrored[extra], 1.0 - local, local)
+        return uvs, third
+    for side in range(2):
+        triangles = np.concatenate([seams.uvs[:, side], third[:, side, None]], axis=1)  # [S, 3, 2]
+        for material, sampler in enumerate(samplers):
+            rows = np.flatnonzero(seams.materials[:, side] == material)
+            if sampler is None or not len(rows):
+                continue
+            copies, source = wrap_uv_triangles(triangles[rows], sampler)
+            single = np.bincount(source, minlength=len(rows))[source] == 1  # the copies of one-tile triangles
+            placed = rows[source[single]]
+            uvs[placed, side] = copies[single][:, :2]
+            third[placed, side] = copies[single][:, 2]
+    return uvs, third
 
 
 def _block_cg(apply, rhs: np.ndarray, start: np.ndarray, inverse_diagonal: np.ndarray, iterations: int,
@@ -200,9 +193,9 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
 
     Args:
         mesh: a :class:`csdtex.mesh.Mesh` with UVs (its seam edges are found with :func:`csdtex.mesh.seam_edges`);
-            a seam side whose UVs lie in another whole tile than [0, 1] (a chart moved by whole tiles) is read where
-            its material's sampler folds it (``samplers``); other seam edges with a UV outside [0, 1] (a side across
-            a tile border, a clamped texture) are left alone.
+            a seam side whose triangle lies in another whole tile than [0, 1] (a chart moved by whole tiles) is read
+            where its material's sampler places it (``samplers``, as the bake does); other seam edges with a UV
+            outside [0, 1] (a side across a tile border, a clamped texture) are left alone.
         samplers: :class:`csdtex.sampling.TextureSampler` or None per material (None: nothing is folded).
         images: uint8 [H, W, 3] per material (row 0 = top, v = 1); levels whose 2^L does not divide H and W are
             skipped.
@@ -229,9 +222,8 @@ def erase_seams(mesh, images: Sequence[np.ndarray], coverage: Sequence[np.ndarra
     from csdtex.metrics.seams import third_corner_uvs
 
     seams = seam_edges(mesh)
-    tile, mirrored = _tile_folds(seams, samplers)
-    third = _fold(third_corner_uvs(mesh, seams), tile, mirrored)  # [S, 2, 2], folded like its side
-    seams = dataclasses.replace(seams, uvs=_fold(seams.uvs, tile, mirrored))
+    placed, third = _placed_sides(seams, third_corner_uvs(mesh, seams), samplers)
+    seams = dataclasses.replace(seams, uvs=placed)
     # UVs still outside [0, 1] are read through a wrap rule that these clamp-to-edge lookups do not model: skip them
     inside = ((seams.uvs >= 0.0) & (seams.uvs <= 1.0)).all(axis=(1, 2, 3))
     if not inside.all():

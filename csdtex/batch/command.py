@@ -33,10 +33,10 @@ def check_rows(rows, device: str, use_ray: bool = False) -> None:
         ConfigError, DeviceError: the device (one line).
     """
     from csdtex.config import DEFAULT_MODEL, resolve_guidance
+    from csdtex.devices import resolve_device
     from csdtex.errors import CsdtexError
     from csdtex.guidance.loading import model_preset
-
-    from csdtex.devices import resolve_device
+    from csdtex.render import resolve_backend
 
     presets: dict[str, str | None] = {}
     checked: set[str] = set()
@@ -56,8 +56,6 @@ def check_rows(rows, device: str, use_ray: bool = False) -> None:
                     resolve_guidance(row.config, preset)
                     checked.add(key)
             if local_device is not None and row.config.renderer != "auto":
-                from csdtex.render import resolve_backend
-
                 resolve_backend(row.config.renderer, local_device)
         except CsdtexError as error:
             raise ManifestError(f"{row.where}: {error}") from None

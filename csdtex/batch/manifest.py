@@ -262,13 +262,11 @@ OTHER_MESH_FORMATS = (".fbx", ".dae", ".usd", ".usda", ".usdc", ".usdz", ".blend
 def is_csdtex_output_folder(path: Path) -> bool:
     """A folder a csdtex run or batch wrote: a ``batch.json``, or a ``run.json`` with csdtex's record keys (another
     tool's ``run.json`` does not make a folder of source meshes an output folder)."""
+    from csdtex.pipeline.outputs import read_run_record
+
     if (path / "batch.json").is_file():
         return True
-    try:
-        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and {"prompt", "outputs", "config"} <= set(record)
+    return {"prompt", "outputs", "config"} <= set(read_run_record(path) or {})
 
 
 def find_meshes(folder: Path, skip: Iterable[Path] = (), left_out: dict[str, list[str]] | None = None
@@ -442,7 +440,8 @@ def _apply_cell(config: PaintConfig, key: str, value: Any, where: str) -> tuple[
         try:
             return apply_overrides(config, _nest({}, key, candidate), source=source), candidate
         except ConfigError as later:
-            error = error if candidate is not parsed else later
+            if candidate is parsed:  # the JSON reading's message names the type better than the text's
+                error = later
     raise ManifestError(str(error)) from None
 
 

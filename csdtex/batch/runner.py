@@ -42,7 +42,7 @@ from csdtex.batch.tasks import (EDIT_UNAVAILABLE, AssetTask, Backend, Event, Fin
 from csdtex.config import to_dict
 from csdtex.errors import ConfigError, CsdtexError, one_line
 from csdtex.fileio import file_sha256, folder_lock, write_text_atomic
-from csdtex.pipeline.outputs import RUN_LOCK
+from csdtex.pipeline.outputs import RUN_LOCK, read_run_record
 
 STAGING = ".staging"
 LOCK_FILE = RUN_LOCK  # the lock paint and edit take too, so that none of them writes into a folder another one holds
@@ -225,15 +225,6 @@ def finished_mesh_path(marker: dict[str, Any], out_dir: Path) -> Path | None:
     return moved or absolute
 
 
-def _run_record(folder: Path) -> dict[str, Any] | None:
-    """The ``run.json`` of an asset folder, or None."""
-    try:
-        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 _RESOLVED_WHEN = {"renderer": "auto"}
 """Options whose "resolve it for me" value is not None: ``renderer = "auto"`` (run.json records the backend used)."""
 
@@ -263,7 +254,7 @@ def _only_defaults_spelled_out(recorded: Any, settings: dict[str, Any], run_reco
                         name not in before[key] and resolved_guidance.get(name) == now[key][name]):
                     return False
             continue
-        left_to_preset = before.get(key) is None or before.get(key) == _RESOLVED_WHEN.get(key, None)
+        left_to_preset = before.get(key) in (None, _RESOLVED_WHEN.get(key))
         if not (left_to_preset and key in resolved and resolved[key] == now.get(key)):
             return False
     return True
@@ -360,7 +351,7 @@ def plan_batch(rows: list[AssetRow], out_dir: Path) -> list[PlannedAsset]:
         same = recorded_hash == key or (marker is not None and _same_as_recorded(marker.get("settings"), row, digest,
                                                                                  settings))
         if not same and marker is not None:
-            same = _only_defaults_spelled_out(marker.get("settings"), settings, _run_record(folder))
+            same = _only_defaults_spelled_out(marker.get("settings"), settings, read_run_record(folder))
         status = "new" if marker is None else "done" if same and not another_mesh else "changed"
         if status == "done" and (_input_files_changed(marker, row.mesh) or _outputs_replaced(marker, folder)):
             status = "changed"

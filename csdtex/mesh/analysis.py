@@ -197,14 +197,10 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
         if missing:
             verb = "has" if missing == 1 else "have"
             problems.append(f"{counted(missing, 'face')} {verb} no UVs (csdtex unwraps them into a new material)")
-        used = np.unique(uv_faces[with_uv])
-        if len(used):
-            outside = ((mesh.uvs[used] < -1e-6) | (mesh.uvs[used] > 1.0 + 1e-6)).any(axis=1)
-            if outside.any():
-                problems.append(
-                    f"{int(outside.sum())} of {len(used)} used UV coordinates lie outside [0, 1] (tiled UVs: "
-                    "the texture repeats there)"
-                )
+        outside, used = uvs_outside_unit_square(mesh)
+        if outside:
+            problems.append(f"{outside} of {used} used UV coordinates lie outside [0, 1] (tiled UVs: the texture "
+                            "repeats there)")
         tiles = udim_tiles(mesh)
         for material_name, fraction in shared_texel_fractions(mesh, overlap_resolution):
             if fraction > 0.01:
@@ -241,6 +237,16 @@ def analyze_mesh(mesh: Mesh, overlap_resolution: int = 256) -> MeshReport:
         textures=[_texture_summary(material) for material in mesh.materials],
         **seam_stats,
     )
+
+
+def uvs_outside_unit_square(mesh: Mesh, tolerance: float = 1e-6) -> tuple[int, int]:
+    """(UV coordinates outside [0, 1] beyond ``tolerance``, UV coordinates used), counting the UVs of faces that have
+    UVs on every corner; (0, 0) for a mesh without UVs."""
+    if mesh.uv_faces is None:
+        return 0, 0
+    used = np.unique(mesh.uv_faces[(mesh.uv_faces >= 0).all(axis=1)])
+    outside = ((mesh.uvs[used] < -tolerance) | (mesh.uvs[used] > 1.0 + tolerance)).any(axis=1)
+    return int(outside.sum()), len(used)
 
 
 def _texture_summary(material) -> str:

@@ -55,6 +55,7 @@ import numpy as np
 from csdtex.errors import ConfigError, one_line
 from csdtex.fileio import write_bytes_atomic, write_text_atomic
 from csdtex.mesh import Mesh
+from csdtex.mesh.analysis import uvs_outside_unit_square
 from csdtex.mesh.types import unique_name
 from csdtex.metrics.seams import interior_edges, seam_metrics
 from csdtex.mesh.seams import seam_edges
@@ -238,13 +239,6 @@ def _without(notes: Sequence[str], warn: Callable[[str], None] | None) -> Callab
     return lambda message: None if warn is None or message in skipped else warn(message)
 
 
-def _uvs_outside_the_unit_square(mesh: Mesh, tolerance: float = 1e-6) -> bool:
-    """Whether a UV that a face uses lies outside [0, 1] (beyond ``tolerance``)."""
-    used = mesh.uv_faces[mesh.uv_faces >= 0] if mesh.uv_faces is not None else np.zeros(0, dtype=np.int64)
-    values = np.asarray(mesh.uvs)[np.unique(used)] if len(used) else np.zeros((0, 2))
-    return bool(((values < -tolerance) | (values > 1.0 + tolerance)).any())
-
-
 def _check_json_destination(json_path: Path, loaded: Sequence[tuple[str, Mesh]]) -> None:
     """Refuse a ``--json`` path that is a file the benchmark reads (``--json bj/vase.obj`` replaced the mesh with
     JSON) or an existing file that is not a seam benchmark's JSON (one line each; an earlier result is replaced)."""
@@ -315,7 +309,7 @@ def run_seam_bench(meshes: Sequence[str], settings: BenchSettings, out_dir: str 
     loaded = [(spec, load_bench_mesh(spec)) for spec in meshes]  # every mesh error before any painting
     _check_json_destination(json_path, loaded)
     for spec, mesh in loaded:  # a mesh without UVs is unwrapped by xatlas, which makes seams
-        if mesh.has_uvs and _uvs_outside_the_unit_square(mesh):
+        if mesh.has_uvs and uvs_outside_unit_square(mesh)[0]:
             raise ConfigError(f"mesh {spec} has UVs outside [0, 1] (tiled, or charts moved by whole tiles): the seam "
                               "metric reads textures clamped to the edge, so its numbers would be wrong; measure a "
                               "layout inside [0, 1]")

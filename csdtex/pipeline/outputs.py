@@ -51,13 +51,21 @@ def _stamp(path: Path) -> FileStamp | None:
     return (info.st_ino, info.st_mtime_ns)
 
 
+def read_run_record(folder: str | os.PathLike) -> dict | None:
+    """The ``run.json`` of a run's output folder as a dict, or None when there is none or it is unreadable."""
+    try:
+        record = json.loads((Path(folder) / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def _recorded_outputs(out_dir: Path) -> tuple[str | None, set[str]]:
     """(asset name, file names) from ``run.json``; (None, empty) when there is no readable record."""
-    try:
-        record = json.loads((out_dir / RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    record = read_run_record(out_dir)
+    if record is None:
         return None, set()
-    outputs = record.get("outputs") if isinstance(record, dict) else None
+    outputs = record.get("outputs")
     if not isinstance(outputs, dict):
         return None, set()
     names: set[str] = set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,7 @@ from csdtex.fileio import short_path
 from csdtex.mesh import Mesh, load_mesh, unwrap_uvs
 from csdtex.mesh.analysis import (SMALL_UV_AREA, shared_texel_fractions, udim_hint, udim_tiles, uv_area_fractions,
                                   uv_span_text)
-from csdtex.pipeline.outputs import check_inputs_kept, claim_output_folder
+from csdtex.pipeline.outputs import check_inputs_kept, claim_output_folder, read_run_record
 from csdtex.pipeline.run import PhaseTimer, PreparedRun
 from csdtex.render import CandidateBudget, resolve_backend
 
@@ -111,11 +110,8 @@ def default_output_folder(mesh: Mesh | str | Path, edit: bool = False) -> Path:
 def _holds_outputs_of_another_mesh(folder: Path, source: Path) -> bool:
     """Whether ``folder``'s ``run.json`` records a run of another mesh file than ``source`` (another ``scene.gltf``,
     or an edit of another step of an edit chain): a default folder then is not this mesh's to replace."""
-    try:
-        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        recorded = record["mesh"]["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    mesh = (read_run_record(folder) or {}).get("mesh")
+    recorded = mesh.get("source") if isinstance(mesh, dict) else None
     return isinstance(recorded, str) and os.path.realpath(recorded) != os.path.realpath(source)
 
 
